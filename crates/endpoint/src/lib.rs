@@ -1,0 +1,1 @@
+//! The consumer-side private endpoint stage (sans-IO) (not yet written).

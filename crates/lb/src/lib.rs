@@ -1,0 +1,1 @@
+//! The Standard Load Balancer frontend forwarder stage (sans-IO) (not yet written).

@@ -1,0 +1,1 @@
+//! Reading pcap and pcapng captures and writing classic pcap (not yet written).

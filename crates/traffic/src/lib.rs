@@ -1,0 +1,1 @@
+//! Synthetic workloads, capture generators and real TCP endpoints (not yet written).

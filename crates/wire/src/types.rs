@@ -1,0 +1,91 @@
+use std::fmt;
+use std::net::Ipv4Addr;
+use std::ops::{Add, Sub};
+use std::time::Duration;
+
+/// The id of one private endpoint connection. Packets carry it from the endpoint stage on,
+/// because two consumer VNets may use the same addresses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct LinkId(pub u32);
+
+impl fmt::Display for LinkId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "link#{}", self.0)
+    }
+}
+
+/// Simulated time in nanoseconds. Stages never read a clock: the caller passes this in (the
+/// capture's timestamps in a replay), which makes every run deterministic.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct SimTime(u64);
+
+impl SimTime {
+    /// Time zero.
+    pub const ZERO: SimTime = SimTime(0);
+    /// The latest representable time.
+    pub const MAX: SimTime = SimTime(u64::MAX);
+
+    /// From nanoseconds.
+    pub const fn from_nanos(ns: u64) -> SimTime {
+        SimTime(ns)
+    }
+    /// From whole seconds.
+    pub const fn from_secs(s: u64) -> SimTime {
+        SimTime(s.saturating_mul(1_000_000_000))
+    }
+    /// From milliseconds.
+    pub const fn from_millis(ms: u64) -> SimTime {
+        SimTime(ms.saturating_mul(1_000_000))
+    }
+    /// Nanoseconds since time zero.
+    pub const fn as_nanos(self) -> u64 {
+        self.0
+    }
+    /// Seconds since time zero, as a float (for reports).
+    pub fn as_secs_f64(self) -> f64 {
+        self.0 as f64 / 1e9
+    }
+    /// The time elapsed since `earlier`, zero if `earlier` is later.
+    pub fn saturating_since(self, earlier: SimTime) -> Duration {
+        Duration::from_nanos(self.0.saturating_sub(earlier.0))
+    }
+}
+
+impl Add<Duration> for SimTime {
+    type Output = SimTime;
+    /// Saturates at [`SimTime::MAX`].
+    fn add(self, d: Duration) -> SimTime {
+        let ns = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        SimTime(self.0.saturating_add(ns))
+    }
+}
+
+impl Sub<SimTime> for SimTime {
+    type Output = Duration;
+    /// Saturates at zero.
+    fn sub(self, earlier: SimTime) -> Duration {
+        self.saturating_since(earlier)
+    }
+}
+
+/// The address and port of both ends of a TCP packet, as it is on the wire.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FlowTuple {
+    pub src: Ipv4Addr,
+    pub sport: u16,
+    pub dst: Ipv4Addr,
+    pub dport: u16,
+}
+
+impl FlowTuple {
+    /// The same flow seen from the other end.
+    pub fn reversed(self) -> FlowTuple {
+        FlowTuple { src: self.dst, sport: self.dport, dst: self.src, dport: self.sport }
+    }
+}
+
+impl fmt::Display for FlowTuple {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{} -> {}:{}", self.src, self.sport, self.dst, self.dport)
+    }
+}
