@@ -1,1 +1,195 @@
-fn main() {}
+//! `plsim`: a userspace packet-path simulator of the Azure Private Link data plane.
+//!
+//! The binary is thin: it parses flags, opens files and prints; the work is in the crates.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+mod generate;
+mod inspect;
+
+/// A userspace packet-path simulator of the Azure Private Link data plane.
+///
+/// Consumer -> private endpoint -> Standard Load Balancer frontend -> SNAT onto up to eight NAT IPs
+/// -> backend, and back. Exit status: 0 when the run completed (drops are results), 1 when an input
+/// can't be used, 2 for wrong usage.
+#[derive(Parser)]
+#[command(name = "plsim", version, about, long_about = None, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a capture through the path, both ways.
+    Replay(ReplayArgs),
+    /// Show a capture's traffic mix and what would be dropped, and why.
+    Inspect(InspectArgs),
+    /// Run a scenario's synthetic workload through the path.
+    Simulate(SimulateArgs),
+    /// Run one workload over many settings; write a CSV and a plot.
+    Sweep(PlaceholderArgs),
+    /// How many NAT IPs (and which timers) a capture needs to lose no flow.
+    Plan(PlanArgs),
+    /// In-memory throughput of the whole pipeline.
+    Bench(BenchArgs),
+    /// Print the built-in scenario, or validate a scenario file.
+    #[command(subcommand)]
+    Scenario(ScenarioCommand),
+    /// Write one of plsim's generated captures (the ones in `pcaps/` are made this way).
+    Generate(generate::GenerateArgs),
+}
+
+#[derive(Args)]
+struct InspectArgs {
+    /// The capture (pcap or pcapng).
+    pcap: PathBuf,
+    /// Print the report as JSON on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Overrides of the scenario's NAT settings.
+#[derive(Args)]
+struct Overrides {
+    /// Use the first N NAT IPs of the scenario (1..=8).
+    #[arg(long, value_name = "N")]
+    nat_ips: Option<u8>,
+    /// The port range of every NAT IP, e.g. 1024-65535.
+    #[arg(long, value_name = "LO-HI")]
+    ports: Option<String>,
+    /// The port allocator: sequential, random or block:N.
+    #[arg(long, value_name = "NAME")]
+    allocator: Option<String>,
+    /// The port reuse scope: per-backend (Azure's) or per-ip.
+    #[arg(long, value_name = "SCOPE")]
+    reuse: Option<String>,
+    /// Let packets of a flow whose SYN is not in the capture open it.
+    #[arg(long)]
+    pickup: bool,
+}
+
+#[derive(Args)]
+struct ReplayArgs {
+    /// The capture (pcap or pcapng).
+    pcap: PathBuf,
+    /// The scenario file (TOML); the built-in scenario without it.
+    #[arg(long, value_name = "FILE")]
+    scenario: Option<PathBuf>,
+    /// Write summary.json, consumer.pcap and backend.pcap into DIR.
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// Print the summary as JSON on stdout.
+    #[arg(long)]
+    json: bool,
+    /// No progress bar.
+    #[arg(long, short)]
+    quiet: bool,
+    #[command(flatten)]
+    overrides: Overrides,
+}
+
+#[derive(Args)]
+struct SimulateArgs {
+    /// The scenario file (TOML); the built-in scenario without it.
+    #[arg(long, value_name = "FILE")]
+    scenario: Option<PathBuf>,
+    /// Write summary.json and the pcaps into DIR.
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// Print the summary as JSON on stdout.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    overrides: Overrides,
+}
+
+#[derive(Args)]
+struct PlanArgs {
+    /// The capture (pcap or pcapng).
+    pcap: PathBuf,
+    /// The port range of every NAT IP, e.g. 1024-65535.
+    #[arg(long, value_name = "LO-HI")]
+    ports: Option<String>,
+    /// The port reuse scope: per-backend or per-ip.
+    #[arg(long, value_name = "SCOPE")]
+    reuse: Option<String>,
+    /// Print the plan as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    /// Live flows to build before timing.
+    #[arg(long, default_value_t = 1_000_000)]
+    flows: u32,
+    /// 64-byte frames to push through the pipeline.
+    #[arg(long, default_value_t = 20_000_000)]
+    packets: u64,
+    /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct PlaceholderArgs {
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+    rest: Vec<String>,
+}
+
+#[derive(Subcommand)]
+enum ScenarioCommand {
+    /// Print the built-in scenario as TOML.
+    Default,
+    /// Validate a scenario file: exit 0, or 1 with every problem and its place.
+    Check {
+        /// The scenario file (TOML).
+        file: PathBuf,
+    },
+}
+
+/// How a command ended, mapped onto the exit status contract.
+pub enum Failure {
+    /// An input can't be used: one line on stderr, exit 1.
+    Input(String),
+    /// Wrong usage: exit 2.
+    Usage(String),
+}
+
+fn not_yet(what: &str) -> Result<(), Failure> {
+    Err(Failure::Usage(format!(
+        "`plsim {what}` is not yet implemented"
+    )))
+}
+
+fn run(cli: Cli) -> Result<(), Failure> {
+    match cli.command {
+        Command::Inspect(a) => inspect::run(&a.pcap, a.json),
+        Command::Generate(a) => generate::run(a),
+        Command::Replay(_) => not_yet("replay"),
+        Command::Simulate(_) => not_yet("simulate"),
+        Command::Sweep(_) => not_yet("sweep"),
+        Command::Plan(_) => not_yet("plan"),
+        Command::Bench(_) => not_yet("bench"),
+        Command::Scenario(_) => not_yet("scenario"),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Input(msg)) => {
+            eprintln!("plsim: {msg}");
+            ExitCode::from(1)
+        }
+        Err(Failure::Usage(msg)) => {
+            eprintln!("plsim: {msg}");
+            ExitCode::from(2)
+        }
+    }
+}

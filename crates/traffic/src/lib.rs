@@ -1,1 +1,4 @@
-//! Synthetic workloads, capture generators and real TCP endpoints (not yet written).
+//! Traffic for plsim: deterministic capture generators (the captures in `pcaps/` are made here,
+//! so anyone can regenerate them), and later synthetic workloads and real TCP endpoints.
+
+pub mod captures;

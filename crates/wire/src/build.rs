@@ -97,5 +97,10 @@ impl<'a> TcpSegment<'a> {
 
 /// A shorthand for a tuple.
 pub fn tuple(src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16) -> FlowTuple {
-    FlowTuple { src, sport, dst, dport }
+    FlowTuple {
+        src,
+        sport,
+        dst,
+        dport,
+    }
 }

@@ -43,7 +43,12 @@ pub fn classify_l3(packet: &[u8]) -> Result<Ipv4Tcp, DropReason> {
     classify_at(L3::AnyIp, packet, 0, packet.len())
 }
 
-fn classify_at(kind: L3, frame: &[u8], l3: usize, l3_wire_len: usize) -> Result<Ipv4Tcp, DropReason> {
+fn classify_at(
+    kind: L3,
+    frame: &[u8],
+    l3: usize,
+    l3_wire_len: usize,
+) -> Result<Ipv4Tcp, DropReason> {
     let ip = &frame[l3..];
     match kind {
         L3::Other => return Err(DropReason::NonIp),
@@ -78,8 +83,10 @@ fn classify_at(kind: L3, frame: &[u8], l3: usize, l3_wire_len: usize) -> Result<
     if tcp.len() < 20 || total - ihl < 20 {
         return Err(DropReason::Malformed);
     }
+    // A snapped capture may cut the options (never an unsnapped one: `total` fits the frame);
+    // the fixed 20 bytes are all the path needs (ports, flags, sequence numbers, checksum).
     let doff = usize::from(tcp[12] >> 4) * 4;
-    if doff < 20 || doff > total - ihl || doff > tcp.len() {
+    if doff < 20 || doff > total - ihl {
         return Err(DropReason::Malformed);
     }
     let end = (l3 + total).min(frame.len());
@@ -149,6 +156,11 @@ impl Ipv4Tcp {
         let at = self.l4_offset() + 4;
         u32::from_be_bytes([frame[at], frame[at + 1], frame[at + 2], frame[at + 3]])
     }
+    /// The TCP payload (clipped to what was captured).
+    pub fn payload<'a>(&self, frame: &'a [u8]) -> &'a [u8] {
+        let end = self.end as usize;
+        &frame[self.payload_offset().min(end)..end]
+    }
     /// The IPv4 datagram (clipped to what was captured).
     pub fn ip_bytes<'a>(&self, frame: &'a [u8]) -> &'a [u8] {
         &frame[self.l3_offset()..self.end as usize]
@@ -188,7 +200,12 @@ impl Ipv4Tcp {
         let l4 = self.l4_offset();
         let (o, n) = (old_addr.octets(), addr.octets());
         // The address is in the IPv4 header and in the TCP pseudo-header; the port only in TCP.
-        let addr_delta = sum_words(&[!be(o[0], o[1]), !be(o[2], o[3]), be(n[0], n[1]), be(n[2], n[3])]);
+        let addr_delta = sum_words(&[
+            !be(o[0], o[1]),
+            !be(o[2], o[3]),
+            be(n[0], n[1]),
+            be(n[2], n[3]),
+        ]);
         let port_delta = u32::from(!old_port) + u32::from(port);
 
         frame[l3 + addr_at..l3 + addr_at + 4].copy_from_slice(&n);

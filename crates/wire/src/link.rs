@@ -147,7 +147,11 @@ pub(crate) fn link_header(link: LinkType, frame: &[u8]) -> Option<(usize, L3)> {
                 return None;
             }
             let b = [frame[0], frame[1], frame[2], frame[3]];
-            let family = if big_endian { u32::from_be_bytes(b) } else { u32::from_le_bytes(b) };
+            let family = if big_endian {
+                u32::from_be_bytes(b)
+            } else {
+                u32::from_le_bytes(b)
+            };
             // AF_INET is 2 everywhere; AF_INET6 is 10, 24, 28 or 30 depending on the OS.
             let l3 = match family {
                 2 => L3::Ipv4,

@@ -80,12 +80,21 @@ pub struct FlowTuple {
 impl FlowTuple {
     /// The same flow seen from the other end.
     pub fn reversed(self) -> FlowTuple {
-        FlowTuple { src: self.dst, sport: self.dport, dst: self.src, dport: self.sport }
+        FlowTuple {
+            src: self.dst,
+            sport: self.dport,
+            dst: self.src,
+            dport: self.sport,
+        }
     }
 }
 
 impl fmt::Display for FlowTuple {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{} -> {}:{}", self.src, self.sport, self.dst, self.dport)
+        write!(
+            f,
+            "{}:{} -> {}:{}",
+            self.src, self.sport, self.dst, self.dport
+        )
     }
 }
