@@ -1,1 +1,248 @@
-//! The consumer-side private endpoint stage (sans-IO) (not yet written).
+//! The consumer-side private endpoint stage of plsim (sans-IO).
+//!
+//! One [`EndpointTable`] holds every private endpoint of every consumer VNet, keyed by
+//! (VNet, private endpoint address), because two VNets may use the same addresses. On the way
+//! out, [`EndpointTable::outbound`] passes a packet only while its endpoint's connection is
+//! Approved, tags it with the connection's [`LinkId`] and rewrites its destination from the
+//! endpoint's address (PE) to the service's load balancer frontend (F), keeping the port. On the
+//! way back, [`EndpointTable::inbound`] undoes exactly that rewrite (source F -> PE) and names the
+//! VNet the packet goes back to.
+//!
+//! Approval changes carry the simulated instant they take effect, so a batch of packets with
+//! timestamps on both sides of a change is judged packet by packet: a connection that leaves
+//! Approved at `t` passes nothing stamped `t` or later, in either direction.
+//!
+//! No clocks, no threads, no allocation per packet.
+
+#![warn(missing_docs)]
+
+use std::net::Ipv4Addr;
+
+use hashbrown::HashMap;
+use plsim_wire::{DropCounts, DropReason, Ipv4Tcp, LinkId, SimTime};
+
+/// A consumer VNet (the control plane's VNet index).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct VnetId(pub u32);
+
+/// One private endpoint: where it is, which connection it carries, where it leads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Endpoint {
+    /// The connection's link id (unique in the table).
+    pub link: LinkId,
+    /// The consumer VNet.
+    pub vnet: VnetId,
+    /// The endpoint's private address in that VNet (unique per VNet).
+    pub address: Ipv4Addr,
+    /// The service's load balancer frontend IP.
+    pub frontend: Ipv4Addr,
+    /// Whether the connection is Approved (from time zero, or from its insertion).
+    pub approved: bool,
+}
+
+/// An endpoint that can't be added, or a link the table does not know.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum EndpointError {
+    /// The VNet already has an endpoint at that address.
+    #[error("VNet {vnet} already has endpoint {link} at {address}", vnet = .vnet.0)]
+    AddressInUse {
+        /// The VNet.
+        vnet: VnetId,
+        /// The address.
+        address: Ipv4Addr,
+        /// The link already there.
+        link: LinkId,
+    },
+    /// The link id is already in the table.
+    #[error("{0} is already in the table")]
+    DuplicateLink(LinkId),
+    /// No endpoint carries that link.
+    #[error("no endpoint carries {0}")]
+    UnknownLink(LinkId),
+}
+
+/// Counters of the stage.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EndpointStats {
+    /// Consumer packets passed towards the frontend.
+    pub outbound: u64,
+    /// Return packets passed back to a consumer VNet.
+    pub inbound: u64,
+    /// Drops, by reason (`not_approved` and `no_flow` only).
+    pub dropped: DropCounts,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Entry {
+    ep: Endpoint,
+    /// The approval state before `since`; `ep.approved` holds from `since` on.
+    before: bool,
+    since: SimTime,
+}
+
+impl Entry {
+    #[inline]
+    fn approved_at(&self, now: SimTime) -> bool {
+        if now >= self.since {
+            self.ep.approved
+        } else {
+            self.before
+        }
+    }
+}
+
+/// Every private endpoint of the simulation, and the stage's counters.
+#[derive(Clone, Debug, Default)]
+pub struct EndpointTable {
+    by_address: HashMap<(VnetId, Ipv4Addr), LinkId>,
+    by_link: HashMap<LinkId, Entry>,
+    stats: EndpointStats,
+}
+
+impl EndpointTable {
+    /// An empty table.
+    pub fn new() -> EndpointTable {
+        EndpointTable::default()
+    }
+
+    /// Adds an endpoint. Its address must be free in its VNet and its link id new.
+    pub fn insert(&mut self, ep: Endpoint) -> Result<(), EndpointError> {
+        if let Some(&link) = self.by_address.get(&(ep.vnet, ep.address)) {
+            return Err(EndpointError::AddressInUse {
+                vnet: ep.vnet,
+                address: ep.address,
+                link,
+            });
+        }
+        if self.by_link.contains_key(&ep.link) {
+            return Err(EndpointError::DuplicateLink(ep.link));
+        }
+        self.by_address.insert((ep.vnet, ep.address), ep.link);
+        self.by_link.insert(
+            ep.link,
+            Entry {
+                ep,
+                before: ep.approved,
+                since: SimTime::ZERO,
+            },
+        );
+        Ok(())
+    }
+
+    /// Removes an endpoint (it was deleted), freeing its address in its VNet.
+    pub fn remove(&mut self, link: LinkId) -> Result<Endpoint, EndpointError> {
+        let e = self
+            .by_link
+            .remove(&link)
+            .ok_or(EndpointError::UnknownLink(link))?;
+        self.by_address.remove(&(e.ep.vnet, e.ep.address));
+        Ok(e.ep)
+    }
+
+    /// Sets whether the link's connection is Approved, from simulated instant `at` on: packets
+    /// stamped before `at` still see the previous state (so a batch may straddle the change).
+    /// Changes must come in time order per link; a later call replaces an earlier pending one.
+    pub fn set_approved(
+        &mut self,
+        link: LinkId,
+        approved: bool,
+        at: SimTime,
+    ) -> Result<(), EndpointError> {
+        let e = self
+            .by_link
+            .get_mut(&link)
+            .ok_or(EndpointError::UnknownLink(link))?;
+        e.before = e.approved_at(at);
+        e.since = at;
+        e.ep.approved = approved;
+        Ok(())
+    }
+
+    /// The endpoint carrying `link`, with its approval state as last set.
+    pub fn get(&self, link: LinkId) -> Option<&Endpoint> {
+        self.by_link.get(&link).map(|e| &e.ep)
+    }
+
+    /// The link of the endpoint at `address` in `vnet`.
+    pub fn lookup(&self, vnet: VnetId, address: Ipv4Addr) -> Option<LinkId> {
+        self.by_address.get(&(vnet, address)).copied()
+    }
+
+    /// The number of endpoints.
+    pub fn len(&self) -> usize {
+        self.by_link.len()
+    }
+
+    /// True when the table has no endpoint.
+    pub fn is_empty(&self) -> bool {
+        self.by_link.is_empty()
+    }
+
+    /// A consumer packet from `vnet`, addressed to a private endpoint. When the endpoint at the
+    /// packet's destination address has an Approved connection at `now`, rewrites the
+    /// destination address to the service's frontend (port kept, checksums updated) and returns
+    /// the connection's link id. Otherwise the packet is left untouched and dropped as
+    /// `not_approved`: that covers Pending, Rejected and Disconnected connections and also an
+    /// address that is no endpoint of that VNet (nothing in the VNet would answer it).
+    #[inline]
+    pub fn outbound(
+        &mut self,
+        vnet: VnetId,
+        frame: &mut [u8],
+        view: &mut Ipv4Tcp,
+        now: SimTime,
+    ) -> Result<LinkId, DropReason> {
+        let t = view.tuple();
+        let entry = self
+            .by_address
+            .get(&(vnet, t.dst))
+            .and_then(|link| self.by_link.get(link))
+            .filter(|e| e.approved_at(now));
+        match entry {
+            Some(e) => {
+                view.set_destination(frame, e.ep.frontend, t.dport);
+                self.stats.outbound += 1;
+                Ok(e.ep.link)
+            }
+            None => {
+                self.stats.dropped.add(DropReason::NotApproved);
+                Err(DropReason::NotApproved)
+            }
+        }
+    }
+
+    /// A return packet of connection `link`, from the service's frontend. Rewrites the source
+    /// address from the frontend to the endpoint's address (port kept, checksums updated) and
+    /// returns the VNet it goes back to. Drops, leaving the packet untouched: `not_approved` when
+    /// the connection is not Approved at `now`; `no_flow` when the link is unknown or the source
+    /// is not the link's frontend (it can't be the answer to anything the endpoint sent).
+    #[inline]
+    pub fn inbound(
+        &mut self,
+        link: LinkId,
+        frame: &mut [u8],
+        view: &mut Ipv4Tcp,
+        now: SimTime,
+    ) -> Result<VnetId, DropReason> {
+        let verdict = match self.by_link.get(&link) {
+            None => Err(DropReason::NoFlow),
+            Some(e) if view.tuple().src != e.ep.frontend => Err(DropReason::NoFlow),
+            Some(e) if !e.approved_at(now) => Err(DropReason::NotApproved),
+            Some(e) => {
+                let sport = view.tuple().sport;
+                view.set_source(frame, e.ep.address, sport);
+                Ok(e.ep.vnet)
+            }
+        };
+        match verdict {
+            Ok(_) => self.stats.inbound += 1,
+            Err(r) => self.stats.dropped.add(r),
+        }
+        verdict
+    }
+
+    /// The counters so far.
+    pub fn stats(&self) -> EndpointStats {
+        self.stats
+    }
+}

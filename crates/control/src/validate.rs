@@ -1,0 +1,500 @@
+//! Validation of scenarios: every problem, with its place in the file.
+
+use std::collections::HashSet;
+use std::fmt;
+
+use plsim_wire::SimTime;
+use toml::Spanned;
+use toml::de::{DeTable, DeValue};
+
+use crate::plane::{ControlError, ControlPlane, Path, Seg};
+use crate::scenario::{Event, FlowDuration, Scenario};
+
+/// One problem of a scenario: where, and what.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    /// The TOML path of the field, like `services[0].nat_ips` (empty: the whole file).
+    pub path: String,
+    /// The 1-based line in the file, when the problem came from a file and the place is in it.
+    pub line: Option<usize>,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.path.is_empty(), self.line) {
+            (false, Some(l)) => write!(f, "line {l}: {}: {}", self.path, self.message),
+            (false, None) => write!(f, "{}: {}", self.path, self.message),
+            (true, Some(l)) => write!(f, "line {l}: {}", self.message),
+            (true, None) => f.write_str(&self.message),
+        }
+    }
+}
+
+/// Every problem of a scenario, in file order of discovery. `Display` prints one per line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problems(pub Vec<Problem>);
+
+impl fmt::Display for Problems {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, p) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{p}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Problems {}
+
+pub(crate) fn path_string(path: &[Seg]) -> String {
+    let mut s = String::new();
+    for seg in path {
+        match seg {
+            Seg::Key(k) => {
+                if !s.is_empty() {
+                    s.push('.');
+                }
+                s.push_str(k);
+            }
+            Seg::Name(k) => {
+                if !s.is_empty() {
+                    s.push('.');
+                }
+                s.push_str(k);
+            }
+            Seg::Index(i) => s.push_str(&format!("[{i}]")),
+        }
+    }
+    s
+}
+
+struct Collector {
+    found: Vec<(Path, String)>,
+}
+
+impl Collector {
+    fn at(&mut self, path: &[Seg], message: impl Into<String>) {
+        self.found.push((path.to_vec(), message.into()));
+    }
+}
+
+fn k(k: &'static str) -> Seg {
+    Seg::Key(k)
+}
+fn ix(i: usize) -> Seg {
+    Seg::Index(i)
+}
+
+fn is_prime(n: u32) -> bool {
+    n >= 2
+        && (2..)
+            .take_while(|d: &u32| u64::from(*d) * u64::from(*d) <= u64::from(n))
+            .all(|d| !n.is_multiple_of(d))
+}
+
+/// Every problem of `s`, each with its path (lines are filled in by the caller that has the text).
+pub(crate) fn problems(s: &Scenario) -> Vec<(Path, String)> {
+    let mut c = Collector { found: Vec::new() };
+    check_vnets(s, &mut c);
+    check_load_balancer(s, &mut c);
+    check_nat_settings(s, &mut c);
+    check_workload(s, &mut c);
+    for (i, ev) in s.timeline.iter().enumerate() {
+        let at = ev.at();
+        if !at.is_finite() || at < 0.0 {
+            c.at(
+                &[k("timeline"), ix(i), k("at")],
+                format!("{at} is not a time: seconds, 0 or more"),
+            );
+        }
+    }
+    // The workflow rules: build the control plane and run the timeline on it.
+    let mut broken: HashSet<String> = HashSet::new();
+    let mut plane = ControlPlane::build(s, &mut |path, err| {
+        match (&path[..], &err) {
+            ([Seg::Key("services"), Seg::Index(i), ..], _) => {
+                broken.insert(s.services[*i].name.clone());
+            }
+            ([Seg::Key("endpoints"), Seg::Index(i), ..], _) => {
+                broken.insert(s.endpoints[*i].name.clone());
+            }
+            _ => {}
+        }
+        // A target naming a service that is itself broken was reported there.
+        if let ControlError::UnknownTarget(t) = &err
+            && s.services.iter().any(|x| &x.resource_id() == t)
+        {
+            return; // (the endpoint is marked broken above)
+        }
+        c.found.push((path, err.to_string()));
+    });
+    for err in plane.advance(SimTime::MAX).errors {
+        let ControlError::Event { index, source, .. } = err else {
+            continue;
+        };
+        let ev = &s.timeline[index];
+        let (field, name) = match ev {
+            Event::Request { endpoint, .. }
+            | Event::Approve { endpoint, .. }
+            | Event::Reject { endpoint, .. }
+            | Event::Remove { endpoint, .. }
+            | Event::DeleteEndpoint { endpoint, .. } => ("endpoint", Some(endpoint)),
+            Event::DeleteService { service, .. } => ("service", Some(service)),
+            Event::AddNatIp { service, .. } => match *source {
+                ControlError::UnknownService(_) => ("service", Some(service)),
+                _ => ("ip", None),
+            },
+            Event::BackendDown { .. } | Event::BackendUp { .. } => ("backend", None),
+        };
+        if name.is_some_and(|n| broken.contains(n)) {
+            continue; // already reported where it is defined
+        }
+        c.at(
+            &[k("timeline"), ix(index), k(field)],
+            format!("at {}s, {}: {source}", ev.at(), ev.action()),
+        );
+    }
+    c.found
+}
+
+fn check_vnets(s: &Scenario, c: &mut Collector) {
+    let mut names = HashSet::new();
+    for (i, v) in s.vnets.iter().enumerate() {
+        let here = [k("vnets"), ix(i)];
+        if let Some(p) = crate::alias::name_problem(&v.name, true) {
+            c.at(&[k("vnets"), ix(i), k("name")], p);
+        } else if !names.insert(v.name.as_str()) {
+            c.at(
+                &[k("vnets"), ix(i), k("name")],
+                format!("VNet `{}` is defined twice", v.name),
+            );
+        }
+        if v.subscription.is_empty() {
+            c.at(
+                &[here[0].clone(), here[1].clone(), k("subscription")],
+                "the subscription is empty",
+            );
+        }
+        let mut sub_names = HashSet::new();
+        for (j, sn) in v.subnets.iter().enumerate() {
+            let at = |f| [k("vnets"), ix(i), k("subnets"), ix(j), k(f)];
+            if !sub_names.insert(sn.name.as_str()) {
+                c.at(
+                    &at("name"),
+                    format!("subnet `{}` is defined twice in VNet `{}`", sn.name, v.name),
+                );
+            }
+            if !v.address_space.covers(&sn.prefix) {
+                c.at(
+                    &at("prefix"),
+                    format!(
+                        "{} is not inside the address space {}",
+                        sn.prefix, v.address_space
+                    ),
+                );
+            } else if sn.prefix.prefix_len() > 29 {
+                c.at(
+                    &at("prefix"),
+                    format!("{} is too small: the smallest subnet is a /29", sn.prefix),
+                );
+            } else if let Some(o) = v.subnets[..j]
+                .iter()
+                .find(|o| o.prefix.overlaps(&sn.prefix))
+            {
+                c.at(
+                    &at("prefix"),
+                    format!("{} overlaps subnet `{}` ({})", sn.prefix, o.name, o.prefix),
+                );
+            }
+        }
+    }
+}
+
+fn check_load_balancer(s: &Scenario, c: &mut Collector) {
+    let lb = &s.load_balancer;
+    let base = k("load_balancer");
+    if lb.frontends.is_empty() {
+        c.at(
+            &[base.clone(), k("frontends")],
+            "the load balancer needs at least one frontend",
+        );
+    }
+    for (i, f) in lb.frontends.iter().enumerate() {
+        let at = |x| [k("load_balancer"), k("frontends"), ix(i), k(x)];
+        if lb.frontends[..i].iter().any(|o| o.name == f.name) {
+            c.at(
+                &at("name"),
+                format!("frontend `{}` is defined twice", f.name),
+            );
+        }
+        if lb.frontends[..i].iter().any(|o| o.ip == f.ip) {
+            c.at(
+                &at("ip"),
+                format!("{} is the address of another frontend", f.ip),
+            );
+        }
+    }
+    for (i, p) in lb.pools.iter().enumerate() {
+        if lb.pools[..i].iter().any(|o| o.name == p.name) {
+            c.at(
+                &[base.clone(), k("pools"), ix(i), k("name")],
+                format!("pool `{}` is defined twice", p.name),
+            );
+        }
+        for (j, b) in p.backends.iter().enumerate() {
+            let at = [k("load_balancer"), k("pools"), ix(i), k("backends"), ix(j)];
+            if p.backends[..j].contains(b) {
+                c.at(&at, format!("backend {b} is twice in the pool"));
+            } else if lb.frontends.iter().any(|f| f.ip == *b) {
+                c.at(&at, format!("backend {b} is a frontend's address"));
+            }
+        }
+    }
+    for (i, r) in lb.rules.iter().enumerate() {
+        let at = |x| [k("load_balancer"), k("rules"), ix(i), k(x)];
+        if lb.rules[..i].iter().any(|o| o.name == r.name) {
+            c.at(&at("name"), format!("rule `{}` is defined twice", r.name));
+        }
+        if !lb.frontends.iter().any(|f| f.name == r.frontend) {
+            c.at(&at("frontend"), format!("no frontend `{}`", r.frontend));
+        }
+        if !lb.pools.iter().any(|p| p.name == r.pool) {
+            c.at(&at("pool"), format!("no pool `{}`", r.pool));
+        }
+        match (r.ha_ports, r.frontend_port) {
+            (true, Some(_)) => c.at(
+                &at("frontend_port"),
+                "an HA-ports rule matches every port: no frontend_port",
+            ),
+            (true, None) if r.backend_port.is_some() => c.at(
+                &at("backend_port"),
+                "an HA-ports rule keeps the port: no backend_port",
+            ),
+            (false, None) => c.at(
+                &at("frontend_port"),
+                "set a frontend_port, or ha_ports = true",
+            ),
+            (false, Some(0)) => c.at(&at("frontend_port"), "port 0 is not a port"),
+            _ => {}
+        }
+        if r.backend_port == Some(0) {
+            c.at(&at("backend_port"), "port 0 is not a port");
+        }
+        let clash = lb.rules[..i].iter().find(|o| {
+            o.frontend == r.frontend
+                && (o.ha_ports || r.ha_ports || o.frontend_port == r.frontend_port)
+        });
+        if let Some(o) = clash {
+            let field = if r.ha_ports {
+                "ha_ports"
+            } else {
+                "frontend_port"
+            };
+            c.at(
+                &at(field),
+                format!(
+                    "rule `{}` already matches these ports of frontend `{}`",
+                    o.name, r.frontend
+                ),
+            );
+        }
+        if let Some(m) = r.maglev
+            && (!is_prime(m) || m > 1 << 24)
+        {
+            c.at(
+                &at("maglev"),
+                format!("{m} is not a prime table size up to 16777216 (65537 is a good one)"),
+            );
+        }
+    }
+}
+
+fn check_nat_settings(s: &Scenario, c: &mut Collector) {
+    for (i, svc) in s.services.iter().enumerate() {
+        let at = |x| [k("services"), ix(i), k(x)];
+        let ports = svc.ports.count();
+        let (name, arg) = match svc.allocator.split_once(':') {
+            Some((n, a)) => (n, Some(a)),
+            None => (svc.allocator.as_str(), None),
+        };
+        let ok = match (name, arg) {
+            ("sequential", None) | ("random", None) => true,
+            ("random", Some(a)) => a.parse::<u64>().is_ok(),
+            ("block", Some(a)) => a.parse::<u32>().is_ok_and(|n| n >= 1 && n <= ports),
+            _ => false,
+        };
+        if !ok {
+            c.at(
+                &at("allocator"),
+                format!(
+                    "`{}` is not an allocator: sequential, random, random:SEED, or block:N with 1 <= N <= {ports} (the port range)",
+                    svc.allocator
+                ),
+            );
+        }
+        let t = svc.timers;
+        let tat = |x| [k("services"), ix(i), k("timers"), k(x)];
+        if !(4..=6000).contains(&t.idle) {
+            c.at(
+                &tat("idle"),
+                format!("{} s: the idle timeout is 4 to 6000 seconds", t.idle),
+            );
+        }
+        if t.transitory == 0 {
+            c.at(
+                &tat("transitory"),
+                "the transitory timeout must be at least 1 second",
+            );
+        }
+    }
+}
+
+fn check_workload(s: &Scenario, c: &mut Collector) {
+    let Some(w) = &s.workload else { return };
+    let at = |x| [k("workload"), k(x)];
+    let positive = |v: f64| v.is_finite() && v > 0.0;
+    if w.hosts_per_endpoint == 0 {
+        c.at(&at("hosts_per_endpoint"), "at least one host per endpoint");
+    }
+    if !positive(w.arrival.rate) {
+        c.at(
+            &[k("workload"), k("arrival"), k("rate")],
+            format!(
+                "{}: the rate must be a positive number of flows per second",
+                w.arrival.rate
+            ),
+        );
+    }
+    let d = [k("workload"), k("flow_duration")];
+    let bad = |what: &str, v: f64| format!("{what} = {v}: must be a positive number");
+    match w.flow_duration {
+        FlowDuration::Fixed { secs } if !positive(secs) => c.at(&d, bad("secs", secs)),
+        FlowDuration::Exponential { mean } if !positive(mean) => c.at(&d, bad("mean", mean)),
+        FlowDuration::Lognormal { mu, .. } if !mu.is_finite() => {
+            c.at(&d, format!("mu = {mu}: must be a number"))
+        }
+        FlowDuration::Lognormal { sigma, .. } if !positive(sigma) => c.at(&d, bad("sigma", sigma)),
+        FlowDuration::Pareto { scale, .. } if !positive(scale) => c.at(&d, bad("scale", scale)),
+        FlowDuration::Pareto { shape, .. } if !positive(shape) => c.at(&d, bad("shape", shape)),
+        _ => {}
+    }
+    if w.packets_per_flow == 0 {
+        c.at(&at("packets_per_flow"), "at least one packet per flow");
+    }
+    match (w.flows, w.duration) {
+        (None, None) => c.at(
+            &[k("workload")],
+            "set `flows`, `duration` or both: when the workload stops",
+        ),
+        (Some(0), _) => c.at(&at("flows"), "at least one flow"),
+        (_, Some(d)) if !positive(d) => c.at(
+            &at("duration"),
+            format!("{d}: must be a positive number of seconds"),
+        ),
+        _ => {}
+    }
+}
+
+/// Lines for a parsed file.
+pub(crate) struct Spans<'a> {
+    text: &'a str,
+    root: Option<Spanned<DeValue<'a>>>,
+}
+
+impl<'a> Spans<'a> {
+    pub(crate) fn new(text: &'a str) -> Spans<'a> {
+        let root = DeTable::parse(text).ok().map(|t| {
+            let span = t.span();
+            Spanned::new(span, DeValue::Table(t.into_inner()))
+        });
+        Spans { text, root }
+    }
+
+    pub(crate) fn line_of_offset(&self, offset: usize) -> usize {
+        let end = offset.min(self.text.len());
+        self.text.as_bytes()[..end]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count()
+            + 1
+    }
+
+    /// The line of the deepest part of `path` present in the file.
+    pub(crate) fn line(&self, path: &[Seg]) -> Option<usize> {
+        let mut node = self.root.as_ref()?;
+        let mut span = None;
+        for seg in path {
+            let next = match seg {
+                Seg::Key(key) => node.get_ref().get(*key),
+                Seg::Name(key) => node.get_ref().get(key.as_str()),
+                Seg::Index(i) => node.get_ref().get(*i),
+            };
+            match next {
+                Some(n) => {
+                    node = n;
+                    if !n.span().is_empty() {
+                        span = Some(n.span());
+                    }
+                }
+                None => break,
+            }
+        }
+        span.map(|s| self.line_of_offset(s.start))
+    }
+
+    /// The path of the deepest value whose span holds `offset`.
+    pub(crate) fn path_at(&self, offset: usize) -> Path {
+        let mut path = Vec::new();
+        let Some(mut node) = self.root.as_ref() else {
+            return path;
+        };
+        'down: loop {
+            match node.get_ref() {
+                DeValue::Table(t) => {
+                    for (key, v) in t.iter() {
+                        if key.span().contains(&offset) || v.span().contains(&offset) {
+                            path.push(Seg::Name(key.get_ref().to_string()));
+                            node = v;
+                            continue 'down;
+                        }
+                    }
+                    // Array-of-tables entries may have spans that cover only their header:
+                    // take the last key that starts before the offset.
+                    let before = t
+                        .iter()
+                        .filter(|(key, _)| key.span().start <= offset)
+                        .max_by_key(|(key, _)| key.span().start);
+                    match before {
+                        Some((key, v))
+                            if matches!(v.get_ref(), DeValue::Array(_) | DeValue::Table(_)) =>
+                        {
+                            path.push(Seg::Name(key.get_ref().to_string()));
+                            node = v;
+                        }
+                        _ => break,
+                    }
+                }
+                DeValue::Array(a) => {
+                    let hit = a
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, v)| v.span().start <= offset)
+                        .max_by_key(|(_, v)| v.span().start);
+                    match hit {
+                        Some((i, v)) => {
+                            path.push(Seg::Index(i));
+                            node = v;
+                        }
+                        None => break,
+                    }
+                }
+                _ => break,
+            }
+        }
+        path
+    }
+}
