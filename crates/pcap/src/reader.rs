@@ -8,8 +8,9 @@ use pcap_parser::traits::PcapReaderIterator;
 use pcap_parser::{PcapBlockOwned, PcapError, create_reader};
 use plsim_wire::LinkType;
 
-/// The reader's initial buffer; it grows up to [`MAX_RECORD`] for larger records.
-const BUFFER: usize = 1 << 20;
+/// The reader's initial buffer (it holds a record of the largest libpcap snap length, 256 KiB, after
+/// one doubling); it grows up to [`MAX_RECORD`] for larger records.
+const BUFFER: usize = 128 << 10;
 /// The largest record accepted: pcapng blocks of up to 16 MiB (a snap length of 256 KiB is the
 /// largest libpcap writes; some tools write more).
 const MAX_RECORD: usize = 16 << 20;

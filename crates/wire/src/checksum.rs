@@ -49,17 +49,53 @@ impl Verdict {
     }
 }
 
-/// Recomputes both checksums of a classified packet and compares them with the stored ones.
+/// The one's-complement sum of `data` read as big-endian 16-bit words (an odd last byte is the
+/// high byte of a last word), folded to 16 bits and not complemented.
+///
+/// It adds 64-bit words with end-around carry and folds at the end (RFC 1071's parallel
+/// summation), several times faster than summing 16-bit words one by one.
+pub fn ones_sum(data: &[u8]) -> u16 {
+    #[inline]
+    fn add(acc: u64, w: u64) -> u64 {
+        let (s, carry) = acc.overflowing_add(w);
+        s + u64::from(carry)
+    }
+    let mut acc = 0u64;
+    let mut chunks = data.chunks_exact(8);
+    for c in &mut chunks {
+        acc = add(acc, u64::from_be_bytes(c.try_into().expect("8 bytes")));
+    }
+    let rest = chunks.remainder();
+    if !rest.is_empty() {
+        let mut last = [0u8; 8];
+        last[..rest.len()].copy_from_slice(rest);
+        acc = add(acc, u64::from_be_bytes(last));
+    }
+    let folded = (acc >> 32) + (acc & 0xffff_ffff);
+    let folded = (folded >> 32) + (folded & 0xffff_ffff);
+    fold(folded as u32)
+}
+
+/// Checks both checksums of a classified packet: a packet is right when the one's-complement sum
+/// over it (with the pseudo-header for TCP) is 0xffff. This is the fast check for the packet
+/// path; [`ipv4_header`] and [`tcp`] are the independent full recomputes the tests compare with.
 pub fn verify(frame: &[u8], view: &Ipv4Tcp) -> Verdict {
     let l3 = view.l3_offset();
     let l4 = view.l4_offset();
-    let header = &frame[l3..l4];
-    let stored_ip = u16::from_be_bytes([header[10], header[11]]);
-    let ip = ipv4_header(header) == stored_ip;
+    let ip = ones_sum(&frame[l3..l4]) == 0xffff;
     let tcp_ok = view.is_complete().then(|| {
         let segment = &frame[l4..l3 + view.ip_len()];
-        let stored = u16::from_be_bytes([segment[16], segment[17]]);
-        tcp(segment, view.tuple().src, view.tuple().dst) == stored
+        let t = view.tuple();
+        let (s, d) = (t.src.octets(), t.dst.octets());
+        let pseudo = sum_words(&[
+            u16::from_be_bytes([s[0], s[1]]),
+            u16::from_be_bytes([s[2], s[3]]),
+            u16::from_be_bytes([d[0], d[1]]),
+            u16::from_be_bytes([d[2], d[3]]),
+            6,
+            segment.len() as u16,
+        ]);
+        fold(pseudo + u32::from(ones_sum(segment))) == 0xffff
     });
     Verdict { ip, tcp: tcp_ok }
 }

@@ -70,9 +70,14 @@ proptest! {
 
         if source { v.set_source(&mut f, new_addr, new_port) } else { v.set_destination(&mut f, new_addr, new_port) }
 
-        // The stored checksums equal a full recompute, on a fresh parse of the bytes.
+        // The stored checksums equal a full recompute (pnet's, independent of the incremental
+        // update and of `verify`), on a fresh parse of the bytes.
         let fresh = classify(LinkType::Ethernet, &f, len).unwrap();
         prop_assert_eq!(fresh, v, "the view kept in step with the bytes");
+        let (l3, l4, end) = (fresh.l3_offset(), fresh.l4_offset(), fresh.l3_offset() + fresh.ip_len());
+        prop_assert_eq!(u16::from_be_bytes([f[l3 + 10], f[l3 + 11]]), checksum::ipv4_header(&f[l3..l4]));
+        let now = fresh.tuple();
+        prop_assert_eq!(u16::from_be_bytes([f[l4 + 16], f[l4 + 17]]), checksum::tcp(&f[l4..end], now.src, now.dst));
         let verdict = verify(&f, &fresh);
         prop_assert_eq!(verdict.ip, true);
         prop_assert_eq!(verdict.tcp, Some(true));
@@ -92,6 +97,38 @@ proptest! {
         // The inverse rewrite restores the packet byte for byte.
         if source { v.set_source(&mut f, t.src, t.sport) } else { v.set_destination(&mut f, t.dst, t.dport) }
         prop_assert_eq!(&f, &original);
+    }
+}
+
+proptest! {
+    /// The fast one's-complement sum agrees with pnet's word-by-word checksum on any bytes.
+    #[test]
+    fn ones_sum_matches_pnet(data in proptest::collection::vec(any::<u8>(), 0..2000)) {
+        let pnet = pnet_packet::util::checksum(&data, usize::MAX);
+        let ours = !checksum::ones_sum(&data);
+        // Both complement the folded sum; an all-zero input is the one place they may differ
+        // (pnet returns 0 for empty input).
+        if data.iter().any(|&b| b != 0) {
+            prop_assert_eq!(ours, pnet);
+        }
+    }
+
+    /// `verify` says right exactly when the stored checksums equal pnet's recompute.
+    #[test]
+    fn verify_agrees_with_a_full_recompute(t in flow(), payload in proptest::collection::vec(any::<u8>(), 0..200), flip in any::<u16>(), which in 0u8..3) {
+        let mut f = frame(t, TcpFlags::ACK, 1, &[], &payload, 0);
+        let len = f.len();
+        let v = classify(LinkType::Ethernet, &f, len).unwrap();
+        let at = match which { 0 => 24, 1 => 50, _ => len - 1 };
+        if flip != 0 && at < len {
+            f[at] ^= (flip & 0xff) as u8 | 1;
+        }
+        let (l3, l4, end) = (v.l3_offset(), v.l4_offset(), v.l3_offset() + v.ip_len());
+        let ip_ok = u16::from_be_bytes([f[l3 + 10], f[l3 + 11]]) == checksum::ipv4_header(&f[l3..l4]);
+        let tcp_ok = u16::from_be_bytes([f[l4 + 16], f[l4 + 17]]) == checksum::tcp(&f[l4..end], t.src, t.dst);
+        let verdict = verify(&f, &v);
+        prop_assert_eq!(verdict.ip, ip_ok);
+        prop_assert_eq!(verdict.tcp, Some(tcp_ok));
     }
 }
 
