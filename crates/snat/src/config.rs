@@ -1,0 +1,338 @@
+//! The engine's configuration: NAT IPs, port range, allocator, reuse scope, selection, timers.
+
+use std::fmt;
+use std::net::Ipv4Addr;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// The most NAT IPs one Private Link service may have.
+pub const MAX_NAT_IPS: usize = 8;
+
+/// Everything the SNAT engine is configured with. [`Default`] gives Azure's values (with one NAT
+/// IP, 10.255.0.1, which a real run replaces).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SnatConfig {
+    /// The NAT IPs, 1..=8 of them, all different. Their order is their index in [`crate::Stats`].
+    pub nat_ips: Vec<Ipv4Addr>,
+    /// The port range of every NAT IP (default 1024-65535).
+    pub ports: PortRange,
+    /// How ports are picked on a NAT IP.
+    pub allocator: Allocator,
+    /// What a port is unique within.
+    pub reuse: ReuseScope,
+    /// How a new flow's NAT IP is chosen.
+    pub selection: Selection,
+    /// Idle timeouts and port holds.
+    pub timers: Timers,
+    /// Let a non-SYN packet with no flow open one (mid-stream pickup, for captures that start
+    /// after the handshake). A RST never opens a flow.
+    pub pickup: bool,
+    /// Answer a SYN refused for port exhaustion with a RST to the consumer (see
+    /// [`crate::Snat::rst_reply`]). Azure drops it silently, which is the default.
+    pub rst_on_exhaustion: bool,
+}
+
+impl Default for SnatConfig {
+    fn default() -> Self {
+        SnatConfig {
+            nat_ips: vec![Ipv4Addr::new(10, 255, 0, 1)],
+            ports: PortRange::default(),
+            allocator: Allocator::Sequential,
+            reuse: ReuseScope::PerBackend,
+            selection: Selection::Paired,
+            timers: Timers::default(),
+            pickup: false,
+            rst_on_exhaustion: false,
+        }
+    }
+}
+
+impl SnatConfig {
+    /// Checks the configuration; [`crate::Snat::new`] calls it.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.nat_ips.is_empty() {
+            return Err(ConfigError::NoNatIp);
+        }
+        if self.nat_ips.len() > MAX_NAT_IPS {
+            return Err(ConfigError::TooManyNatIps(self.nat_ips.len()));
+        }
+        for (i, ip) in self.nat_ips.iter().enumerate() {
+            if self.nat_ips[..i].contains(ip) {
+                return Err(ConfigError::DuplicateNatIp(*ip));
+            }
+        }
+        if self.ports.lo > self.ports.hi {
+            return Err(ConfigError::EmptyPortRange(self.ports));
+        }
+        if let Allocator::Block(n) = self.allocator
+            && (n == 0 || u32::from(n) > self.ports.len())
+        {
+            return Err(ConfigError::BlockSize {
+                block: n,
+                range: self.ports.len(),
+            });
+        }
+        if self.timers.idle.is_zero() {
+            return Err(ConfigError::ZeroTimer("idle"));
+        }
+        if self.timers.transitory.is_zero() {
+            return Err(ConfigError::ZeroTimer("transitory"));
+        }
+        Ok(())
+    }
+}
+
+/// An inclusive range of ports, `lo..=hi`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct PortRange {
+    /// The first port.
+    pub lo: u16,
+    /// The last port (inclusive).
+    pub hi: u16,
+}
+
+impl PortRange {
+    /// `lo..=hi`.
+    pub const fn new(lo: u16, hi: u16) -> PortRange {
+        PortRange { lo, hi }
+    }
+    /// How many ports (0 if `lo > hi`).
+    pub const fn len(&self) -> u32 {
+        if self.lo > self.hi {
+            0
+        } else {
+            self.hi as u32 - self.lo as u32 + 1
+        }
+    }
+    /// True when the range holds no port.
+    pub const fn is_empty(&self) -> bool {
+        self.lo > self.hi
+    }
+}
+
+impl Default for PortRange {
+    /// Azure's 1024-65535 (64,512 ports).
+    fn default() -> Self {
+        PortRange {
+            lo: 1024,
+            hi: 65535,
+        }
+    }
+}
+
+impl fmt::Display for PortRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.lo, self.hi)
+    }
+}
+
+impl FromStr for PortRange {
+    type Err = ConfigError;
+    /// Parses `LO-HI` (or a single port `P`).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || ConfigError::Parse {
+            what: "port range (LO-HI)",
+            input: s.to_owned(),
+        };
+        let (lo, hi) = match s.split_once('-') {
+            Some((a, b)) => (
+                a.trim().parse().map_err(|_| bad())?,
+                b.trim().parse().map_err(|_| bad())?,
+            ),
+            None => {
+                let p = s.trim().parse().map_err(|_| bad())?;
+                (p, p)
+            }
+        };
+        let r = PortRange { lo, hi };
+        if r.is_empty() {
+            return Err(ConfigError::EmptyPortRange(r));
+        }
+        Ok(r)
+    }
+}
+
+/// How ports are picked on a NAT IP (within one reuse scope).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Allocator {
+    /// `sequential`: next-fit, the first free port at or after the last one handed out
+    /// (wrapping), so a freed port is reused as late as possible.
+    Sequential,
+    /// `random` or `random:SEED`: RFC 6056 algorithm 1 (a random start, then the next free
+    /// port), the randomness from ChaCha8 seeded with `seed`. A bitmap summary keeps the search
+    /// O(1) near exhaustion.
+    Random {
+        /// The seed; the same seed and packets give the same ports.
+        seed: u64,
+    },
+    /// `block:N`: each consumer host gets blocks of `N` consecutive ports (per scope), handed
+    /// out sequentially; a block goes back to the NAT IP when its last port is free again.
+    Block(u16),
+}
+
+impl fmt::Display for Allocator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Allocator::Sequential => f.write_str("sequential"),
+            Allocator::Random { seed } => write!(f, "random:{seed}"),
+            Allocator::Block(n) => write!(f, "block:{n}"),
+        }
+    }
+}
+
+impl FromStr for Allocator {
+    type Err = ConfigError;
+    /// `sequential`, `random` (seed 0), `random:SEED`, `block:N`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || ConfigError::Parse {
+            what: "allocator (sequential, random[:SEED], block:N)",
+            input: s.to_owned(),
+        };
+        let (name, arg) = match s.split_once(':') {
+            Some((n, a)) => (n, Some(a)),
+            None => (s, None),
+        };
+        match (name, arg) {
+            ("sequential", None) => Ok(Allocator::Sequential),
+            ("random", None) => Ok(Allocator::Random { seed: 0 }),
+            ("random", Some(a)) => Ok(Allocator::Random {
+                seed: a.parse().map_err(|_| bad())?,
+            }),
+            ("block", Some(a)) => match a.parse::<u16>() {
+                Ok(0) | Err(_) => Err(bad()),
+                Ok(n) => Ok(Allocator::Block(n)),
+            },
+            _ => Err(bad()),
+        }
+    }
+}
+
+/// What a NAT port is unique within.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum ReuseScope {
+    /// `per-backend` (the default, as Azure documents): unique per NAT IP and backend IP:port,
+    /// so each NAT IP has the whole range for every backend.
+    #[default]
+    PerBackend,
+    /// `per-ip`: a port serves one flow on its NAT IP, whatever the backend.
+    PerIp,
+}
+
+impl fmt::Display for ReuseScope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ReuseScope::PerBackend => "per-backend",
+            ReuseScope::PerIp => "per-ip",
+        })
+    }
+}
+
+impl FromStr for ReuseScope {
+    type Err = ConfigError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "per-backend" => Ok(ReuseScope::PerBackend),
+            "per-ip" => Ok(ReuseScope::PerIp),
+            _ => Err(ConfigError::Parse {
+                what: "reuse scope (per-backend, per-ip)",
+                input: s.to_owned(),
+            }),
+        }
+    }
+}
+
+/// How the NAT IP of a new flow is chosen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum Selection {
+    /// `paired` (RFC 4787 "IP address pooling: paired"): a consumer host (link id and address)
+    /// keeps one NAT IP while it has flows; a new host gets the least loaded NAT IP; when its NAT
+    /// IP has no port for a flow, the flow falls over to the least loaded of the others.
+    #[default]
+    Paired,
+    /// `least-loaded`: every new flow goes to the NAT IP with the fewest busy ports in its scope
+    /// (ties to the lowest index).
+    LeastLoaded,
+}
+
+impl fmt::Display for Selection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Selection::Paired => "paired",
+            Selection::LeastLoaded => "least-loaded",
+        })
+    }
+}
+
+impl FromStr for Selection {
+    type Err = ConfigError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "paired" => Ok(Selection::Paired),
+            "least-loaded" => Ok(Selection::LeastLoaded),
+            _ => Err(ConfigError::Parse {
+                what: "selection (paired, least-loaded)",
+                input: s.to_owned(),
+            }),
+        }
+    }
+}
+
+/// The flow timers. Defaults: Azure's load balancer and RFC 5382.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Timers {
+    /// Idle timeout of an established flow (default 4 min; Azure allows 4 to 100).
+    pub idle: Duration,
+    /// Idle timeout of a half-open or half-closed flow (default 4 min, RFC 5382).
+    pub transitory: Duration,
+    /// How long a port stays held after the flow closed with FINs both ways (default 240 s).
+    pub fin_hold: Duration,
+    /// How long a port stays held after a RST (default 15 s).
+    pub rst_hold: Duration,
+}
+
+impl Default for Timers {
+    fn default() -> Self {
+        Timers {
+            idle: Duration::from_secs(240),
+            transitory: Duration::from_secs(240),
+            fin_hold: Duration::from_secs(240),
+            rst_hold: Duration::from_secs(15),
+        }
+    }
+}
+
+/// A configuration the engine can't run with.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// No NAT IP at all.
+    #[error("a Private Link service needs at least one NAT IP")]
+    NoNatIp,
+    /// More than [`MAX_NAT_IPS`].
+    #[error("{0} NAT IPs: a Private Link service has at most 8")]
+    TooManyNatIps(usize),
+    /// The same NAT IP twice.
+    #[error("NAT IP {0} is configured twice")]
+    DuplicateNatIp(Ipv4Addr),
+    /// `lo > hi`.
+    #[error("empty port range {0}")]
+    EmptyPortRange(PortRange),
+    /// A block size of zero or larger than the port range.
+    #[error("block size {block} does not fit a port range of {range} ports")]
+    BlockSize {
+        /// The block size asked for.
+        block: u16,
+        /// The ports in the range.
+        range: u32,
+    },
+    /// An idle timeout of zero.
+    #[error("the {0} timeout must not be zero")]
+    ZeroTimer(&'static str),
+    /// A name or number that does not parse.
+    #[error("not a valid {what}: {input:?}")]
+    Parse {
+        /// What was expected.
+        what: &'static str,
+        /// What was given.
+        input: String,
+    },
+}

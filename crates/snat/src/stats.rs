@@ -1,0 +1,60 @@
+//! Counters and gauges: what `summary.json` reports of the SNAT stage.
+
+use std::net::Ipv4Addr;
+
+use plsim_wire::DropCounts;
+
+/// A snapshot of the engine's counters and gauges ([`crate::Snat::stats`]).
+///
+/// Flow counters balance: `created == closed + expired + torn_down + open`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Connections opened: SYNs that got a port, mid-stream pickups, and SYNs that reopened a
+    /// flow whose port was still held.
+    pub created: u64,
+    /// Connections that ended with FINs both ways or a RST (counted at that packet; the port is
+    /// held for a while after).
+    pub closed: u64,
+    /// Connections freed by the idle or transitory timeout.
+    pub expired: u64,
+    /// Connections not yet closed that a [`crate::Snat::teardown`] removed.
+    pub torn_down: u64,
+    /// SNAT failures: SYNs refused because no port was free (`port_exhausted`).
+    pub failed: u64,
+    /// Connections open now (not closed).
+    pub open: u64,
+    /// Flow records now: the open ones and the closed ones whose port is still held.
+    pub live: u64,
+    /// The most flow records at any time.
+    pub live_peak: u64,
+    /// Packets this stage dropped, by reason (`no_flow`, `port_exhausted`).
+    pub drops: DropCounts,
+    /// One entry per NAT IP, in configuration order.
+    pub nat_ips: Vec<NatIpStats>,
+}
+
+/// The gauges of one NAT IP. `free + in_use + held == ports_total` always.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NatIpStats {
+    /// The NAT IP.
+    pub ip: Ipv4Addr,
+    /// Ports in one reuse scope (the configured range).
+    pub ports_per_scope: u32,
+    /// Reuse scopes on this NAT IP: 1 with `per-ip`; with `per-backend`, the backends this NAT
+    /// IP has served so far.
+    pub scopes: u32,
+    /// `ports_per_scope * scopes`.
+    pub ports_total: u64,
+    /// Ports serving an open flow.
+    pub in_use: u64,
+    /// Ports of closed flows, held until their hold ends.
+    pub held: u64,
+    /// Ports free (with `block:N`, including the unused ports of blocks hosts own).
+    pub free: u64,
+    /// The most ports in use at any time.
+    pub in_use_peak: u64,
+    /// Flow records on this NAT IP now (open or held).
+    pub flows: u64,
+    /// Connections this NAT IP has served in all.
+    pub flows_created: u64,
+}
