@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand};
 
 mod generate;
 mod inspect;
+mod run;
 
 /// A userspace packet-path simulator of the Azure Private Link data plane.
 ///
@@ -70,6 +71,18 @@ struct Overrides {
     /// Let packets of a flow whose SYN is not in the capture open it.
     #[arg(long)]
     pickup: bool,
+}
+
+impl From<Overrides> for plsim_pipeline::path::Overrides {
+    fn from(o: Overrides) -> Self {
+        plsim_pipeline::path::Overrides {
+            nat_ips: o.nat_ips,
+            ports: o.ports,
+            allocator: o.allocator,
+            reuse: o.reuse,
+            pickup: o.pickup,
+        }
+    }
 }
 
 #[derive(Args)]
@@ -170,16 +183,30 @@ fn run(cli: Cli) -> Result<(), Failure> {
     match cli.command {
         Command::Inspect(a) => inspect::run(&a.pcap, a.json),
         Command::Generate(a) => generate::run(a),
-        Command::Replay(_) => not_yet("replay"),
+        Command::Replay(a) => run::replay(run::ReplayRun {
+            pcap: &a.pcap,
+            scenario: a.scenario.as_deref(),
+            out: a.out.as_deref(),
+            json: a.json,
+            quiet: a.quiet,
+            overrides: a.overrides.into(),
+        }),
         Command::Simulate(_) => not_yet("simulate"),
         Command::Sweep(_) => not_yet("sweep"),
         Command::Plan(_) => not_yet("plan"),
-        Command::Bench(_) => not_yet("bench"),
-        Command::Scenario(_) => not_yet("scenario"),
+        Command::Bench(a) => run::bench_cmd(a.flows, a.packets, a.json),
+        Command::Scenario(ScenarioCommand::Default) => run::scenario_default(),
+        Command::Scenario(ScenarioCommand::Check { file }) => run::scenario_check(&file),
     }
 }
 
 fn main() -> ExitCode {
+    // Die quietly on a closed pipe (`plsim replay --json x | head`), as command-line tools do,
+    // instead of failing the print.
+    // SAFETY: setting a signal's disposition to the default at startup, before any thread.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,

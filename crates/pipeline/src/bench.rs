@@ -1,0 +1,250 @@
+//! `plsim bench`: builds live flows through the whole path, then times established-flow frames
+//! through the threaded pipeline, in memory.
+
+use std::net::Ipv4Addr;
+use std::time::Instant;
+
+use plsim_wire::build::{CONSUMER_MAC, PROVIDER_MAC, TcpSegment, tuple};
+use plsim_wire::{FlowTuple, Ipv4Tcp, LinkType, SimTime, TcpFlags, classify};
+
+use crate::replay::BackendEmulation;
+use crate::{Batch, Dir, Feeder, Fill, Meta, NoTaps, Options, RunStats, Stage, run};
+
+/// The frame length the bench pushes.
+pub const FRAME_LEN: usize = 64;
+
+/// The address and port of bench client `i`: 65,536 hosts in `base`/16, ports from 1024 up.
+fn client(base: Ipv4Addr, i: u32) -> (Ipv4Addr, u16) {
+    let b = u32::from(base) & 0xffff_0000;
+    (Ipv4Addr::from(b | (i & 0xffff)), 1024 + (i >> 16) as u16)
+}
+
+/// The consumer-side tuple of bench flow `i`: a client to the private endpoint.
+fn flow(clients: Ipv4Addr, endpoint: (Ipv4Addr, u16), i: u32) -> FlowTuple {
+    let (c, cp) = client(clients, i);
+    tuple(c, cp, endpoint.0, endpoint.1)
+}
+
+fn meta(seq: u64, ts: SimTime, view: Ipv4Tcp, dir: Dir, orig: FlowTuple, vnet: u32) -> Meta {
+    Meta {
+        seq,
+        ts,
+        wire_len: FRAME_LEN as u32,
+        linktype: LinkType::Ethernet,
+        view: Some(view),
+        link: Default::default(),
+        vnet,
+        orig,
+        dir,
+        drop: None,
+    }
+}
+
+/// Opens `flows` flows: SYN, SYN-ACK (from the backend side), ACK, 64 flows at a time.
+struct Setup {
+    clients: Ipv4Addr,
+    endpoint: (Ipv4Addr, u16),
+    vnet: u32,
+    flows: u32,
+    next: u32,
+    seq: u64,
+}
+
+impl Feeder for Setup {
+    fn fill(&mut self, fwd: &mut Batch, srv: &mut Batch, max: usize) -> Fill {
+        let chunk = (max / 3).max(1) as u32;
+        let end = (self.next + chunk).min(self.flows);
+        let mut frame = Vec::with_capacity(FRAME_LEN);
+        for step in 0..3 {
+            for i in self.next..end {
+                let up = flow(self.clients, self.endpoint, i);
+                let (t, flags, dir) = match step {
+                    0 => (up, TcpFlags::SYN, Dir::Forward),
+                    1 => (up.reversed(), TcpFlags::SYN | TcpFlags::ACK, Dir::Return),
+                    _ => (up, TcpFlags::ACK, Dir::Forward),
+                };
+                frame.clear();
+                TcpSegment {
+                    payload: &[0; 10],
+                    seq: 1,
+                    ack: 1,
+                    ..TcpSegment::new(t, flags)
+                }
+                .write(&mut frame);
+                let view =
+                    classify(LinkType::Ethernet, &frame, frame.len()).expect("a built frame");
+                let m = meta(
+                    self.seq,
+                    SimTime::from_nanos(self.seq * 10),
+                    view,
+                    dir,
+                    t,
+                    self.vnet,
+                );
+                self.seq += 1;
+                if dir == Dir::Forward {
+                    fwd.push(&frame, m)
+                } else {
+                    srv.push(&frame, m)
+                }
+            }
+        }
+        self.next = end;
+        if self.next == self.flows {
+            Fill::Done
+        } else {
+            Fill::More
+        }
+    }
+}
+
+/// Established-flow ACKs, flow after flow, from frames built once.
+struct Traffic<'a> {
+    frames: &'a [u8],
+    views: &'a [Ipv4Tcp],
+    origs: &'a [FlowTuple],
+    vnet: u32,
+    packets: u64,
+    sent: u64,
+    seq: u64,
+}
+
+impl Feeder for Traffic<'_> {
+    fn fill(&mut self, fwd: &mut Batch, _srv: &mut Batch, max: usize) -> Fill {
+        let n = self.views.len() as u64;
+        let end = (self.sent + max as u64).min(self.packets);
+        for k in self.sent..end {
+            let i = (k % n) as usize;
+            let frame = &self.frames[i * FRAME_LEN..(i + 1) * FRAME_LEN];
+            fwd.push(
+                frame,
+                meta(
+                    self.seq,
+                    SimTime::from_nanos(self.seq * 10),
+                    self.views[i],
+                    Dir::Forward,
+                    self.origs[i],
+                    self.vnet,
+                ),
+            );
+            self.seq += 1;
+        }
+        self.sent = end;
+        if self.sent == self.packets {
+            Fill::Done
+        } else {
+            Fill::More
+        }
+    }
+}
+
+/// What `plsim bench` measured.
+#[derive(Clone, Debug)]
+pub struct BenchResult {
+    /// Million packets per second through the pipeline (wall clock).
+    pub mpps: f64,
+    pub flows: u32,
+    pub packets: u64,
+    /// Flows opened per second in the setup (three packets each).
+    pub setup_per_sec: f64,
+    /// The run's counts during the timed phase.
+    pub stats: RunStats,
+    /// The counts of the setup.
+    pub setup: RunStats,
+}
+
+/// Where the bench's flows come from and go to.
+#[derive(Clone, Copy, Debug)]
+pub struct BenchAddrs {
+    /// The /16 the clients live in.
+    pub clients: Ipv4Addr,
+    /// The private endpoint and port they connect to.
+    pub endpoint: (Ipv4Addr, u16),
+    /// The consumer VNet of the endpoint.
+    pub vnet: u32,
+}
+
+/// Builds `flows` live flows through the stages, then pushes `packets` 64-byte frames of them
+/// through the threaded pipeline, and hands the stages back.
+pub fn bench<E: Stage, L: Stage, S: Stage>(
+    endpoint: E,
+    lb: L,
+    snat: S,
+    addrs: BenchAddrs,
+    flows: u32,
+    packets: u64,
+    batch_size: usize,
+) -> (BenchResult, E, L, S) {
+    let opts = Options {
+        batch_size,
+        latency: true,
+        taps: false,
+    };
+    let t0 = Instant::now();
+    let mut setup = Setup {
+        clients: addrs.clients,
+        endpoint: addrs.endpoint,
+        vnet: addrs.vnet,
+        flows,
+        next: 0,
+        seq: 0,
+    };
+    let (done, _) = run(
+        endpoint,
+        lb,
+        snat,
+        &mut setup,
+        NoTaps,
+        BackendEmulation::default(),
+        opts,
+    );
+    let setup_s = t0.elapsed().as_secs_f64();
+
+    let mut frames = Vec::with_capacity(flows as usize * FRAME_LEN);
+    let mut views = Vec::with_capacity(flows as usize);
+    let mut origs = Vec::with_capacity(flows as usize);
+    for i in 0..flows {
+        let t = flow(addrs.clients, addrs.endpoint, i);
+        let at = frames.len();
+        TcpSegment {
+            payload: &[0; 10],
+            seq: 2,
+            ack: 2,
+            src_mac: CONSUMER_MAC,
+            dst_mac: PROVIDER_MAC,
+            ..TcpSegment::new(t, TcpFlags::ACK)
+        }
+        .write(&mut frames);
+        views.push(classify(LinkType::Ethernet, &frames[at..], FRAME_LEN).expect("a built frame"));
+        origs.push(t);
+    }
+    let mut traffic = Traffic {
+        frames: &frames,
+        views: &views,
+        origs: &origs,
+        vnet: addrs.vnet,
+        packets,
+        sent: 0,
+        seq: setup.seq,
+    };
+    let t1 = Instant::now();
+    let (fin, _) = run(
+        done.endpoint,
+        done.lb,
+        done.snat,
+        &mut traffic,
+        NoTaps,
+        crate::AsIs,
+        opts,
+    );
+    let wall = t1.elapsed().as_secs_f64();
+    let result = BenchResult {
+        mpps: packets as f64 / wall / 1e6,
+        flows,
+        packets,
+        setup_per_sec: f64::from(flows) / setup_s,
+        stats: fin.stats,
+        setup: done.stats,
+    };
+    (result, fin.endpoint, fin.lb, fin.snat)
+}

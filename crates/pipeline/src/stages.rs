@@ -1,0 +1,191 @@
+//! The three sans-IO stage crates as pipeline [`Stage`]s.
+
+use std::net::Ipv4Addr;
+
+use plsim_endpoint::{Endpoint, EndpointTable, VnetId};
+use plsim_lb::Lb;
+use plsim_snat::Snat;
+use plsim_wire::{DropReason, Ipv4Tcp, LinkId, SimTime};
+
+use crate::{Event, Meta, Stage};
+
+#[inline]
+fn view(meta: &mut Meta) -> &mut Ipv4Tcp {
+    meta.view
+        .as_mut()
+        .expect("a packet that reaches a stage is IPv4 TCP")
+}
+
+/// The private endpoints of every consumer VNet.
+pub struct EndpointStage(pub EndpointTable);
+
+impl Stage for EndpointStage {
+    #[inline]
+    fn forward(&mut self, frame: &mut [u8], meta: &mut Meta) -> Result<(), DropReason> {
+        let (vnet, ts) = (VnetId(meta.vnet), meta.ts);
+        meta.link = self.0.outbound(vnet, frame, view(meta), ts)?;
+        Ok(())
+    }
+    #[inline]
+    fn reverse(&mut self, frame: &mut [u8], meta: &mut Meta) -> Result<(), DropReason> {
+        let (link, ts) = (meta.link, meta.ts);
+        meta.vnet = self.0.inbound(link, frame, view(meta), ts)?.0;
+        Ok(())
+    }
+    fn apply(&mut self, event: &Event, now: SimTime) {
+        match *event {
+            Event::LinkApproved {
+                link,
+                vnet,
+                endpoint,
+                frontend,
+                ..
+            } => {
+                if self.0.get(link).is_some() {
+                    let _ = self.0.set_approved(link, true, now);
+                } else {
+                    let ep = Endpoint {
+                        link,
+                        vnet: VnetId(vnet),
+                        address: endpoint,
+                        frontend,
+                        approved: true,
+                    };
+                    // The control plane never hands out an address twice in one VNet.
+                    let _ = self.0.insert(ep);
+                }
+            }
+            Event::LinkClosed { link, .. } => {
+                let _ = self.0.set_approved(link, false, now);
+            }
+            Event::BackendDown(_) | Event::BackendUp(_) | Event::NatIpAdded { .. } => {}
+        }
+    }
+}
+
+/// The load balancer frontend forwarder.
+pub struct LbStage(pub Lb);
+
+impl Stage for LbStage {
+    #[inline]
+    fn forward(&mut self, frame: &mut [u8], meta: &mut Meta) -> Result<(), DropReason> {
+        let (link, ts) = (meta.link, meta.ts);
+        self.0.forward(link, frame, view(meta), ts).map(|_| ())
+    }
+    #[inline]
+    fn reverse(&mut self, frame: &mut [u8], meta: &mut Meta) -> Result<(), DropReason> {
+        let (link, ts) = (meta.link, meta.ts);
+        self.0.reply(link, frame, view(meta), ts)
+    }
+    fn tick(&mut self, now: SimTime) {
+        self.0.expire(now);
+    }
+    fn apply(&mut self, event: &Event, now: SimTime) {
+        match *event {
+            Event::BackendDown(ip) | Event::BackendUp(ip) => {
+                // A backend the scenario does not know is caught when the scenario is checked.
+                let _ = self
+                    .0
+                    .set_backend_up(ip, matches!(event, Event::BackendUp(_)), now);
+            }
+            Event::LinkClosed { link, .. } => {
+                self.0.forget_link(link);
+            }
+            Event::LinkApproved { .. } | Event::NatIpAdded { .. } => {}
+        }
+    }
+}
+
+/// The SNAT engines, one per Private Link service: a packet goes to its connection's service
+/// (forward) or to the service that owns its NAT IP (return).
+pub struct SnatStage {
+    engines: Vec<Snat>,
+    /// Service index by link id.
+    services: Vec<Option<u16>>,
+    /// Every NAT IP and its service.
+    owners: Vec<(Ipv4Addr, usize)>,
+}
+
+impl SnatStage {
+    /// One engine per service (in service order), with the NAT IPs each owns, and the service of
+    /// each link known at the start.
+    pub fn new(engines: Vec<Snat>, links: impl IntoIterator<Item = (LinkId, usize)>) -> SnatStage {
+        let owners = engines
+            .iter()
+            .enumerate()
+            .flat_map(|(i, e)| e.config().nat_ips.iter().map(move |&ip| (ip, i)))
+            .collect();
+        let mut s = SnatStage {
+            engines,
+            services: Vec::new(),
+            owners,
+        };
+        for (link, service) in links {
+            s.set_service(link, service);
+        }
+        s
+    }
+
+    fn set_service(&mut self, link: LinkId, service: usize) {
+        let i = link.0 as usize;
+        if self.services.len() <= i {
+            self.services.resize(i + 1, None);
+        }
+        self.services[i] = Some(service as u16);
+    }
+
+    /// The engines, in service order.
+    pub fn engines(&self) -> &[Snat] {
+        &self.engines
+    }
+}
+
+impl Stage for SnatStage {
+    #[inline]
+    fn forward(&mut self, frame: &mut [u8], meta: &mut Meta) -> Result<(), DropReason> {
+        let (link, ts) = (meta.link, meta.ts);
+        let s = self
+            .services
+            .get(link.0 as usize)
+            .copied()
+            .flatten()
+            .ok_or(DropReason::NoFlow)?;
+        self.engines[usize::from(s)].outbound(link, frame, view(meta), ts)
+    }
+    #[inline]
+    fn reverse(&mut self, frame: &mut [u8], meta: &mut Meta) -> Result<(), DropReason> {
+        let ts = meta.ts;
+        let engine = if self.engines.len() == 1 {
+            &mut self.engines[0]
+        } else {
+            let dst = view(meta).tuple().dst;
+            let &(_, s) = self
+                .owners
+                .iter()
+                .find(|(ip, _)| *ip == dst)
+                .ok_or(DropReason::NoFlow)?;
+            &mut self.engines[s]
+        };
+        meta.link = engine.inbound(frame, view(meta), ts)?;
+        Ok(())
+    }
+    fn apply(&mut self, event: &Event, now: SimTime) {
+        match *event {
+            Event::LinkApproved { link, service, .. } => self.set_service(link, service),
+            Event::LinkClosed { link, service } => {
+                if let Some(e) = self.engines.get_mut(service) {
+                    e.teardown(link, now);
+                }
+            }
+            Event::NatIpAdded { service, ip } => {
+                // More than eight, or a duplicate, is caught when the scenario is checked.
+                if let Some(e) = self.engines.get_mut(service)
+                    && e.add_nat_ip(ip).is_ok()
+                {
+                    self.owners.push((ip, service));
+                }
+            }
+            Event::BackendDown(_) | Event::BackendUp(_) => {}
+        }
+    }
+}

@@ -1,0 +1,364 @@
+//! `plsim replay` end to end: exact exhaustion counts, complete conversations through both ways,
+//! valid checksums (tshark), only NAT IPs seen by the backends, every real capture, determinism.
+
+mod common;
+
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::*;
+use plsim_pcap::Reader;
+use plsim_wire::{LinkType, checksum, classify};
+
+fn shipped(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("pcaps")
+        .join(name)
+}
+
+fn replay_json(args: &[&str]) -> serde_json::Value {
+    let mut a = vec!["replay", "--json"];
+    a.extend_from_slice(args);
+    json(&plsim(&a))
+}
+
+/// Every packet is counted once: in, then delivered or dropped under one reason.
+fn assert_balanced(s: &serde_json::Value) {
+    let p = &s["packets"];
+    let n = |v: &serde_json::Value| v.as_u64().unwrap();
+    let dropped: u64 = p["dropped"].as_object().unwrap().values().map(n).sum();
+    assert_eq!(
+        n(&p["consumer_in"]) + n(&p["backend_in"]),
+        n(&p["to_backend"]) + n(&p["to_consumer"]) + dropped,
+        "{s}"
+    );
+    assert_eq!(
+        n(&p["consumer_in"]) + n(&p["backend_in"]),
+        n(&s["input"]["packets"])
+    );
+}
+
+#[test]
+fn three_thousand_syns_exhaust_exactly() {
+    let pcap = shipped("syns-3000.pcap");
+    for (nat_ips, admitted) in [(1u64, 1000u64), (2, 2000), (3, 3000)] {
+        let n = nat_ips.to_string();
+        let s = replay_json(&[
+            pcap.to_str().unwrap(),
+            "--nat-ips",
+            &n,
+            "--ports",
+            "1024-2023",
+            "--reuse",
+            "per-ip",
+        ]);
+        assert_eq!(s["flows"]["created"], admitted, "{nat_ips} NAT IPs");
+        assert_eq!(s["flows"]["snat_failures"], 3000 - admitted);
+        assert_eq!(s["packets"]["dropped"]["port_exhausted"], 3000 - admitted);
+        assert_eq!(s["packets"]["to_backend"], admitted);
+        assert_eq!(s["nat_ips"].as_array().unwrap().len() as u64, nat_ips);
+        for ip in s["nat_ips"].as_array().unwrap() {
+            assert_eq!(ip["ports_total"], 1000);
+            assert_eq!(ip["ports_in_use_peak"], admitted / nat_ips);
+        }
+        assert_balanced(&s);
+    }
+    // Per-backend reuse (Azure's): one NAT IP serves 1,000 per backend, and the SYNs spread over
+    // four backends, so far more get through.
+    let s = replay_json(&[
+        pcap.to_str().unwrap(),
+        "--nat-ips",
+        "1",
+        "--ports",
+        "1024-2023",
+    ]);
+    assert!(s["flows"]["created"].as_u64().unwrap() > 2500, "{s}");
+}
+
+struct Captured {
+    frames: Vec<(Vec<u8>, usize)>,
+}
+
+fn read(path: &Path) -> Captured {
+    let mut r = Reader::open(path).unwrap();
+    let mut frames = Vec::new();
+    while let Some(p) = r.next_packet() {
+        frames.push((p.data.to_vec(), p.wire_len));
+    }
+    assert!(!r.truncated());
+    Captured { frames }
+}
+
+#[test]
+fn complete_conversations_arrive_unchanged_but_for_the_addresses() {
+    let dir = scratch("replay_conversations");
+    let input = shipped("conversations-200.pcap");
+    let out = plsim(&[
+        "replay",
+        "--json",
+        input.to_str().unwrap(),
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    let s = json(&out);
+    assert_eq!(s["packets"]["to_backend"], 1000);
+    assert_eq!(s["packets"]["to_consumer"], 600);
+    assert_eq!(
+        s["packets"]["dropped"]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|v| v.as_u64().unwrap())
+            .sum::<u64>(),
+        0
+    );
+    assert_eq!(s["flows"]["created"], 200);
+    assert_eq!(s["flows"]["closed"], 200);
+    let on_disk: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(on_disk["packets"], s["packets"]);
+
+    let original = read(&input);
+    let consumer = read(&dir.join("consumer.pcap"));
+    let backend = read(&dir.join("backend.pcap"));
+    assert_eq!(
+        consumer.frames.len(),
+        1600,
+        "the consumer side sees all 1,600 packets"
+    );
+    assert_eq!(
+        backend.frames.len(),
+        1600,
+        "the backend side sees all 1,600 packets"
+    );
+
+    let endpoint = Ipv4Addr::new(10, 0, 0, 4);
+    let nat_ips: Vec<Ipv4Addr> = (4..12).map(|i| Ipv4Addr::new(10, 10, 1, i)).collect();
+    let backends: Vec<Ipv4Addr> = (4..8).map(|i| Ipv4Addr::new(10, 10, 2, i)).collect();
+    let server = plsim_traffic::captures::SERVER_ADDR;
+    // The consumer capture is the input, in order, with the private endpoint in place of the
+    // server: same ports, sequence numbers, flags and payload.
+    for (i, ((o, ow), (c, cw))) in original.frames.iter().zip(&consumer.frames).enumerate() {
+        let ov = classify(LinkType::Ethernet, o, *ow).unwrap();
+        let cv = classify(LinkType::Ethernet, c, *cw).unwrap();
+        let (ot, ct) = (ov.tuple(), cv.tuple());
+        let swap = |a: Ipv4Addr| if a == server { endpoint } else { a };
+        assert_eq!(
+            (ct.src, ct.sport, ct.dst, ct.dport),
+            (swap(ot.src), ot.sport, swap(ot.dst), ot.dport),
+            "frame {i}"
+        );
+        assert_eq!(cv.seq(c), ov.seq(o), "frame {i}");
+        assert_eq!(cv.flags(), ov.flags(), "frame {i}");
+        assert_eq!(cv.payload(c), ov.payload(o), "frame {i}");
+        assert_eq!(c.len(), o.len());
+        assert!(checksum::verify(c, &cv).ok(), "frame {i}: checksums");
+    }
+    // The backends see only NAT IPs as sources, and answer from themselves; one NAT end per
+    // connection, never shared by two live connections to one backend.
+    let mut ends: HashMap<(Ipv4Addr, u16, Ipv4Addr, u16), Ipv4Addr> = HashMap::new();
+    for (i, (b, w)) in backend.frames.iter().enumerate() {
+        let v = classify(LinkType::Ethernet, b, *w).unwrap();
+        let t = v.tuple();
+        assert!(checksum::verify(b, &v).ok(), "frame {i}: checksums");
+        if nat_ips.contains(&t.src) {
+            assert!(backends.contains(&t.dst), "frame {i}: {t}");
+            let client = *ends
+                .entry((t.src, t.sport, t.dst, t.dport))
+                .or_insert(t.src);
+            assert_eq!(client, t.src);
+        } else {
+            assert!(
+                backends.contains(&t.src),
+                "frame {i}: the backend side only has NAT IPs and backends: {t}"
+            );
+            assert!(nat_ips.contains(&t.dst), "frame {i}: {t}");
+        }
+    }
+    assert_eq!(ends.len(), 200, "one NAT end per conversation");
+}
+
+#[test]
+fn tshark_finds_no_bad_checksum() {
+    if Command::new("tshark").arg("--version").output().is_err() {
+        eprintln!("skipping: tshark is not installed (.ci/run installs it)");
+        return;
+    }
+    let dir = scratch("replay_tshark");
+    let mut inputs = vec![shipped("conversations-200.pcap")];
+    if let Some(real) = real_pcaps() {
+        inputs.push(real.join("chrissanders_http_espn.pcapng"));
+        inputs.push(real.join("pcapplusplus_sll.pcap"));
+    }
+    for (k, input) in inputs.iter().enumerate() {
+        let out = dir.join(k.to_string());
+        assert!(
+            plsim(&[
+                "replay",
+                "--quiet",
+                input.to_str().unwrap(),
+                "--out",
+                out.to_str().unwrap()
+            ])
+            .status
+            .success()
+        );
+        for file in ["consumer.pcap", "backend.pcap"] {
+            let path = out.join(file);
+            let count = |filter: &str| {
+                let o = Command::new("tshark")
+                    .args([
+                        "-o",
+                        "ip.check_checksum:TRUE",
+                        "-o",
+                        "tcp.check_checksum:TRUE",
+                        "-n",
+                        "-r",
+                    ])
+                    .arg(&path)
+                    .args(["-Y", filter, "-T", "fields", "-e", "frame.number"])
+                    .output()
+                    .unwrap();
+                assert!(
+                    o.status.success(),
+                    "tshark reads {}: {}",
+                    path.display(),
+                    String::from_utf8_lossy(&o.stderr)
+                );
+                String::from_utf8_lossy(&o.stdout).lines().count()
+            };
+            assert_eq!(
+                count("ip.checksum.status == \"Bad\" || tcp.checksum.status == \"Bad\""),
+                0,
+                "{}",
+                path.display()
+            );
+            let good = count("tcp.checksum.status == \"Good\"");
+            assert!(good > 0, "{}: tshark checked TCP checksums", path.display());
+        }
+    }
+}
+
+#[test]
+fn every_real_capture_replays_and_adds_up() {
+    let Some(dir) = real_pcaps() else { return };
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.retain(|p| p.extension().is_some_and(|e| e == "pcap" || e == "pcapng"));
+    files.sort();
+    assert_eq!(files.len(), 11);
+    for f in files {
+        let out = plsim(&["replay", "--json", f.to_str().unwrap()]);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}: {}",
+            f.display(),
+            stderr(&out)
+        );
+        let s = json(&out);
+        assert_balanced(&s);
+        let inspect = json(&plsim(&["inspect", "--json", f.to_str().unwrap()]));
+        assert_eq!(s["input"]["packets"], inspect["packets"], "{}", f.display());
+        assert_eq!(
+            s["input"]["truncated"],
+            inspect["truncated"],
+            "{}",
+            f.display()
+        );
+        // What inspect says would be dropped for its class, replay drops for that reason.
+        for class in ["ipv6", "non_tcp", "non_ip", "fragment", "malformed"] {
+            assert_eq!(
+                s["packets"]["dropped"][class],
+                inspect["classes"][class],
+                "{}: {class}",
+                f.display()
+            );
+        }
+    }
+}
+
+#[test]
+fn the_same_replay_twice_gives_the_same_summary() {
+    let mut runs = Vec::new();
+    let mut inputs = vec![shipped("conversations-200.pcap")];
+    if let Some(real) = real_pcaps() {
+        inputs.push(real.join("pcapplusplus_example.pcap"));
+    }
+    for input in &inputs {
+        for _ in 0..3 {
+            let mut s = replay_json(&[input.to_str().unwrap()]);
+            let o = s.as_object_mut().unwrap();
+            o.remove("latency_ns");
+            o.remove("throughput");
+            runs.push((input.clone(), s));
+        }
+    }
+    for w in runs.windows(2) {
+        if w[0].0 == w[1].0 {
+            assert_eq!(w[0].1, w[1].1, "{}", w[0].0.display());
+        }
+    }
+}
+
+#[test]
+fn bad_inputs_exit_1_and_bad_flags_exit_2() {
+    let dir = scratch("replay_bad");
+    let text = dir.join("x.pcap");
+    std::fs::write(&text, "not a capture").unwrap();
+    let out = plsim(&["replay", text.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).starts_with(&format!("plsim: {}: not a pcap", text.display())),
+        "{}",
+        stderr(&out)
+    );
+
+    let pcap = shipped("mix.pcap");
+    for flags in [
+        &["--nat-ips", "9"][..],
+        &["--nat-ips", "0"],
+        &["--ports", "9-3"],
+        &["--allocator", "magic"],
+        &["--reuse", "never"],
+    ] {
+        let mut a = vec!["replay", pcap.to_str().unwrap()];
+        a.extend_from_slice(flags);
+        let out = plsim(&a);
+        assert_eq!(out.status.code(), Some(2), "{flags:?}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains(flags[0]),
+            "{flags:?}: {}",
+            stderr(&out)
+        );
+    }
+    let missing = dir.join("none.toml");
+    let out = plsim(&[
+        "replay",
+        pcap.to_str().unwrap(),
+        "--scenario",
+        missing.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        stderr(&out),
+        format!("plsim: {}: no such file\n", missing.display())
+    );
+}
+
+#[test]
+fn plain_text_summary() {
+    let out = plsim(&["replay", shipped("mix.pcap").to_str().unwrap()]);
+    assert!(out.status.success());
+    let text = stdout(&out);
+    assert!(text.contains("20 packets"), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.trim_start().starts_with("dropped") && l.contains("malformed 9")),
+        "{text}"
+    );
+}
