@@ -2,3 +2,4 @@
 //! so anyone can regenerate them), and later synthetic workloads and real TCP endpoints.
 
 pub mod captures;
+pub mod workload;
