@@ -180,6 +180,18 @@ impl Pool {
     }
 }
 
+/// Lets a stage prefetch what a batch's packets will touch.
+#[inline]
+fn prefetch<St: Stage>(stage: &St, batch: &Batch, dir: Dir) {
+    if St::PREFETCH {
+        for (frame, m) in batch.iter() {
+            if m.drop.is_none() {
+                stage.prefetch(frame, m, dir);
+            }
+        }
+    }
+}
+
 /// Runs one direction of a stage over a batch, counting drops.
 fn pass<St: Stage>(
     stage: &mut St,
@@ -188,6 +200,7 @@ fn pass<St: Stage>(
     dir: Dir,
     mut tap: Option<&mut Batch>,
 ) {
+    prefetch(stage, batch, dir);
     for (frame, m) in batch.iter_mut() {
         if dir == Dir::Forward
             && let Some(t) = tap.as_deref_mut()
@@ -307,6 +320,8 @@ where
                         let mut srv = srv_rx.recv().expect("the driver sends S(i) with F(i)");
                         debug_assert_eq!(srv.index, fwd.index);
                         let mut tap = tapping.then(|| snat_pool.get(fwd.index));
+                        prefetch(&stage, &fwd, Dir::Forward);
+                        prefetch(&stage, &srv, Dir::Return);
                         {
                             let mut f = fwd.iter_mut().peekable();
                             let mut s = srv.iter_mut().peekable();

@@ -53,6 +53,14 @@ pub trait Stage: Send {
     fn forward(&mut self, frame: &mut [u8], meta: &mut Meta) -> Result<(), DropReason>;
     /// A packet travelling from the backend to the consumer.
     fn reverse(&mut self, frame: &mut [u8], meta: &mut Meta) -> Result<(), DropReason>;
+    /// Whether [`Stage::prefetch`] does anything: the engine skips the extra pass when not.
+    const PREFETCH: bool = false;
+    /// Called for every packet of a batch before the batch is processed, so the stage can
+    /// prefetch the memory its lookup will touch (VPP-style: the cache misses of a whole batch
+    /// overlap instead of following one another). Must not change any state.
+    fn prefetch(&self, frame: &[u8], meta: &Meta, dir: Dir) {
+        let _ = (frame, meta, dir);
+    }
     /// Simulated time has reached `now`: run the timers that are due.
     fn tick(&mut self, now: SimTime) {
         let _ = now;
