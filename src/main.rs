@@ -4,6 +4,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
@@ -101,6 +102,9 @@ struct ReplayArgs {
     /// No progress bar.
     #[arg(long, short)]
     quiet: bool,
+    /// With --out: sample the gauges every SECS of simulated time.
+    #[arg(long, value_name = "SECS", default_value_t = 1.0, value_parser = positive_secs)]
+    sample_every: f64,
     #[command(flatten)]
     overrides: Overrides,
 }
@@ -110,20 +114,89 @@ struct SimulateArgs {
     /// The scenario file (TOML); the built-in scenario without it.
     #[arg(long, value_name = "FILE")]
     scenario: Option<PathBuf>,
-    /// Write summary.json and the pcaps into DIR.
+    /// Write summary.json, consumer.pcap, backend.pcap and timeseries.csv into DIR.
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
     /// Print the summary as JSON on stdout.
     #[arg(long)]
     json: bool,
+    /// No progress bar.
+    #[arg(long, short)]
+    quiet: bool,
+    /// With --out: sample the gauges every SECS of simulated time.
+    #[arg(long, value_name = "SECS", default_value_t = 1.0, value_parser = positive_secs)]
+    sample_every: f64,
     #[command(flatten)]
     overrides: Overrides,
+    #[command(flatten)]
+    workload: WorkloadArgs,
+}
+
+/// The synthetic workload, over the scenario's `[workload]` section.
+#[derive(Args, Clone)]
+struct WorkloadArgs {
+    /// Flows to start.
+    #[arg(long, value_name = "N")]
+    flows: Option<u64>,
+    /// Flow arrivals: constant:RATE or poisson:RATE (flows per second).
+    #[arg(long, value_name = "KIND:RATE")]
+    arrivals: Option<String>,
+    /// Flow durations: fixed:S, exp:MEAN, lognormal:MU,SIGMA or pareto:SCALE,SHAPE (seconds).
+    #[arg(long, value_name = "DIST")]
+    durations: Option<String>,
+    /// How flows end: fin, rst or idle.
+    #[arg(long, value_name = "HOW")]
+    close: Option<String>,
+    /// Consumer hosts behind the endpoint.
+    #[arg(long, value_name = "N")]
+    hosts: Option<u32>,
+    /// Data packets per flow (both directions, after the handshake).
+    #[arg(long, value_name = "N")]
+    packets_per_flow: Option<u32>,
+    /// Payload bytes per flow (both directions).
+    #[arg(long, value_name = "N")]
+    bytes_per_flow: Option<u64>,
+    /// Start no flow after SECS.
+    #[arg(long, value_name = "SECS")]
+    until: Option<f64>,
+    /// The workload's seed.
+    #[arg(long, value_name = "N")]
+    seed: Option<u64>,
+}
+
+impl From<WorkloadArgs> for run::WorkloadFlags {
+    fn from(a: WorkloadArgs) -> Self {
+        run::WorkloadFlags {
+            flows: a.flows,
+            arrivals: a.arrivals,
+            durations: a.durations,
+            close: a.close,
+            hosts: a.hosts,
+            packets_per_flow: a.packets_per_flow,
+            bytes_per_flow: a.bytes_per_flow,
+            until: a.until,
+            seed: a.seed,
+        }
+    }
+}
+
+fn positive_secs(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v > 0.0 && v.is_finite() => Ok(v),
+        _ => Err(format!("`{s}` is not a positive number of seconds")),
+    }
 }
 
 #[derive(Args)]
 struct PlanArgs {
     /// The capture (pcap or pcapng).
     pcap: PathBuf,
+    /// The scenario file (TOML); the built-in scenario (eight NAT IPs) without it.
+    #[arg(long, value_name = "FILE")]
+    scenario: Option<PathBuf>,
+    /// Let packets of a flow whose SYN is not in the capture open it.
+    #[arg(long)]
+    pickup: bool,
     /// The port range of every NAT IP, e.g. 1024-65535.
     #[arg(long, value_name = "LO-HI")]
     ports: Option<String>,
@@ -183,17 +256,38 @@ fn run(cli: Cli) -> Result<(), Failure> {
     match cli.command {
         Command::Inspect(a) => inspect::run(&a.pcap, a.json),
         Command::Generate(a) => generate::run(a),
-        Command::Replay(a) => run::replay(run::ReplayRun {
-            pcap: &a.pcap,
-            scenario: a.scenario.as_deref(),
-            out: a.out.as_deref(),
-            json: a.json,
-            quiet: a.quiet,
-            overrides: a.overrides.into(),
-        }),
-        Command::Simulate(_) => not_yet("simulate"),
+        Command::Replay(a) => run::replay(
+            &a.pcap,
+            run::RunFlags {
+                scenario: a.scenario.as_deref(),
+                out: a.out.as_deref(),
+                json: a.json,
+                quiet: a.quiet,
+                overrides: a.overrides.into(),
+                sample_every: Duration::from_secs_f64(a.sample_every),
+            },
+        ),
+        Command::Simulate(a) => run::simulate(
+            run::RunFlags {
+                scenario: a.scenario.as_deref(),
+                out: a.out.as_deref(),
+                json: a.json,
+                quiet: a.quiet,
+                overrides: a.overrides.into(),
+                sample_every: Duration::from_secs_f64(a.sample_every),
+            },
+            &a.workload.into(),
+        ),
         Command::Sweep(_) => not_yet("sweep"),
-        Command::Plan(_) => not_yet("plan"),
+        Command::Plan(a) => {
+            let overrides = plsim_pipeline::path::Overrides {
+                ports: a.ports,
+                reuse: a.reuse,
+                pickup: a.pickup,
+                ..Default::default()
+            };
+            run::plan(&a.pcap, a.scenario.as_deref(), overrides, a.json)
+        }
         Command::Bench(a) => run::bench_cmd(a.flows, a.packets, a.json),
         Command::Scenario(ScenarioCommand::Default) => run::scenario_default(),
         Command::Scenario(ScenarioCommand::Check { file }) => run::scenario_check(&file),

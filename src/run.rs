@@ -9,10 +9,10 @@ use plsim_control::Scenario;
 use plsim_pcap::Reader;
 use plsim_pipeline::bench::{BenchAddrs, bench};
 use plsim_pipeline::path::{self, Overrides, Path as SimPath};
-use plsim_pipeline::replay::{BackendEmulation, CaptureFeeder, PcapTaps};
-use plsim_pipeline::summary::{Input, Summary};
-use plsim_pipeline::{Batch, Feeder, Fill, Options};
-use plsim_wire::SimTime;
+use plsim_pipeline::replay::{PacketSource, WorkloadSource};
+use plsim_pipeline::sim::{self, RunSpec};
+use plsim_pipeline::summary::Summary;
+use plsim_traffic::workload::{Workload, WorkloadSpec};
 use serde::Serialize;
 
 use crate::Failure;
@@ -85,125 +85,182 @@ pub fn scenario_check(file: &Path) -> Result<(), Failure> {
     Ok(())
 }
 
-/// A feeder that shows progress on a spinner.
-struct Progress<'a, F> {
-    inner: F,
-    bar: Option<&'a ProgressBar>,
-    packets: u64,
-}
-
-impl<F: Feeder> Feeder for Progress<'_, F> {
-    fn fill(&mut self, fwd: &mut Batch, srv: &mut Batch, max: usize) -> Fill {
-        let fill = self.inner.fill(fwd, srv, max);
-        self.packets += (fwd.len() + srv.len()) as u64;
-        if let Some(bar) = self.bar {
-            bar.set_position(self.packets);
-        }
-        fill
-    }
-}
-
-/// The replay's flags, as the binary parsed them.
-pub struct ReplayRun<'a> {
-    pub pcap: &'a Path,
+/// The replay's and the simulation's flags, as the binary parsed them.
+pub struct RunFlags<'a> {
     pub scenario: Option<&'a Path>,
     pub out: Option<&'a Path>,
     pub json: bool,
     pub quiet: bool,
     pub overrides: Overrides,
+    pub sample_every: Duration,
 }
 
-/// `plsim replay`.
-pub fn replay(r: ReplayRun<'_>) -> Result<(), Failure> {
-    let scenario = load_scenario(r.scenario, &r.overrides)?;
-    let sim =
-        SimPath::build(&scenario, r.overrides.pickup).map_err(|e| Failure::Input(e.to_string()))?;
-    let Some((vnet, endpoint)) = sim.replay_endpoint else {
-        return Err(Failure::Input(
-            "the scenario has no private endpoint to replay through".into(),
-        ));
-    };
-    let mut reader = Reader::open(r.pcap).map_err(|e| Failure::Input(e.to_string()))?;
-    if let Some(dir) = r.out {
+fn spinner(flags: &RunFlags<'_>, what: &str) -> Option<ProgressBar> {
+    (!flags.json && !flags.quiet && std::io::stderr().is_terminal()).then(|| {
+        let b = ProgressBar::new_spinner();
+        let template = format!("{{spinner}} {{pos}} packets {what} ({{per_sec}})");
+        b.set_style(ProgressStyle::with_template(&template).expect("a valid template"));
+        b.enable_steady_tick(Duration::from_millis(100));
+        b
+    })
+}
+
+/// Runs a source through the path and writes and prints what the flags ask for.
+fn run_and_report<S: PacketSource>(
+    source: &mut S,
+    scenario: &Scenario,
+    flags: &RunFlags<'_>,
+    what: &str,
+    truncated: impl FnOnce(&S) -> (bool, Option<String>),
+) -> Result<(), Failure> {
+    if let Some(dir) = flags.out {
         std::fs::create_dir_all(dir)
             .map_err(|e| Failure::Input(format!("{}: {}", dir.display(), io_reason(&e))))?;
     }
-    let bar = (!r.json && !r.quiet && std::io::stderr().is_terminal()).then(|| {
-        let b = ProgressBar::new_spinner();
-        b.set_style(
-            ProgressStyle::with_template("{spinner} {pos} packets replayed ({per_sec})")
-                .expect("a valid template"),
-        );
-        b.enable_steady_tick(Duration::from_millis(100));
-        b
-    });
-    let taps = r.out.map(PcapTaps::new);
-    let opts = Options {
-        taps: taps.is_some(),
-        ..Options::default()
-    };
-    let mut feeder = Progress {
-        inner: CaptureFeeder::new(&mut reader, endpoint, vnet, sim.events),
-        bar: bar.as_ref(),
-        packets: 0,
-    };
-    let (fin, taps) = plsim_pipeline::run(
-        sim.endpoint,
-        sim.lb,
-        sim.snat,
-        &mut feeder,
-        taps,
-        BackendEmulation::default(),
-        opts,
+    let bar = spinner(
+        flags,
+        if what.ends_with(".pcap") || what.ends_with(".pcapng") {
+            "replayed"
+        } else {
+            "simulated"
+        },
     );
+    let progress = |n: u64| {
+        if let Some(b) = &bar {
+            b.set_position(n);
+        }
+    };
+    let spec = RunSpec {
+        scenario,
+        pickup: flags.overrides.pickup,
+        pcaps: flags.out,
+        sample_every: flags.out.map(|_| flags.sample_every),
+        progress: Some(&progress),
+    };
+    let outcome = sim::run(source, &spec).map_err(|e| Failure::Input(e.to_string()))?;
     if let Some(b) = &bar {
         b.finish_and_clear();
     }
-    let feeder = feeder.inner;
-    let read = feeder.input();
-    let sim_time = SimTime::ZERO + (feeder.last() - feeder.first());
-    let input = Input {
-        packets: read.packets,
-        bytes: read.bytes,
-        truncated: reader.truncated(),
-        checksums_repaired: read.checksums_repaired,
-    };
-    let summary = path::summarize(&fin, input, sim_time);
-    if let Some(w) = reader.warning() {
+    let (cut, warning) = truncated(source);
+    let mut summary = outcome.summary;
+    summary.input.truncated = cut;
+    if let Some(w) = warning {
         eprintln!("plsim: warning: {w}");
     }
-    if let Some(dir) = r.out {
-        let written = taps
-            .expect("taps with --out")
-            .finish()
-            .map_err(|e| Failure::Input(e.to_string()))?;
-        if written.skipped > 0 {
+    if let Some(dir) = flags.out {
+        if let Some(w) = outcome.written
+            && w.skipped > 0
+        {
             eprintln!(
                 "plsim: warning: {} frames of another link type left out of the pcaps",
-                written.skipped
+                w.skipped
             );
         }
-        let file = dir.join("summary.json");
         let json = serde_json::to_string_pretty(&summary).expect("a summary serializes") + "\n";
-        std::fs::write(&file, json)
-            .map_err(|e| Failure::Input(format!("{}: {}", file.display(), io_reason(&e))))?;
+        write_file(&dir.join("summary.json"), json.as_bytes())?;
+        write_file(
+            &dir.join("timeseries.csv"),
+            sim::series_csv(&outcome.series).as_bytes(),
+        )?;
     }
-    if r.json {
+    if flags.json {
         println!(
             "{}",
             serde_json::to_string_pretty(&summary).expect("a summary serializes")
         );
     } else {
-        print_summary(&r.pcap.display().to_string(), &summary);
+        print_summary(what, &summary);
     }
     Ok(())
+}
+
+fn write_file(path: &Path, bytes: &[u8]) -> Result<(), Failure> {
+    std::fs::write(path, bytes)
+        .map_err(|e| Failure::Input(format!("{}: {}", path.display(), io_reason(&e))))
+}
+
+/// `plsim replay`.
+pub fn replay(pcap: &Path, flags: RunFlags<'_>) -> Result<(), Failure> {
+    let scenario = load_scenario(flags.scenario, &flags.overrides)?;
+    let mut reader = Reader::open(pcap).map_err(|e| Failure::Input(e.to_string()))?;
+    run_and_report(
+        &mut reader,
+        &scenario,
+        &flags,
+        &pcap.display().to_string(),
+        |r| (r.truncated(), r.warning().map(str::to_string)),
+    )
+}
+
+/// `plsim simulate` with the synthetic workload.
+pub fn simulate(flags: RunFlags<'_>, workload: &WorkloadFlags) -> Result<(), Failure> {
+    let scenario = load_scenario(flags.scenario, &flags.overrides)?;
+    let spec = workload_of(&scenario, workload)?;
+    let w = Workload::new(&spec).map_err(|e| Failure::Usage(e.to_string()))?;
+    let mut source = WorkloadSource::new(w);
+    let what = format!(
+        "workload ({} flows max, {})",
+        spec.flows.map_or("no limit".into(), |n| n.to_string()),
+        spec.arrivals
+    );
+    run_and_report(&mut source, &scenario, &flags, &what, |_| (false, None))
+}
+
+/// Workload settings from the command line, over the scenario's `[workload]`.
+#[derive(Clone, Debug, Default)]
+pub struct WorkloadFlags {
+    pub flows: Option<u64>,
+    pub arrivals: Option<String>,
+    pub durations: Option<String>,
+    pub close: Option<String>,
+    pub hosts: Option<u32>,
+    pub packets_per_flow: Option<u32>,
+    pub bytes_per_flow: Option<u64>,
+    pub until: Option<f64>,
+    pub seed: Option<u64>,
+}
+
+/// The workload of a scenario with the flags over it.
+pub fn workload_of(scenario: &Scenario, f: &WorkloadFlags) -> Result<WorkloadSpec, Failure> {
+    let mut spec = path::workload_spec(scenario).map_err(|e| Failure::Input(e.to_string()))?;
+    let usage =
+        |flag: &str, v: &str, e: &dyn std::fmt::Display| Failure::Usage(format!("{flag} {v}: {e}"));
+    if let Some(a) = &f.arrivals {
+        spec.arrivals = a.parse().map_err(|e| usage("--arrivals", a, &e))?;
+    }
+    if let Some(d) = &f.durations {
+        spec.duration = d.parse().map_err(|e| usage("--durations", d, &e))?;
+    }
+    if let Some(c) = &f.close {
+        spec.close = c.parse().map_err(|e| usage("--close", c, &e))?;
+    }
+    if let Some(n) = f.flows {
+        spec.flows = Some(n);
+    }
+    if let Some(h) = f.hosts {
+        spec.hosts = h;
+    }
+    if let Some(p) = f.packets_per_flow {
+        spec.packets_per_flow = p;
+    }
+    if let Some(b) = f.bytes_per_flow {
+        spec.bytes_per_flow = b;
+    }
+    if let Some(u) = f.until {
+        spec.until_secs = Some(u);
+    }
+    if let Some(s) = f.seed {
+        spec.seed = s;
+    }
+    spec.validate().map_err(|e| Failure::Usage(e.to_string()))?;
+    Ok(spec)
 }
 
 /// A short plain-text summary for people.
 pub fn print_summary(what: &str, s: &Summary) {
     let p = &s.packets;
     println!(
-        "{what}: {} packets over {:.3} s of capture time, replayed in {:.3} s ({:.2} Mpps){}",
+        "{what}: {} packets over {:.3} s of simulated time, run in {:.3} s ({:.2} Mpps){}",
         s.input.packets,
         s.sim_time_s,
         s.throughput.wall_s,
@@ -334,6 +391,165 @@ pub fn bench_cmd(flows: u32, packets: u64, json: bool) -> Result<(), Failure> {
         println!(
             "  delivered      {} (dropped {})",
             report.delivered, report.dropped
+        );
+    }
+    Ok(())
+}
+
+/// What `plsim plan` found.
+#[derive(Serialize)]
+struct Plan {
+    /// The fewest NAT IPs with which no flow is lost to port exhaustion; `null` when even the
+    /// most the scenario has are not enough.
+    nat_ips_needed: Option<usize>,
+    /// The NAT IPs the scenario offers (the search goes up to these).
+    nat_ips_available: usize,
+    ports_per_nat_ip: u32,
+    reuse: String,
+    timers: plsim_control::scenario::Timers,
+    /// At the answer (or at the most NAT IPs when none is enough):
+    peak_concurrent_flows: u64,
+    /// The most ports in use at once on the busiest NAT IP.
+    peak_ports_per_nat_ip: u64,
+    /// The ports a NAT IP can give (with `per-backend` reuse, per backend it served).
+    ports_total_per_nat_ip: u64,
+    /// The share of the busiest NAT IP's ports still free at the peak.
+    headroom: f64,
+    snat_failures: u64,
+    /// Each replay the search ran.
+    runs: Vec<PlanRun>,
+}
+
+#[derive(Serialize, Clone, Copy)]
+struct PlanRun {
+    nat_ips: usize,
+    flows: u64,
+    snat_failures: u64,
+}
+
+/// `plsim plan`: the fewest NAT IPs with which a capture loses no flow to port exhaustion.
+pub fn plan(
+    pcap: &Path,
+    scenario_file: Option<&Path>,
+    overrides: Overrides,
+    json: bool,
+) -> Result<(), Failure> {
+    let base = load_scenario(scenario_file, &overrides)?;
+    let service = base
+        .services
+        .first()
+        .ok_or_else(|| Failure::Input("the scenario has no service".into()))?
+        .clone();
+    let available = service.nat_ips.len();
+    let mut runs: Vec<(PlanRun, Summary)> = Vec::new();
+    let mut run_with = |n: usize| -> Result<(PlanRun, Summary), Failure> {
+        let mut s = base.clone();
+        for svc in &mut s.services {
+            svc.nat_ips.truncate(n);
+        }
+        let mut reader = Reader::open(pcap).map_err(|e| Failure::Input(e.to_string()))?;
+        let spec = RunSpec {
+            scenario: &s,
+            pickup: overrides.pickup,
+            pcaps: None,
+            sample_every: None,
+            progress: None,
+        };
+        let out = sim::run(&mut reader, &spec).map_err(|e| Failure::Input(e.to_string()))?;
+        let r = PlanRun {
+            nat_ips: n,
+            flows: out.summary.flows.created,
+            snat_failures: out.summary.flows.snat_failures,
+        };
+        runs.push((r, out.summary.clone()));
+        Ok((r, out.summary))
+    };
+    // Fewer NAT IPs never lose fewer flows: search the smallest count with no failure.
+    let (top, top_summary) = run_with(available)?;
+    let (needed, at) = if top.snat_failures > 0 {
+        (None, top_summary)
+    } else {
+        let (mut lo, mut hi, mut best) = (1usize, available, top_summary);
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            let (r, s) = run_with(mid)?;
+            if r.snat_failures == 0 {
+                hi = mid;
+                best = s;
+            } else {
+                lo = mid + 1;
+            }
+        }
+        (Some(lo), best)
+    };
+    let busiest = at.nat_ips.iter().max_by_key(|n| n.ports_in_use_peak);
+    let peak_ports = busiest.map_or(0, |n| n.ports_in_use_peak);
+    let total = busiest
+        .map_or(0, |n| n.ports_total)
+        .max(u64::from(service.ports.count()));
+    let mut runs: Vec<PlanRun> = runs.into_iter().map(|(r, _)| r).collect();
+    runs.sort_by_key(|r| r.nat_ips);
+    runs.dedup_by_key(|r| r.nat_ips);
+    let plan = Plan {
+        nat_ips_needed: needed,
+        nat_ips_available: available,
+        ports_per_nat_ip: service.ports.count(),
+        reuse: serde_json::to_value(service.reuse)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default(),
+        timers: service.timers,
+        peak_concurrent_flows: at.flows.active_peak,
+        peak_ports_per_nat_ip: peak_ports,
+        ports_total_per_nat_ip: total,
+        headroom: if total == 0 {
+            0.0
+        } else {
+            1.0 - peak_ports as f64 / total as f64
+        },
+        snat_failures: at.flows.snat_failures,
+        runs,
+    };
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&plan).expect("a plan serializes")
+        );
+        return Ok(());
+    }
+    match plan.nat_ips_needed {
+        Some(n) => println!(
+            "{}: {n} NAT IP{} lose no flow to port exhaustion",
+            pcap.display(),
+            if n == 1 { "" } else { "s" }
+        ),
+        None => println!(
+            "{}: even {} NAT IPs lose {} flows to port exhaustion",
+            pcap.display(),
+            plan.nat_ips_available,
+            plan.snat_failures
+        ),
+    }
+    println!(
+        "  ports {} per NAT IP, reuse {}, timers idle {} s, transitory {} s, FIN hold {} s, RST hold {} s",
+        plan.ports_per_nat_ip,
+        plan.reuse,
+        plan.timers.idle,
+        plan.timers.transitory,
+        plan.timers.fin_hold,
+        plan.timers.rst_hold
+    );
+    println!(
+        "  peak: {} concurrent flows; busiest NAT IP {} of {} ports in use ({:.1}% headroom)",
+        plan.peak_concurrent_flows,
+        plan.peak_ports_per_nat_ip,
+        plan.ports_total_per_nat_ip,
+        plan.headroom * 100.0
+    );
+    for r in &plan.runs {
+        println!(
+            "  with {} NAT IPs: {} flows, {} SNAT failures",
+            r.nat_ips, r.flows, r.snat_failures
         );
     }
     Ok(())

@@ -11,6 +11,7 @@ pub mod bench;
 pub mod engine;
 pub mod path;
 pub mod replay;
+pub mod sim;
 pub mod stages;
 pub mod summary;
 

@@ -313,3 +313,72 @@ pub fn summarize(
         sim_time_s: sim_time.as_secs_f64(),
     }
 }
+
+/// The synthetic workload of a scenario: its `[workload]` section (or the traffic crate's
+/// defaults), sent by the hosts of the first endpoint's VNet to that endpoint, port 443.
+///
+/// The hosts take addresses from the first subnet of that VNet that is not the endpoint's
+/// (after the four addresses Azure reserves), or else from the second /24 of its address space.
+pub fn workload_spec(
+    scenario: &Scenario,
+) -> Result<plsim_traffic::workload::WorkloadSpec, BadSetting> {
+    use plsim_control::scenario::{ArrivalKind, Close as ScClose, FlowDuration as ScDuration};
+    use plsim_traffic::workload::{Arrivals, Close, FlowDuration, WorkloadSpec};
+
+    let e = scenario
+        .endpoints
+        .first()
+        .ok_or_else(|| BadSetting("the scenario has no private endpoint".into()))?;
+    let plane = ControlPlane::new(scenario).map_err(|err| BadSetting(err.to_string()))?;
+    let pe = plane
+        .endpoint(&e.name)
+        .ok_or_else(|| BadSetting(format!("no endpoint `{}`", e.name)))?;
+    let vnet = scenario
+        .vnets
+        .iter()
+        .find(|v| v.name == e.vnet)
+        .ok_or_else(|| BadSetting(format!("no VNet `{}`", e.vnet)))?;
+    let hosts_net = vnet
+        .subnets
+        .iter()
+        .find(|s| s.name != e.subnet)
+        .map(|s| u32::from(s.prefix.network()) + 4)
+        .unwrap_or(u32::from(vnet.address_space.network()) + 256 + 4);
+    let mut spec = WorkloadSpec {
+        client_base: Ipv4Addr::from(hosts_net),
+        server: std::net::SocketAddrV4::new(pe.private_ip, 443),
+        seed: scenario.seed,
+        ..WorkloadSpec::default()
+    };
+    if let Some(w) = &scenario.workload {
+        spec.hosts = w.hosts_per_endpoint;
+        spec.arrivals = match w.arrival.kind {
+            ArrivalKind::Constant => Arrivals::Constant {
+                per_sec: w.arrival.rate,
+            },
+            ArrivalKind::Poisson => Arrivals::Poisson {
+                per_sec: w.arrival.rate,
+            },
+        };
+        spec.duration = match w.flow_duration {
+            ScDuration::Fixed { secs } => FlowDuration::Fixed { secs },
+            ScDuration::Exponential { mean } => FlowDuration::Exponential { mean_secs: mean },
+            ScDuration::Lognormal { mu, sigma } => FlowDuration::LogNormal { mu, sigma },
+            ScDuration::Pareto { scale, shape } => FlowDuration::Pareto {
+                scale_secs: scale,
+                shape,
+            },
+        };
+        spec.packets_per_flow = w.packets_per_flow;
+        spec.bytes_per_flow = w.bytes_per_flow;
+        spec.close = match w.close {
+            ScClose::Fin => Close::Fin,
+            ScClose::Rst => Close::Rst,
+            ScClose::Idle => Close::Idle,
+        };
+        spec.flows = w.flows;
+        spec.until_secs = w.duration;
+        spec.seed = w.seed.unwrap_or(scenario.seed);
+    }
+    Ok(spec)
+}

@@ -32,12 +32,52 @@ pub struct InputStats {
     pub checksums_repaired: u64,
 }
 
-/// Feeds a capture into the pipeline: the client's packets enter at the consumer side, addressed
-/// to the private endpoint instead of the server; the server's packets enter at the backend side
-/// (the backend emulation addresses them). Simulated time is the capture's time, made monotonic;
-/// scenario events are interleaved at their times (counted from the first packet).
-pub struct CaptureFeeder<'r> {
-    reader: &'r mut Reader,
+/// Where a feeder's packets come from: a capture, or a synthetic workload.
+pub trait PacketSource {
+    /// The next packet: capture time (ns), link type, bytes, length on the wire.
+    fn next_packet(&mut self) -> Option<(u64, LinkType, &[u8], usize)>;
+}
+
+impl PacketSource for Reader {
+    fn next_packet(&mut self) -> Option<(u64, LinkType, &[u8], usize)> {
+        Reader::next_packet(self).map(|p| (p.ts_ns, p.link, p.data, p.wire_len))
+    }
+}
+
+/// A synthetic workload as a packet source.
+pub struct WorkloadSource {
+    workload: plsim_traffic::workload::Workload,
+    buf: Vec<u8>,
+}
+
+impl WorkloadSource {
+    /// The workload's packets, in time order.
+    pub fn new(workload: plsim_traffic::workload::Workload) -> WorkloadSource {
+        WorkloadSource {
+            workload,
+            buf: Vec::with_capacity(2048),
+        }
+    }
+    /// The workload (for its counts).
+    pub fn workload(&self) -> &plsim_traffic::workload::Workload {
+        &self.workload
+    }
+}
+
+impl PacketSource for WorkloadSource {
+    fn next_packet(&mut self) -> Option<(u64, LinkType, &[u8], usize)> {
+        let m = self.workload.next_into(&mut self.buf)?;
+        Some((m.ts_ns, LinkType::Ethernet, &self.buf, self.buf.len()))
+    }
+}
+
+/// Feeds a capture (or a workload) into the pipeline: the client's packets enter at the consumer
+/// side, addressed to the private endpoint instead of the server; the server's packets enter at
+/// the backend side (the backend emulation addresses them). Simulated time is the capture's time,
+/// made monotonic; scenario events are interleaved at their times (counted from the first
+/// packet).
+pub struct CaptureFeeder<'r, S: PacketSource = Reader> {
+    reader: &'r mut S,
     st: FeedState,
     events: VecDeque<(SimTime, Event)>,
     stash: Option<(u64, LinkType, Vec<u8>, usize)>,
@@ -54,12 +94,12 @@ struct FeedState {
     input: InputStats,
 }
 
-impl<'r> CaptureFeeder<'r> {
+impl<'r, S: PacketSource> CaptureFeeder<'r, S> {
     /// A feeder of `reader` where every server address maps to the private endpoint `endpoint`
     /// in consumer VNet `vnet`; `events` are applied at their times, counted from the first
     /// packet, in order. Events after the last packet are not applied.
     pub fn new(
-        reader: &'r mut Reader,
+        reader: &'r mut S,
         endpoint: Ipv4Addr,
         vnet: u32,
         mut events: Vec<(SimTime, Event)>,
@@ -204,7 +244,7 @@ impl FeedState {
     }
 }
 
-impl Feeder for CaptureFeeder<'_> {
+impl<S: PacketSource> Feeder for CaptureFeeder<'_, S> {
     fn fill(&mut self, fwd: &mut Batch, srv: &mut Batch, max: usize) -> Fill {
         if let Some((ts, link, data, wire)) = self.stash.take() {
             // An event stood before this packet; it has been applied now.
@@ -214,22 +254,22 @@ impl Feeder for CaptureFeeder<'_> {
             return Fill::Done;
         }
         while fwd.len() + srv.len() < max {
-            let Some(p) = self.reader.next_packet() else {
+            let Some((ts_ns, link, data, wire_len)) = self.reader.next_packet() else {
                 self.done = true;
                 return Fill::Done;
             };
             if let Some(&(at, _)) = self.events.front() {
                 // Events count from the first packet, which this one may be.
-                let first = SimTime::from_nanos(self.st.first_ns.unwrap_or(p.ts_ns));
+                let first = SimTime::from_nanos(self.st.first_ns.unwrap_or(ts_ns));
                 let due = first + at.saturating_since(SimTime::ZERO);
-                if due <= self.st.time(p.ts_ns) {
+                if due <= self.st.time(ts_ns) {
                     // Keep the packet for after the event (rare: a copy is fine).
-                    self.stash = Some((p.ts_ns, p.link, p.data.to_vec(), p.wire_len));
+                    self.stash = Some((ts_ns, link, data.to_vec(), wire_len));
                     let (_, ev) = self.events.pop_front().expect("an event is due");
                     return Fill::Event(ev, due.max(self.st.last));
                 }
             }
-            self.st.place(p.ts_ns, p.link, p.data, p.wire_len, fwd, srv);
+            self.st.place(ts_ns, link, data, wire_len, fwd, srv);
         }
         Fill::More
     }

@@ -1,6 +1,7 @@
 //! The three sans-IO stage crates as pipeline [`Stage`]s.
 
 use std::net::Ipv4Addr;
+use std::time::Duration;
 
 use plsim_endpoint::{Endpoint, EndpointTable, VnetId};
 use plsim_lb::Lb;
@@ -100,6 +101,8 @@ impl Stage for LbStage {
 /// (forward) or to the service that owns its NAT IP (return).
 pub struct SnatStage {
     engines: Vec<Snat>,
+    /// Samples of the gauges over simulated time, when asked for.
+    series: Option<Series>,
     /// Service index by link id.
     services: Vec<Option<u16>>,
     /// Every NAT IP and its service.
@@ -117,6 +120,7 @@ impl SnatStage {
             .collect();
         let mut s = SnatStage {
             engines,
+            series: None,
             services: Vec::new(),
             owners,
         };
@@ -138,6 +142,68 @@ impl SnatStage {
     pub fn engines(&self) -> &[Snat] {
         &self.engines
     }
+
+    /// Samples the gauges whenever simulated time crosses a multiple of `every` (at most once
+    /// per packet, so a capture with a gap of years costs one sample, not millions).
+    pub fn sample_every(&mut self, every: Duration) {
+        self.series = Some(Series {
+            every: every.max(Duration::from_nanos(1)),
+            next: None,
+            samples: Vec::new(),
+        });
+    }
+
+    /// The samples taken, and one at `now` for the end of the run.
+    pub fn take_series(&mut self, now: SimTime) -> Vec<Sample> {
+        let Some(mut series) = self.series.take() else {
+            return Vec::new();
+        };
+        if series.samples.last().is_none_or(|s| s.t < now) {
+            series.samples.push(self.sample(now));
+        }
+        series.samples
+    }
+
+    /// Frees the ports and flows whose timers ran out by `now` (the engines run due timers in
+    /// their packet calls; this runs them without a packet, e.g. at the end of a run).
+    pub fn expire(&mut self, now: SimTime) -> usize {
+        self.engines.iter_mut().map(|e| e.expire(now)).sum()
+    }
+
+    fn sample(&self, t: SimTime) -> Sample {
+        let mut s = Sample {
+            t,
+            live_flows: 0,
+            snat_failures: 0,
+            ports_in_use: Vec::new(),
+        };
+        for e in &self.engines {
+            let st = e.stats();
+            s.live_flows += st.live;
+            s.snat_failures += st.failed;
+            s.ports_in_use
+                .extend(st.nat_ips.iter().map(|n| (n.ip, n.in_use)));
+        }
+        s
+    }
+}
+
+/// The gauges at one simulated instant.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Sample {
+    pub t: SimTime,
+    /// Flow records (open, or closed with the port held).
+    pub live_flows: u64,
+    /// SNAT failures so far.
+    pub snat_failures: u64,
+    /// Ports in use on each NAT IP.
+    pub ports_in_use: Vec<(Ipv4Addr, u64)>,
+}
+
+struct Series {
+    every: Duration,
+    next: Option<SimTime>,
+    samples: Vec<Sample>,
 }
 
 impl Stage for SnatStage {
@@ -168,6 +234,19 @@ impl Stage for SnatStage {
         };
         meta.link = engine.inbound(frame, view(meta), ts)?;
         Ok(())
+    }
+    #[inline]
+    fn tick(&mut self, now: SimTime) {
+        let Some(series) = &self.series else { return };
+        if series.next.is_some_and(|next| now < next) {
+            return;
+        }
+        let every = series.every.as_nanos() as u64;
+        let next = SimTime::from_nanos((now.as_nanos() / every + 1).saturating_mul(every));
+        let sample = self.sample(now);
+        let series = self.series.as_mut().expect("checked above");
+        series.samples.push(sample);
+        series.next = Some(next);
     }
     fn apply(&mut self, event: &Event, now: SimTime) {
         match *event {

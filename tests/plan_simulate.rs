@@ -1,0 +1,176 @@
+//! `plsim plan` and `plsim simulate` end to end.
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+
+fn shipped(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("pcaps")
+        .join(name)
+        .to_str()
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn plan_says_three_for_three_thousand_syns_and_replays_agree() {
+    let pcap = shipped("syns-3000.pcap");
+    let plan = json(&plsim(&[
+        "plan",
+        &pcap,
+        "--ports",
+        "1024-2023",
+        "--reuse",
+        "per-ip",
+        "--json",
+    ]));
+    assert_eq!(plan["nat_ips_needed"], 3);
+    assert_eq!(plan["peak_concurrent_flows"], 3000);
+    assert_eq!(plan["peak_ports_per_nat_ip"], 1000);
+    assert_eq!(plan["headroom"], 0.0);
+    // Replays agree at that count and one fewer.
+    let at = |n: &str| {
+        json(&plsim(&[
+            "replay",
+            "--json",
+            &pcap,
+            "--ports",
+            "1024-2023",
+            "--reuse",
+            "per-ip",
+            "--nat-ips",
+            n,
+        ]))
+    };
+    assert_eq!(at("3")["flows"]["snat_failures"], 0);
+    assert_eq!(at("2")["flows"]["snat_failures"], 1000);
+}
+
+#[test]
+fn plan_when_even_eight_are_not_enough() {
+    let pcap = shipped("syns-3000.pcap");
+    let plan = json(&plsim(&[
+        "plan",
+        &pcap,
+        "--ports",
+        "1024-1123",
+        "--reuse",
+        "per-ip",
+        "--json",
+    ]));
+    assert_eq!(plan["nat_ips_needed"], serde_json::Value::Null);
+    assert_eq!(plan["snat_failures"], 3000 - 800);
+}
+
+#[test]
+fn plan_on_a_real_capture_agrees_with_replays() {
+    let Some(dir) = real_pcaps() else { return };
+    let pcap = dir.join("pcapplusplus_example.pcap");
+    let pcap = pcap.to_str().unwrap();
+    // Seven ports per NAT IP and backend: the 21 concurrent flows need more than one NAT IP.
+    let plan = json(&plsim(&["plan", pcap, "--ports", "1024-1030", "--json"]));
+    let n = plan["nat_ips_needed"].as_u64().expect("a count") as usize;
+    assert!(n > 1, "{plan}");
+    let failures = |k: usize| {
+        let s = json(&plsim(&[
+            "replay",
+            "--json",
+            pcap,
+            "--ports",
+            "1024-1030",
+            "--nat-ips",
+            &k.to_string(),
+        ]));
+        s["flows"]["snat_failures"].as_u64().unwrap()
+    };
+    assert_eq!(failures(n), 0);
+    assert!(failures(n - 1) > 0);
+}
+
+#[test]
+fn simulate_is_deterministic_and_writes_its_outputs() {
+    let dir = scratch("simulate");
+    let args = [
+        "simulate",
+        "--json",
+        "--flows",
+        "3000",
+        "--arrivals",
+        "poisson:500",
+        "--durations",
+        "exp:2",
+        "--seed",
+        "7",
+    ];
+    let strip = |mut v: serde_json::Value| {
+        let o = v.as_object_mut().unwrap();
+        o.remove("latency_ns");
+        o.remove("throughput");
+        v
+    };
+    let a = strip(json(&plsim(&args)));
+    let b = strip(json(&plsim(&args)));
+    assert_eq!(a, b, "the same seed gives the same summary");
+    assert_eq!(a["flows"]["created"], 3000);
+    assert_eq!(a["flows"]["closed"], 3000);
+    assert_eq!(a["flows"]["snat_failures"], 0);
+    let p = &a["packets"];
+    assert_eq!(p["consumer_in"], p["to_backend"]);
+    assert_eq!(p["backend_in"], p["to_consumer"]);
+    let mut other = args.to_vec();
+    other[9] = "8";
+    assert_ne!(
+        strip(json(&plsim(&other)))["sim_time_s"],
+        a["sim_time_s"],
+        "another seed, another run"
+    );
+
+    let out = dir.join("out");
+    let mut with_out = args.to_vec();
+    with_out.extend(["--out", out.to_str().unwrap(), "--sample-every", "0.5"]);
+    json(&plsim(&with_out));
+    let csv = std::fs::read_to_string(out.join("timeseries.csv")).unwrap();
+    let mut lines = csv.lines();
+    let header = lines.next().unwrap();
+    assert!(
+        header.starts_with("t_s,live_flows,snat_failures,ports_in_use_10.10.1.4,"),
+        "{header}"
+    );
+    let rows: Vec<Vec<f64>> = lines
+        .map(|l| l.split(',').map(|x| x.parse().unwrap()).collect())
+        .collect();
+    assert!(rows.len() > 10);
+    assert!(
+        rows.windows(2).all(|w| w[0][0] < w[1][0]),
+        "time goes forward"
+    );
+    assert_eq!(
+        rows.last().unwrap()[1],
+        3000.0,
+        "3,000 flow records at the end (closed, ports held)"
+    );
+    for f in ["summary.json", "consumer.pcap", "backend.pcap"] {
+        assert!(out.join(f).is_file(), "{f}");
+    }
+}
+
+#[test]
+fn simulate_rejects_bad_workload_flags() {
+    for (flag, value) in [
+        ("--arrivals", "sometimes:5"),
+        ("--durations", "exp:-1"),
+        ("--close", "slam"),
+    ] {
+        let out = plsim(&["simulate", flag, value]);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{flag} {value}: {}",
+            stderr(&out)
+        );
+        assert!(stderr(&out).contains(flag), "{}", stderr(&out));
+    }
+}
