@@ -10,7 +10,9 @@ use clap::{Args, Parser, Subcommand};
 
 mod generate;
 mod inspect;
+mod plot;
 mod run;
+mod sweep;
 
 /// A userspace packet-path simulator of the Azure Private Link data plane.
 ///
@@ -33,7 +35,7 @@ enum Command {
     /// Run a scenario's synthetic workload through the path.
     Simulate(SimulateArgs),
     /// Run one workload over many settings; write a CSV and a plot.
-    Sweep(PlaceholderArgs),
+    Sweep(sweep::SweepArgs),
     /// How many NAT IPs (and which timers) a capture needs to lose no flow.
     Plan(PlanArgs),
     /// In-memory throughput of the whole pipeline.
@@ -134,7 +136,7 @@ struct SimulateArgs {
 
 /// The synthetic workload, over the scenario's `[workload]` section.
 #[derive(Args, Clone)]
-struct WorkloadArgs {
+pub struct WorkloadArgs {
     /// Flows to start.
     #[arg(long, value_name = "N")]
     flows: Option<u64>,
@@ -221,12 +223,6 @@ struct BenchArgs {
     json: bool,
 }
 
-#[derive(Args)]
-struct PlaceholderArgs {
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
-    rest: Vec<String>,
-}
-
 #[derive(Subcommand)]
 enum ScenarioCommand {
     /// Print the built-in scenario as TOML.
@@ -244,12 +240,6 @@ pub enum Failure {
     Input(String),
     /// Wrong usage: exit 2.
     Usage(String),
-}
-
-fn not_yet(what: &str) -> Result<(), Failure> {
-    Err(Failure::Usage(format!(
-        "`plsim {what}` is not yet implemented"
-    )))
 }
 
 fn run(cli: Cli) -> Result<(), Failure> {
@@ -278,7 +268,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             },
             &a.workload.into(),
         ),
-        Command::Sweep(_) => not_yet("sweep"),
+        Command::Sweep(a) => sweep::run(a),
         Command::Plan(a) => {
             let overrides = plsim_pipeline::path::Overrides {
                 ports: a.ports,

@@ -162,6 +162,9 @@ fn run_and_report<S: PacketSource>(
             &dir.join("timeseries.csv"),
             sim::series_csv(&outcome.series).as_bytes(),
         )?;
+        if let Err(e) = plot_series(&dir.join("timeseries"), what, &outcome.series) {
+            eprintln!("plsim: warning: no time series plot: {e}");
+        }
     }
     if flags.json {
         println!(
@@ -174,7 +177,60 @@ fn run_and_report<S: PacketSource>(
     Ok(())
 }
 
-fn write_file(path: &Path, bytes: &[u8]) -> Result<(), Failure> {
+/// The gauges over simulated time: ports in use per NAT IP, live flows, SNAT failures.
+fn plot_series(
+    stem: &Path,
+    what: &str,
+    series: &[plsim_pipeline::stages::Sample],
+) -> Result<(), String> {
+    use crate::plot::{Line, Panel};
+    let t0 = series.first().map_or(0, |s| s.t.as_nanos());
+    let t = |s: &plsim_pipeline::stages::Sample| (s.t.as_nanos() - t0) as f64 / 1e9;
+    let mut ips: Vec<std::net::Ipv4Addr> = Vec::new();
+    for s in series {
+        for (ip, _) in &s.ports_in_use {
+            if !ips.contains(ip) {
+                ips.push(*ip);
+            }
+        }
+    }
+    let ports = ips
+        .iter()
+        .map(|ip| Line {
+            label: ip.to_string(),
+            points: series
+                .iter()
+                .map(|s| {
+                    (
+                        t(s),
+                        s.ports_in_use
+                            .iter()
+                            .find(|(i, _)| i == ip)
+                            .map_or(0, |(_, n)| *n) as f64,
+                    )
+                })
+                .collect(),
+        })
+        .collect();
+    let single = |label: &str, f: &dyn Fn(&plsim_pipeline::stages::Sample) -> u64| Panel {
+        y_label: label.to_string(),
+        lines: vec![Line {
+            label: String::new(),
+            points: series.iter().map(|s| (t(s), f(s) as f64)).collect(),
+        }],
+    };
+    let panels = [
+        Panel {
+            y_label: "ports in use".into(),
+            lines: ports,
+        },
+        single("live flows", &|s| s.live_flows),
+        single("SNAT failures", &|s| s.snat_failures),
+    ];
+    crate::plot::write(stem, what, "simulated time (s)", &panels)
+}
+
+pub fn write_file(path: &Path, bytes: &[u8]) -> Result<(), Failure> {
     std::fs::write(path, bytes)
         .map_err(|e| Failure::Input(format!("{}: {}", path.display(), io_reason(&e))))
 }

@@ -174,3 +174,98 @@ fn simulate_rejects_bad_workload_flags() {
         assert!(stderr(&out).contains(flag), "{}", stderr(&out));
     }
 }
+
+#[test]
+fn a_sweep_over_nat_ips_shows_failures_falling_to_zero_where_plan_says() {
+    let dir = scratch("sweep_nat_ips");
+    let pcap = shipped("syns-3000.pcap");
+    let out = plsim(&[
+        "sweep",
+        &pcap,
+        "--nat-ips",
+        "1..8",
+        "--ports",
+        "1024-2023",
+        "--reuse",
+        "per-ip",
+        "--out",
+        dir.to_str().unwrap(),
+        "--json",
+    ]);
+    let rows = json(&out);
+    let rows = rows.as_array().unwrap();
+    let failures: Vec<u64> = rows
+        .iter()
+        .map(|r| r["snat_failures"].as_u64().unwrap())
+        .collect();
+    assert_eq!(failures, [2000, 1000, 0, 0, 0, 0, 0, 0]);
+    let plan = json(&plsim(&[
+        "plan",
+        &pcap,
+        "--ports",
+        "1024-2023",
+        "--reuse",
+        "per-ip",
+        "--json",
+    ]));
+    let first_zero = rows.iter().find(|r| r["snat_failures"] == 0).unwrap()["nat_ips"].clone();
+    assert_eq!(first_zero, plan["nat_ips_needed"]);
+    let csv = std::fs::read_to_string(dir.join("sweep.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 9);
+    assert!(
+        csv.lines()
+            .nth(3)
+            .unwrap()
+            .starts_with("3,,1024-2023,,,,3000,0,0.000000,1000,"),
+        "{csv}"
+    );
+    for f in ["sweep.svg", "sweep.png"] {
+        assert!(std::fs::metadata(dir.join(f)).unwrap().len() > 1000, "{f}");
+    }
+}
+
+#[test]
+fn a_sweep_of_the_workload_over_load_and_allocators() {
+    let dir = scratch("sweep_load");
+    let rows = json(&plsim(&[
+        "sweep",
+        "--load",
+        "1,4",
+        "--allocators",
+        "sequential,random",
+        "--nat-ips",
+        "1",
+        "--ports",
+        "1024-1123",
+        "--reuse",
+        "per-ip",
+        "--flows",
+        "400",
+        "--arrivals",
+        "poisson:200",
+        "--durations",
+        "fixed:1",
+        "--out",
+        dir.to_str().unwrap(),
+        "--json",
+    ]));
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), 4);
+    for r in rows {
+        assert_eq!(
+            r["flows"].as_u64().unwrap() + r["snat_failures"].as_u64().unwrap(),
+            400,
+            "{r}"
+        );
+        assert!(r["peak_ports_in_use"].as_u64().unwrap() <= 100);
+    }
+    let out = plsim(&[
+        "sweep",
+        shipped("mix.pcap").as_str(),
+        "--load",
+        "2",
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+}

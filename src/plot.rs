@@ -1,0 +1,131 @@
+//! Plots (plotters): the gauges of a run over simulated time, and a sweep's results against the
+//! swept setting. Each is written as SVG and as PNG.
+
+use std::path::Path;
+
+use plotters::prelude::*;
+
+/// One line of a plot.
+pub struct Line {
+    pub label: String,
+    pub points: Vec<(f64, f64)>,
+}
+
+/// A plot: a title, axis names and lines on one chart per panel.
+pub struct Panel {
+    pub y_label: String,
+    pub lines: Vec<Line>,
+}
+
+const COLOURS: [RGBColor; 8] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
+];
+
+fn draw<DB: DrawingBackend>(
+    root: DrawingArea<DB, plotters::coord::Shift>,
+    title: &str,
+    x_label: &str,
+    panels: &[Panel],
+) -> Result<(), String>
+where
+    DB::ErrorType: 'static,
+{
+    root.fill(&WHITE).map_err(|e| e.to_string())?;
+    let root = root
+        .titled(title, ("sans-serif", 22))
+        .map_err(|e| e.to_string())?;
+    let areas = root.split_evenly((panels.len().max(1), 1));
+    for (area, panel) in areas.into_iter().zip(panels) {
+        let xs = panel
+            .lines
+            .iter()
+            .flat_map(|l| l.points.iter().map(|p| p.0));
+        let ys = panel
+            .lines
+            .iter()
+            .flat_map(|l| l.points.iter().map(|p| p.1));
+        let (x0, x1) = xs.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), x| {
+            (a.min(x), b.max(x))
+        });
+        let y1 = ys.fold(0f64, f64::max);
+        let (x0, x1) = if x0.is_finite() && x1 > x0 {
+            (x0, x1)
+        } else {
+            (0.0, 1.0)
+        };
+        let y1 = if y1 > 0.0 { y1 * 1.08 } else { 1.0 };
+        let mut chart = ChartBuilder::on(&area)
+            .margin(12)
+            .x_label_area_size(36)
+            .y_label_area_size(64)
+            .build_cartesian_2d(x0..x1, 0f64..y1)
+            .map_err(|e| e.to_string())?;
+        chart
+            .configure_mesh()
+            .x_desc(x_label)
+            .y_desc(panel.y_label.as_str())
+            .draw()
+            .map_err(|e| e.to_string())?;
+        for (i, line) in panel.lines.iter().enumerate() {
+            let colour = COLOURS[i % COLOURS.len()];
+            chart
+                .draw_series(LineSeries::new(
+                    line.points.iter().copied(),
+                    colour.stroke_width(2),
+                ))
+                .map_err(|e| e.to_string())?
+                .label(line.label.as_str())
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 18, y)], colour.stroke_width(2))
+                });
+            if line.points.len() <= 40 {
+                chart
+                    .draw_series(
+                        line.points
+                            .iter()
+                            .map(|&p| Circle::new(p, 3, colour.filled())),
+                    )
+                    .map_err(|e| e.to_string())?;
+            }
+        }
+        if panel.lines.len() > 1 || panel.lines.first().is_some_and(|l| !l.label.is_empty()) {
+            chart
+                .configure_series_labels()
+                .background_style(WHITE.mix(0.85))
+                .border_style(BLACK)
+                .position(SeriesLabelPosition::UpperRight)
+                .draw()
+                .map_err(|e| e.to_string())?;
+        }
+    }
+    root.present().map_err(|e| e.to_string())
+}
+
+/// Writes `stem.svg` and `stem.png`.
+pub fn write(stem: &Path, title: &str, x_label: &str, panels: &[Panel]) -> Result<(), String> {
+    let height = 300 * panels.len().max(1) as u32 + 40;
+    let svg = stem.with_extension("svg");
+    draw(
+        SVGBackend::new(&svg, (900, height)).into_drawing_area(),
+        title,
+        x_label,
+        panels,
+    )
+    .map_err(|e| format!("{}: {e}", svg.display()))?;
+    let png = stem.with_extension("png");
+    draw(
+        BitMapBackend::new(&png, (900, height)).into_drawing_area(),
+        title,
+        x_label,
+        panels,
+    )
+    .map_err(|e| format!("{}: {e}", png.display()))?;
+    Ok(())
+}
