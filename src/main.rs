@@ -57,7 +57,7 @@ struct InspectArgs {
 }
 
 /// Overrides of the scenario's NAT settings.
-#[derive(Args)]
+#[derive(Args, Clone)]
 struct Overrides {
     /// Use the first N NAT IPs of the scenario (1..=8).
     #[arg(long, value_name = "N")]
@@ -88,14 +88,13 @@ impl From<Overrides> for plsim_pipeline::path::Overrides {
     }
 }
 
+/// What `replay` and `simulate` share: the scenario, the outputs, the overrides.
 #[derive(Args)]
-struct ReplayArgs {
-    /// The capture (pcap or pcapng).
-    pcap: PathBuf,
+struct RunArgs {
     /// The scenario file (TOML); the built-in scenario without it.
     #[arg(long, value_name = "FILE")]
     scenario: Option<PathBuf>,
-    /// Write summary.json, consumer.pcap and backend.pcap into DIR.
+    /// Write summary.json, consumer.pcap, backend.pcap and timeseries.csv (and its plot) into DIR.
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
     /// Print the summary as JSON on stdout.
@@ -111,25 +110,31 @@ struct ReplayArgs {
     overrides: Overrides,
 }
 
+impl RunArgs {
+    fn flags(&self) -> run::RunFlags<'_> {
+        run::RunFlags {
+            scenario: self.scenario.as_deref(),
+            out: self.out.as_deref(),
+            json: self.json,
+            quiet: self.quiet,
+            overrides: self.overrides.clone().into(),
+            sample_every: Duration::from_secs_f64(self.sample_every),
+        }
+    }
+}
+
+#[derive(Args)]
+struct ReplayArgs {
+    /// The capture (pcap or pcapng).
+    pcap: PathBuf,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
 #[derive(Args)]
 struct SimulateArgs {
-    /// The scenario file (TOML); the built-in scenario without it.
-    #[arg(long, value_name = "FILE")]
-    scenario: Option<PathBuf>,
-    /// Write summary.json, consumer.pcap, backend.pcap and timeseries.csv into DIR.
-    #[arg(long, value_name = "DIR")]
-    out: Option<PathBuf>,
-    /// Print the summary as JSON on stdout.
-    #[arg(long)]
-    json: bool,
-    /// No progress bar.
-    #[arg(long, short)]
-    quiet: bool,
-    /// With --out: sample the gauges every SECS of simulated time.
-    #[arg(long, value_name = "SECS", default_value_t = 1.0, value_parser = positive_secs)]
-    sample_every: f64,
     #[command(flatten)]
-    overrides: Overrides,
+    run: RunArgs,
     #[command(flatten)]
     workload: WorkloadArgs,
 }
@@ -246,28 +251,8 @@ fn run(cli: Cli) -> Result<(), Failure> {
     match cli.command {
         Command::Inspect(a) => inspect::run(&a.pcap, a.json),
         Command::Generate(a) => generate::run(a),
-        Command::Replay(a) => run::replay(
-            &a.pcap,
-            run::RunFlags {
-                scenario: a.scenario.as_deref(),
-                out: a.out.as_deref(),
-                json: a.json,
-                quiet: a.quiet,
-                overrides: a.overrides.into(),
-                sample_every: Duration::from_secs_f64(a.sample_every),
-            },
-        ),
-        Command::Simulate(a) => run::simulate(
-            run::RunFlags {
-                scenario: a.scenario.as_deref(),
-                out: a.out.as_deref(),
-                json: a.json,
-                quiet: a.quiet,
-                overrides: a.overrides.into(),
-                sample_every: Duration::from_secs_f64(a.sample_every),
-            },
-            &a.workload.into(),
-        ),
+        Command::Replay(a) => run::replay(&a.pcap, a.run.flags()),
+        Command::Simulate(a) => run::simulate(a.run.flags(), &a.workload.into()),
         Command::Sweep(a) => sweep::run(a),
         Command::Plan(a) => {
             let overrides = plsim_pipeline::path::Overrides {
