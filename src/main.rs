@@ -135,8 +135,24 @@ struct ReplayArgs {
 struct SimulateArgs {
     #[command(flatten)]
     run: RunArgs,
+    /// synthetic: the generator's packets (the scenario's [workload], and the flags below);
+    /// tcp: real TCP stacks (smoltcp) that echo --bytes on each of --connections.
+    #[arg(long, value_enum, default_value_t = WorkloadKind::Synthetic)]
+    workload: WorkloadKind,
+    /// With --workload tcp: connections, each from its own client socket.
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    connections: u32,
+    /// With --workload tcp: bytes each client sends and gets back.
+    #[arg(long, value_name = "B", default_value_t = 100_000)]
+    bytes: u64,
     #[command(flatten)]
-    workload: WorkloadArgs,
+    synthetic: WorkloadArgs,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum WorkloadKind {
+    Synthetic,
+    Tcp,
 }
 
 /// The synthetic workload, over the scenario's `[workload]` section.
@@ -252,7 +268,10 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Inspect(a) => inspect::run(&a.pcap, a.json),
         Command::Generate(a) => generate::run(a),
         Command::Replay(a) => run::replay(&a.pcap, a.run.flags()),
-        Command::Simulate(a) => run::simulate(a.run.flags(), &a.workload.into()),
+        Command::Simulate(a) if a.workload == WorkloadKind::Tcp => {
+            run::simulate_tcp(a.run.flags(), a.connections, a.bytes)
+        }
+        Command::Simulate(a) => run::simulate(a.run.flags(), &a.synthetic.into()),
         Command::Sweep(a) => sweep::run(a),
         Command::Plan(a) => {
             let overrides = plsim_pipeline::path::Overrides {

@@ -269,3 +269,53 @@ fn a_sweep_of_the_workload_over_load_and_allocators() {
     ]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn simulate_real_tcp_connections() {
+    let s = json(&plsim(&[
+        "simulate",
+        "--workload",
+        "tcp",
+        "--connections",
+        "20",
+        "--bytes",
+        "10000",
+        "--json",
+    ]));
+    assert_eq!(
+        s["tcp"],
+        serde_json::json!({"connections": 20, "completed": 20, "bytes_verified": 200000})
+    );
+    assert_eq!(s["flows"]["created"], 20);
+    assert_eq!(s["flows"]["closed"], 20);
+    assert_eq!(
+        s["flows"]["active_end"], 0,
+        "every port free after the hold"
+    );
+    let p = &s["packets"];
+    assert_eq!(p["consumer_in"], p["to_backend"]);
+    assert_eq!(p["backend_in"], p["to_consumer"]);
+    // A connection that is never approved: every packet refused, nothing completed.
+    let dir = scratch("simulate_tcp_pending");
+    let file = dir.join("s.toml");
+    let toml = stdout(&plsim(&["scenario", "default"]))
+        + "\n[[timeline]]\nat = 0\naction = \"reject\"\nendpoint = \"pe-app\"\n";
+    std::fs::write(&file, toml).unwrap();
+    let s = json(&plsim(&[
+        "simulate",
+        "--workload",
+        "tcp",
+        "--connections",
+        "3",
+        "--bytes",
+        "100",
+        "--json",
+        "--scenario",
+        file.to_str().unwrap(),
+    ]));
+    assert_eq!(s["tcp"]["completed"], 0);
+    assert_eq!(
+        s["packets"]["dropped"]["not_approved"],
+        s["packets"]["consumer_in"]
+    );
+}

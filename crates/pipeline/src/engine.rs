@@ -22,6 +22,7 @@
 //! **Backpressure, never loss.** Every channel is bounded and every send blocks when full; the lag
 //! bounds how many batches any channel can hold, so the loop can't deadlock.
 
+use std::collections::VecDeque;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -256,6 +257,50 @@ fn merge_taps(pool: &Pool, a: Batch, b: Batch) -> Batch {
     out
 }
 
+/// The loop of a stage between the driver and the SNAT stage. Each forward batch goes through
+/// `forward` and on to the next stage; then, while more than `lag` batches are out, a return
+/// batch comes back and goes through `back`. A flush drains every return batch; an event is
+/// applied and passed on.
+fn middle<St: Stage, C>(
+    stage: &mut St,
+    cx: &mut C,
+    lag: u64,
+    (rx, next, returns): (Receiver<Msg>, Sender<Msg>, Receiver<Batch>),
+    mut forward: impl FnMut(&mut St, &mut C, &mut Batch),
+    mut back: impl FnMut(&mut St, &mut C, Batch),
+) {
+    let mut outstanding = 0u64;
+    for msg in rx {
+        let keep = match msg {
+            Msg::Batch(mut fwd) => {
+                forward(stage, cx, &mut fwd);
+                next.send(Msg::Batch(fwd))
+                    .expect("the next stage takes F(i)");
+                outstanding += 1;
+                lag
+            }
+            Msg::Flush => {
+                next.send(Msg::Flush).expect("flush");
+                0
+            }
+            Msg::Event(ev, now) => {
+                stage.apply(&ev, now);
+                next.send(Msg::Event(ev, now)).expect("event");
+                continue;
+            }
+            Msg::Stop => {
+                next.send(Msg::Stop).expect("stop");
+                break;
+            }
+        };
+        while outstanding > keep {
+            let r = returns.recv().expect("the next stage returns R(i)");
+            back(stage, cx, r);
+            outstanding -= 1;
+        }
+    }
+}
+
 /// Runs the feeder's input through the three stages and returns their final state.
 #[allow(clippy::too_many_arguments)]
 pub fn run<E, L, S, F, T, B>(
@@ -382,10 +427,13 @@ where
         let lb_thread = scope.spawn(move || {
             let mut stage = lb;
             let mut local = Local::default();
-            let mut outstanding = 0u64;
-            let drain = |stage: &mut L, local: &mut Local, outstanding: &mut u64, keep: u64| {
-                while *outstanding > keep {
-                    let mut r = lb_ret_rx.recv().expect("the SNAT stage returns R(i)");
+            middle(
+                &mut stage,
+                &mut local,
+                LB_LAG,
+                (lb_rx, lb_to_snat, lb_ret_rx),
+                |stage, local, fwd| pass(stage, local, fwd, Dir::Forward, None),
+                |stage, local, mut r| {
                     // Timers run on the return path's clock, which lags: nothing expires before
                     // a packet that is still to come could use it.
                     if let Some(t) = r.first_ts() {
@@ -393,33 +441,8 @@ where
                     }
                     pass(stage, local, &mut r, Dir::Return, None);
                     lb_ret_tx.send(r).expect("the endpoint takes R(i)");
-                    *outstanding -= 1;
-                }
-            };
-            for msg in lb_rx {
-                match msg {
-                    Msg::Batch(mut fwd) => {
-                        pass(&mut stage, &mut local, &mut fwd, Dir::Forward, None);
-                        lb_to_snat
-                            .send(Msg::Batch(fwd))
-                            .expect("the SNAT stage takes F(i)");
-                        outstanding += 1;
-                        drain(&mut stage, &mut local, &mut outstanding, LB_LAG);
-                    }
-                    Msg::Flush => {
-                        lb_to_snat.send(Msg::Flush).expect("flush");
-                        drain(&mut stage, &mut local, &mut outstanding, 0);
-                    }
-                    Msg::Event(ev, now) => {
-                        stage.apply(&ev, now);
-                        lb_to_snat.send(Msg::Event(ev, now)).expect("event");
-                    }
-                    Msg::Stop => {
-                        lb_to_snat.send(Msg::Stop).expect("stop");
-                        break;
-                    }
-                }
-            }
+                },
+            );
             (stage, local)
         });
 
@@ -429,18 +452,22 @@ where
         let ep_taps = tap_tx.clone();
         let ep_thread = scope.spawn(move || {
             let mut stage = endpoint;
-            let mut local = Local::default();
-            let mut lat = latency.then(histogram);
-            let mut outstanding = 0u64;
-            let mut pending_taps: std::collections::VecDeque<Batch> = Default::default();
-            let drain = |stage: &mut E,
-                         local: &mut Local,
-                         lat: &mut Option<Histogram<u64>>,
-                         pending: &mut std::collections::VecDeque<Batch>,
-                         outstanding: &mut u64,
-                         keep: u64| {
-                while *outstanding > keep {
-                    let mut r = ep_ret_rx.recv().expect("the load balancer returns R(i)");
+            let mut cx = (
+                Local::default(),
+                latency.then(histogram),
+                VecDeque::<Batch>::new(),
+            );
+            middle(
+                &mut stage,
+                &mut cx,
+                ENDPOINT_LAG,
+                (ep_rx, ep_to_lb, ep_ret_rx),
+                |stage, (local, _, pending), fwd| {
+                    let mut tap = tapping.then(|| ep_pool.get(fwd.index));
+                    pass(stage, local, fwd, Dir::Forward, tap.as_mut());
+                    pending.extend(tap);
+                },
+                |stage, (local, lat, pending), mut r| {
                     let mut tap = tapping.then(|| ep_pool.get(r.index));
                     pass(stage, local, &mut r, Dir::Return, tap.as_mut());
                     local.delivered += r.iter().filter(|(_, m)| m.drop.is_none()).count() as u64;
@@ -450,49 +477,9 @@ where
                         let _ = ep_taps.send((true, merge_taps(&ep_pool, f, t)));
                     }
                     ep_pool.put(r);
-                    *outstanding -= 1;
-                }
-            };
-            for msg in ep_rx {
-                match msg {
-                    Msg::Batch(mut fwd) => {
-                        let mut tap = tapping.then(|| ep_pool.get(fwd.index));
-                        pass(&mut stage, &mut local, &mut fwd, Dir::Forward, tap.as_mut());
-                        pending_taps.extend(tap);
-                        ep_to_lb
-                            .send(Msg::Batch(fwd))
-                            .expect("the load balancer takes F(i)");
-                        outstanding += 1;
-                        drain(
-                            &mut stage,
-                            &mut local,
-                            &mut lat,
-                            &mut pending_taps,
-                            &mut outstanding,
-                            ENDPOINT_LAG,
-                        );
-                    }
-                    Msg::Flush => {
-                        ep_to_lb.send(Msg::Flush).expect("flush");
-                        drain(
-                            &mut stage,
-                            &mut local,
-                            &mut lat,
-                            &mut pending_taps,
-                            &mut outstanding,
-                            0,
-                        );
-                    }
-                    Msg::Event(ev, now) => {
-                        stage.apply(&ev, now);
-                        ep_to_lb.send(Msg::Event(ev, now)).expect("event");
-                    }
-                    Msg::Stop => {
-                        ep_to_lb.send(Msg::Stop).expect("stop");
-                        break;
-                    }
-                }
-            }
+                },
+            );
+            let (local, lat, _) = cx;
             (stage, local, lat)
         });
         drop(tap_tx);

@@ -14,6 +14,7 @@ pub mod replay;
 pub mod sim;
 pub mod stages;
 pub mod summary;
+pub mod tcp;
 
 use std::net::Ipv4Addr;
 

@@ -311,6 +311,7 @@ pub fn summarize(
             wall_s: wall,
         },
         sim_time_s: sim_time.as_secs_f64(),
+        tcp: None,
     }
 }
 

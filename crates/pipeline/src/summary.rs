@@ -15,6 +15,19 @@ pub struct Summary {
     pub latency_ns: Latency,
     pub throughput: Throughput,
     pub sim_time_s: f64,
+    /// With real TCP endpoints (`simulate --workload tcp`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tcp: Option<Tcp>,
+}
+
+/// Real TCP connections through the path: each client sent its bytes, a backend echoed them.
+#[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq)]
+pub struct Tcp {
+    pub connections: u32,
+    /// Connections whose client verified every byte and closed cleanly.
+    pub completed: u32,
+    /// Bytes the clients verified.
+    pub bytes_verified: u64,
 }
 
 /// What was read.

@@ -2,4 +2,5 @@
 //! so anyone can regenerate them), and later synthetic workloads and real TCP endpoints.
 
 pub mod captures;
+pub mod tcp;
 pub mod workload;

@@ -1,0 +1,209 @@
+//! Real TCP stacks (smoltcp, in `plsim_traffic::tcp`) through the path built from a scenario: the
+//! three stages called in order in one thread, on the stacks' virtual clock (which starts at
+//! zero: the scenario's timeline applies at its times on it).
+
+use std::collections::VecDeque;
+use std::net::SocketAddrV4;
+use std::time::{Duration, Instant};
+
+use plsim_control::Scenario;
+use plsim_traffic::tcp::{EchoError, EchoOutcome, EchoSpec, Path as TcpPath, run_echo};
+use plsim_wire::{DropReason, Ipv4Tcp, LinkId, LinkType, SimTime};
+
+use crate::path::{BadSetting, Path, summarize};
+use crate::stages::{EndpointStage, LbStage, SnatStage};
+use crate::summary::{Input, Summary, Tcp};
+use crate::{Dir, Event, Finished, Meta, RunStats, Stage};
+
+/// The stages, called in order in one thread.
+pub struct Serial {
+    pub endpoint: EndpointStage,
+    pub lb: LbStage,
+    pub snat: SnatStage,
+    /// The consumer VNet the clients live in.
+    vnet: u32,
+    seq: u64,
+    /// The scenario's timeline, still to come (simulated time from zero).
+    events: VecDeque<(SimTime, Event)>,
+}
+
+impl Serial {
+    /// Applies the events due by `now`, in order.
+    fn catch_up(&mut self, now: SimTime) {
+        while self.events.front().is_some_and(|(at, _)| *at <= now) {
+            let (at, ev) = self.events.pop_front().expect("an event is due");
+            self.endpoint.apply(&ev, at);
+            self.lb.apply(&ev, at);
+            self.snat.apply(&ev, at);
+        }
+    }
+
+    fn meta(&mut self, packet: &[u8], view: &Ipv4Tcp, now: SimTime, dir: Dir) -> Meta {
+        self.seq += 1;
+        Meta {
+            seq: self.seq,
+            ts: now,
+            wire_len: packet.len() as u32,
+            linktype: LinkType::RawIpv4,
+            view: Some(*view),
+            link: LinkId::default(),
+            vnet: self.vnet,
+            orig: view.tuple(),
+            dir,
+            drop: None,
+        }
+    }
+
+    /// NAT ports (in use, held), over every NAT IP of every service.
+    pub fn ports_busy(&self) -> (u64, u64) {
+        let mut busy = (0, 0);
+        for e in self.snat.engines() {
+            for n in e.stats().nat_ips {
+                busy.0 += n.in_use;
+                busy.1 += n.held;
+            }
+        }
+        busy
+    }
+}
+
+impl TcpPath for Serial {
+    fn to_backend(
+        &mut self,
+        packet: &mut [u8],
+        view: &mut Ipv4Tcp,
+        now: SimTime,
+    ) -> Result<(), DropReason> {
+        self.catch_up(now);
+        let mut meta = self.meta(packet, view, now, Dir::Forward);
+        self.endpoint.forward(packet, &mut meta)?;
+        self.lb.forward(packet, &mut meta)?;
+        self.snat.forward(packet, &mut meta)?;
+        *view = meta.view.expect("the stages keep the view");
+        Ok(())
+    }
+
+    fn to_consumer(
+        &mut self,
+        packet: &mut [u8],
+        view: &mut Ipv4Tcp,
+        now: SimTime,
+    ) -> Result<(), DropReason> {
+        self.catch_up(now);
+        let mut meta = self.meta(packet, view, now, Dir::Return);
+        self.snat.reverse(packet, &mut meta)?;
+        self.lb.reverse(packet, &mut meta)?;
+        self.endpoint.reverse(packet, &mut meta)?;
+        *view = meta.view.expect("the stages keep the view");
+        Ok(())
+    }
+
+    fn tick(&mut self, now: SimTime) {
+        self.catch_up(now);
+        self.endpoint.tick(now);
+        self.lb.tick(now);
+        self.snat.tick(now);
+        // The SNAT engines run due timers in their packet calls, and here.
+        self.snat.expire(now);
+    }
+}
+
+/// The path of `scenario` as a serial path, and an echo spec aimed at its first endpoint (port
+/// 443) and its first pool's backends (listening on 443, as an HA-ports rule keeps the port), with
+/// clients from the scenario's workload hosts, lingering past the first service's FIN hold.
+pub fn serial(
+    scenario: &Scenario,
+    connections: u32,
+    bytes: u64,
+) -> Result<(Serial, EchoSpec), BadSetting> {
+    let built = Path::build(scenario, false)?;
+    let (vnet, pe) = built
+        .replay_endpoint
+        .ok_or_else(|| BadSetting("the scenario has no private endpoint".into()))?;
+    let pool = scenario
+        .load_balancer
+        .pools
+        .first()
+        .ok_or_else(|| BadSetting("the load balancer has no pool".into()))?;
+    let backends = pool
+        .backends
+        .iter()
+        .map(|&b| SocketAddrV4::new(b, 443))
+        .collect();
+    let mut spec = EchoSpec::new(SocketAddrV4::new(pe, 443), backends);
+    spec.first_client = crate::path::workload_spec(scenario)?.client_base;
+    spec.connections = connections;
+    spec.bytes = bytes;
+    let hold = scenario
+        .services
+        .iter()
+        .map(|s| s.timers.fin_hold.max(s.timers.rst_hold))
+        .max()
+        .unwrap_or(240);
+    spec.linger = Duration::from_secs(hold + 1);
+    let serial = Serial {
+        endpoint: built.endpoint,
+        lb: built.lb,
+        snat: built.snat,
+        vnet,
+        seq: 0,
+        events: built.events.into(),
+    };
+    Ok((serial, spec))
+}
+
+/// Runs the echo workload and summarizes it like any other run, with its `tcp` section.
+pub fn echo_summary(
+    scenario: &Scenario,
+    connections: u32,
+    bytes: u64,
+) -> Result<(Summary, EchoOutcome<Serial>), BadSetting> {
+    let (path, spec) = serial(scenario, connections, bytes)?;
+    let start = Instant::now();
+    let out = run_echo(path, &spec).map_err(|e: EchoError| BadSetting(e.to_string()))?;
+    let wall = start.elapsed();
+    let mut dropped = out.dropped;
+    // Packets the path passed to nobody are none of the path's drops, but they were not
+    // delivered: count them as `no_flow`, so the summary still adds up.
+    for _ in 0..out.undeliverable + out.in_flight {
+        dropped.add(DropReason::NoFlow);
+    }
+    let stats = RunStats {
+        consumer_in: out.consumer_in,
+        backend_in: out.backend_in,
+        to_backend: out.to_backend,
+        to_consumer: out.to_consumer,
+        dropped,
+        latency_ns: hdrhistogram::Histogram::new_with_bounds(1, 3_600_000_000_000, 3)
+            .expect("valid bounds"),
+        wall,
+        first_ts: out.first_ts,
+        last_ts: out.last_ts,
+    };
+    let fin = Finished {
+        stats,
+        endpoint: out.path.endpoint,
+        lb: out.path.lb,
+        snat: out.path.snat,
+    };
+    let input = Input {
+        packets: out.consumer_in + out.backend_in,
+        ..Input::default()
+    };
+    let mut summary = summarize(&fin, input, out.sim_time);
+    summary.tcp = Some(Tcp {
+        connections: out.connections,
+        completed: out.completed,
+        bytes_verified: out.bytes_verified,
+    });
+    let path = Serial {
+        endpoint: fin.endpoint,
+        lb: fin.lb,
+        snat: fin.snat,
+        vnet: 0,
+        seq: 0,
+        events: VecDeque::new(),
+    };
+    let outcome = EchoOutcome { path, ..out };
+    Ok((summary, outcome))
+}
