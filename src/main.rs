@@ -239,6 +239,9 @@ struct BenchArgs {
     /// 64-byte frames to push through the pipeline.
     #[arg(long, default_value_t = 20_000_000)]
     packets: u64,
+    /// Packets per batch.
+    #[arg(long, default_value_t = 256)]
+    batch: usize,
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
@@ -282,7 +285,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             };
             run::plan(&a.pcap, a.scenario.as_deref(), overrides, a.json)
         }
-        Command::Bench(a) => run::bench_cmd(a.flows, a.packets, a.json),
+        Command::Bench(a) => run::bench_cmd(a.flows, a.packets, a.batch, a.json),
         Command::Scenario(ScenarioCommand::Default) => run::scenario_default(),
         Command::Scenario(ScenarioCommand::Check { file }) => run::scenario_check(&file),
     }

@@ -417,10 +417,23 @@ struct BenchReport {
     latency_ns: plsim_pipeline::summary::Latency,
     delivered: u64,
     dropped: u64,
+    /// Time each stage spent per packet processing (not waiting), in the timed phase.
+    stage_ns_per_packet: StageNs,
+    batch: usize,
+}
+
+#[derive(Serialize)]
+struct StageNs {
+    endpoint: f64,
+    lb: f64,
+    snat: f64,
 }
 
 /// `plsim bench`.
-pub fn bench_cmd(flows: u32, packets: u64, json: bool) -> Result<(), Failure> {
+pub fn bench_cmd(flows: u32, packets: u64, batch: usize, json: bool) -> Result<(), Failure> {
+    if !(1..=65_536).contains(&batch) {
+        return Err(Failure::Usage("--batch must be 1 to 65536".into()));
+    }
     if flows == 0 || packets == 0 {
         return Err(Failure::Usage(
             "--flows and --packets must be at least 1".into(),
@@ -436,7 +449,7 @@ pub fn bench_cmd(flows: u32, packets: u64, json: bool) -> Result<(), Failure> {
         endpoint: (endpoint, 443),
         vnet,
     };
-    let (res, _ep, _lb, snat) = bench(sim.endpoint, sim.lb, sim.snat, addrs, flows, packets, 256);
+    let (res, _ep, _lb, snat) = bench(sim.endpoint, sim.lb, sim.snat, addrs, flows, packets, batch);
     let snat_bytes: usize = snat.engines().iter().map(|e| e.memory_bytes()).sum();
     let live: u64 = snat.engines().iter().map(|e| e.stats().live).sum();
     let h = &res.stats.latency_ns;
@@ -454,6 +467,16 @@ pub fn bench_cmd(flows: u32, packets: u64, json: bool) -> Result<(), Failure> {
         },
         delivered: res.stats.to_backend,
         dropped: res.stats.dropped.total() + res.setup.dropped.total(),
+        stage_ns_per_packet: {
+            let per = |d: std::time::Duration| d.as_nanos() as f64 / packets as f64;
+            let [e, l, s] = res.stats.busy;
+            StageNs {
+                endpoint: per(e),
+                lb: per(l),
+                snat: per(s),
+            }
+        },
+        batch,
     };
     if json {
         println!(
@@ -479,6 +502,11 @@ pub fn bench_cmd(flows: u32, packets: u64, json: bool) -> Result<(), Failure> {
         println!(
             "  delivered      {} (dropped {})",
             report.delivered, report.dropped
+        );
+        let st = &report.stage_ns_per_packet;
+        println!(
+            "  stage time     endpoint {:.1} ns, load balancer {:.1} ns, SNAT {:.1} ns per packet (batches of {batch})",
+            st.endpoint, st.lb, st.snat
         );
     }
     Ok(())

@@ -319,3 +319,34 @@ fn simulate_real_tcp_connections() {
         s["packets"]["consumer_in"]
     );
 }
+
+#[test]
+fn bench_reports_its_figures() {
+    let b = json(&plsim(&[
+        "bench",
+        "--flows",
+        "2000",
+        "--packets",
+        "20000",
+        "--json",
+    ]));
+    for key in [
+        "mpps",
+        "flows",
+        "packets",
+        "setup_per_sec",
+        "bytes_per_flow",
+    ] {
+        assert!(b[key].is_number(), "{key}: {b}");
+    }
+    assert_eq!(b["flows"], 2000);
+    assert_eq!(b["packets"], 20000);
+    assert_eq!(
+        b["delivered"], 20000,
+        "every frame of a live flow gets through"
+    );
+    assert_eq!(b["dropped"], 0);
+    assert!(b["mpps"].as_f64().unwrap() > 0.0);
+    assert!(b["bytes_per_flow"].as_f64().unwrap() > 0.0);
+    assert_eq!(plsim(&["bench", "--flows", "0"]).status.code(), Some(2));
+}

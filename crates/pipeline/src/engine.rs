@@ -87,6 +87,8 @@ pub struct RunStats {
     pub latency_ns: Histogram<u64>,
     /// Wall time of the run.
     pub wall: Duration,
+    /// Time each stage spent processing batches, not waiting: endpoint, load balancer, SNAT.
+    pub busy: [Duration; 3],
     /// Simulated time of the first and last input packet.
     pub first_ts: Option<SimTime>,
     pub last_ts: Option<SimTime>,
@@ -147,6 +149,8 @@ fn histogram() -> Histogram<u64> {
 struct Local {
     delivered: u64,
     dropped: DropCounts,
+    /// Time spent processing batches (not waiting on channels).
+    busy: Duration,
 }
 
 fn record_latency(h: &mut Option<Histogram<u64>>, born: Instant, n: usize) {
@@ -201,6 +205,7 @@ fn pass<St: Stage>(
     dir: Dir,
     mut tap: Option<&mut Batch>,
 ) {
+    let start = Instant::now();
     prefetch(stage, batch, dir);
     for (frame, m) in batch.iter_mut() {
         if dir == Dir::Forward
@@ -229,6 +234,7 @@ fn pass<St: Stage>(
             }
         }
     }
+    local.busy += start.elapsed();
 }
 
 /// Merges two tap batches (each in input order) into one in input order.
@@ -364,6 +370,7 @@ where
                     Msg::Batch(mut fwd) => {
                         let mut srv = srv_rx.recv().expect("the driver sends S(i) with F(i)");
                         debug_assert_eq!(srv.index, fwd.index);
+                        let busy = Instant::now();
                         let mut tap = tapping.then(|| snat_pool.get(fwd.index));
                         prefetch(&stage, &fwd, Dir::Forward);
                         prefetch(&stage, &srv, Dir::Return);
@@ -408,6 +415,7 @@ where
                                 }
                             }
                         }
+                        local.busy += busy.elapsed();
                         record_latency(&mut lat, fwd.born, fwd.len());
                         snat_pool.put(fwd);
                         if let Some(t) = tap {
@@ -556,6 +564,7 @@ where
             dropped,
             latency_ns,
             wall: start.elapsed(),
+            busy: [ep_local.busy, lb_local.busy, snat_local.busy],
             first_ts,
             last_ts,
         };

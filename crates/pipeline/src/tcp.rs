@@ -177,6 +177,7 @@ pub fn echo_summary(
         latency_ns: hdrhistogram::Histogram::new_with_bounds(1, 3_600_000_000_000, 3)
             .expect("valid bounds"),
         wall,
+        busy: [Duration::ZERO; 3],
         first_ts: out.first_ts,
         last_ts: out.last_ts,
     };
