@@ -1,53 +1,74 @@
-//! `plsim generate`: the project's own deterministic captures.
+//! `plsim generate`: the project's own deterministic captures, and a scenario's synthetic
+//! workload written as a capture.
 
 use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
 use plsim_traffic::captures::{self, Frame};
+use plsim_traffic::workload::Workload;
 
-use crate::Failure;
+use crate::run::{WorkloadFlags, load_scenario, workload_of};
+use crate::{Failure, WorkloadArgs};
 
 #[derive(Clone, Copy, ValueEnum)]
 pub enum Kind {
     /// One frame of every class plsim tells apart (TCP, UDP, ICMP, IPv6, ARP, fragments, each
     /// kind of malformed header).
     Mix,
-    /// Complete TCP conversations, 8 packets each.
+    /// Complete TCP conversations, 8 packets each (--flows, --gap-us, --rtt-us).
     Conversations,
-    /// Concurrent SYNs from distinct clients, none answered.
+    /// Concurrent SYNs from distinct clients, none answered (--flows).
     Syns,
+    /// The scenario's synthetic workload (with the workload flags over it): exactly the packets
+    /// `plsim simulate` feeds the path.
+    Workload,
 }
 
 #[derive(Args)]
 pub struct GenerateArgs {
     /// What to generate.
     kind: Kind,
-    /// Conversations or SYNs to generate.
-    #[arg(long, default_value_t = 1000)]
-    flows: u32,
     /// Microseconds between the starts of two conversations.
     #[arg(long, default_value_t = 1000)]
     gap_us: u64,
     /// Round-trip time of a conversation, in microseconds.
     #[arg(long, default_value_t = 20_000)]
     rtt_us: u64,
+    /// With `workload`: the scenario file (TOML); the built-in scenario without it.
+    #[arg(long, value_name = "FILE")]
+    scenario: Option<PathBuf>,
     /// The pcap to write.
     #[arg(long, value_name = "FILE")]
     out: PathBuf,
+    #[command(flatten)]
+    workload: WorkloadArgs,
 }
 
 pub fn run(a: GenerateArgs) -> Result<(), Failure> {
-    let frames: Vec<Frame> = match a.kind {
-        Kind::Mix => captures::mix().into_iter().map(|(f, _)| f).collect(),
-        Kind::Conversations => captures::conversations(a.flows, a.gap_us * 1000, a.rtt_us * 1000),
-        Kind::Syns => captures::syn_burst(a.flows),
+    let write_err = |e: std::io::Error| Failure::Input(format!("{}: {e}", a.out.display()));
+    let flows = || -> Result<u32, Failure> {
+        let n = a.workload.flows.unwrap_or(1000);
+        u32::try_from(n).map_err(|_| Failure::Usage(format!("--flows {n}: at most {}", u32::MAX)))
     };
-    captures::write_pcap(&a.out, &frames)
-        .map_err(|e| Failure::Input(format!("{}: {e}", a.out.display())))?;
-    eprintln!(
-        "plsim: wrote {} packets to {}",
-        frames.len(),
-        a.out.display()
-    );
+    let packets = match a.kind {
+        Kind::Workload => {
+            let scenario = load_scenario(a.scenario.as_deref(), &Default::default())?;
+            let spec = workload_of(&scenario, &WorkloadFlags::from(a.workload.clone()))?;
+            let w = Workload::new(&spec).map_err(|e| Failure::Usage(e.to_string()))?;
+            w.write_pcap(&a.out).map_err(write_err)?.packets
+        }
+        kind => {
+            let frames: Vec<Frame> = match kind {
+                Kind::Mix => captures::mix().into_iter().map(|(f, _)| f).collect(),
+                Kind::Conversations => {
+                    captures::conversations(flows()?, a.gap_us * 1000, a.rtt_us * 1000)
+                }
+                _ => captures::syn_burst(flows()?),
+            };
+            captures::write_pcap(&a.out, &frames).map_err(write_err)?;
+            frames.len() as u64
+        }
+    };
+    eprintln!("plsim: wrote {packets} packets to {}", a.out.display());
     Ok(())
 }

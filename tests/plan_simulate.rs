@@ -350,3 +350,39 @@ fn bench_reports_its_figures() {
     assert!(b["bytes_per_flow"].as_f64().unwrap() > 0.0);
     assert_eq!(plsim(&["bench", "--flows", "0"]).status.code(), Some(2));
 }
+
+/// `generate workload` writes exactly the packets `simulate` feeds the path: replaying the
+/// capture gives the simulation's summary.
+#[test]
+fn a_generated_workload_replays_as_it_simulates() {
+    let dir = scratch("generate_workload");
+    let pcap = dir.join("w.pcap");
+    let flags = [
+        "--flows",
+        "500",
+        "--arrivals",
+        "poisson:100",
+        "--durations",
+        "lognormal:0,1",
+        "--close",
+        "rst",
+        "--seed",
+        "3",
+    ];
+    let mut generate = vec!["generate", "workload", "--out", pcap.to_str().unwrap()];
+    generate.extend(flags);
+    assert!(plsim(&generate).status.success());
+    let strip = |mut v: serde_json::Value| {
+        let o = v.as_object_mut().unwrap();
+        o.remove("latency_ns");
+        o.remove("throughput");
+        v
+    };
+    let mut sim = vec!["simulate", "--json"];
+    sim.extend(flags);
+    let simulated = strip(json(&plsim(&sim)));
+    let replayed = strip(json(&plsim(&["replay", "--json", pcap.to_str().unwrap()])));
+    assert_eq!(simulated, replayed);
+    assert_eq!(simulated["flows"]["created"], 500);
+    assert_eq!(simulated["flows"]["closed"], 500, "closed by RST");
+}
