@@ -352,7 +352,7 @@ impl Lb {
     ) -> Result<Forwarded, DropReason> {
         let t = view.tuple();
         let (client, frontend) = (u32::from(t.src), u32::from(t.dst));
-        let h = hash::flow(link.0, client, t.sport, frontend, t.dport);
+        let h = fwd_hash(link, t);
         let now_ns = now.as_nanos();
         if let Some(slot) = self
             .table
@@ -412,7 +412,6 @@ impl Lb {
             rule,
             last_seen: now_ns,
             generation: 0,
-            live: true,
         };
         self.table.insert(flow, h, rh, self.idle_ns);
         self.flow_stats.created += 1;
@@ -445,7 +444,7 @@ impl Lb {
     ) -> Result<(), DropReason> {
         let t = view.tuple();
         let (backend_ip, client) = (u32::from(t.src), u32::from(t.dst));
-        let rh = hash::reply(link.0, client, t.dport, backend_ip, t.sport);
+        let rh = rev_hash(link, t);
         let Some(slot) = self
             .table
             .find_rev(rh, link.0, client, t.dport, backend_ip, t.sport)
@@ -465,6 +464,26 @@ impl Lb {
         self.backends[f.backend as usize].counters.reply_packets += 1;
         view.set_source(frame, Ipv4Addr::from(f.frontend), f.fport);
         Ok(())
+    }
+
+    /// Prefetches what [`forward`](Lb::forward) of this packet will read first: the bucket of
+    /// its flow in the forward index (the hash is the one `forward` computes). Call it for the
+    /// packets of a batch some packets ahead of forwarding them; changes nothing.
+    #[inline]
+    pub fn prefetch_forward(&self, link: LinkId, view: &Ipv4Tcp) {
+        self.table.prefetch_fwd(fwd_hash(link, view.tuple()));
+    }
+
+    /// Prefetches what [`reply`](Lb::reply) of this packet (B:bp -> C:cp) will read first: the
+    /// bucket of its flow in the return index. Changes nothing.
+    #[inline]
+    pub fn prefetch_reply(&self, link: LinkId, view: &Ipv4Tcp) {
+        self.table.prefetch_rev(rev_hash(link, view.tuple()));
+    }
+
+    /// Heap bytes of the flow table (slab, free list, both indexes, expiry heap; capacities).
+    pub fn memory_bytes(&self) -> usize {
+        self.table.memory_bytes()
     }
 
     /// The backend and port a new flow C:cp -> F:fp of `link` would get now (what
@@ -749,6 +768,18 @@ impl Lb {
     }
 }
 
+/// The forward index's hash of a packet C:cp -> F:fp of `link` (as [`Lb::forward`] computes it).
+#[inline]
+fn fwd_hash(link: LinkId, t: FlowTuple) -> u64 {
+    hash::flow(link.0, u32::from(t.src), t.sport, u32::from(t.dst), t.dport)
+}
+
+/// The return index's hash of a reply B:bp -> C:cp of `link` (as [`Lb::reply`] computes it).
+#[inline]
+fn rev_hash(link: LinkId, t: FlowTuple) -> u64 {
+    hash::reply(link.0, u32::from(t.dst), t.dport, u32::from(t.src), t.sport)
+}
+
 fn closed_flow(f: &Flow) -> ClosedFlow {
     ClosedFlow {
         link: LinkId(f.link),
@@ -760,5 +791,62 @@ fn closed_flow(f: &Flow) -> ClosedFlow {
         },
         backend: Ipv4Addr::from(f.backend_ip),
         backend_port: f.bport,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use plsim_wire::build::{TcpSegment, tuple};
+    use plsim_wire::{LinkType, TcpFlags, classify};
+
+    use super::*;
+
+    /// The prefetch hooks hash a packet exactly as `forward` and `reply` do, so they prefetch the
+    /// very bucket the lookup reads (and its first entry is the flow's); they change nothing.
+    #[test]
+    fn prefetch_targets_the_lookups_bucket() {
+        let f = Ipv4Addr::new(10, 100, 0, 4);
+        let mut lb = Lb::new(LbConfig {
+            frontends: vec![Frontend { ip: f }],
+            pools: vec![Pool::new(
+                "p",
+                (1..=4).map(|i| Ipv4Addr::new(192, 168, 1, i)),
+            )],
+            rules: vec![Rule::port(f, 443, 8443, "p")],
+            ..LbConfig::default()
+        })
+        .unwrap();
+        // On an empty table (no bucket at all) the hooks do nothing.
+        let probe =
+            TcpSegment::new(tuple(Ipv4Addr::new(10, 0, 0, 1), 1, f, 443), TcpFlags::SYN).to_vec();
+        let pv = classify(LinkType::Ethernet, &probe, probe.len()).unwrap();
+        lb.prefetch_forward(LinkId(1), &pv);
+        lb.prefetch_reply(LinkId(1), &pv);
+        for i in 0..500u16 {
+            let link = LinkId(u32::from(i % 3));
+            let t = tuple(Ipv4Addr::new(10, 0, (i / 100) as u8, 1), 1000 + i, f, 443);
+            let mut fr = TcpSegment::new(t, TcpFlags::SYN).to_vec();
+            let mut v = classify(LinkType::Ethernet, &fr, fr.len()).unwrap();
+            let before = lb.stats();
+            lb.prefetch_forward(link, &v);
+            lb.prefetch_reply(link, &v);
+            assert_eq!(lb.stats(), before);
+            let h = fwd_hash(link, v.tuple());
+            let fw = lb.forward(link, &mut fr, &mut v, SimTime::ZERO).unwrap();
+            let slot = lb
+                .table
+                .find_fwd(h, link.0, u32::from(t.src), t.sport, u32::from(f), 443)
+                .unwrap();
+            let flow = lb.table.flows[slot as usize];
+            assert_eq!(h, flow.fwd_hash());
+            assert_eq!(lb.table.fwd_candidate(h), Some(slot));
+            // The backend's reply B:8443 -> C:cp.
+            let r = tuple(fw.backend, 8443, t.src, t.sport);
+            assert_eq!(fw.port, 8443);
+            assert_eq!(rev_hash(link, r), flow.rev_hash());
+            assert_eq!(lb.table.rev_candidate(rev_hash(link, r)), Some(slot));
+        }
+        assert_eq!(lb.active_flows(), 500);
+        assert_eq!(size_of::<table::Flow>(), 40);
     }
 }

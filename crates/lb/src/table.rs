@@ -4,12 +4,12 @@
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
-use hashbrown::HashTable;
+use plsim_flowtab::FlowIndex;
 
 use crate::hash;
 
-/// One forwarded flow: 40 bytes, plus 5 bytes a bucket in each of the two indexes and 16 bytes
-/// of expiry heap entry.
+/// One forwarded flow: 40 bytes, plus 8 bytes a bucket (at most 80% full) in each of the two
+/// indexes and 16 bytes of expiry heap entry.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Flow {
     pub link: u32,
@@ -24,16 +24,23 @@ pub(crate) struct Flow {
     pub cport: u16,
     pub fport: u16,
     pub bport: u16,
-    /// The rule's index.
+    /// The rule's index; [`DEAD`] in a free slot (a valid index is below 65,535).
     pub rule: u16,
     /// Nanoseconds of the last packet, either way.
     pub last_seen: u64,
     /// Bumped each time the slot is freed, so stale heap entries are recognised.
     pub generation: u32,
-    pub live: bool,
 }
 
+/// The `rule` of a free slot.
+pub(crate) const DEAD: u16 = u16::MAX;
+
 impl Flow {
+    /// True for a flow in the table (not a free slot).
+    #[inline]
+    pub fn live(&self) -> bool {
+        self.rule != DEAD
+    }
     #[inline]
     pub fn fwd_hash(&self) -> u64 {
         hash::flow(
@@ -77,8 +84,8 @@ impl Flow {
 pub(crate) struct FlowTable {
     pub flows: Vec<Flow>,
     free: Vec<u32>,
-    fwd: HashTable<u32>,
-    rev: HashTable<u32>,
+    fwd: FlowIndex,
+    rev: FlowIndex,
     /// `(deadline ns, slot, generation)`, earliest first. A flow has one entry; when it is due
     /// but has seen packets since, it is pushed again with its new deadline (lazy expiry).
     heap: BinaryHeap<Reverse<(u64, u32, u32)>>,
@@ -103,11 +110,9 @@ impl FlowTable {
         fport: u16,
     ) -> Option<u32> {
         let flows = &self.flows;
-        self.fwd
-            .find(h, |&s| {
-                flows[s as usize].fwd_is(link, client, cport, frontend, fport)
-            })
-            .copied()
+        self.fwd.find(h, |s| {
+            flows[s as usize].fwd_is(link, client, cport, frontend, fport)
+        })
     }
 
     /// The slot of the flow with this return key.
@@ -122,16 +127,47 @@ impl FlowTable {
         bport: u16,
     ) -> Option<u32> {
         let flows = &self.flows;
-        self.rev
-            .find(h, |&s| {
-                flows[s as usize].rev_is(link, client, cport, backend_ip, bport)
-            })
-            .copied()
+        self.rev.find(h, |s| {
+            flows[s as usize].rev_is(link, client, cport, backend_ip, bport)
+        })
+    }
+
+    /// Prefetches the forward index's bucket for hash `h`.
+    #[inline]
+    pub fn prefetch_fwd(&self, h: u64) {
+        self.fwd.prefetch(h);
+    }
+
+    /// Prefetches the return index's bucket for hash `h`.
+    #[inline]
+    pub fn prefetch_rev(&self, h: u64) {
+        self.rev.prefetch(h);
+    }
+
+    /// The slot the forward index most likely holds under `h` (its first entry with `h`'s tag).
+    #[cfg(test)]
+    pub fn fwd_candidate(&self, h: u64) -> Option<u32> {
+        self.fwd.candidate(h)
+    }
+
+    /// The slot the return index most likely holds under `h`.
+    #[cfg(test)]
+    pub fn rev_candidate(&self, h: u64) -> Option<u32> {
+        self.rev.candidate(h)
+    }
+
+    /// Heap bytes of the table: slab, free list, both indexes, expiry heap (capacities).
+    pub fn memory_bytes(&self) -> usize {
+        self.flows.capacity() * size_of::<Flow>()
+            + self.free.capacity() * 4
+            + self.fwd.memory_bytes()
+            + self.rev.memory_bytes()
+            + self.heap.capacity() * size_of::<Reverse<(u64, u32, u32)>>()
     }
 
     /// Adds a flow (its keys must not be in the table); returns its slot.
     pub fn insert(&mut self, mut flow: Flow, fwd_hash: u64, rev_hash: u64, idle_ns: u64) -> u32 {
-        flow.live = true;
+        debug_assert!(flow.live());
         let slot = match self.free.pop() {
             Some(slot) => {
                 flow.generation = self.flows[slot as usize].generation;
@@ -144,11 +180,8 @@ impl FlowTable {
                 (self.flows.len() - 1) as u32
             }
         };
-        let flows = &self.flows;
-        self.fwd
-            .insert_unique(fwd_hash, slot, |&s| flows[s as usize].fwd_hash());
-        self.rev
-            .insert_unique(rev_hash, slot, |&s| flows[s as usize].rev_hash());
+        self.fwd.insert(fwd_hash, slot);
+        self.rev.insert(rev_hash, slot);
         let generation = self.flows[slot as usize].generation;
         self.heap.push(Reverse((
             flow.last_seen.saturating_add(idle_ns),
@@ -162,15 +195,11 @@ impl FlowTable {
     /// Removes the flow in `slot` (which must be live) and returns it.
     pub fn remove(&mut self, slot: u32) -> Flow {
         let flow = self.flows[slot as usize];
-        debug_assert!(flow.live);
-        if let Ok(e) = self.fwd.find_entry(flow.fwd_hash(), |&s| s == slot) {
-            e.remove();
-        }
-        if let Ok(e) = self.rev.find_entry(flow.rev_hash(), |&s| s == slot) {
-            e.remove();
-        }
+        debug_assert!(flow.live());
+        self.fwd.remove(flow.fwd_hash(), slot);
+        self.rev.remove(flow.rev_hash(), slot);
         let f = &mut self.flows[slot as usize];
-        f.live = false;
+        f.rule = DEAD;
         f.generation = f.generation.wrapping_add(1);
         self.free.push(slot);
         self.live -= 1;
@@ -197,7 +226,7 @@ impl FlowTable {
             self.heap.pop();
             budget -= 1;
             let f = &self.flows[slot as usize];
-            if !f.live || f.generation != generation {
+            if !f.live() || f.generation != generation {
                 continue; // removed (or replaced) since this entry was pushed
             }
             let due = f.last_seen.saturating_add(idle_ns);
@@ -217,7 +246,7 @@ impl FlowTable {
         (0..self.flows.len() as u32)
             .filter(|&s| {
                 let f = &self.flows[s as usize];
-                f.live && pred(f)
+                f.live() && pred(f)
             })
             .collect()
     }

@@ -8,7 +8,7 @@ use plsim_lb::Lb;
 use plsim_snat::Snat;
 use plsim_wire::{DropReason, Ipv4Tcp, LinkId, SimTime};
 
-use crate::{Event, Meta, Stage};
+use crate::{Dir, Event, Meta, Stage};
 
 #[inline]
 fn view(meta: &mut Meta) -> &mut Ipv4Tcp {
@@ -77,6 +77,16 @@ impl Stage for LbStage {
     fn reverse(&mut self, frame: &mut [u8], meta: &mut Meta) -> Result<(), DropReason> {
         let (link, ts) = (meta.link, meta.ts);
         self.0.reply(link, frame, view(meta), ts)
+    }
+    const PREFETCH: bool = true;
+    #[inline]
+    fn prefetch(&self, _frame: &[u8], meta: &Meta, dir: Dir) {
+        if let Some(v) = meta.view.as_ref() {
+            match dir {
+                Dir::Forward => self.0.prefetch_forward(meta.link, v),
+                Dir::Return => self.0.prefetch_reply(meta.link, v),
+            }
+        }
     }
     fn tick(&mut self, now: SimTime) {
         self.0.expire(now);
@@ -234,6 +244,33 @@ impl Stage for SnatStage {
         };
         meta.link = engine.inbound(frame, view(meta), ts)?;
         Ok(())
+    }
+    const PREFETCH: bool = true;
+    #[inline]
+    fn prefetch(&self, _frame: &[u8], meta: &Meta, dir: Dir) {
+        let Some(v) = meta.view.as_ref() else { return };
+        match dir {
+            Dir::Forward => {
+                let service = self.services.get(meta.link.0 as usize).copied().flatten();
+                if let Some(e) = service.and_then(|s| self.engines.get(usize::from(s))) {
+                    e.prefetch_outbound(meta.link, v);
+                }
+            }
+            Dir::Return => {
+                let engine = if self.engines.len() == 1 {
+                    self.engines.first()
+                } else {
+                    let dst = v.tuple().dst;
+                    self.owners
+                        .iter()
+                        .find(|(ip, _)| *ip == dst)
+                        .and_then(|&(_, s)| self.engines.get(s))
+                };
+                if let Some(e) = engine {
+                    e.prefetch_inbound(v);
+                }
+            }
+        }
     }
     #[inline]
     fn tick(&mut self, now: SimTime) {

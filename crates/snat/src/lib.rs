@@ -30,8 +30,19 @@
 //!
 //! A flow is one 32-byte record in a slab indexed by `u32`; the forward table (link id, consumer
 //! address and port, backend address and port) and the reverse table (NAT IP, NAT port, backend
-//! address and port) are `hashbrown::HashTable<u32>` holding only the slab index (5 bytes a bucket
-//! with the control byte), the keys are compared in the slab. One 16-byte timer entry per flow.
+//! address and port) are [`FlowIndex`]es holding only the slab index (8-byte buckets, at most
+//! 80% full), the keys are compared in the slab. One 16-byte timer entry per flow. At 1M flows
+//! that is 84.2 bytes a flow.
+//!
+//! # Prefetching
+//!
+//! At a million flows every lookup misses the cache. [`Snat::prefetch_outbound`] and
+//! [`Snat::prefetch_inbound`] compute the hash the lookup will compute and prefetch its index
+//! bucket. Called for every packet of a batch before the batch is translated, they overlap the
+//! misses of the whole batch (3.3 times faster at 1M flows). The flow records need no prefetch
+//! of their own: once the buckets are cached, the out-of-order core overlaps the record misses
+//! of neighbouring packets by itself (a second pass prefetching them measured slower). They
+//! change nothing.
 //! Ports are bitmaps (8 KiB a scope). [`Snat::memory_bytes`] adds it all up.
 //!
 //! The hash is a hand-written keyed folded multiply (as in foldhash): fast, deterministic, and not
@@ -47,7 +58,8 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::net::Ipv4Addr;
 
-use hashbrown::{HashMap, HashTable};
+use hashbrown::HashMap;
+use plsim_flowtab::FlowIndex;
 use plsim_wire::{DropCounts, DropReason, FlowTuple, Ipv4Tcp, LinkId, SimTime, TcpFlags};
 use rand_chacha::ChaCha8Rng;
 use rand_chacha::rand_core::{RngCore, SeedableRng};
@@ -179,6 +191,18 @@ fn rev_hash(nat: u8, n_port: u16, b_ip: u32, b_port: u16) -> u64 {
     )
 }
 
+/// The forward index's hash of a consumer packet `C:cp -> B:bp` of `link`.
+#[inline]
+fn out_hash(link: LinkId, t: FlowTuple) -> u64 {
+    fwd_hash(link.0, u32::from(t.src), t.sport, u32::from(t.dst), t.dport)
+}
+
+/// The reverse index's hash of a backend packet `B:bp -> N:np`, `N` being NAT IP `nat`.
+#[inline]
+fn in_hash(nat: u8, t: FlowTuple) -> u64 {
+    rev_hash(nat, t.dport, u32::from(t.src), t.sport)
+}
+
 impl Flow {
     #[inline]
     fn fwd_hash(&self) -> u64 {
@@ -266,8 +290,8 @@ pub struct Snat {
     nats: Vec<Nat>,
     slab: Vec<Flow>,
     free_head: u32,
-    fwd: HashTable<u32>,
-    rev: HashTable<u32>,
+    fwd: FlowIndex,
+    rev: FlowIndex,
     timers: BinaryHeap<Timer>,
     /// Backend IP:port -> backend index (`per-backend` only).
     backends: HashMap<(u32, u16), u32>,
@@ -313,8 +337,8 @@ impl Snat {
             nats: cfg.nat_ips.iter().map(|&ip| Nat::new(ip)).collect(),
             slab: Vec::new(),
             free_head: NONE,
-            fwd: HashTable::new(),
-            rev: HashTable::new(),
+            fwd: FlowIndex::new(),
+            rev: FlowIndex::new(),
             timers: BinaryHeap::new(),
             backends: HashMap::new(),
             scope_slots: Vec::new(),
@@ -345,11 +369,8 @@ impl Snat {
     /// Makes room for `additional` more flows without growing the tables on the packet path.
     pub fn reserve(&mut self, additional: usize) {
         self.slab.reserve(additional);
-        let slab = &self.slab;
-        self.fwd
-            .reserve(additional, |&i| slab[i as usize].fwd_hash());
-        self.rev
-            .reserve(additional, |&i| slab[i as usize].rev_hash());
+        self.fwd.reserve(additional);
+        self.rev.reserve(additional);
         self.timers.reserve(additional);
     }
 
@@ -384,9 +405,9 @@ impl Snat {
         let now = self.advance(now);
         let t = view.tuple();
         let (c_ip, b_ip) = (u32::from(t.src), u32::from(t.dst));
-        let h = fwd_hash(link.0, c_ip, t.sport, b_ip, t.dport);
+        let h = out_hash(link, t);
         let slab = &self.slab;
-        let found = self.fwd.find(h, |&i| {
+        let found = self.fwd.find(h, |i| {
             let f = &slab[i as usize];
             f.link == link.0
                 && f.c_ip == c_ip
@@ -396,7 +417,7 @@ impl Snat {
         });
         let flags = view.flags();
         let idx = match found {
-            Some(&i) => {
+            Some(i) => {
                 self.on_packet(i, Dir::Out, flags, now);
                 i
             }
@@ -440,19 +461,18 @@ impl Snat {
         let now = self.advance(now);
         let t = view.tuple();
         let n_ip = u32::from(t.dst);
-        let Some(nat) = self.nats.iter().position(|n| n.ip_u32 == n_ip) else {
+        let Some(nat) = self.nat_index(n_ip) else {
             self.drops.add(DropReason::NoFlow);
             return Err(DropReason::NoFlow);
         };
-        let nat = nat as u8;
         let b_ip = u32::from(t.src);
-        let h = rev_hash(nat, t.dport, b_ip, t.sport);
+        let h = in_hash(nat, t);
         let slab = &self.slab;
-        let found = self.rev.find(h, |&i| {
+        let found = self.rev.find(h, |i| {
             let f = &slab[i as usize];
             f.nat == nat && f.n_port == t.dport && f.b_ip == b_ip && f.b_port == t.sport
         });
-        let Some(&idx) = found else {
+        let Some(idx) = found else {
             self.drops.add(DropReason::NoFlow);
             return Err(DropReason::NoFlow);
         };
@@ -460,6 +480,26 @@ impl Snat {
         let f = &self.slab[idx as usize];
         view.set_destination(frame, Ipv4Addr::from(f.c_ip), f.c_port);
         Ok(LinkId(f.link))
+    }
+
+    /// Prefetches what [`outbound`](Snat::outbound) of this packet (`C:cp -> B:bp` of `link`)
+    /// will read first: its bucket in the forward index (the very hash `outbound` computes).
+    /// Call it for the packets of a batch some packets ahead of translating them. Changes
+    /// nothing.
+    #[inline]
+    pub fn prefetch_outbound(&self, link: LinkId, view: &Ipv4Tcp) {
+        self.fwd.prefetch(out_hash(link, view.tuple()));
+    }
+
+    /// Prefetches what [`inbound`](Snat::inbound) of this packet (`B:bp -> N:np`) will read
+    /// first: its bucket in the reverse index. Does nothing for a packet to no NAT IP of this
+    /// engine. Changes nothing.
+    #[inline]
+    pub fn prefetch_inbound(&self, view: &Ipv4Tcp) {
+        let t = view.tuple();
+        if let Some(nat) = self.nat_index(u32::from(t.dst)) {
+            self.rev.prefetch(in_hash(nat, t));
+        }
     }
 
     /// Frees every flow whose timer has run out by `now`; returns how many flow records went.
@@ -502,7 +542,7 @@ impl Snat {
     pub fn flow(&self, link: LinkId, consumer: FlowTuple) -> Option<FlowInfo> {
         let (c_ip, b_ip) = (u32::from(consumer.src), u32::from(consumer.dst));
         let h = fwd_hash(link.0, c_ip, consumer.sport, b_ip, consumer.dport);
-        let &i = self.fwd.find(h, |&i| {
+        let i = self.fwd.find(h, |i| {
             let f = &self.slab[i as usize];
             f.link == link.0
                 && f.c_ip == c_ip
@@ -573,8 +613,8 @@ impl Snat {
             .sum();
         let owners: usize = self.owners.values().map(|v| v.capacity() * 2).sum();
         self.slab.capacity() * size_of::<Flow>()
-            + self.fwd.allocation_size()
-            + self.rev.allocation_size()
+            + self.fwd.memory_bytes()
+            + self.rev.memory_bytes()
             + self.timers.capacity() * size_of::<Timer>()
             + self.backends.allocation_size()
             + self.scope_slots.capacity() * 4
@@ -586,6 +626,15 @@ impl Snat {
     }
 
     // ---- internals ----
+
+    /// The index of NAT IP `ip` (eight at most: a scan).
+    #[inline]
+    fn nat_index(&self, ip: u32) -> Option<u8> {
+        self.nats
+            .iter()
+            .position(|n| n.ip_u32 == ip)
+            .map(|i| i as u8)
+    }
 
     /// Moves the clock to `now` (never back) and runs the timers due.
     #[inline]
@@ -938,12 +987,9 @@ impl Snat {
             self.slab.push(flow);
             (self.slab.len() - 1) as u32
         };
-        let slab = &self.slab;
-        self.fwd
-            .insert_unique(h, idx, |&i| slab[i as usize].fwd_hash());
-        let f = &slab[idx as usize];
-        self.rev
-            .insert_unique(f.rev_hash(), idx, |&i| slab[i as usize].rev_hash());
+        self.fwd.insert(h, idx);
+        let f = &self.slab[idx as usize];
+        self.rev.insert(f.rev_hash(), idx);
         let dl = self.deadline(f);
         self.timers.push(Reverse((dl, idx, f.gen_)));
         self.created += 1;
@@ -957,12 +1003,8 @@ impl Snat {
     fn free_flow(&mut self, idx: u32) {
         let f = self.slab[idx as usize];
         debug_assert!(f.state != 0);
-        if let Ok(e) = self.fwd.find_entry(f.fwd_hash(), |&i| i == idx) {
-            e.remove();
-        }
-        if let Ok(e) = self.rev.find_entry(f.rev_hash(), |&i| i == idx) {
-            e.remove();
-        }
+        self.fwd.remove(f.fwd_hash(), idx);
+        self.rev.remove(f.rev_hash(), idx);
         self.give_port(&f);
         if !closed(f.state) {
             self.open -= 1;

@@ -70,8 +70,26 @@ impl Snat {
             }
             // Lookups find this very record both ways.
             let i = i as u32;
-            assert_eq!(self.fwd.find(f.fwd_hash(), |&j| j == i), Some(&i));
-            assert_eq!(self.rev.find(f.rev_hash(), |&j| j == i), Some(&i));
+            assert_eq!(self.fwd.find(f.fwd_hash(), |j| j == i), Some(i));
+            assert_eq!(self.rev.find(f.rev_hash(), |j| j == i), Some(i));
+            // The prefetch hooks hash the packets exactly as the lookups do: the consumer's
+            // packet C:cp -> B:bp and the backend's B:bp -> N:np.
+            let nat_ip = self.nats[usize::from(f.nat)].ip;
+            let out = FlowTuple {
+                src: Ipv4Addr::from(f.c_ip),
+                sport: f.c_port,
+                dst: Ipv4Addr::from(f.b_ip),
+                dport: f.b_port,
+            };
+            let back = FlowTuple {
+                src: Ipv4Addr::from(f.b_ip),
+                sport: f.b_port,
+                dst: nat_ip,
+                dport: f.n_port,
+            };
+            assert_eq!(out_hash(LinkId(f.link), out), f.fwd_hash());
+            assert_eq!(self.nat_index(u32::from(nat_ip)), Some(f.nat));
+            assert_eq!(in_hash(f.nat, back), f.rev_hash());
             // A valid timer entry, armed no later than the real deadline.
             let at = valid_timers
                 .get(&(i, f.gen_))
@@ -979,4 +997,27 @@ proptest! {
         prop_assert!(s.owners.is_empty());
         prop_assert_eq!(st.created, st.closed + st.expired + st.torn_down);
     }
+}
+
+#[test]
+fn prefetch_hooks_are_harmless_on_any_packet() {
+    let mut s = Snat::new(cfg(2, 2000, 2100, ReuseScope::PerIp)).unwrap();
+    let t = tuple(ip(192, 168, 0, 1), 1000, B, 443);
+    let to_nat = |n: Ipv4Addr| tuple(B, 443, n, 2000);
+    // An empty engine (no bucket yet), then a packet to no NAT IP of the engine.
+    for probe in [t, to_nat(nat(0)), to_nat(ip(1, 2, 3, 4))] {
+        let v = view(&frame(probe, ACK));
+        s.prefetch_outbound(LinkId(1), &v);
+        s.prefetch_inbound(&v);
+    }
+    let f = out(&mut s, 1, t, SYN, secs(0)).unwrap();
+    assert_eq!(src_of(&f), (nat(0), 2000));
+    let before = s.stats();
+    for probe in [t, to_nat(nat(0)), to_nat(nat(1)), to_nat(ip(1, 2, 3, 4))] {
+        let v = view(&frame(probe, ACK));
+        s.prefetch_outbound(LinkId(1), &v);
+        s.prefetch_inbound(&v);
+    }
+    assert_eq!(s.stats(), before);
+    s.audit();
 }

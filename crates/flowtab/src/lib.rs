@@ -1,0 +1,303 @@
+//! A small, prefetch-friendly hash index for flow tables: from a caller-computed 64-bit hash to a
+//! `u32` slot of the caller's slab, the keys themselves staying in the slab (the way
+//! `hashbrown::HashTable<u32>` is used, but with a bucket whose address is known from the hash
+//! alone, so it can be prefetched a few packets ahead, VPP-style).
+//!
+//! # Layout
+//!
+//! Open addressing with linear probing over 8-byte buckets `(tag, slot)`:
+//!
+//! * `tag` is the high 32 bits of the hash; a bucket's **home** is the top `log2(buckets)` bits
+//!   of its tag, so the home of every stored entry is known without asking the caller (removal
+//!   and growth need no rehash closure and never touch the slab).
+//! * A lookup compares tags and calls the caller's `eq` only on a tag match. Within one probe run
+//!   the entries share their top bits, so the tag still tells apart `32 - log2(buckets)` bits:
+//!   at 2M buckets, 1 in 2,048 neighbours costs a needless `eq` call.
+//! * The bucket count is a power of two (at least 8), the load at most 80% (at 1M entries:
+//!   2M buckets, 16 MiB, a load of 48%). Eight buckets fill a 64-byte cache line; even at the
+//!   peak load a hit reads 3 buckets on average, so a lookup almost always reads one line of
+//!   the index and one record of the slab. (80% rather than less keeps a flow table's index
+//!   within 8 / 0.4 = 20 bytes a flow even just after a growth.)
+//! * Deletion shifts the rest of the probe run back (no tombstones): the table never degrades
+//!   under churn. Growth doubles the buckets and re-places every entry.
+//!
+//! [`FlowIndex::prefetch`] brings a hash's home bucket into the cache; [`FlowIndex::candidate`]
+//! then tells which slot the lookup will most likely return (to prefetch the caller's record
+//! too, though at 1M flows plsim's stages measured that slower than the bucket alone: the
+//! out-of-order core overlaps the record misses once the buckets are cached). Neither changes
+//! anything.
+//!
+//! ```
+//! use plsim_flowtab::FlowIndex;
+//!
+//! let slab = ["a", "b", "c"];
+//! let hash = |k: &str| (k.as_bytes()[0] as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+//! let mut index = FlowIndex::new();
+//! for (slot, k) in slab.iter().enumerate() {
+//!     index.insert(hash(k), slot as u32);
+//! }
+//! index.prefetch(hash("b"));
+//! assert_eq!(index.find(hash("b"), |s| slab[s as usize] == "b"), Some(1));
+//! assert!(index.remove(hash("b"), 1));
+//! assert_eq!(index.find(hash("b"), |s| slab[s as usize] == "b"), None);
+//! assert_eq!(index.len(), 2);
+//! ```
+
+#![warn(missing_docs)]
+
+/// The largest slot the index can hold (`u32::MAX` marks an empty bucket).
+pub const MAX_SLOT: u32 = u32::MAX - 1;
+
+/// The slot value of an empty bucket.
+const EMPTY: u32 = u32::MAX;
+
+/// The fewest buckets a non-empty index has.
+const MIN_BUCKETS: usize = 8;
+
+/// The most buckets an index may have: a home is taken from the 32-bit tag.
+const MAX_BUCKETS: usize = 1 << 32;
+
+/// One bucket: 8 bytes, eight to a cache line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(C, align(8))]
+struct Bucket {
+    tag: u32,
+    slot: u32,
+}
+
+const VACANT: Bucket = Bucket {
+    tag: 0,
+    slot: EMPTY,
+};
+
+/// The most entries `buckets` buckets hold: 80% of them.
+#[inline]
+fn max_load(buckets: usize) -> usize {
+    (buckets as u64 * 4 / 5) as usize
+}
+
+/// The tag of a hash: its high 32 bits.
+#[inline]
+fn tag_of(hash: u64) -> u32 {
+    (hash >> 32) as u32
+}
+
+/// A hash index from caller-computed 64-bit hashes to `u32` slots (see the crate docs).
+///
+/// The caller keeps the keys (in its slab) and guarantees that a key is inserted at most once;
+/// equality is its `eq` closure. Any hash works, but its high 32 bits must be well mixed: they
+/// choose the bucket.
+#[derive(Clone, Debug, Default)]
+pub struct FlowIndex {
+    /// A power of two long, or empty.
+    buckets: Vec<Bucket>,
+    /// `32 - log2(buckets.len())`: a tag shifted right by it is its home.
+    shift: u32,
+    len: usize,
+}
+
+impl FlowIndex {
+    /// An empty index; it allocates nothing until the first insert.
+    pub const fn new() -> FlowIndex {
+        FlowIndex {
+            buckets: Vec::new(),
+            shift: 32,
+            len: 0,
+        }
+    }
+
+    /// An empty index that holds `entries` entries without growing.
+    pub fn with_capacity(entries: usize) -> FlowIndex {
+        let mut index = FlowIndex::new();
+        index.reserve(entries);
+        index
+    }
+
+    /// The number of entries.
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True when there is no entry.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// How many entries the index holds before it grows.
+    pub fn capacity(&self) -> usize {
+        max_load(self.buckets.len())
+    }
+
+    /// The heap bytes of the index (its buckets).
+    pub fn memory_bytes(&self) -> usize {
+        self.buckets.capacity() * size_of::<Bucket>()
+    }
+
+    /// The slot of the entry with this hash for which `eq(slot)` is true, if there is one.
+    /// `eq` is called only for entries whose tag matches (almost always the right one).
+    #[inline]
+    pub fn find(&self, hash: u64, mut eq: impl FnMut(u32) -> bool) -> Option<u32> {
+        if self.len == 0 {
+            return None;
+        }
+        let tag = tag_of(hash);
+        let mask = self.buckets.len() - 1;
+        let mut i = self.home(tag);
+        loop {
+            let b = self.buckets[i];
+            if b.slot == EMPTY {
+                return None;
+            }
+            if b.tag == tag && eq(b.slot) {
+                return Some(b.slot);
+            }
+            i = (i + 1) & mask;
+        }
+    }
+
+    /// The slot of the first entry whose tag matches `hash`: the slot [`find`](Self::find) will
+    /// most likely return, for prefetching the caller's record once the bucket is cached.
+    /// `None` when no entry has the tag. Never calls back, never changes anything.
+    #[inline]
+    pub fn candidate(&self, hash: u64) -> Option<u32> {
+        self.find(hash, |_| true)
+    }
+
+    /// Adds `slot` under `hash`. The caller guarantees that its key is not in the index yet (as
+    /// `hashbrown::HashTable::insert_unique`); a second entry for one key would never be found
+    /// while the first is there. Grows the index (amortised O(1)) when it is 80% full.
+    ///
+    /// # Panics
+    ///
+    /// When `slot` is above [`MAX_SLOT`] (a slab of four billion records), or when the index
+    /// would need more than 2^32 buckets.
+    #[inline]
+    pub fn insert(&mut self, hash: u64, slot: u32) {
+        assert!(slot <= MAX_SLOT, "slot {slot} is above MAX_SLOT");
+        if self.len >= max_load(self.buckets.len()) {
+            self.grow_to(self.len + 1);
+        }
+        let tag = tag_of(hash);
+        self.place(Bucket { tag, slot });
+        self.len += 1;
+    }
+
+    /// Removes the entry of `slot` under `hash`; returns whether it was there. The rest of its
+    /// probe run moves back, so no tombstone is left.
+    pub fn remove(&mut self, hash: u64, slot: u32) -> bool {
+        if self.len == 0 {
+            return false;
+        }
+        let tag = tag_of(hash);
+        let mask = self.buckets.len() - 1;
+        let mut i = self.home(tag);
+        loop {
+            let b = self.buckets[i];
+            if b.slot == EMPTY {
+                return false;
+            }
+            if b.tag == tag && b.slot == slot {
+                break;
+            }
+            i = (i + 1) & mask;
+        }
+        // Backward shift: an entry further down the run moves into the hole unless its home
+        // lies after the hole (then the hole is not on its probe path).
+        let mut hole = i;
+        let mut j = i;
+        loop {
+            j = (j + 1) & mask;
+            let b = self.buckets[j];
+            if b.slot == EMPTY {
+                break;
+            }
+            let home = self.home(b.tag);
+            if (j.wrapping_sub(home) & mask) >= (j.wrapping_sub(hole) & mask) {
+                self.buckets[hole] = b;
+                hole = j;
+            }
+        }
+        self.buckets[hole] = VACANT;
+        self.len -= 1;
+        true
+    }
+
+    /// Makes room for `additional` more entries without growing.
+    pub fn reserve(&mut self, additional: usize) {
+        let want = self.len.saturating_add(additional);
+        if want > max_load(self.buckets.len()) {
+            self.grow_to(want);
+        }
+    }
+
+    /// Removes every entry, keeping the buckets.
+    pub fn clear(&mut self) {
+        self.buckets.fill(VACANT);
+        self.len = 0;
+    }
+
+    /// Brings the cache line of `hash`'s home bucket towards the CPU (on x86-64; elsewhere it
+    /// does nothing). Changes nothing and never faults.
+    #[inline]
+    pub fn prefetch(&self, hash: u64) {
+        if self.buckets.is_empty() {
+            return;
+        }
+        let at = self.home(tag_of(hash));
+        prefetch_read(&self.buckets[at]);
+    }
+
+    /// The home bucket of a tag.
+    #[inline]
+    fn home(&self, tag: u32) -> usize {
+        // `shift` is 32 only while there are no buckets; a u64 shift by 32 gives 0 then.
+        (u64::from(tag) >> self.shift) as usize
+    }
+
+    /// Puts a bucket in the first empty place of its probe run (there is one: load < 100%).
+    #[inline]
+    fn place(&mut self, b: Bucket) {
+        let mask = self.buckets.len() - 1;
+        let mut i = self.home(b.tag);
+        while self.buckets[i].slot != EMPTY {
+            i = (i + 1) & mask;
+        }
+        self.buckets[i] = b;
+    }
+
+    /// Re-places every entry into the fewest buckets (a power of two) that hold `entries`.
+    #[cold]
+    fn grow_to(&mut self, entries: usize) {
+        let mut n = self.buckets.len().max(MIN_BUCKETS);
+        while max_load(n) < entries {
+            n = n.checked_mul(2).expect("capacity overflow");
+        }
+        assert!(n <= MAX_BUCKETS, "a FlowIndex holds at most 2^32 buckets");
+        let old = std::mem::replace(&mut self.buckets, vec![VACANT; n]);
+        self.shift = 32 - n.trailing_zeros();
+        for b in old {
+            if b.slot != EMPTY {
+                self.place(b);
+            }
+        }
+    }
+}
+
+/// Prefetches the cache line holding `*p` into every cache level (x86-64 only).
+#[inline(always)]
+fn prefetch_read<T>(p: &T) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use core::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        // SAFETY: a prefetch is a hint: it reads nothing architecturally and never faults, and
+        // the pointer comes from a reference, so it is valid anyway. SSE is part of x86-64.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>((p as *const T).cast::<i8>()) };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
+
+#[cfg(test)]
+mod tests;
