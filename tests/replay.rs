@@ -362,3 +362,35 @@ fn plain_text_summary() {
         "{text}"
     );
 }
+
+/// Flows whose SYN is not in the capture: dropped as `no_flow`, or opened with `--pickup`, and
+/// then their server's packets reach the consumer too.
+#[test]
+fn pickup_opens_flows_that_started_before_the_capture() {
+    let Some(dir) = real_pcaps() else { return };
+    for (file, without, with) in [
+        // (file, [to_backend, to_consumer, no_flow, flows] without and with --pickup)
+        (
+            "pcapplusplus_example.pcap",
+            [1754, 2736, 2, 65],
+            [1755, 2737, 0, 66],
+        ),
+        ("pcapplusplus_raw_ip.pcap", [40, 0, 2, 2], [42, 0, 0, 4]),
+        ("tcpreplay_test.pcap", [45, 52, 9, 5], [50, 56, 0, 6]),
+    ] {
+        let f = dir.join(file);
+        for (flags, want) in [(&[][..], without), (&["--pickup"][..], with)] {
+            let mut args = vec![f.to_str().unwrap()];
+            args.extend_from_slice(flags);
+            let s = replay_json(&args);
+            let got = [
+                s["packets"]["to_backend"].as_u64().unwrap(),
+                s["packets"]["to_consumer"].as_u64().unwrap(),
+                s["packets"]["dropped"]["no_flow"].as_u64().unwrap(),
+                s["flows"]["created"].as_u64().unwrap(),
+            ];
+            assert_eq!(got, want, "{file} {flags:?}");
+            assert_balanced(&s);
+        }
+    }
+}

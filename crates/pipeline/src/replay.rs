@@ -286,18 +286,31 @@ impl<S: PacketSource> Feeder for CaptureFeeder<'_, S> {
 pub struct BackendEmulation {
     /// The capture's client-to-server tuple -> (backend IP:port, NAT IP:port).
     ends: HashMap<FlowTuple, (Ipv4Addr, u16, Ipv4Addr, u16)>,
+    /// Flows may open mid-stream: learn from any packet, not only from SYNs.
+    pickup: bool,
+}
+
+impl BackendEmulation {
+    /// A backend side that learns a flow from its SYN, or, with `pickup`, from its first packet
+    /// that reaches a backend.
+    pub fn new(pickup: bool) -> BackendEmulation {
+        BackendEmulation {
+            ends: HashMap::new(),
+            pickup,
+        }
+    }
 }
 
 impl BackendSide for BackendEmulation {
     fn delivered(&mut self, _frame: &[u8], meta: &Meta) {
         let Some(v) = meta.view else { return };
         let t = v.tuple();
-        // A SYN (re)opens the connection; any other packet of a flow picked up mid-stream
-        // teaches it the first time.
+        // A SYN (re)opens the connection. Without pickup, no other packet reaches a backend
+        // before its flow's SYN did, so only SYNs cost a hash here.
         let ends = (t.dst, t.dport, t.src, t.sport);
         if v.is_syn() {
             self.ends.insert(meta.orig, ends);
-        } else {
+        } else if self.pickup {
             self.ends.entry(meta.orig).or_insert(ends);
         }
     }

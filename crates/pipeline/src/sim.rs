@@ -82,7 +82,7 @@ pub fn run<S: PacketSource>(source: &mut S, spec: &RunSpec<'_>) -> Result<Outcom
         sim.snat,
         &mut feeder,
         taps,
-        BackendEmulation::default(),
+        BackendEmulation::new(spec.pickup),
         opts,
     );
     let feeder = feeder.inner;
