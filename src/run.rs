@@ -532,7 +532,7 @@ struct Plan {
     timers: plsim_control::scenario::Timers,
     /// At the answer (or at the most NAT IPs when none is enough):
     peak_concurrent_flows: u64,
-    /// The most ports in use at once on the busiest NAT IP.
+    /// The most ports in use or held at once on the busiest NAT IP.
     peak_ports_per_nat_ip: u64,
     /// The ports a NAT IP can give (with `per-backend` reuse, per backend it served).
     ports_total_per_nat_ip: u64,
@@ -605,8 +605,9 @@ pub fn plan(
         }
         (Some(lo), best)
     };
-    let busiest = at.nat_ips.iter().max_by_key(|n| n.ports_in_use_peak);
-    let peak_ports = busiest.map_or(0, |n| n.ports_in_use_peak);
+    // Held ports (after a FIN or RST) are as unavailable as ports in use.
+    let busiest = at.nat_ips.iter().max_by_key(|n| n.ports_busy_peak);
+    let peak_ports = busiest.map_or(0, |n| n.ports_busy_peak);
     let total = busiest
         .map_or(0, |n| n.ports_total)
         .max(u64::from(service.ports.count()));
@@ -663,7 +664,7 @@ pub fn plan(
         plan.timers.rst_hold
     );
     println!(
-        "  peak: {} concurrent flows; busiest NAT IP {} of {} ports in use ({:.1}% headroom)",
+        "  peak: {} concurrent flows; busiest NAT IP {} of {} ports in use or held ({:.1}% headroom)",
         plan.peak_concurrent_flows,
         plan.peak_ports_per_nat_ip,
         plan.ports_total_per_nat_ip,

@@ -81,6 +81,8 @@ struct Row {
     failure_rate: f64,
     /// The most ports in use at once on the busiest NAT IP.
     peak_ports_in_use: u64,
+    /// The most ports in use or held at once on the busiest NAT IP: what runs out.
+    peak_ports_busy: u64,
     peak_flows: u64,
     packets: u64,
     dropped: u64,
@@ -250,6 +252,12 @@ pub fn run(a: SweepArgs) -> Result<(), Failure> {
                 .map(|n| n.ports_in_use_peak)
                 .max()
                 .unwrap_or(0),
+            peak_ports_busy: s
+                .nat_ips
+                .iter()
+                .map(|n| n.ports_busy_peak)
+                .max()
+                .unwrap_or(0),
             peak_flows: s.flows.active_peak,
             packets: s.input.packets,
             dropped: s.packets.dropped.total(),
@@ -298,15 +306,16 @@ fn cells(p: &Point) -> [String; 6] {
 
 fn csv(rows: &[Row]) -> String {
     let mut s = COLUMNS.join(",")
-        + ",flows,snat_failures,failure_rate,peak_ports_in_use,peak_flows,packets,dropped\n";
+        + ",flows,snat_failures,failure_rate,peak_ports_in_use,peak_ports_busy,peak_flows,packets,dropped\n";
     for r in rows {
         s += &format!(
-            "{},{},{},{:.6},{},{},{},{}\n",
+            "{},{},{},{:.6},{},{},{},{},{}\n",
             cells(&r.point).join(","),
             r.flows,
             r.snat_failures,
             r.failure_rate,
             r.peak_ports_in_use,
+            r.peak_ports_busy,
             r.peak_flows,
             r.packets,
             r.dropped
@@ -382,8 +391,8 @@ fn plot(stem: &Path, title: &str, rows: &[Row]) -> Result<(), String> {
             lines: lines(&|r| r.failure_rate),
         },
         Panel {
-            y_label: "peak ports in use (busiest NAT IP)".into(),
-            lines: lines(&|r| r.peak_ports_in_use as f64),
+            y_label: "peak ports busy: in use or held (busiest NAT IP)".into(),
+            lines: lines(&|r| r.peak_ports_busy as f64),
         },
     ];
     crate::plot::write(stem, title, &x_label, &panels)

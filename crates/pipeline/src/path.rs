@@ -260,6 +260,7 @@ pub fn summarize(
             ip: n.ip.to_string(),
             ports_total: n.ports_total,
             ports_in_use_peak: n.in_use_peak,
+            ports_busy_peak: n.busy_peak,
             ports_in_use_end: n.in_use,
             ports_held_end: n.held,
             flows: n.flows_created,

@@ -128,6 +128,8 @@ pub struct NatIp {
     /// Ports over every reuse scope this NAT IP served (one scope per backend with `per-backend`).
     pub ports_total: u64,
     pub ports_in_use_peak: u64,
+    /// The most ports in use or held (after a FIN or RST) at once: what runs out.
+    pub ports_busy_peak: u64,
     pub ports_in_use_end: u64,
     /// Ports of closed flows still held at the end.
     pub ports_held_end: u64,

@@ -245,6 +245,8 @@ struct Nat {
     in_use: u64,
     held: u64,
     peak: u64,
+    /// The most ports in use or held at once: what runs out.
+    busy_peak: u64,
     flows: u64,
     created: u64,
     scopes: u32,
@@ -258,6 +260,7 @@ impl Nat {
             in_use: 0,
             held: 0,
             peak: 0,
+            busy_peak: 0,
             flows: 0,
             created: 0,
             scopes: 0,
@@ -589,6 +592,7 @@ impl Snat {
                         held: n.held,
                         free: total - n.in_use - n.held,
                         in_use_peak: n.peak,
+                        busy_peak: n.busy_peak,
                         flows: n.flows,
                         flows_created: n.created,
                     }
@@ -960,6 +964,8 @@ impl Snat {
         let n = &mut self.nats[nat];
         n.in_use += 1;
         n.peak = n.peak.max(n.in_use);
+        // Only a new port makes more busy: reopening a held one moves it from held to in use.
+        n.busy_peak = n.busy_peak.max(n.in_use + n.held);
         n.flows += 1;
         n.created += 1;
         let flow = Flow {

@@ -53,6 +53,8 @@ pub struct NatIpStats {
     pub free: u64,
     /// The most ports in use at any time.
     pub in_use_peak: u64,
+    /// The most ports in use or held at any time: what exhausts a NAT IP.
+    pub busy_peak: u64,
     /// Flow records on this NAT IP now (open or held).
     pub flows: u64,
     /// Connections this NAT IP has served in all.

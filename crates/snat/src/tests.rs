@@ -124,6 +124,8 @@ impl Snat {
             assert_eq!((n.in_use, n.held, n.flows), (u, h, fl));
             assert_eq!(n.free + n.in_use + n.held, n.ports_total);
             assert!(n.in_use_peak >= n.in_use);
+            assert!(n.busy_peak >= n.in_use + n.held && n.busy_peak >= n.in_use_peak);
+            assert!(n.busy_peak <= n.ports_total);
         }
         let owned: usize = self.owners.values().map(Vec::len).sum();
         assert_eq!(owned, block_used.len());
@@ -213,6 +215,39 @@ fn secs(s: u64) -> SimTime {
 }
 
 const B: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 4);
+
+/// Held ports count towards the busy peak, which is what runs out, and not towards the in-use
+/// peak.
+#[test]
+fn busy_peak_counts_held_ports() {
+    let mut s = Snat::new(cfg(1, 20_000, 20_999, ReuseScope::PerIp)).unwrap();
+    let t = |i: u8| tuple(ip(192, 168, 0, i), 40_000, B, 443);
+    for i in 1..=10 {
+        let (n, np) = src_of(&out(&mut s, 1, t(i), SYN, secs(1)).unwrap());
+        inb(&mut s, tuple(B, 443, n, np), SYN | TcpFlags::ACK, secs(1)).unwrap();
+        out(&mut s, 1, t(i), TcpFlags::ACK, secs(1)).unwrap();
+    }
+    for i in 1..=5 {
+        out(&mut s, 1, t(i), TcpFlags::RST, secs(2)).unwrap();
+    }
+    for i in 11..=13 {
+        out(&mut s, 1, t(i), SYN, secs(3)).unwrap();
+    }
+    let n = s.stats().nat_ips[0];
+    assert_eq!(
+        (n.in_use, n.held, n.in_use_peak, n.busy_peak),
+        (8, 5, 10, 13)
+    );
+    s.audit();
+    // Reopening a held flow moves its port from held to in use: nothing more is busy.
+    out(&mut s, 1, t(1), SYN, secs(4)).unwrap();
+    let n = s.stats().nat_ips[0];
+    assert_eq!(
+        (n.in_use, n.held, n.in_use_peak, n.busy_peak),
+        (9, 4, 10, 13)
+    );
+    s.audit();
+}
 
 /// The exact numbers of the issue: per-ip, 1 NAT IP of 1,000 ports, 3,000 concurrent SYNs.
 #[test]
