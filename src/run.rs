@@ -386,7 +386,7 @@ pub fn print_summary(what: &str, s: &Summary) {
     );
     let f = &s.flows;
     println!(
-        "  flows          {} created, {} closed, {} expired, {} torn down, {} at most at once, {} at the end",
+        "  flows          {} created, {} closed, {} expired, {} torn down, records: {} at most, {} at the end (open or holding a port)",
         f.created, f.closed, f.expired, f.torn_down, f.active_peak, f.active_end
     );
     println!("  SNAT failures  {}", f.snat_failures);
