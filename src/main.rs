@@ -240,7 +240,7 @@ struct BenchArgs {
     #[arg(long, default_value_t = 20_000_000)]
     packets: u64,
     /// Packets per batch.
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = 1024)]
     batch: usize,
     /// Print the result as JSON.
     #[arg(long)]

@@ -62,7 +62,7 @@ impl Batch {
             index: 0,
             born: Instant::now(),
             data: BytesMut::with_capacity(64 << 10),
-            slots: Vec::with_capacity(256),
+            slots: Vec::with_capacity(1024),
         }
     }
 

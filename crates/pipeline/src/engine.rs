@@ -62,7 +62,7 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Options {
         Options {
-            batch_size: 256,
+            batch_size: 1024,
             latency: true,
             taps: false,
         }
