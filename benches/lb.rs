@@ -19,6 +19,9 @@ use plsim_lb::{Frontend, Hashing, Lb, LbConfig, Pool, Rule};
 use plsim_wire::build::{TcpSegment, tuple};
 use plsim_wire::{Ipv4Tcp, LinkId, LinkType, SimTime, TcpFlags, classify};
 
+mod common;
+use common::Mode;
+
 const FLOWS: usize = 10_000;
 const F: Ipv4Addr = Ipv4Addr::new(10, 100, 0, 4);
 const LINK: LinkId = LinkId(7);
@@ -160,24 +163,6 @@ fn forwarder(c: &mut Criterion) {
         );
     }
     g.finish();
-}
-
-/// How a batch is prefetched.
-#[derive(Clone, Copy, Debug)]
-enum Mode {
-    None,
-    Buckets,
-    Window(usize),
-}
-
-impl Mode {
-    fn name(self) -> String {
-        match self {
-            Mode::None => "none".into(),
-            Mode::Buckets => "buckets".into(),
-            Mode::Window(k) => format!("window/{k}"),
-        }
-    }
 }
 
 /// Runs one batch through `forward` (or `reply`), prefetching as `mode` says.

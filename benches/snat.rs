@@ -23,6 +23,9 @@ use plsim_snat::{Snat, SnatConfig};
 use plsim_wire::build::{TcpSegment, tuple};
 use plsim_wire::{FlowTuple, Ipv4Tcp, LinkId, LinkType, SimTime, TcpFlags, classify};
 
+mod common;
+use common::Mode;
+
 /// Counts the bytes live on the heap, to cross-check `Snat::memory_bytes`.
 struct Counting;
 static LIVE: AtomicUsize = AtomicUsize::new(0);
@@ -203,24 +206,6 @@ fn translate(c: &mut Criterion) {
         });
     }
     g.finish();
-}
-
-/// How a batch is prefetched.
-#[derive(Clone, Copy, Debug)]
-enum Mode {
-    None,
-    Buckets,
-    Window(usize),
-}
-
-impl Mode {
-    fn name(self) -> String {
-        match self {
-            Mode::None => "none".into(),
-            Mode::Buckets => "buckets".into(),
-            Mode::Window(k) => format!("window/{k}"),
-        }
-    }
 }
 
 /// Translates one batch (frames back to back, their views) outbound, prefetching as `mode` says.

@@ -68,10 +68,9 @@ pub fn inspect(path: &Path) -> Result<Report, plsim_pcap::ReadError> {
         match classify(p.link, p.data, p.wire_len) {
             Ok(v) => {
                 r.classes.ipv4_tcp += 1;
-                let t = v.tuple();
-                let (a, b) = ((t.src, t.sport), (t.dst, t.dport));
-                let key = if a <= b { (a, b) } else { (b, a) };
-                flows.entry(key).or_insert_with(|| v.is_syn());
+                flows
+                    .entry(v.tuple().connection())
+                    .or_insert_with(|| v.is_syn());
             }
             Err(DropReason::Ipv6) => r.classes.ipv6 += 1,
             Err(DropReason::NonTcp) => r.classes.non_tcp += 1,

@@ -455,7 +455,6 @@ pub fn bench_cmd(flows: u32, packets: u64, batch: usize, json: bool) -> Result<(
     let (res, _ep, _lb, snat) = bench(sim.endpoint, sim.lb, sim.snat, addrs, flows, packets, batch);
     let snat_bytes: usize = snat.engines().iter().map(|e| e.memory_bytes()).sum();
     let live: u64 = snat.engines().iter().map(|e| e.stats().live).sum();
-    let h = &res.stats.latency_ns;
     let report = BenchReport {
         mpps: res.mpps,
         reference_mpps: res.reference_mpps,
@@ -464,11 +463,7 @@ pub fn bench_cmd(flows: u32, packets: u64, batch: usize, json: bool) -> Result<(
         setup_per_sec: res.setup_per_sec,
         bytes_per_flow: snat_bytes as f64 / live.max(1) as f64,
         wall_s: res.stats.wall.as_secs_f64(),
-        latency_ns: plsim_pipeline::summary::Latency {
-            p50: h.value_at_quantile(0.5),
-            p99: h.value_at_quantile(0.99),
-            max: h.max(),
-        },
+        latency_ns: plsim_pipeline::summary::Latency::from(&res.stats.latency_ns),
         delivered: res.stats.to_backend,
         dropped: res.stats.dropped.total() + res.setup.dropped.total(),
         stage_ns_per_packet: {
@@ -564,7 +559,7 @@ pub fn plan(
         .ok_or_else(|| Failure::Input("the scenario has no service".into()))?
         .clone();
     let available = service.nat_ips.len();
-    let mut runs: Vec<(PlanRun, Summary)> = Vec::new();
+    let mut runs: Vec<PlanRun> = Vec::new();
     let mut run_with = |n: usize| -> Result<(PlanRun, Summary), Failure> {
         let mut s = base.clone();
         for svc in &mut s.services {
@@ -584,7 +579,7 @@ pub fn plan(
             flows: out.summary.flows.created,
             snat_failures: out.summary.flows.snat_failures,
         };
-        runs.push((r, out.summary.clone()));
+        runs.push(r);
         Ok((r, out.summary))
     };
     // Fewer NAT IPs never lose fewer flows: search the smallest count with no failure.
@@ -611,9 +606,8 @@ pub fn plan(
     let total = busiest
         .map_or(0, |n| n.ports_total)
         .max(u64::from(service.ports.count()));
-    let mut runs: Vec<PlanRun> = runs.into_iter().map(|(r, _)| r).collect();
+    // The bisection never runs a count twice.
     runs.sort_by_key(|r| r.nat_ips);
-    runs.dedup_by_key(|r| r.nat_ips);
     let plan = Plan {
         nat_ips_needed: needed,
         nat_ips_available: available,

@@ -134,4 +134,9 @@ impl Batch {
     pub fn first_ts(&self) -> Option<SimTime> {
         self.slots.first().map(|s| s.meta.ts)
     }
+
+    /// The last packet's time, if any.
+    pub fn last_ts(&self) -> Option<SimTime> {
+        self.slots.last().map(|s| s.meta.ts)
+    }
 }

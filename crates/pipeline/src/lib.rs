@@ -85,7 +85,8 @@ pub enum Fill {
 }
 
 /// The input of a run: fills the consumer-side batch `F(i)` and the backend-side batch `S(i)` with
-/// at most `max` packets between them, in input order (`Meta::seq` increasing).
+/// at most `max` packets between them, in input order (`Meta::seq` increasing, `Meta::ts` never
+/// decreasing). Only consumer-side packets may come already dropped (not IPv4 TCP).
 pub trait Feeder {
     /// Fills the next batch.
     fn fill(&mut self, consumer: &mut Batch, backend: &mut Batch, max: usize) -> Fill;

@@ -279,16 +279,7 @@ pub fn summarize(
             packets: b.packets,
         })
         .collect();
-    let h = &s.latency_ns;
-    let latency = if h.is_empty() {
-        Latency::default()
-    } else {
-        Latency {
-            p50: h.value_at_quantile(0.5),
-            p99: h.value_at_quantile(0.99),
-            max: h.max(),
-        }
-    };
+    let latency = Latency::from(&s.latency_ns);
     let wall = s.wall.as_secs_f64();
     Summary {
         input,

@@ -20,11 +20,6 @@ use crate::{BackendSide, Batch, Dir, Event, Feeder, Fill, Meta, Taps};
 /// Who opened a connection: the SYN's sender is the client. Keyed by both ends, lower first.
 type Conn = ((Ipv4Addr, u16), (Ipv4Addr, u16));
 
-fn conn_of(t: &FlowTuple) -> Conn {
-    let (a, b) = ((t.src, t.sport), (t.dst, t.dport));
-    if a <= b { (a, b) } else { (b, a) }
-}
-
 /// What was read from the capture.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct InputStats {
@@ -195,7 +190,7 @@ impl FeedState {
         };
         let t = view.tuple();
         meta.orig = t;
-        let key = conn_of(&t);
+        let key = t.connection();
         let flags = view.flags();
         let from = (t.src, t.sport);
         let client = if view.is_syn() {

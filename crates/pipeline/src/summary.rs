@@ -1,6 +1,7 @@
 //! `summary.json`: what a run reports (DESIGN section 4). Every field but `latency_ns` and
 //! `throughput` is a function of the input alone, so two runs of the same input print the same.
 
+use hdrhistogram::Histogram;
 use plsim_wire::{DropCounts, DropReason};
 use serde::Serialize;
 
@@ -152,6 +153,20 @@ pub struct Latency {
     pub p50: u64,
     pub p99: u64,
     pub max: u64,
+}
+
+impl From<&Histogram<u64>> for Latency {
+    /// p50, p99 and max of a histogram; zeros when it is empty.
+    fn from(h: &Histogram<u64>) -> Latency {
+        if h.is_empty() {
+            return Latency::default();
+        }
+        Latency {
+            p50: h.value_at_quantile(0.5),
+            p99: h.value_at_quantile(0.99),
+            max: h.max(),
+        }
+    }
 }
 
 /// How fast it ran.

@@ -174,8 +174,7 @@ pub fn echo_summary(
         to_backend: out.to_backend,
         to_consumer: out.to_consumer,
         dropped,
-        latency_ns: hdrhistogram::Histogram::new_with_bounds(1, 3_600_000_000_000, 3)
-            .expect("valid bounds"),
+        latency_ns: crate::engine::histogram(),
         wall,
         busy: [Duration::ZERO; 3],
         first_ts: out.first_ts,

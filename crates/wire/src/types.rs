@@ -78,6 +78,13 @@ pub struct FlowTuple {
 }
 
 impl FlowTuple {
+    /// The connection this packet belongs to, the same for both directions: its two ends,
+    /// lower first.
+    pub fn connection(self) -> ((Ipv4Addr, u16), (Ipv4Addr, u16)) {
+        let (a, b) = ((self.src, self.sport), (self.dst, self.dport));
+        if a <= b { (a, b) } else { (b, a) }
+    }
+
     /// The same flow seen from the other end.
     pub fn reversed(self) -> FlowTuple {
         FlowTuple {
