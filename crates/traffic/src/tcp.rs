@@ -91,9 +91,11 @@ pub struct EchoSpec {
     pub time_limit: Duration,
     /// The run stops after this many steps (a step handles one instant of virtual time).
     pub max_steps: u64,
-    /// Fault injection, for tests: when `n > 0`, every `n`-th packet with a payload that the
-    /// path delivers gets its first payload byte inverted (checksums untouched), so the
-    /// receiving smoltcp must drop it and TCP must retransmit. 0 (the default) never.
+    /// Fault injection, for tests: when `n > 0`, on average one in `n` packets with a payload
+    /// that the path delivers (a seeded pseudo-random choice) gets its first payload byte
+    /// inverted (checksums untouched), so the receiving smoltcp must drop it and TCP must
+    /// retransmit. 0 (the default) never. Not every `n`-th: a fixed period can line up with a
+    /// retransmission pattern and corrupt the same segment's every retry.
     pub corrupt_every: u64,
 }
 
@@ -753,7 +755,7 @@ impl<'s, P: Path> Sim<'s, P> {
         if view.payload_len() > 0 {
             self.t.with_payload += 1;
             let n = self.spec.corrupt_every;
-            if n > 0 && self.t.with_payload.is_multiple_of(n) {
+            if n > 0 && splitmix(self.spec.seed ^ self.t.with_payload).is_multiple_of(n) {
                 buf[view.payload_offset()] ^= 0xff;
                 self.t.corrupted += 1;
             }
