@@ -106,6 +106,15 @@ struct RunArgs {
     /// With --out: sample the gauges every SECS of simulated time.
     #[arg(long, value_name = "SECS", default_value_t = 1.0, value_parser = positive_secs)]
     sample_every: f64,
+    /// Packets per batch of the threaded engine: changes how fast a run goes, never what it
+    /// finds (1 to 1048576).
+    #[arg(long, value_name = "N", default_value_t = plsim_engine::DEFAULT_BATCH,
+          value_parser = batch_size)]
+    batch: usize,
+    /// threaded (the default), or sequential: the reference run, one packet at a time in input
+    /// order, that defines the result; the threaded engine gives exactly the same.
+    #[arg(long, value_name = "ENGINE", default_value_t = plsim_engine::Engine::Threaded)]
+    engine: plsim_engine::Engine,
     #[command(flatten)]
     overrides: Overrides,
 }
@@ -119,6 +128,8 @@ impl RunArgs {
             quiet: self.quiet,
             overrides: self.overrides.clone().into(),
             sample_every: Duration::from_secs_f64(self.sample_every),
+            engine: self.engine,
+            batch: self.batch,
         }
     }
 }
@@ -135,7 +146,7 @@ struct ReplayArgs {
 struct SimulateArgs {
     #[command(flatten)]
     run: RunArgs,
-    /// synthetic: the generator's packets (the scenario's [workload], and the flags below);
+    /// synthetic: the generator's packets (the scenario's `[workload]`, and the flags below);
     /// tcp: real TCP stacks (smoltcp) that echo --bytes on each of --connections.
     #[arg(long, value_enum, default_value_t = WorkloadKind::Synthetic)]
     workload: WorkloadKind,
@@ -203,6 +214,16 @@ impl From<WorkloadArgs> for run::WorkloadFlags {
     }
 }
 
+fn batch_size(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if (1..=plsim_engine::MAX_BATCH).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "`{s}` is not a batch size: 1 to {}",
+            plsim_engine::MAX_BATCH
+        )),
+    }
+}
+
 fn positive_secs(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(v) if v > 0.0 && v.is_finite() => Ok(v),
@@ -240,8 +261,11 @@ struct BenchArgs {
     #[arg(long, default_value_t = 20_000_000)]
     packets: u64,
     /// Packets per batch.
-    #[arg(long, default_value_t = 1024)]
+    #[arg(long, default_value_t = plsim_engine::DEFAULT_BATCH, value_parser = batch_size)]
     batch: usize,
+    /// threaded, or sequential (one thread, for comparison).
+    #[arg(long, value_name = "ENGINE", default_value_t = plsim_engine::Engine::Threaded)]
+    engine: plsim_engine::Engine,
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
@@ -285,7 +309,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             };
             run::plan(&a.pcap, a.scenario.as_deref(), overrides, a.json)
         }
-        Command::Bench(a) => run::bench_cmd(a.flows, a.packets, a.batch, a.json),
+        Command::Bench(a) => run::bench_cmd(a.flows, a.packets, a.engine, a.batch, a.json),
         Command::Scenario(ScenarioCommand::Default) => run::scenario_default(),
         Command::Scenario(ScenarioCommand::Check { file }) => run::scenario_check(&file),
     }

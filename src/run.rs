@@ -6,10 +6,11 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use plsim_control::Scenario;
+use plsim_engine::NoTaps;
 use plsim_pcap::Reader;
 use plsim_pipeline::bench::{BenchAddrs, bench};
 use plsim_pipeline::path::{self, Overrides, Path as SimPath};
-use plsim_pipeline::replay::{PacketSource, WorkloadSource};
+use plsim_pipeline::replay::{PacketSource, PcapTaps, WorkloadSource};
 use plsim_pipeline::sim::{self, RunSpec};
 use plsim_pipeline::summary::Summary;
 use plsim_traffic::workload::{Workload, WorkloadSpec};
@@ -93,6 +94,8 @@ pub struct RunFlags<'a> {
     pub quiet: bool,
     pub overrides: Overrides,
     pub sample_every: Duration,
+    pub engine: plsim_engine::Engine,
+    pub batch: usize,
 }
 
 fn spinner(flags: &RunFlags<'_>, what: &str) -> Option<ProgressBar> {
@@ -131,13 +134,20 @@ fn run_and_report<S: PacketSource>(
         }
     };
     let spec = RunSpec {
-        scenario,
         pickup: flags.overrides.pickup,
-        pcaps: flags.out,
         sample_every: flags.out.map(|_| flags.sample_every),
         progress: Some(&progress),
+        engine: flags.engine,
+        batch: flags.batch,
+        ..RunSpec::new(scenario)
     };
-    let outcome = sim::run(source, &spec).map_err(|e| Failure::Input(e.to_string()))?;
+    let taps = flags.out.map(PcapTaps::in_dir);
+    let (outcome, taps) =
+        sim::run(source, &spec, taps).map_err(|e| Failure::Input(e.to_string()))?;
+    let written = match taps {
+        Some(t) => Some(t.finish().map_err(|e| Failure::Input(e.to_string()))?.0),
+        None => None,
+    };
     if let Some(b) = &bar {
         b.finish_and_clear();
     }
@@ -148,7 +158,7 @@ fn run_and_report<S: PacketSource>(
         eprintln!("plsim: warning: {w}");
     }
     if let Some(dir) = flags.out {
-        if let Some(w) = outcome.written
+        if let Some(w) = written
             && w.skipped > 0
         {
             eprintln!(
@@ -225,6 +235,7 @@ fn plot_series(
             lines: ports,
         },
         single("live flows", &|s| s.live_flows),
+        single("ports held", &|s| s.ports_held),
         single("SNAT failures", &|s| s.snat_failures),
     ];
     crate::plot::write(stem, what, "simulated time (s)", &panels)
@@ -433,10 +444,13 @@ struct StageNs {
 }
 
 /// `plsim bench`.
-pub fn bench_cmd(flows: u32, packets: u64, batch: usize, json: bool) -> Result<(), Failure> {
-    if !(1..=65_536).contains(&batch) {
-        return Err(Failure::Usage("--batch must be 1 to 65536".into()));
-    }
+pub fn bench_cmd(
+    flows: u32,
+    packets: u64,
+    engine: plsim_engine::Engine,
+    batch: usize,
+    json: bool,
+) -> Result<(), Failure> {
     if flows == 0 || packets == 0 {
         return Err(Failure::Usage(
             "--flows and --packets must be at least 1".into(),
@@ -452,7 +466,13 @@ pub fn bench_cmd(flows: u32, packets: u64, batch: usize, json: bool) -> Result<(
         endpoint: (endpoint, 443),
         vnet,
     };
-    let (res, _ep, _lb, snat) = bench(sim.endpoint, sim.lb, sim.snat, addrs, flows, packets, batch);
+    let parts = plsim_engine::Parts {
+        edge: sim.endpoint,
+        core: (sim.lb, sim.snat),
+        backend: plsim_engine::AsIs,
+    };
+    let (res, parts) = bench(parts, addrs, flows, packets, engine, batch);
+    let snat = &parts.core.1;
     let snat_bytes: usize = snat.engines().iter().map(|e| e.memory_bytes()).sum();
     let live: u64 = snat.engines().iter().map(|e| e.stats().live).sum();
     let report = BenchReport {
@@ -468,11 +488,11 @@ pub fn bench_cmd(flows: u32, packets: u64, batch: usize, json: bool) -> Result<(
         dropped: res.stats.dropped.total() + res.setup.dropped.total(),
         stage_ns_per_packet: {
             let per = |d: std::time::Duration| d.as_nanos() as f64 / packets as f64;
-            let [e, l, s] = res.stats.busy;
+            let b = &res.stats.busy;
             StageNs {
-                endpoint: per(e),
-                lb: per(l),
-                snat: per(s),
+                endpoint: per(b[0]),
+                lb: per(b[1]),
+                snat: per(b[2]),
             }
         },
         batch,
@@ -484,7 +504,7 @@ pub fn bench_cmd(flows: u32, packets: u64, batch: usize, json: bool) -> Result<(
         );
     } else {
         println!(
-            "plsim bench: {flows} live flows, {packets} frames of 64 bytes through the threaded pipeline"
+            "plsim bench: {flows} live flows, {packets} frames of 64 bytes through the {engine} engine"
         );
         println!(
             "  throughput     {:.2} Mpps ({:.3} s); the single-core reference NAT loop: {:.2} Mpps ({:.2}x)",
@@ -567,13 +587,11 @@ pub fn plan(
         }
         let mut reader = Reader::open(pcap).map_err(|e| Failure::Input(e.to_string()))?;
         let spec = RunSpec {
-            scenario: &s,
             pickup: overrides.pickup,
-            pcaps: None,
-            sample_every: None,
-            progress: None,
+            ..RunSpec::new(&s)
         };
-        let out = sim::run(&mut reader, &spec).map_err(|e| Failure::Input(e.to_string()))?;
+        let (out, _) =
+            sim::run(&mut reader, &spec, NoTaps).map_err(|e| Failure::Input(e.to_string()))?;
         let r = PlanRun {
             nat_ips: n,
             flows: out.summary.flows.created,

@@ -6,6 +6,7 @@ use std::sync::Mutex;
 
 use clap::Args;
 use plsim_control::Scenario;
+use plsim_engine::NoTaps;
 use plsim_pcap::Reader;
 use plsim_pipeline::path::Overrides;
 use plsim_pipeline::replay::WorkloadSource;
@@ -161,16 +162,13 @@ fn run_point(a: &SweepArgs, p: &Point) -> Result<Summary, Failure> {
         .validate()
         .map_err(|e| Failure::Usage(format!("{p:?}: {}", e.to_string().replace('\n', "; "))))?;
     let spec = RunSpec {
-        scenario: &scenario,
         pickup: a.pickup,
-        pcaps: None,
-        sample_every: None,
-        progress: None,
+        ..RunSpec::new(&scenario)
     };
     let outcome = match &a.pcap {
         Some(pcap) => {
             let mut reader = Reader::open(pcap).map_err(|e| Failure::Input(e.to_string()))?;
-            sim::run(&mut reader, &spec)
+            sim::run(&mut reader, &spec, NoTaps)
         }
         None => {
             let mut w = workload_of(&scenario, &WorkloadFlags::from(a.workload.clone()))?;
@@ -186,10 +184,13 @@ fn run_point(a: &SweepArgs, p: &Point) -> Result<Summary, Failure> {
             }
             let mut source =
                 WorkloadSource::new(Workload::new(&w).map_err(|e| Failure::Usage(e.to_string()))?);
-            sim::run(&mut source, &spec)
+            sim::run(&mut source, &spec, NoTaps)
         }
     };
-    Ok(outcome.map_err(|e| Failure::Input(e.to_string()))?.summary)
+    Ok(outcome
+        .map_err(|e| Failure::Input(e.to_string()))?
+        .0
+        .summary)
 }
 
 /// `plsim sweep`.

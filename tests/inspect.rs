@@ -333,6 +333,17 @@ fn shipped_captures_are_what_the_generator_makes() {
             "syns-3000.pcap",
             vec!["generate", "syns", "--flows", "3000"],
         ),
+        (
+            "two-conversations-300s.pcap",
+            vec![
+                "generate",
+                "conversations",
+                "--flows",
+                "2",
+                "--gap-us",
+                "300000000",
+            ],
+        ),
     ] {
         let fresh = dir.join(name);
         let mut a = args.clone();

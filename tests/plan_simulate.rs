@@ -136,7 +136,7 @@ fn simulate_is_deterministic_and_writes_its_outputs() {
     let mut lines = csv.lines();
     let header = lines.next().unwrap();
     assert!(
-        header.starts_with("t_s,live_flows,snat_failures,ports_in_use_10.10.1.4,"),
+        header.starts_with("t_s,live_flows,snat_failures,ports_held,ports_in_use_10.10.1.4,"),
         "{header}"
     );
     let rows: Vec<Vec<f64>> = lines
@@ -152,6 +152,7 @@ fn simulate_is_deterministic_and_writes_its_outputs() {
         3000.0,
         "3,000 flow records at the end (closed, ports held)"
     );
+    assert_eq!(rows.last().unwrap()[3], 3000.0, "their 3,000 ports held");
     for f in ["summary.json", "consumer.pcap", "backend.pcap"] {
         assert!(out.join(f).is_file(), "{f}");
     }

@@ -394,3 +394,190 @@ fn pickup_opens_flows_that_started_before_the_capture() {
         }
     }
 }
+
+/// Writes a capture of `(seconds, segment)` pairs (Ethernet) into `dir` as `name`.
+fn capture(dir: &Path, name: &str, packets: &[(f64, plsim_wire::build::TcpSegment)]) -> PathBuf {
+    let frames: Vec<plsim_traffic::captures::Frame> = packets
+        .iter()
+        .map(|(t, s)| {
+            let data = s.to_vec();
+            plsim_traffic::captures::Frame {
+                ts_ns: 1_700_000_000_000_000_000 + (t * 1e9) as u64,
+                wire_len: data.len(),
+                data,
+            }
+        })
+        .collect();
+    let path = dir.join(name);
+    plsim_traffic::captures::write_pcap(&path, &frames).unwrap();
+    path
+}
+
+fn seg(
+    src: (Ipv4Addr, u16),
+    dst: (Ipv4Addr, u16),
+    flags: u8,
+    seq: u32,
+    ack: u32,
+) -> plsim_wire::build::TcpSegment<'static> {
+    plsim_wire::build::TcpSegment {
+        seq,
+        ack,
+        ..plsim_wire::build::TcpSegment::new(
+            plsim_wire::build::tuple(src.0, src.1, dst.0, dst.1),
+            flags,
+        )
+    }
+}
+
+/// The exact-replay issue's reproducer: two complete conversations (SYN, SYN-ACK, ACK, FIN both
+/// ways) 300 s apart. Every server packet reaches the consumer, with either engine and any
+/// batch size.
+#[test]
+fn two_conversations_300_s_apart_replay_whole() {
+    use plsim_wire::TcpFlags as F;
+    let dir = scratch("replay_two_conversations");
+    let sv = (Ipv4Addr::new(192, 0, 2, 80), 80);
+    let conv = |t: f64, c: (Ipv4Addr, u16)| {
+        vec![
+            (t, seg(c, sv, F::SYN, 100, 0)),
+            (t + 0.02, seg(sv, c, F::SYN | F::ACK, 500, 101)),
+            (t + 0.04, seg(c, sv, F::ACK, 101, 501)),
+            (t + 0.06, seg(c, sv, F::FIN | F::ACK, 101, 501)),
+            (t + 0.08, seg(sv, c, F::FIN | F::ACK, 501, 102)),
+            (t + 0.1, seg(c, sv, F::ACK, 102, 502)),
+        ]
+    };
+    let mut packets = conv(0.0, (Ipv4Addr::new(198, 51, 100, 10), 40001));
+    packets.extend(conv(300.0, (Ipv4Addr::new(198, 51, 100, 11), 40002)));
+    let pcap = capture(&dir, "two-conversations-300s.pcap", &packets);
+    let mut summaries = Vec::new();
+    for flags in [
+        &[][..],
+        &["--engine", "sequential"],
+        &["--batch", "1"],
+        &["--batch", "5"],
+    ] {
+        let mut args = vec![pcap.to_str().unwrap()];
+        args.extend_from_slice(flags);
+        let s = replay_json(&args);
+        assert_eq!(s["packets"]["to_consumer"], 4, "{flags:?}");
+        assert_eq!(s["packets"]["to_backend"], 8, "{flags:?}");
+        assert_eq!(s["packets"]["dropped"]["no_flow"], 0, "{flags:?}");
+        assert_balanced(&s);
+        summaries.push(s["packets"].clone());
+    }
+    assert!(summaries.windows(2).all(|w| w[0] == w[1]));
+    // The shipped capture of the same shape, made by plsim's generator (8 packets each).
+    let s = replay_json(&[shipped("two-conversations-300s.pcap").to_str().unwrap()]);
+    assert_eq!(s["packets"]["to_consumer"], 6);
+    assert_eq!(s["packets"]["to_backend"], 10);
+    assert_eq!(s["packets"]["dropped"]["no_flow"], 0);
+}
+
+/// Timeline events after the last packet happen at their instants: simulated time runs on to
+/// the last one, the held ports are freed by then, and the time series shows it.
+#[test]
+fn events_after_the_last_packet_are_applied() {
+    let dir = scratch("replay_late_events");
+    let text = String::from_utf8(plsim(&["scenario", "default"]).stdout).unwrap();
+    let scenario = dir.join("late.toml");
+    std::fs::write(
+        &scenario,
+        text + "\n[[timeline]]\naction = \"backend-down\"\nat = 600\nbackend = \"10.10.2.4\"\n",
+    )
+    .unwrap();
+    let pcap = shipped("conversations-200.pcap");
+    let out = dir.join("out");
+    // Without the event: the 200 closed flows still hold their ports at the end.
+    let s = replay_json(&[pcap.to_str().unwrap()]);
+    let held = |s: &serde_json::Value| -> u64 {
+        s["nat_ips"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["ports_held_end"].as_u64().unwrap())
+            .sum()
+    };
+    assert_eq!(held(&s), 200);
+    assert_eq!(s["flows"]["active_end"], 200);
+    assert!(s["sim_time_s"].as_f64().unwrap() < 1.0);
+    // With it, at 600 s: the FIN hold (240 s) ran out long before.
+    let s = replay_json(&[
+        pcap.to_str().unwrap(),
+        "--scenario",
+        scenario.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--sample-every",
+        "100",
+    ]);
+    assert_eq!(held(&s), 0);
+    assert_eq!(s["flows"]["active_end"], 0);
+    assert_eq!(s["sim_time_s"], 600.0);
+    assert_eq!(s["backends"][0]["up"], false);
+    let csv = std::fs::read_to_string(out.join("timeseries.csv")).unwrap();
+    let last: Vec<f64> = csv
+        .lines()
+        .last()
+        .unwrap()
+        .split(',')
+        .map(|x| x.parse().unwrap())
+        .collect();
+    assert_eq!(last[0], 600.0, "{csv}");
+    assert_eq!(
+        (last[1], last[3]),
+        (0.0, 0.0),
+        "no flow, no port held: {csv}"
+    );
+}
+
+/// Who is the client of a connection whose handshake the capture does not show, and flows
+/// that fall together because every server address maps to one private endpoint.
+#[test]
+fn mid_stream_clients_by_their_ports_and_tuple_collisions_counted() {
+    use plsim_wire::TcpFlags as F;
+    let dir = scratch("replay_sides");
+    let c = Ipv4Addr::new(198, 51, 100, 10);
+    let web = Ipv4Addr::new(192, 0, 2, 80);
+    let other = Ipv4Addr::new(192, 0, 2, 81);
+    let pa = F::PSH | F::ACK;
+    let packets = [
+        // Open before the capture: the web server speaks first, from port 443.
+        (0.0, seg((web, 443), (c, 50000), pa, 1, 1)),
+        (0.1, seg((c, 50000), (web, 443), F::ACK, 1, 2)),
+        // Two high ports: the lower one (8080) is the server.
+        (0.2, seg((c, 50001), (web, 8080), pa, 1, 1)),
+        (0.3, seg((web, 8080), (c, 50001), pa, 1, 2)),
+        // Two servers on port 80 from one client port: one tuple to the path.
+        (0.4, seg((c, 50002), (web, 80), F::SYN, 1, 0)),
+        (0.5, seg((c, 50002), (other, 80), F::SYN, 1, 0)),
+    ];
+    let pcap = capture(&dir, "sides.pcap", &packets);
+    let s = replay_json(&[pcap.to_str().unwrap(), "--pickup"]);
+    assert_eq!(s["packets"]["consumer_in"], 4, "{s}");
+    assert_eq!(s["packets"]["backend_in"], 2, "{s}");
+    assert_eq!(s["input"]["tuple_collisions"], 1, "{s}");
+    // With --pickup the client's first packet opens each flow; the 443 server spoke before
+    // its flow existed, so only that one packet is no_flow.
+    assert_eq!(s["packets"]["to_consumer"], 1, "{s}");
+    assert_eq!(s["packets"]["dropped"]["no_flow"], 1, "{s}");
+    assert_balanced(&s);
+}
+
+/// `ports_total` is what a NAT IP offers: its range once per backend of the pool under
+/// per-backend reuse, used or not.
+#[test]
+fn ports_total_is_what_each_nat_ip_offers() {
+    let pcap = shipped("conversations-200.pcap");
+    let s = replay_json(&[pcap.to_str().unwrap()]);
+    let ips = s["nat_ips"].as_array().unwrap();
+    assert_eq!(ips.len(), 8);
+    for ip in ips {
+        assert_eq!(ip["ports_total"], 64_512 * 4, "{ip}");
+    }
+    let s = replay_json(&[pcap.to_str().unwrap(), "--reuse", "per-ip"]);
+    for ip in s["nat_ips"].as_array().unwrap() {
+        assert_eq!(ip["ports_total"], 64_512, "{ip}");
+    }
+}

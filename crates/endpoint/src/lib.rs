@@ -12,6 +12,11 @@
 //! timestamps on both sides of a change is judged packet by packet: a connection that leaves
 //! Approved at `t` passes nothing stamped `t` or later, in either direction.
 //!
+//! The packet methods take `&self`: a packet never changes what a later packet meets, only the
+//! control plane does (insert, remove, approval changes). That is what lets the threaded engine
+//! run this stage ahead of the others and still give the sequential result. The caller counts
+//! what passes and what is dropped.
+//!
 //! No clocks, no threads, no allocation per packet.
 
 #![warn(missing_docs)]
@@ -19,7 +24,7 @@
 use std::net::Ipv4Addr;
 
 use hashbrown::HashMap;
-use plsim_wire::{DropCounts, DropReason, Ipv4Tcp, LinkId, SimTime};
+use plsim_wire::{DropReason, Ipv4Tcp, LinkId, SimTime};
 
 /// A consumer VNet (the control plane's VNet index).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
@@ -61,17 +66,6 @@ pub enum EndpointError {
     UnknownLink(LinkId),
 }
 
-/// Counters of the stage.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct EndpointStats {
-    /// Consumer packets passed towards the frontend.
-    pub outbound: u64,
-    /// Return packets passed back to a consumer VNet.
-    pub inbound: u64,
-    /// Drops, by reason (`not_approved` and `no_flow` only).
-    pub dropped: DropCounts,
-}
-
 #[derive(Clone, Copy, Debug)]
 struct Entry {
     ep: Endpoint,
@@ -91,12 +85,11 @@ impl Entry {
     }
 }
 
-/// Every private endpoint of the simulation, and the stage's counters.
+/// Every private endpoint of the simulation.
 #[derive(Clone, Debug, Default)]
 pub struct EndpointTable {
     by_address: HashMap<(VnetId, Ipv4Addr), LinkId>,
     by_link: HashMap<LinkId, Entry>,
-    stats: EndpointStats,
 }
 
 impl EndpointTable {
@@ -186,7 +179,7 @@ impl EndpointTable {
     /// address that is no endpoint of that VNet (nothing in the VNet would answer it).
     #[inline]
     pub fn outbound(
-        &mut self,
+        &self,
         vnet: VnetId,
         frame: &mut [u8],
         view: &mut Ipv4Tcp,
@@ -201,13 +194,9 @@ impl EndpointTable {
         match entry {
             Some(e) => {
                 view.set_destination(frame, e.ep.frontend, t.dport);
-                self.stats.outbound += 1;
                 Ok(e.ep.link)
             }
-            None => {
-                self.stats.dropped.add(DropReason::NotApproved);
-                Err(DropReason::NotApproved)
-            }
+            None => Err(DropReason::NotApproved),
         }
     }
 
@@ -218,13 +207,13 @@ impl EndpointTable {
     /// is not the link's frontend (it can't be the answer to anything the endpoint sent).
     #[inline]
     pub fn inbound(
-        &mut self,
+        &self,
         link: LinkId,
         frame: &mut [u8],
         view: &mut Ipv4Tcp,
         now: SimTime,
     ) -> Result<VnetId, DropReason> {
-        let verdict = match self.by_link.get(&link) {
+        match self.by_link.get(&link) {
             None => Err(DropReason::NoFlow),
             Some(e) if view.tuple().src != e.ep.frontend => Err(DropReason::NoFlow),
             Some(e) if !e.approved_at(now) => Err(DropReason::NotApproved),
@@ -233,16 +222,6 @@ impl EndpointTable {
                 view.set_source(frame, e.ep.address, sport);
                 Ok(e.ep.vnet)
             }
-        };
-        match verdict {
-            Ok(_) => self.stats.inbound += 1,
-            Err(r) => self.stats.dropped.add(r),
         }
-        verdict
-    }
-
-    /// The counters so far.
-    pub fn stats(&self) -> EndpointStats {
-        self.stats
     }
 }

@@ -49,8 +49,6 @@ fn approved_endpoint_rewrites_destination_to_frontend_and_tags_link() {
     assert!(checksum::verify(&f, &v).ok());
     let again = classify(LinkType::Ethernet, &f, f.len()).unwrap();
     assert_eq!(again, v);
-    assert_eq!(t.stats().outbound, 1);
-    assert_eq!(t.stats().dropped.total(), 0);
 }
 
 #[test]
@@ -66,9 +64,6 @@ fn pending_unknown_and_other_vnet_are_not_approved_and_untouched() {
         );
         assert_eq!((f, v), before);
     }
-    assert_eq!(t.stats().dropped.get(DropReason::NotApproved), 3);
-    assert_eq!(t.stats().dropped.total(), 3);
-    assert_eq!(t.stats().outbound, 0);
 }
 
 #[test]
@@ -111,15 +106,6 @@ fn approval_change_takes_effect_at_its_instant_both_ways() {
     assert_eq!(
         t.outbound(VnetId(0), &mut f, &mut v, SimTime::from_secs(60)),
         Ok(LinkId(7))
-    );
-    let s = t.stats();
-    assert_eq!(
-        (
-            s.outbound,
-            s.inbound,
-            s.dropped.get(DropReason::NotApproved)
-        ),
-        (2, 1, 3)
     );
 }
 
@@ -185,7 +171,6 @@ fn inbound_from_unknown_link_or_wrong_source_is_no_flow() {
         Err(DropReason::NoFlow)
     );
     assert_eq!(r, before);
-    assert_eq!(t.stats().dropped.get(DropReason::NoFlow), 2);
 }
 
 #[test]

@@ -7,8 +7,12 @@ use std::time::Instant;
 use plsim_wire::build::{CONSUMER_MAC, PROVIDER_MAC, TcpSegment, tuple};
 use plsim_wire::{FlowTuple, Ipv4Tcp, LinkType, SimTime, TcpFlags, classify};
 
+use plsim_engine::{
+    AsIs, Batch, Dir, Edge, Feeder, Fill, Meta, NoTaps, Options, Parts, RunStats, Stages,
+};
+
+use crate::Event;
 use crate::replay::BackendEmulation;
-use crate::{Batch, Dir, Feeder, Fill, Meta, NoTaps, Options, RunStats, Stage, run};
 
 /// The frame length the bench pushes.
 pub const FRAME_LEN: usize = 64;
@@ -50,8 +54,8 @@ struct Setup {
     seq: u64,
 }
 
-impl Feeder for Setup {
-    fn fill(&mut self, fwd: &mut Batch, srv: &mut Batch, max: usize) -> Fill {
+impl Feeder<Event> for Setup {
+    fn fill(&mut self, batch: &mut Batch, max: usize) -> Fill<Event> {
         let chunk = (max / 3).max(1) as u32;
         let end = (self.next + chunk).min(self.flows);
         let mut frame = Vec::with_capacity(FRAME_LEN);
@@ -82,11 +86,7 @@ impl Feeder for Setup {
                     self.vnet,
                 );
                 self.seq += 1;
-                if dir == Dir::Forward {
-                    fwd.push(&frame, m)
-                } else {
-                    srv.push(&frame, m)
-                }
+                batch.push(&frame, m);
             }
         }
         self.next = end;
@@ -107,20 +107,22 @@ struct Traffic<'a> {
     packets: u64,
     sent: u64,
     seq: u64,
+    /// Simulated time goes on from the setup's: packet k is at `(t0 + k) * 10` ns.
+    t0: u64,
 }
 
-impl Feeder for Traffic<'_> {
-    fn fill(&mut self, fwd: &mut Batch, _srv: &mut Batch, max: usize) -> Fill {
+impl Feeder<Event> for Traffic<'_> {
+    fn fill(&mut self, batch: &mut Batch, max: usize) -> Fill<Event> {
         let n = self.views.len() as u64;
         let end = (self.sent + max as u64).min(self.packets);
         for k in self.sent..end {
             let i = (k % n) as usize;
             let frame = &self.frames[i * FRAME_LEN..(i + 1) * FRAME_LEN];
-            fwd.push(
+            batch.push(
                 frame,
                 meta(
                     self.seq,
-                    SimTime::from_nanos(self.seq * 10),
+                    SimTime::from_nanos((self.t0 + self.seq) * 10),
                     self.views[i],
                     Dir::Forward,
                     self.origs[i],
@@ -200,21 +202,26 @@ pub struct BenchAddrs {
     pub vnet: u32,
 }
 
-/// Builds `flows` live flows through the stages, then pushes `packets` 64-byte frames of them
-/// through the threaded pipeline, and hands the stages back.
-pub fn bench<E: Stage, L: Stage, S: Stage>(
-    endpoint: E,
-    lb: L,
-    snat: S,
+/// Builds `flows` live flows through the path, then pushes `packets` 64-byte frames of them
+/// through `engine` (the threaded one, or the sequential reference for comparison), and hands
+/// the parts back.
+pub fn bench<E, C>(
+    parts: Parts<E, C, AsIs>,
     addrs: BenchAddrs,
     flows: u32,
     packets: u64,
+    engine: plsim_engine::Engine,
     batch_size: usize,
-) -> (BenchResult, E, L, S) {
+) -> (BenchResult, Parts<E, C, AsIs>)
+where
+    E: Edge<Event>,
+    C: Stages<Event>,
+{
     let opts = Options {
         batch_size,
         latency: true,
-        taps: false,
+        stage_times: true,
+        engine,
     };
     let t0 = Instant::now();
     let mut setup = Setup {
@@ -225,15 +232,12 @@ pub fn bench<E: Stage, L: Stage, S: Stage>(
         next: 0,
         seq: 0,
     };
-    let (done, _) = run(
-        endpoint,
-        lb,
-        snat,
-        &mut setup,
-        NoTaps,
-        BackendEmulation::default(),
-        opts,
-    );
+    let with_backends = Parts {
+        edge: parts.edge,
+        core: parts.core,
+        backend: BackendEmulation::default(),
+    };
+    let done = plsim_engine::run(with_backends, &mut setup, NoTaps, opts);
     let setup_s = t0.elapsed().as_secs_f64();
 
     let mut frames = Vec::with_capacity(flows as usize * FRAME_LEN);
@@ -261,18 +265,16 @@ pub fn bench<E: Stage, L: Stage, S: Stage>(
         vnet: addrs.vnet,
         packets,
         sent: 0,
-        seq: setup.seq,
+        seq: 0,
+        t0: setup.seq,
+    };
+    let timed = Parts {
+        edge: done.parts.edge,
+        core: done.parts.core,
+        backend: AsIs,
     };
     let t1 = Instant::now();
-    let (fin, _) = run(
-        done.endpoint,
-        done.lb,
-        done.snat,
-        &mut traffic,
-        NoTaps,
-        crate::AsIs,
-        opts,
-    );
+    let fin = plsim_engine::run(timed, &mut traffic, NoTaps, opts);
     let wall = t1.elapsed().as_secs_f64();
     let reference_mpps = reference_loop(&frames, &views, &origs, packets);
     let result = BenchResult {
@@ -284,5 +286,5 @@ pub fn bench<E: Stage, L: Stage, S: Stage>(
         stats: fin.stats,
         setup: done.stats,
     };
-    (result, fin.endpoint, fin.lb, fin.snat)
+    (result, fin.parts)
 }

@@ -17,6 +17,22 @@ use crate::summary::{
 };
 use crate::{Event, Finished};
 
+/// The backends a service's NAT IPs serve: every backend of the pools its frontend's rules
+/// send to.
+fn service_backends(scenario: &Scenario, frontend: &str) -> u64 {
+    let lbs = &scenario.load_balancer;
+    let mut ips: Vec<Ipv4Addr> = lbs
+        .rules
+        .iter()
+        .filter(|r| r.frontend == frontend)
+        .flat_map(|r| lbs.pools.iter().filter(move |p| p.name == r.pool))
+        .flat_map(|p| p.backends.iter().copied())
+        .collect();
+    ips.sort_unstable();
+    ips.dedup();
+    ips.len() as u64
+}
+
 /// Overrides of a scenario's NAT settings, from the command line. They apply to every service.
 #[derive(Clone, Debug, Default)]
 pub struct Overrides {
@@ -231,7 +247,15 @@ impl Path {
         Ok(Path {
             endpoint: EndpointStage(table),
             lb: LbStage(lb),
-            snat: SnatStage::new(engines, links.iter().map(|l| (l.id, l.service))),
+            snat: SnatStage::new(
+                engines,
+                scenario
+                    .services
+                    .iter()
+                    .map(|s| service_backends(scenario, &s.frontend))
+                    .collect(),
+                links.iter().map(|l| (l.id, l.service)),
+            ),
             events,
             replay_endpoint,
         })
@@ -239,15 +263,12 @@ impl Path {
 }
 
 /// The summary of a finished run.
-pub fn summarize(
-    fin: &Finished<EndpointStage, LbStage, SnatStage>,
-    input: Input,
-    sim_time: SimTime,
-) -> Summary {
+pub fn summarize<B, T>(fin: &Finished<B, T>, input: Input, sim_time: SimTime) -> Summary {
     let s = &fin.stats;
+    let (lb, snat) = &fin.parts.core;
     let mut flows = Flows::default();
     let mut nat_ips = Vec::new();
-    for e in fin.snat.engines() {
+    for (e, &backends) in snat.engines().iter().zip(snat.backends_per_service()) {
         let st = e.stats();
         flows.created += st.created;
         flows.closed += st.closed;
@@ -258,7 +279,12 @@ pub fn summarize(
         flows.snat_failures += st.failed;
         nat_ips.extend(st.nat_ips.iter().map(|n| NatIp {
             ip: n.ip.to_string(),
-            ports_total: n.ports_total,
+            // What the NAT IP offers: the range once per backend under per-backend reuse.
+            ports_total: u64::from(n.ports_per_scope)
+                * match e.config().reuse {
+                    ReuseScope::PerIp => 1,
+                    ReuseScope::PerBackend => backends,
+                },
             ports_in_use_peak: n.in_use_peak,
             ports_busy_peak: n.busy_peak,
             ports_in_use_end: n.in_use,
@@ -266,19 +292,17 @@ pub fn summarize(
             flows: n.flows_created,
         }));
     }
-    let backends = fin
-        .lb
-        .0
-        .stats()
-        .backends
-        .iter()
-        .map(|b| Backend {
-            ip: b.ip.to_string(),
-            up: b.up,
-            flows: b.flows,
-            packets: b.packets,
-        })
-        .collect();
+    let backends =
+        lb.0.stats()
+            .backends
+            .iter()
+            .map(|b| Backend {
+                ip: b.ip.to_string(),
+                up: b.up,
+                flows: b.flows,
+                packets: b.packets,
+            })
+            .collect();
     let latency = Latency::from(&s.latency_ns);
     let wall = s.wall.as_secs_f64();
     Summary {

@@ -8,14 +8,16 @@ use std::collections::VecDeque;
 // are keyed by addresses from the input, and a replay is not a service an attacker can slow down.
 use hashbrown::HashMap;
 use std::fs::File;
-use std::io::{self, BufWriter};
+use std::io::{self, BufWriter, Write};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
 use plsim_pcap::{Reader, Writer};
 use plsim_wire::{DropReason, FlowTuple, LinkType, SimTime, TcpFlags, checksum, classify};
 
-use crate::{BackendSide, Batch, Dir, Event, Feeder, Fill, Meta, Taps};
+use plsim_engine::{BackendSide, Batch, Dir, Feeder, Fill, Meta, Taps};
+
+use crate::Event;
 
 /// Who opened a connection: the SYN's sender is the client. Keyed by both ends, lower first.
 type Conn = ((Ipv4Addr, u16), (Ipv4Addr, u16));
@@ -29,6 +31,9 @@ pub struct InputStats {
     pub bytes: u64,
     /// TCP packets whose checksums were wrong in the capture and were put right on entry.
     pub checksums_repaired: u64,
+    /// Connections whose consumer-side tuple (client end, private endpoint, server port) stood
+    /// for another server address before: the path can't tell them apart (see the README).
+    pub tuple_collisions: u64,
 }
 
 /// Where a feeder's packets come from: a capture, or a synthetic workload.
@@ -40,6 +45,29 @@ pub trait PacketSource {
 impl PacketSource for Reader {
     fn next_packet(&mut self) -> Option<(u64, LinkType, &[u8], usize)> {
         Reader::next_packet(self).map(|p| (p.ts_ns, p.link, p.data, p.wire_len))
+    }
+}
+
+/// Frames held in memory (a generated capture) as a packet source, on one link type.
+pub struct FrameSource<'a> {
+    frames: std::slice::Iter<'a, plsim_traffic::captures::Frame>,
+    link: LinkType,
+}
+
+impl<'a> FrameSource<'a> {
+    /// The frames in order, all on `link`.
+    pub fn new(frames: &'a [plsim_traffic::captures::Frame], link: LinkType) -> Self {
+        FrameSource {
+            frames: frames.iter(),
+            link,
+        }
+    }
+}
+
+impl PacketSource for FrameSource<'_> {
+    fn next_packet(&mut self) -> Option<(u64, LinkType, &[u8], usize)> {
+        let f = self.frames.next()?;
+        Some((f.ts_ns, self.link, &f.data, f.wire_len))
     }
 }
 
@@ -70,11 +98,19 @@ impl PacketSource for WorkloadSource {
     }
 }
 
-/// Feeds a capture (or a workload) into the pipeline: the client's packets enter at the consumer
+/// Feeds a capture (or a workload) into the engine: the client's packets enter at the consumer
 /// side, addressed to the private endpoint instead of the server; the server's packets enter at
-/// the backend side (the backend emulation addresses them). Simulated time is the capture's time,
-/// made monotonic; scenario events are interleaved at their times (counted from the first
-/// packet).
+/// the backend side (the backend emulation addresses them). Simulated time is the capture's
+/// time, made monotonic; scenario events are interleaved at their times (counted from the first
+/// packet), and those after the last packet follow it, each at its own instant.
+///
+/// # Who is the client
+///
+/// The sender of a SYN (without ACK) is the client; the receiver of a SYN-ACK, when the SYN is
+/// not in the capture. A connection whose handshake the capture does not show (it was open
+/// before the capture started) is judged by its ports, as a person reading the capture would:
+/// the side on a well-known port (below 1024) when only one is, else the side on the lower
+/// port, is the server; with equal ports, the first sender is the client.
 pub struct CaptureFeeder<'r, S: PacketSource = Reader> {
     reader: &'r mut S,
     st: FeedState,
@@ -86,17 +122,33 @@ pub struct CaptureFeeder<'r, S: PacketSource = Reader> {
 struct FeedState {
     endpoint: Ipv4Addr,
     vnet: u32,
+    /// The client end of each connection.
     clients: HashMap<Conn, (Ipv4Addr, u16)>,
+    /// The server address last seen behind each consumer-side tuple (client end, server port):
+    /// every server address maps to the one private endpoint, so two servers reached from one
+    /// client port become one tuple.
+    mapped: HashMap<(Ipv4Addr, u16, u16), Ipv4Addr>,
     seq: u64,
     first_ns: Option<u64>,
     last: SimTime,
     input: InputStats,
 }
 
+/// The server side of a connection whose handshake is not in the capture, by its ports: `true`
+/// when `a` is the server's port, `false` when `b` is, `None` when the ports can't tell.
+fn server_port_is_a(a: u16, b: u16) -> Option<bool> {
+    match (a < 1024, b < 1024) {
+        (true, false) => Some(true),
+        (false, true) => Some(false),
+        _ if a != b => Some(a < b),
+        _ => None,
+    }
+}
+
 impl<'r, S: PacketSource> CaptureFeeder<'r, S> {
     /// A feeder of `reader` where every server address maps to the private endpoint `endpoint`
     /// in consumer VNet `vnet`; `events` are applied at their times, counted from the first
-    /// packet, in order. Events after the last packet are not applied.
+    /// packet, in order, including those after the last packet.
     pub fn new(
         reader: &'r mut S,
         endpoint: Ipv4Addr,
@@ -110,6 +162,7 @@ impl<'r, S: PacketSource> CaptureFeeder<'r, S> {
                 endpoint,
                 vnet,
                 clients: HashMap::new(),
+                mapped: HashMap::new(),
                 seq: 0,
                 first_ns: None,
                 last: SimTime::ZERO,
@@ -126,21 +179,60 @@ impl<'r, S: PacketSource> CaptureFeeder<'r, S> {
         self.st.input
     }
 
-    /// Simulated time of the first packet: its capture time.
+    /// Simulated time of the first packet: its capture time (zero without packets).
     pub fn first(&self) -> SimTime {
         SimTime::from_nanos(self.st.first_ns.unwrap_or(0))
-    }
-
-    /// Simulated time of the last packet (capture times, made monotonic).
-    pub fn last(&self) -> SimTime {
-        self.st.last
     }
 }
 
 impl FeedState {
+    /// The instant a timeline event at `at` (counted from the first packet, at `first_ns`)
+    /// happens: never before what came already.
+    fn due(&self, at: SimTime, first_ns: u64) -> SimTime {
+        (SimTime::from_nanos(first_ns) + at.saturating_since(SimTime::ZERO)).max(self.last)
+    }
+
     /// The simulated time of a capture timestamp: the timestamp, never going back.
     fn time(&self, ts_ns: u64) -> SimTime {
         SimTime::from_nanos(ts_ns).max(self.last)
+    }
+
+    /// The client end of the connection of a packet `t` with TCP flags `flags`.
+    fn client(&mut self, t: FlowTuple, flags: u8, syn: bool) -> (Ipv4Addr, u16) {
+        let from = (t.src, t.sport);
+        let to = (t.dst, t.dport);
+        let key = t.connection();
+        if syn {
+            self.clients.insert(key, from);
+            self.note_mapping(from, to);
+            return from;
+        }
+        if let Some(&c) = self.clients.get(&key) {
+            return c;
+        }
+        let c = if flags & (TcpFlags::SYN | TcpFlags::ACK) == TcpFlags::SYN | TcpFlags::ACK {
+            // A SYN-ACK without its SYN: its receiver is the client.
+            to
+        } else {
+            match server_port_is_a(t.sport, t.dport) {
+                Some(true) => to,
+                Some(false) | None => from,
+            }
+        };
+        self.clients.insert(key, c);
+        let server = if c == from { to } else { from };
+        self.note_mapping(c, server);
+        c
+    }
+
+    /// Notes that client end `c` reaches `server`; counts a tuple collision when the same
+    /// consumer-side tuple stood for another server address before.
+    fn note_mapping(&mut self, c: (Ipv4Addr, u16), server: (Ipv4Addr, u16)) {
+        let key = (c.0, c.1, server.1);
+        match self.mapped.insert(key, server.0) {
+            Some(before) if before != server.0 => self.input.tuple_collisions += 1,
+            _ => {}
+        }
     }
 
     fn place(
@@ -149,8 +241,7 @@ impl FeedState {
         link: LinkType,
         data: &[u8],
         wire_len: usize,
-        fwd: &mut Batch,
-        srv: &mut Batch,
+        batch: &mut Batch,
     ) {
         if self.first_ns.is_none() {
             self.first_ns = Some(ts_ns);
@@ -184,50 +275,22 @@ impl FeedState {
             Err(r) => {
                 // Not IPv4 TCP: the consumer side sent it, the first stage drops it.
                 meta.drop = Some(r);
-                fwd.push(data, meta);
+                batch.push(data, meta);
                 return;
             }
         };
         let t = view.tuple();
         meta.orig = t;
-        let key = t.connection();
-        let flags = view.flags();
-        let from = (t.src, t.sport);
-        let client = if view.is_syn() {
-            self.clients.insert(key, from);
-            from
-        } else if let Some(&c) = self.clients.get(&key) {
-            c
-        } else if flags & (TcpFlags::SYN | TcpFlags::ACK) == TcpFlags::SYN | TcpFlags::ACK {
-            // A SYN-ACK without its SYN: its receiver is the client.
-            let c = (t.dst, t.dport);
-            self.clients.insert(key, c);
-            c
-        } else {
-            // Mid-stream: the first sender seen is taken as the client.
-            self.clients.insert(key, from);
-            from
-        };
-        let batch = if client == from {
-            fwd.push(
-                data,
-                Meta {
-                    view: Some(view),
-                    ..meta
-                },
-            );
-            fwd
-        } else {
-            srv.push(
-                data,
-                Meta {
-                    view: Some(view),
-                    dir: Dir::Return,
-                    ..meta
-                },
-            );
-            srv
-        };
+        let client = self.client(t, view.flags(), view.is_syn());
+        let forward = client == (t.src, t.sport);
+        batch.push(
+            data,
+            Meta {
+                view: Some(view),
+                dir: if forward { Dir::Forward } else { Dir::Return },
+                ..meta
+            },
+        );
         let (frame, m) = batch.last_mut().expect("just pushed");
         let v = m.view.as_mut().expect("a TCP packet");
         // Captures taken where the NIC computes checksums (offload) carry wrong ones on the
@@ -236,41 +299,49 @@ impl FeedState {
             checksum::fill(frame, v);
             self.input.checksums_repaired += 1;
         }
-        if client == from {
+        if forward {
             // The consumer addresses the private endpoint, not the server.
             v.set_destination(frame, self.endpoint, t.dport);
         }
     }
 }
 
-impl<S: PacketSource> Feeder for CaptureFeeder<'_, S> {
-    fn fill(&mut self, fwd: &mut Batch, srv: &mut Batch, max: usize) -> Fill {
+impl<S: PacketSource> Feeder<Event> for CaptureFeeder<'_, S> {
+    fn fill(&mut self, batch: &mut Batch, max: usize) -> Fill<Event> {
         if let Some((ts, link, data, wire)) = self.stash.take() {
             // An event stood before this packet; it has been applied now.
-            self.st.place(ts, link, &data, wire, fwd, srv);
+            self.st.place(ts, link, &data, wire, batch);
         }
-        if self.done {
-            return Fill::Done;
-        }
-        while fwd.len() + srv.len() < max {
+        while !self.done && batch.len() < max {
             let Some((ts_ns, link, data, wire_len)) = self.reader.next_packet() else {
                 self.done = true;
-                return Fill::Done;
+                break;
             };
             if let Some(&(at, _)) = self.events.front() {
                 // Events count from the first packet, which this one may be.
-                let first = SimTime::from_nanos(self.st.first_ns.unwrap_or(ts_ns));
-                let due = first + at.saturating_since(SimTime::ZERO);
+                let first = self.st.first_ns.unwrap_or(ts_ns);
+                let due = self.st.due(at, first);
                 if due <= self.st.time(ts_ns) {
                     // Keep the packet for after the event (rare: a copy is fine).
                     self.stash = Some((ts_ns, link, data.to_vec(), wire_len));
                     let (_, ev) = self.events.pop_front().expect("an event is due");
-                    return Fill::Event(ev, due.max(self.st.last));
+                    return Fill::Event(ev, due);
                 }
             }
-            self.st.place(ts_ns, link, data, wire_len, fwd, srv);
+            self.st.place(ts_ns, link, data, wire_len, batch);
         }
-        Fill::More
+        if !self.done {
+            return Fill::More;
+        }
+        // The input is over: the events still to come happen at their instants.
+        match self.events.pop_front() {
+            Some((at, ev)) => {
+                let due = self.st.due(at, self.st.first_ns.unwrap_or(0));
+                self.st.last = due;
+                Fill::Event(ev, due)
+            }
+            None => Fill::Done,
+        }
     }
 }
 
@@ -322,17 +393,20 @@ impl BackendSide for BackendEmulation {
 }
 
 /// Writes what each side saw to `consumer.pcap` and `backend.pcap` (classic pcap, ns
-/// timestamps, the link type of the capture's first packet). Frames of another link type (a
-/// pcapng capture with several) are left out and counted.
-pub struct PcapTaps {
-    dir: PathBuf,
-    files: Option<Files>,
+/// timestamps, the link type of the capture's first packet), in a directory or in memory.
+/// Frames of another link type (a pcapng capture with several) are left out and counted.
+pub struct PcapTaps<W: Write> {
+    open: Box<Open<W>>,
+    files: Option<Files<W>>,
     skipped: u64,
     error: Option<io::Error>,
 }
 
+/// How a capture is opened, by its file name.
+type Open<W> = dyn FnMut(&str) -> io::Result<W> + Send;
+
 /// The link type of both files, the consumer's and the backend's.
-type Files = (LinkType, Writer<BufWriter<File>>, Writer<BufWriter<File>>);
+type Files<W> = (LinkType, Writer<W>, Writer<W>);
 
 /// What [`PcapTaps::finish`] wrote.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -343,25 +417,42 @@ pub struct Written {
     pub skipped: u64,
 }
 
-impl PcapTaps {
-    /// Taps that write into `dir` (which must exist) once the first packet shows the link type.
-    pub fn new(dir: &Path) -> PcapTaps {
+impl PcapTaps<BufWriter<File>> {
+    /// Taps that write `consumer.pcap` and `backend.pcap` into `dir` (which must exist) once
+    /// the first packet shows the link type.
+    pub fn in_dir(dir: &Path) -> Self {
+        let dir: PathBuf = dir.to_path_buf();
+        PcapTaps::new(move |name| {
+            let path = dir.join(name);
+            let f = File::create(&path)
+                .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+            Ok(BufWriter::with_capacity(1 << 20, f))
+        })
+    }
+}
+
+impl PcapTaps<Vec<u8>> {
+    /// Taps that keep both captures in memory.
+    pub fn in_memory() -> Self {
+        PcapTaps::new(|_| Ok(Vec::new()))
+    }
+}
+
+impl<W: Write> PcapTaps<W> {
+    /// Taps that open each capture (`consumer.pcap`, `backend.pcap`) with `open`.
+    pub fn new(open: impl FnMut(&str) -> io::Result<W> + Send + 'static) -> Self {
         PcapTaps {
-            dir: dir.to_path_buf(),
+            open: Box::new(open),
             files: None,
             skipped: 0,
             error: None,
         }
     }
 
-    fn open(&self, link: LinkType) -> io::Result<Files> {
-        let open = |name: &str| -> io::Result<Writer<BufWriter<File>>> {
-            let path = self.dir.join(name);
-            let f = File::create(&path)
-                .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
-            Writer::new(BufWriter::new(f), link, 262_144)
-        };
-        Ok((link, open("consumer.pcap")?, open("backend.pcap")?))
+    fn open(&mut self, link: LinkType) -> io::Result<Files<W>> {
+        let c = Writer::new((self.open)("consumer.pcap")?, link, 262_144)?;
+        let b = Writer::new((self.open)("backend.pcap")?, link, 262_144)?;
+        Ok((link, c, b))
     }
 
     fn write(&mut self, consumer: bool, frame: &[u8], meta: &Meta) {
@@ -390,8 +481,9 @@ impl PcapTaps {
         }
     }
 
-    /// Flushes both files (creating empty ones if nothing was written); the first error, if any.
-    pub fn finish(mut self) -> io::Result<Written> {
+    /// Flushes both captures (creating empty ones if nothing was written) and hands them back
+    /// (consumer, backend); the first error, if any.
+    pub fn finish(mut self) -> io::Result<(Written, W, W)> {
         if let Some(e) = self.error {
             return Err(e);
         }
@@ -404,17 +496,34 @@ impl PcapTaps {
             backend: b.packets(),
             skipped: self.skipped,
         };
-        c.finish()?;
-        b.finish()?;
-        Ok(written)
+        Ok((written, c.finish()?, b.finish()?))
     }
 }
 
-impl Taps for PcapTaps {
+impl<W: Write + Send> Taps for PcapTaps<W> {
     fn consumer(&mut self, frame: &[u8], meta: &Meta) {
         self.write(true, frame, meta);
     }
     fn backend(&mut self, frame: &[u8], meta: &Meta) {
         self.write(false, frame, meta);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::server_port_is_a;
+
+    #[test]
+    fn the_server_of_a_connection_without_handshake_is_told_by_its_ports() {
+        // A well-known port against an ephemeral one: the well-known side serves.
+        assert_eq!(server_port_is_a(443, 50_000), Some(true));
+        assert_eq!(server_port_is_a(50_000, 22), Some(false));
+        // Both high, or both low: the lower port serves.
+        assert_eq!(server_port_is_a(8080, 50_001), Some(true));
+        assert_eq!(server_port_is_a(50_001, 8080), Some(false));
+        assert_eq!(server_port_is_a(80, 443), Some(true));
+        assert_eq!(server_port_is_a(1023, 1024), Some(true));
+        // Equal ports can't tell.
+        assert_eq!(server_port_is_a(5000, 5000), None);
     }
 }

@@ -2,17 +2,17 @@
 //! everything a run writes (summary, both pcaps, the time series).
 
 use std::fmt::Write as _;
-use std::path::Path as FsPath;
 use std::time::Duration;
 
 use plsim_control::Scenario;
+use plsim_engine::{Batch, Engine, Feeder, Fill, Options, Parts, Taps};
 use plsim_wire::SimTime;
 
+use crate::Event;
 use crate::path::{BadSetting, Path, summarize};
-use crate::replay::{BackendEmulation, CaptureFeeder, PacketSource, PcapTaps, Written};
+use crate::replay::{BackendEmulation, CaptureFeeder, PacketSource};
 use crate::stages::Sample;
 use crate::summary::{Input, Summary};
-use crate::{Batch, Feeder, Fill, Options};
 
 /// How to run.
 pub struct RunSpec<'a> {
@@ -20,43 +20,66 @@ pub struct RunSpec<'a> {
     pub scenario: &'a Scenario,
     /// Let mid-stream packets open flows.
     pub pickup: bool,
-    /// Write `consumer.pcap` and `backend.pcap` (and nothing else) into this directory.
-    pub pcaps: Option<&'a FsPath>,
     /// Sample the gauges this often (simulated time).
     pub sample_every: Option<Duration>,
-    /// Called after each batch with the packets read so far.
+    /// Called now and then with the packets read so far.
     pub progress: Option<&'a dyn Fn(u64)>,
+    /// Which engine runs it.
+    pub engine: Engine,
+    /// Packets per batch of the threaded engine (never changes the result).
+    pub batch: usize,
+}
+
+impl<'a> RunSpec<'a> {
+    /// A run of `scenario` with the defaults: no pickup, no samples, no progress, the threaded
+    /// engine with its default batch.
+    pub fn new(scenario: &'a Scenario) -> RunSpec<'a> {
+        RunSpec {
+            scenario,
+            pickup: false,
+            sample_every: None,
+            progress: None,
+            engine: Engine::Threaded,
+            batch: plsim_engine::DEFAULT_BATCH,
+        }
+    }
 }
 
 /// What a run gives back.
 pub struct Outcome {
+    /// The summary (`input.truncated` left false: the caller knows its source).
     pub summary: Summary,
-    /// What the pcaps got, with `pcaps`.
-    pub written: Option<Written>,
     /// The gauges over time, with `sample_every`.
     pub series: Vec<Sample>,
 }
 
+/// Calls the progress callback every 64 Ki packets, and at the end.
 struct Progress<'a, F> {
     inner: F,
     call: Option<&'a dyn Fn(u64)>,
     packets: u64,
 }
 
-impl<F: Feeder> Feeder for Progress<'_, F> {
-    fn fill(&mut self, fwd: &mut Batch, srv: &mut Batch, max: usize) -> Fill {
-        let fill = self.inner.fill(fwd, srv, max);
-        self.packets += (fwd.len() + srv.len()) as u64;
-        if let Some(call) = self.call {
+impl<F: Feeder<Event>> Feeder<Event> for Progress<'_, F> {
+    fn fill(&mut self, batch: &mut Batch, max: usize) -> Fill<Event> {
+        let fill = self.inner.fill(batch, max);
+        let before = self.packets;
+        self.packets += batch.len() as u64;
+        if let Some(call) = self.call
+            && (self.packets >> 16 != before >> 16 || fill == Fill::Done)
+        {
             call(self.packets);
         }
         fill
     }
 }
 
-/// Runs `source` through the path of `spec.scenario`. `input.truncated` is left false: the
-/// caller knows whether its source was cut short.
-pub fn run<S: PacketSource>(source: &mut S, spec: &RunSpec<'_>) -> Result<Outcome, BadSetting> {
+/// Runs `source` through the path of `spec.scenario`, the taps seeing both sides.
+pub fn run<S: PacketSource, T: Taps>(
+    source: &mut S,
+    spec: &RunSpec<'_>,
+    taps: T,
+) -> Result<(Outcome, T), BadSetting> {
     let mut sim = Path::build(spec.scenario, spec.pickup)?;
     let Some((vnet, endpoint)) = sim.replay_endpoint else {
         return Err(BadSetting(
@@ -66,9 +89,9 @@ pub fn run<S: PacketSource>(source: &mut S, spec: &RunSpec<'_>) -> Result<Outcom
     if let Some(every) = spec.sample_every {
         sim.snat.sample_every(every);
     }
-    let taps = spec.pcaps.map(PcapTaps::new);
     let opts = Options {
-        taps: taps.is_some(),
+        engine: spec.engine,
+        batch_size: spec.batch,
         ..Options::default()
     };
     let mut feeder = Progress {
@@ -76,15 +99,12 @@ pub fn run<S: PacketSource>(source: &mut S, spec: &RunSpec<'_>) -> Result<Outcom
         call: spec.progress,
         packets: 0,
     };
-    let (mut fin, taps) = crate::run(
-        sim.endpoint,
-        sim.lb,
-        sim.snat,
-        &mut feeder,
-        taps,
-        BackendEmulation::new(spec.pickup),
-        opts,
-    );
+    let parts = Parts {
+        edge: sim.endpoint,
+        core: (sim.lb, sim.snat),
+        backend: BackendEmulation::new(spec.pickup),
+    };
+    let mut fin = plsim_engine::run(parts, &mut feeder, taps, opts);
     let feeder = feeder.inner;
     let read = feeder.input();
     let input = Input {
@@ -92,23 +112,17 @@ pub fn run<S: PacketSource>(source: &mut S, spec: &RunSpec<'_>) -> Result<Outcom
         bytes: read.bytes,
         truncated: false,
         checksums_repaired: read.checksums_repaired,
+        tuple_collisions: read.tuple_collisions,
     };
-    let sim_time = SimTime::ZERO + (feeder.last() - feeder.first());
-    let series = fin.snat.take_series(feeder.last());
+    let end = fin.stats.last_ts.unwrap_or(feeder.first());
+    let sim_time = SimTime::ZERO + end.saturating_since(feeder.first());
+    let series = fin.parts.core.1.take_series(end);
     let summary = summarize(&fin, input, sim_time);
-    let written = match taps {
-        Some(t) => Some(t.finish().map_err(|e| BadSetting(e.to_string()))?),
-        None => None,
-    };
-    Ok(Outcome {
-        summary,
-        written,
-        series,
-    })
+    Ok((Outcome { summary, series }, fin.taps))
 }
 
-/// The time series as CSV: `t_s,live_flows,snat_failures,<NAT IP>...` (ports in use), time in
-/// seconds from the first sample.
+/// The time series as CSV: `t_s,live_flows,snat_failures,ports_held,ports_in_use_<NAT IP>...`,
+/// time in seconds from the first sample.
 pub fn series_csv(series: &[Sample]) -> String {
     let mut ips = Vec::new();
     for s in series {
@@ -118,7 +132,7 @@ pub fn series_csv(series: &[Sample]) -> String {
             }
         }
     }
-    let mut out = String::from("t_s,live_flows,snat_failures");
+    let mut out = String::from("t_s,live_flows,snat_failures,ports_held");
     for ip in &ips {
         let _ = write!(out, ",ports_in_use_{ip}");
     }
@@ -127,10 +141,11 @@ pub fn series_csv(series: &[Sample]) -> String {
     for s in series {
         let _ = write!(
             out,
-            "{:.6},{},{}",
+            "{:.6},{},{},{}",
             (s.t - t0).as_secs_f64(),
             s.live_flows,
-            s.snat_failures
+            s.snat_failures,
+            s.ports_held
         );
         for ip in &ips {
             let n = s

@@ -1,4 +1,5 @@
-//! The three sans-IO stage crates as pipeline [`Stage`]s.
+//! The three sans-IO stage crates as engine stages: the endpoint is the [`Edge`], the load
+//! balancer and the SNAT engines are the core.
 
 use std::net::Ipv4Addr;
 use std::time::Duration;
@@ -8,7 +9,9 @@ use plsim_lb::Lb;
 use plsim_snat::Snat;
 use plsim_wire::{DropReason, Ipv4Tcp, LinkId, SimTime};
 
-use crate::{Dir, Event, Meta, Stage};
+use plsim_engine::{Dir, Edge, Meta, Stage};
+
+use crate::Event;
 
 #[inline]
 fn view(meta: &mut Meta) -> &mut Ipv4Tcp {
@@ -20,15 +23,15 @@ fn view(meta: &mut Meta) -> &mut Ipv4Tcp {
 /// The private endpoints of every consumer VNet.
 pub struct EndpointStage(pub EndpointTable);
 
-impl Stage for EndpointStage {
+impl Edge<Event> for EndpointStage {
     #[inline]
-    fn forward(&mut self, frame: &mut [u8], meta: &mut Meta) -> Result<(), DropReason> {
+    fn forward(&self, frame: &mut [u8], meta: &mut Meta) -> Result<(), DropReason> {
         let (vnet, ts) = (VnetId(meta.vnet), meta.ts);
         meta.link = self.0.outbound(vnet, frame, view(meta), ts)?;
         Ok(())
     }
     #[inline]
-    fn reverse(&mut self, frame: &mut [u8], meta: &mut Meta) -> Result<(), DropReason> {
+    fn reverse(&self, frame: &mut [u8], meta: &mut Meta) -> Result<(), DropReason> {
         let (link, ts) = (meta.link, meta.ts);
         meta.vnet = self.0.inbound(link, frame, view(meta), ts)?.0;
         Ok(())
@@ -67,7 +70,7 @@ impl Stage for EndpointStage {
 /// The load balancer frontend forwarder.
 pub struct LbStage(pub Lb);
 
-impl Stage for LbStage {
+impl Stage<Event> for LbStage {
     #[inline]
     fn forward(&mut self, frame: &mut [u8], meta: &mut Meta) -> Result<(), DropReason> {
         let (link, ts) = (meta.link, meta.ts);
@@ -117,12 +120,19 @@ pub struct SnatStage {
     services: Vec<Option<u16>>,
     /// Every NAT IP and its service.
     owners: Vec<(Ipv4Addr, usize)>,
+    /// Per service, the backends its NAT IPs serve (what `ports_total` counts under
+    /// per-backend reuse).
+    backends: Vec<u64>,
 }
 
 impl SnatStage {
-    /// One engine per service (in service order), with the NAT IPs each owns, and the service of
-    /// each link known at the start.
-    pub fn new(engines: Vec<Snat>, links: impl IntoIterator<Item = (LinkId, usize)>) -> SnatStage {
+    /// One engine per service (in service order), with the NAT IPs each owns, the number of
+    /// backends each serves, and the service of each link known at the start.
+    pub fn new(
+        engines: Vec<Snat>,
+        backends: Vec<u64>,
+        links: impl IntoIterator<Item = (LinkId, usize)>,
+    ) -> SnatStage {
         let owners = engines
             .iter()
             .enumerate()
@@ -133,6 +143,7 @@ impl SnatStage {
             series: None,
             services: Vec::new(),
             owners,
+            backends,
         };
         for (link, service) in links {
             s.set_service(link, service);
@@ -151,6 +162,28 @@ impl SnatStage {
     /// The engines, in service order.
     pub fn engines(&self) -> &[Snat] {
         &self.engines
+    }
+
+    /// The engine a packet goes to: its connection's service (forward), or the service that
+    /// owns its NAT IP (return).
+    #[inline]
+    fn engine_of(&self, meta: &Meta, dir: Dir) -> Option<&Snat> {
+        let s = match dir {
+            Dir::Forward => {
+                usize::from(self.services.get(meta.link.0 as usize).copied().flatten()?)
+            }
+            Dir::Return if self.engines.len() == 1 => 0,
+            Dir::Return => {
+                let dst = meta.view.as_ref()?.tuple().dst;
+                self.owners.iter().find(|(ip, _)| *ip == dst)?.1
+            }
+        };
+        self.engines.get(s)
+    }
+
+    /// Per service, the backends its NAT IPs serve.
+    pub fn backends_per_service(&self) -> &[u64] {
+        &self.backends
     }
 
     /// Samples the gauges whenever simulated time crosses a multiple of `every` (at most once
@@ -185,12 +218,14 @@ impl SnatStage {
             t,
             live_flows: 0,
             snat_failures: 0,
+            ports_held: 0,
             ports_in_use: Vec::new(),
         };
         for e in &self.engines {
             let st = e.stats();
             s.live_flows += st.live;
             s.snat_failures += st.failed;
+            s.ports_held += st.nat_ips.iter().map(|n| n.held).sum::<u64>();
             s.ports_in_use
                 .extend(st.nat_ips.iter().map(|n| (n.ip, n.in_use)));
         }
@@ -206,6 +241,8 @@ pub struct Sample {
     pub live_flows: u64,
     /// SNAT failures so far.
     pub snat_failures: u64,
+    /// Ports of closed flows still held (after a FIN or RST), every NAT IP together.
+    pub ports_held: u64,
     /// Ports in use on each NAT IP.
     pub ports_in_use: Vec<(Ipv4Addr, u64)>,
 }
@@ -216,7 +253,7 @@ struct Series {
     samples: Vec<Sample>,
 }
 
-impl Stage for SnatStage {
+impl Stage<Event> for SnatStage {
     #[inline]
     fn forward(&mut self, frame: &mut [u8], meta: &mut Meta) -> Result<(), DropReason> {
         let (link, ts) = (meta.link, meta.ts);
@@ -248,32 +285,18 @@ impl Stage for SnatStage {
     const PREFETCH: bool = true;
     #[inline]
     fn prefetch(&self, _frame: &[u8], meta: &Meta, dir: Dir) {
-        let Some(v) = meta.view.as_ref() else { return };
-        match dir {
-            Dir::Forward => {
-                let service = self.services.get(meta.link.0 as usize).copied().flatten();
-                if let Some(e) = service.and_then(|s| self.engines.get(usize::from(s))) {
-                    e.prefetch_outbound(meta.link, v);
-                }
-            }
-            Dir::Return => {
-                let engine = if self.engines.len() == 1 {
-                    self.engines.first()
-                } else {
-                    let dst = v.tuple().dst;
-                    self.owners
-                        .iter()
-                        .find(|(ip, _)| *ip == dst)
-                        .and_then(|&(_, s)| self.engines.get(s))
-                };
-                if let Some(e) = engine {
-                    e.prefetch_inbound(v);
-                }
+        if let (Some(v), Some(e)) = (meta.view.as_ref(), self.engine_of(meta, dir)) {
+            match dir {
+                Dir::Forward => e.prefetch_outbound(meta.link, v),
+                Dir::Return => e.prefetch_inbound(v),
             }
         }
     }
     #[inline]
     fn tick(&mut self, now: SimTime) {
+        for e in &mut self.engines {
+            e.expire(now);
+        }
         let Some(series) = &self.series else { return };
         if series.next.is_some_and(|next| now < next) {
             return;

@@ -42,6 +42,10 @@ pub struct Input {
     /// TCP packets whose checksums were wrong in the capture (checksum offload on the
     /// capturing host) and were put right on entry, so the output pcaps are valid.
     pub checksums_repaired: u64,
+    /// Connections of the capture that fell together with an earlier one: every server address
+    /// maps to the private endpoint, so two servers on one port reached from one client port
+    /// are one consumer-side tuple to the path.
+    pub tuple_collisions: u64,
 }
 
 /// Where every packet went: `consumer_in + backend_in == to_backend + to_consumer + dropped`.

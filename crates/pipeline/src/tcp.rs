@@ -13,7 +13,9 @@ use plsim_wire::{DropReason, Ipv4Tcp, LinkId, LinkType, SimTime};
 use crate::path::{BadSetting, Path, summarize};
 use crate::stages::{EndpointStage, LbStage, SnatStage};
 use crate::summary::{Input, Summary, Tcp};
-use crate::{Dir, Event, Finished, Meta, RunStats, Stage};
+use plsim_engine::{AsIs, Dir, Edge, Meta, NoTaps, Parts, RunStats, Stage};
+
+use crate::{Event, Finished};
 
 /// The stages, called in order in one thread.
 pub struct Serial {
@@ -100,11 +102,8 @@ impl TcpPath for Serial {
 
     fn tick(&mut self, now: SimTime) {
         self.catch_up(now);
-        self.endpoint.tick(now);
         self.lb.tick(now);
         self.snat.tick(now);
-        // The SNAT engines run due timers in their packet calls, and here.
-        self.snat.expire(now);
     }
 }
 
@@ -174,17 +173,20 @@ pub fn echo_summary(
         to_backend: out.to_backend,
         to_consumer: out.to_consumer,
         dropped,
-        latency_ns: crate::engine::histogram(),
+        latency_ns: plsim_engine::histogram(),
         wall,
-        busy: [Duration::ZERO; 3],
+        busy: Vec::new(),
         first_ts: out.first_ts,
         last_ts: out.last_ts,
     };
-    let fin = Finished {
+    let fin: Finished<AsIs, NoTaps> = Finished {
         stats,
-        endpoint: out.path.endpoint,
-        lb: out.path.lb,
-        snat: out.path.snat,
+        parts: Parts {
+            edge: out.path.endpoint,
+            core: (out.path.lb, out.path.snat),
+            backend: AsIs,
+        },
+        taps: NoTaps,
     };
     let input = Input {
         packets: out.consumer_in + out.backend_in,
@@ -196,10 +198,11 @@ pub fn echo_summary(
         completed: out.completed,
         bytes_verified: out.bytes_verified,
     });
+    let (lb, snat) = fin.parts.core;
     let path = Serial {
-        endpoint: fin.endpoint,
-        lb: fin.lb,
-        snat: fin.snat,
+        endpoint: fin.parts.edge,
+        lb,
+        snat,
         vnet: 0,
         seq: 0,
         events: VecDeque::new(),

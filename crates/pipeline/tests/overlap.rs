@@ -6,8 +6,8 @@ use std::net::Ipv4Addr;
 
 use plsim_control::Scenario;
 use plsim_control::scenario::{Endpoint, Vnet};
+use plsim_engine::{Dir, Edge, Meta, Stage};
 use plsim_pipeline::path::Path;
-use plsim_pipeline::{Dir, Meta, Stage};
 use plsim_wire::build::{TcpSegment, tuple};
 use plsim_wire::{FlowTuple, LinkId, LinkType, SimTime, TcpFlags, checksum, classify};
 

@@ -210,8 +210,9 @@ impl FromStr for Allocator {
 /// What a NAT port is unique within.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub enum ReuseScope {
-    /// `per-backend` (the default, as Azure documents): unique per NAT IP and backend IP:port,
-    /// so each NAT IP has the whole range for every backend.
+    /// `per-backend` (the default, as Azure documents: 64k ports per NAT IP per backend VM):
+    /// unique per NAT IP and backend address, so each NAT IP has the whole range for every
+    /// backend, whatever ports the backend is reached on.
     #[default]
     PerBackend,
     /// `per-ip`: a port serves one flow on its NAT IP, whatever the backend.

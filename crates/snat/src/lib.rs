@@ -214,7 +214,7 @@ impl Flow {
     }
 }
 
-/// The ports of one reuse scope: one NAT IP (and, with `per-backend`, one backend IP:port).
+/// The ports of one reuse scope: one NAT IP (and, with `per-backend`, one backend).
 #[derive(Clone, Debug)]
 struct Scope {
     /// Set = in use or held.
@@ -296,8 +296,8 @@ pub struct Snat {
     fwd: FlowIndex,
     rev: FlowIndex,
     timers: BinaryHeap<Timer>,
-    /// Backend IP:port -> backend index (`per-backend` only).
-    backends: HashMap<(u32, u16), u32>,
+    /// Backend IP -> backend index (`per-backend` only).
+    backends: HashMap<u32, u32>,
     /// `backend index * 8 + NAT index` -> index in `scopes`, or `NONE`.
     scope_slots: Vec<u32>,
     scopes: Vec<Scope>,
@@ -750,7 +750,7 @@ impl Snat {
     fn scope_id(&self, f: &Flow) -> u32 {
         let b = match self.cfg.reuse {
             ReuseScope::PerIp => 0,
-            ReuseScope::PerBackend => self.backends[&(f.b_ip, f.b_port)] as usize,
+            ReuseScope::PerBackend => self.backends[&f.b_ip] as usize,
         };
         self.scope_slots[b * MAX_NAT_IPS + usize::from(f.nat)]
     }
@@ -776,8 +776,8 @@ impl Snat {
         n.peak = n.peak.max(n.in_use);
     }
 
-    /// The backend index of `B:bp` (0 with `per-ip`), made if new.
-    fn backend_index(&mut self, b_ip: u32, b_port: u16) -> usize {
+    /// The backend index of backend `B` (0 with `per-ip`), made if new.
+    fn backend_index(&mut self, b_ip: u32) -> usize {
         match self.cfg.reuse {
             ReuseScope::PerIp => {
                 if self.scope_slots.is_empty() {
@@ -787,7 +787,7 @@ impl Snat {
             }
             ReuseScope::PerBackend => {
                 let next = self.backends.len() as u32;
-                let b = *self.backends.entry((b_ip, b_port)).or_insert(next);
+                let b = *self.backends.entry(b_ip).or_insert(next);
                 if b == next {
                     self.scope_slots
                         .resize((b as usize + 1) * MAX_NAT_IPS, NONE);
@@ -923,7 +923,7 @@ impl Snat {
     /// Picks a NAT IP and a port for a new flow and makes its record.
     fn open(&mut self, link: u32, t: FlowTuple, h: u64, now: u64) -> Option<u32> {
         let (c_ip, b_ip) = (u32::from(t.src), u32::from(t.dst));
-        let b = self.backend_index(b_ip, t.dport);
+        let b = self.backend_index(b_ip);
         let paired = self.cfg.selection == Selection::Paired;
         let first = if paired {
             self.hosts.get(&(link, c_ip)).map(|h| usize::from(h.nat))

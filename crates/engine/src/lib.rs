@@ -1,0 +1,354 @@
+//! The engine of plsim: it runs the packets of an input through sans-IO stages, both ways, and
+//! counts what happens to each. It knows no stage and no file: the stages, the input and the
+//! outputs are the caller's, behind the traits below.
+//!
+//! ```text
+//!            consumer side                                       backend side
+//! input ──> [edge] ──> [core stage 1] ──> [core stage 2] ──> backend ([`BackendSide`])
+//!  (feeder)   <──────────────   <────────────────   <──────────
+//! ```
+//!
+//! # What a run means
+//!
+//! A run is defined by the **sequential engine** ([`Engine::Sequential`]): one thread, input
+//! order, each packet through its stages with the state every earlier packet left. A packet
+//! that enters at the consumer side goes through the edge and the core stages in path order and
+//! reaches the backend; a packet that enters at the backend side is addressed by the
+//! [`BackendSide`], then goes back through the core stages in reverse order and the edge. Nothing
+//! a later packet does can change the verdict on an earlier one.
+//!
+//! The **threaded engine** ([`Engine::Threaded`]) gives exactly that result, every count and
+//! every byte the taps see, for every batch size. It is exact by construction, not by tuning:
+//!
+//! * The **core** ([`Stages`]: the load balancer and the SNAT stage, say) runs on one thread and
+//!   sees every packet in input order, both directions interleaved as in the input. It walks a
+//!   batch in *runs* of packets that travel the same way; a forward run goes through stage 1,
+//!   then stage 2 (each stage prefetching the whole run before processing it, VPP-style), a
+//!   return run through stage 2, then stage 1. Each stage therefore sees exactly the input order:
+//!   a run holds no packet of the other direction, and the runs follow each other in order.
+//! * The **edge** ([`Edge`]: the private endpoint) runs on the driver thread, ahead of the core
+//!   on the way in and behind it on the way back, so it does *not* see the input order. That is
+//!   only sound for a stage whose verdicts do not depend on the order of packets, and the trait
+//!   makes it so: its packet methods take `&self` (and it is `Sync`, so no `Cell` inside), so a
+//!   packet can't change what the next one meets. Only [`Edge::apply`] changes it, and events
+//!   are applied at a flush: every packet before the event has left the engine first.
+//! * Every timer runs on the time of the packet being processed, in order: each core stage is
+//!   [ticked](Stage::tick) at every input packet's time, before that packet, whether the packet
+//!   reaches the stage or was dropped before it. No stage ever sees a clock that ran ahead of a
+//!   packet it has not processed yet.
+//!
+//! Nothing depends on thread timing, so a run is replayable byte for byte. The differential
+//! tests run both engines on the same inputs and compare everything.
+//!
+//! # Backpressure, never loss
+//!
+//! The driver keeps at most a few batches in flight; the channels are bounded above that, so no
+//! send ever waits on a full channel that the other side can't drain, and nothing is dropped
+//! for want of room.
+
+#![warn(missing_docs)]
+
+mod batch;
+mod sequential;
+mod stages;
+mod threaded;
+
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use plsim_wire::{DropCounts, DropReason, SimTime};
+
+pub use batch::{Batch, Dir, Meta};
+pub use stages::{RunCx, Stages};
+
+/// A stage of the core: it sees every packet in input order, both ways.
+pub trait Stage<Ev>: Send {
+    /// A packet travelling from the consumer to the backend.
+    fn forward(&mut self, frame: &mut [u8], meta: &mut Meta) -> Result<(), DropReason>;
+    /// A packet travelling from the backend to the consumer.
+    fn reverse(&mut self, frame: &mut [u8], meta: &mut Meta) -> Result<(), DropReason>;
+    /// Whether [`Stage::prefetch`] does anything: the engine skips the extra pass when not.
+    const PREFETCH: bool = false;
+    /// Called for every packet of a run before the run is processed, so the stage can prefetch
+    /// the memory its lookup will touch (the cache misses of a whole run overlap instead of
+    /// following one another). Must not change any state.
+    fn prefetch(&self, frame: &[u8], meta: &Meta, dir: Dir) {
+        let _ = (frame, meta, dir);
+    }
+    /// Simulated time has reached `now`: run the timers that are due. Called before every input
+    /// packet (whether or not it reaches this stage), and before every event.
+    fn tick(&mut self, now: SimTime) {
+        let _ = now;
+    }
+    /// A control-plane change at simulated instant `now`.
+    fn apply(&mut self, event: &Ev, now: SimTime) {
+        let _ = (event, now);
+    }
+}
+
+/// The stage at the consumer edge of the path. Its packet methods take `&self`: a packet can't
+/// change what a later packet meets, so the threaded engine may run it ahead of the core on the
+/// way in and behind it on the way back (see the crate docs).
+pub trait Edge<Ev>: Send + Sync {
+    /// A packet entering at the consumer side.
+    fn forward(&self, frame: &mut [u8], meta: &mut Meta) -> Result<(), DropReason>;
+    /// A packet leaving at the consumer side.
+    fn reverse(&self, frame: &mut [u8], meta: &mut Meta) -> Result<(), DropReason>;
+    /// A control-plane change at simulated instant `now`.
+    fn apply(&mut self, event: &Ev, now: SimTime) {
+        let _ = (event, now);
+    }
+}
+
+/// The backend end of the path: it sees each packet delivered to a backend and addresses each
+/// packet a backend sends before the core gets it (a replay's backend emulation), or drops it.
+/// It runs on the core's thread, in input order.
+pub trait BackendSide: Send {
+    /// A forward packet was delivered to a backend.
+    fn delivered(&mut self, frame: &[u8], meta: &Meta);
+    /// A backend-side packet is about to enter: address it, or say why it can't be.
+    fn enter(&mut self, frame: &mut [u8], meta: &mut Meta) -> Result<(), DropReason>;
+}
+
+/// Backend-side packets enter as they are.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct AsIs;
+
+impl BackendSide for AsIs {
+    fn delivered(&mut self, _: &[u8], _: &Meta) {}
+    fn enter(&mut self, _: &mut [u8], _: &mut Meta) -> Result<(), DropReason> {
+        Ok(())
+    }
+}
+
+/// What the feeder put in a batch, and what comes after it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fill<Ev> {
+    /// The batch is full; there is more.
+    More,
+    /// Apply this event at this simulated instant after the batch, then go on.
+    Event(Ev, SimTime),
+    /// The input is over (the batch may hold its last packets).
+    Done,
+}
+
+/// The input of a run.
+pub trait Feeder<Ev> {
+    /// Appends at most `max` packets to `batch`, in input order: `Meta::seq` counting up from 0
+    /// without a gap, `Meta::ts` never decreasing (events included), `Meta::dir` saying where
+    /// each packet enters. Only consumer-side packets may come already dropped (not IPv4 TCP).
+    /// What the feeder yields must not depend on `max`.
+    fn fill(&mut self, batch: &mut Batch, max: usize) -> Fill<Ev>;
+}
+
+/// What the two sides see. Each method is called in input order.
+pub trait Taps: Send {
+    /// A packet as the consumer side sees it: sent (forward, before any stage, whatever happens
+    /// to it next) or delivered (return, after the edge).
+    fn consumer(&mut self, frame: &[u8], meta: &Meta);
+    /// A packet as the backend side sees it: delivered (forward, after the core) or sent by a
+    /// backend (return, as the [`BackendSide`] addressed it, before the core).
+    fn backend(&mut self, frame: &[u8], meta: &Meta);
+    /// Whether the taps take anything at all: when not, the engine copies nothing for them.
+    fn active(&self) -> bool {
+        true
+    }
+}
+
+/// No taps.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoTaps;
+
+impl Taps for NoTaps {
+    fn consumer(&mut self, _: &[u8], _: &Meta) {}
+    fn backend(&mut self, _: &[u8], _: &Meta) {}
+    fn active(&self) -> bool {
+        false
+    }
+}
+
+impl<T: Taps> Taps for Option<T> {
+    fn consumer(&mut self, frame: &[u8], meta: &Meta) {
+        if let Some(t) = self {
+            t.consumer(frame, meta);
+        }
+    }
+    fn backend(&mut self, frame: &[u8], meta: &Meta) {
+        if let Some(t) = self {
+            t.backend(frame, meta);
+        }
+    }
+    fn active(&self) -> bool {
+        self.as_ref().is_some_and(Taps::active)
+    }
+}
+
+/// Which engine runs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Engine {
+    /// The threaded engine: the driver and the edge on the calling thread, the core on its own,
+    /// the taps on a third (see the crate docs). Its result equals the sequential one exactly.
+    #[default]
+    Threaded,
+    /// The sequential reference: one thread, input order, one packet at a time. Its result is
+    /// the definition of a run's result.
+    Sequential,
+}
+
+impl std::str::FromStr for Engine {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Engine, String> {
+        match s {
+            "threaded" => Ok(Engine::Threaded),
+            "sequential" => Ok(Engine::Sequential),
+            _ => Err(format!("`{s}` is not an engine: threaded or sequential")),
+        }
+    }
+}
+
+impl std::fmt::Display for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Engine::Threaded => "threaded",
+            Engine::Sequential => "sequential",
+        })
+    }
+}
+
+/// The default number of input packets per batch of the threaded engine.
+pub const DEFAULT_BATCH: usize = 1024;
+
+/// The largest batch the threaded engine takes.
+pub const MAX_BATCH: usize = 1 << 20;
+
+/// Options of a run.
+#[derive(Clone, Copy, Debug)]
+pub struct Options {
+    /// Which engine.
+    pub engine: Engine,
+    /// Input packets per batch (threaded engine; 1 to [`MAX_BATCH`]). It changes how fast a run
+    /// goes, never what it finds.
+    pub batch_size: usize,
+    /// Record in-engine latency (wall clock, per batch; threaded engine).
+    pub latency: bool,
+    /// Time each stage's passes (costs two clock reads a run per stage).
+    pub stage_times: bool,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            engine: Engine::Threaded,
+            batch_size: DEFAULT_BATCH,
+            latency: true,
+            stage_times: false,
+        }
+    }
+}
+
+/// The parts of a path: the edge, the core stages, the backend end.
+#[derive(Debug)]
+pub struct Parts<E, C, B> {
+    /// The stage at the consumer edge.
+    pub edge: E,
+    /// The core stages, in path order (a tuple of [`Stage`]s).
+    pub core: C,
+    /// The backend end.
+    pub backend: B,
+}
+
+/// Counts and measurements of one run.
+#[derive(Clone, Debug)]
+pub struct RunStats {
+    /// Packets that entered at the consumer side (including those dropped before any stage).
+    pub consumer_in: u64,
+    /// Packets that entered at the backend side.
+    pub backend_in: u64,
+    /// Packets delivered to the backends.
+    pub to_backend: u64,
+    /// Packets delivered to the consumers.
+    pub to_consumer: u64,
+    /// Drops by reason, every stage together: each dropped packet once.
+    pub dropped: DropCounts,
+    /// Wall-clock nanoseconds each packet spent in the engine, from its batch's creation to its
+    /// batch's return (threaded engine; empty for the sequential one).
+    pub latency_ns: Histogram<u64>,
+    /// Wall time of the run.
+    pub wall: Duration,
+    /// With [`Options::stage_times`]: time spent processing (not waiting), the edge first, then
+    /// each core stage in path order.
+    pub busy: Vec<Duration>,
+    /// Simulated time of the first input packet.
+    pub first_ts: Option<SimTime>,
+    /// The last simulated instant of the run: its last packet or its last event.
+    pub last_ts: Option<SimTime>,
+}
+
+impl RunStats {
+    fn new(stages: usize) -> RunStats {
+        RunStats {
+            consumer_in: 0,
+            backend_in: 0,
+            to_backend: 0,
+            to_consumer: 0,
+            dropped: DropCounts::default(),
+            latency_ns: histogram(),
+            wall: Duration::ZERO,
+            busy: vec![Duration::ZERO; stages + 1],
+            first_ts: None,
+            last_ts: None,
+        }
+    }
+
+    /// Notes simulated time `t` (a packet's or an event's).
+    fn saw(&mut self, t: SimTime) {
+        self.first_ts.get_or_insert(t);
+        self.last_ts = Some(self.last_ts.map_or(t, |l| l.max(t)));
+    }
+}
+
+/// What a finished run hands back: the counts, the parts with their own state, the taps.
+#[derive(Debug)]
+pub struct Finished<E, C, B, T> {
+    /// The counts.
+    pub stats: RunStats,
+    /// The parts, as the run left them.
+    pub parts: Parts<E, C, B>,
+    /// The taps.
+    pub taps: T,
+}
+
+/// The histogram of in-engine latency (1 ns to an hour, 3 significant digits).
+pub fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 3_600_000_000_000, 3).expect("valid histogram bounds")
+}
+
+/// Runs the feeder's input through the parts with the engine `opts.engine` chooses.
+///
+/// # Panics
+///
+/// When `opts.batch_size` is 0 or above [`MAX_BATCH`] (a caller's bug: check flags first).
+pub fn run<Ev, E, C, B, F, T>(
+    parts: Parts<E, C, B>,
+    feeder: &mut F,
+    taps: T,
+    opts: Options,
+) -> Finished<E, C, B, T>
+where
+    Ev: Send,
+    E: Edge<Ev>,
+    C: Stages<Ev>,
+    B: BackendSide,
+    F: Feeder<Ev>,
+    T: Taps,
+{
+    assert!(
+        (1..=MAX_BATCH).contains(&opts.batch_size),
+        "batch size {} is not 1 to {MAX_BATCH}",
+        opts.batch_size
+    );
+    match opts.engine {
+        Engine::Sequential => sequential::run(parts, feeder, taps, opts),
+        Engine::Threaded => threaded::run(parts, feeder, taps, opts),
+    }
+}

@@ -1,0 +1,410 @@
+//! The engine with toy stages whose verdicts depend on everything they saw before, both ways:
+//! any packet seen out of order would change them. The threaded engine must give exactly the
+//! sequential result (every count, every stage's history, every byte the taps see) for every
+//! batch size; every packet is counted once; events come after everything before them.
+
+use std::net::Ipv4Addr;
+
+use plsim_engine::{
+    BackendSide, Batch, Dir, Edge, Engine, Feeder, Fill, Meta, Options, Parts, Stage, Taps, run,
+};
+use plsim_wire::build::{TcpSegment, tuple};
+use plsim_wire::{DropReason, LinkId, LinkType, SimTime, TcpFlags, classify};
+use proptest::prelude::*;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Seen {
+    Fwd(u64),
+    Ret(u64),
+    Tick(u64),
+    Ev(u32, u64),
+}
+
+/// A core stage: its state mixes in everything it saw; it drops a packet when the state says
+/// so, and stamps its state into the frame.
+struct Recorder {
+    seen: Vec<Seen>,
+    state: u64,
+    every: u64,
+    reason: DropReason,
+    /// Which frame byte it stamps (after the Ethernet header, inside the payload).
+    byte: usize,
+}
+
+impl Recorder {
+    fn new(every: u64, reason: DropReason, byte: usize) -> Recorder {
+        Recorder {
+            seen: Vec::new(),
+            state: 0x9e37_79b9_7f4a_7c15,
+            every,
+            reason,
+            byte,
+        }
+    }
+    fn mix(&mut self, x: u64) {
+        self.state = (self.state ^ x)
+            .wrapping_mul(0x100_0000_01b3)
+            .rotate_left(17);
+    }
+    fn verdict(&mut self, frame: &mut [u8], m: &Meta, tag: u64) -> Result<(), DropReason> {
+        self.mix(m.seq.wrapping_mul(tag));
+        frame[self.byte] ^= self.state as u8;
+        if self.state.is_multiple_of(self.every) {
+            Err(self.reason)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl Stage<u32> for Recorder {
+    fn forward(&mut self, frame: &mut [u8], m: &mut Meta) -> Result<(), DropReason> {
+        self.seen.push(Seen::Fwd(m.seq));
+        self.verdict(frame, m, 3)
+    }
+    fn reverse(&mut self, frame: &mut [u8], m: &mut Meta) -> Result<(), DropReason> {
+        self.seen.push(Seen::Ret(m.seq));
+        self.verdict(frame, m, 5)
+    }
+    const PREFETCH: bool = true;
+    fn tick(&mut self, now: SimTime) {
+        // Ticks change the state too: a tick at the wrong time would show.
+        self.mix(now.as_nanos());
+        self.seen.push(Seen::Tick(now.as_nanos()));
+    }
+    fn apply(&mut self, ev: &u32, now: SimTime) {
+        self.mix(u64::from(*ev) << 32 | now.as_nanos());
+        self.seen.push(Seen::Ev(*ev, now.as_nanos()));
+    }
+}
+
+/// The edge: order-free (its verdict is a function of the packet and the events so far).
+struct Gate {
+    closed_every: u64,
+    events: u32,
+}
+
+impl Edge<u32> for Gate {
+    fn forward(&self, frame: &mut [u8], m: &mut Meta) -> Result<(), DropReason> {
+        frame[60] ^= 0x5a;
+        m.link = LinkId(7);
+        if m.seq % self.closed_every == u64::from(self.events) % self.closed_every {
+            Err(DropReason::NotApproved)
+        } else {
+            Ok(())
+        }
+    }
+    fn reverse(&self, frame: &mut [u8], m: &mut Meta) -> Result<(), DropReason> {
+        frame[61] ^= 0xa5;
+        if m.seq.is_multiple_of(13) {
+            Err(DropReason::NoFlow)
+        } else {
+            Ok(())
+        }
+    }
+    fn apply(&mut self, _: &u32, _: SimTime) {
+        self.events += 1;
+    }
+}
+
+/// The backend end: remembers what reached it, refuses returns of flows it never saw.
+#[derive(Default)]
+struct Backends {
+    delivered: Vec<u64>,
+    entered: Vec<u64>,
+}
+
+impl BackendSide for Backends {
+    fn delivered(&mut self, _: &[u8], m: &Meta) {
+        self.delivered.push(m.seq);
+    }
+    fn enter(&mut self, frame: &mut [u8], m: &mut Meta) -> Result<(), DropReason> {
+        frame[62] ^= 0x3c;
+        if self.delivered.len() % 4 == 3 {
+            return Err(DropReason::NoFlow);
+        }
+        self.entered.push(m.seq);
+        Ok(())
+    }
+}
+
+/// One input packet: which way it enters, how long after the one before, whether it comes
+/// already dropped (not IPv4 TCP), and whether an event follows it.
+#[derive(Clone, Debug)]
+struct Step {
+    ret: bool,
+    gap_ns: u64,
+    pre_dropped: bool,
+    event: bool,
+}
+
+struct Toy {
+    steps: Vec<Step>,
+    next: usize,
+    t: u64,
+    events_after_end: u32,
+}
+
+impl Feeder<u32> for Toy {
+    fn fill(&mut self, batch: &mut Batch, max: usize) -> Fill<u32> {
+        while batch.len() < max {
+            let Some(step) = self.steps.get(self.next).cloned() else {
+                if self.events_after_end > 0 {
+                    self.events_after_end -= 1;
+                    self.t += 1_000_000_000;
+                    return Fill::Event(1000 + self.events_after_end, SimTime::from_nanos(self.t));
+                }
+                return Fill::Done;
+            };
+            let k = self.next as u64;
+            self.next += 1;
+            self.t += step.gap_ns;
+            let t = tuple(
+                Ipv4Addr::new(10, 0, 0, 1),
+                1000 + (k % 500) as u16,
+                Ipv4Addr::new(10, 0, 0, 2),
+                80,
+            );
+            let frame = TcpSegment {
+                payload: &[k as u8; 16],
+                ..TcpSegment::new(t, TcpFlags::ACK)
+            }
+            .to_vec();
+            let view = classify(LinkType::Ethernet, &frame, frame.len()).unwrap();
+            let dir = if step.ret { Dir::Return } else { Dir::Forward };
+            let pre = step.pre_dropped && dir == Dir::Forward;
+            batch.push(
+                &frame,
+                Meta {
+                    seq: k,
+                    ts: SimTime::from_nanos(self.t),
+                    wire_len: frame.len() as u32,
+                    linktype: LinkType::Ethernet,
+                    view: (!pre).then_some(view),
+                    link: LinkId(0),
+                    vnet: 0,
+                    orig: t,
+                    dir,
+                    drop: pre.then_some(DropReason::NonTcp),
+                },
+            );
+            if step.event {
+                return Fill::Event(k as u32, SimTime::from_nanos(self.t));
+            }
+        }
+        Fill::More
+    }
+}
+
+#[derive(Default, Debug, PartialEq, Eq)]
+struct Collect {
+    consumer: Vec<(u64, Dir, Vec<u8>)>,
+    backend: Vec<(u64, Dir, Vec<u8>)>,
+}
+
+impl Taps for Collect {
+    fn consumer(&mut self, f: &[u8], m: &Meta) {
+        self.consumer.push((m.seq, m.dir, f.to_vec()));
+    }
+    fn backend(&mut self, f: &[u8], m: &Meta) {
+        self.backend.push((m.seq, m.dir, f.to_vec()));
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+struct Result_ {
+    counts: (u64, u64, u64, u64, Vec<(DropReason, u64)>),
+    span: (Option<SimTime>, Option<SimTime>),
+    lb: Vec<Seen>,
+    snat: Vec<Seen>,
+    lb_state: u64,
+    snat_state: u64,
+    backends: (Vec<u64>, Vec<u64>),
+    taps: Collect,
+}
+
+fn go(steps: &[Step], engine: Engine, batch: usize, after: u32) -> Result_ {
+    let parts = Parts {
+        edge: Gate {
+            closed_every: 5,
+            events: 0,
+        },
+        core: (
+            Recorder::new(7, DropReason::NoRule, 56),
+            Recorder::new(11, DropReason::PortExhausted, 57),
+        ),
+        backend: Backends::default(),
+    };
+    let mut toy = Toy {
+        steps: steps.to_vec(),
+        next: 0,
+        t: 1_000,
+        events_after_end: after,
+    };
+    let fin = run(
+        parts,
+        &mut toy,
+        Collect::default(),
+        Options {
+            engine,
+            batch_size: batch,
+            ..Options::default()
+        },
+    );
+    let s = fin.stats;
+    let (lb, snat) = fin.parts.core;
+    Result_ {
+        counts: (
+            s.consumer_in,
+            s.backend_in,
+            s.to_backend,
+            s.to_consumer,
+            s.dropped.iter().filter(|(_, n)| *n > 0).collect(),
+        ),
+        span: (s.first_ts, s.last_ts),
+        lb_state: lb.state,
+        snat_state: snat.state,
+        lb: lb.seen,
+        snat: snat.seen,
+        backends: (fin.parts.backend.delivered, fin.parts.backend.entered),
+        taps: fin.taps,
+    }
+}
+
+fn steps(n: usize, seed: u64) -> Vec<Step> {
+    let mut x = seed | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            Step {
+                ret: x.is_multiple_of(3),
+                gap_ns: (x >> 8) % 10_000,
+                pre_dropped: x.is_multiple_of(17),
+                event: x.is_multiple_of(251),
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn every_packet_is_counted_once_and_each_stage_sees_input_order() {
+    let st = steps(10_000, 42);
+    let r = go(&st, Engine::Threaded, 64, 2);
+    let (cin, bin, to_b, to_c, drops) = &r.counts;
+    let ret = st.iter().filter(|s| s.ret).count() as u64;
+    assert_eq!((*cin, *bin), (10_000 - ret, ret));
+    let dropped: u64 = drops.iter().map(|(_, n)| n).sum();
+    assert_eq!(cin + bin, to_b + to_c + dropped);
+    assert_eq!(r.backends.0.len() as u64, *to_b);
+    // Each core stage ticks at every packet, in input order, and processes the packets that
+    // reach it in input order, both ways.
+    for seen in [&r.lb, &r.snat] {
+        let ticks = seen.iter().filter(|s| matches!(s, Seen::Tick(_))).count();
+        assert_eq!(ticks, 10_000 + 2 + st.iter().filter(|s| s.event).count());
+        let order: Vec<u64> = seen
+            .iter()
+            .filter_map(|s| match s {
+                Seen::Fwd(k) | Seen::Ret(k) => Some(*k),
+                _ => None,
+            })
+            .collect();
+        assert!(order.windows(2).all(|w| w[0] < w[1]), "out of order");
+    }
+    // Taps in input order on both sides; every consumer-side packet is seen as sent.
+    for side in [&r.taps.consumer, &r.taps.backend] {
+        assert!(side.windows(2).all(|w| w[0].0 < w[1].0));
+    }
+    assert_eq!(
+        r.taps
+            .consumer
+            .iter()
+            .filter(|(_, d, _)| *d == Dir::Forward)
+            .count() as u64,
+        *cin
+    );
+    assert_eq!(
+        r.taps
+            .consumer
+            .iter()
+            .filter(|(_, d, _)| *d == Dir::Return)
+            .count() as u64,
+        *to_c
+    );
+    // The run's span runs on to the events after the last packet.
+    let last_packet = 1_000 + st.iter().map(|s| s.gap_ns).sum::<u64>();
+    assert_eq!(
+        r.span.1,
+        Some(SimTime::from_nanos(last_packet + 2_000_000_000))
+    );
+}
+
+#[test]
+fn events_come_after_everything_before_them() {
+    let mut st = steps(3_000, 7);
+    for s in &mut st {
+        s.event = false;
+    }
+    st[1_234].event = true;
+    let r = go(&st, Engine::Threaded, 50, 0);
+    for seen in [&r.lb, &r.snat] {
+        let at = seen
+            .iter()
+            .position(|s| matches!(s, Seen::Ev(..)))
+            .expect("the event reached the stage");
+        for s in &seen[..at] {
+            if let Seen::Fwd(k) | Seen::Ret(k) = s {
+                assert!(*k <= 1_234);
+            }
+        }
+        for s in &seen[at + 1..] {
+            if let Seen::Fwd(k) | Seen::Ret(k) = s {
+                assert!(*k > 1_234);
+            }
+        }
+    }
+}
+
+#[test]
+fn threaded_equals_sequential_on_a_long_input() {
+    let st = steps(20_000, 99);
+    let reference = go(&st, Engine::Sequential, 1, 3);
+    for batch in [1, 2, 3, 7, 64, 1024, 100_000] {
+        assert_eq!(
+            go(&st, Engine::Threaded, batch, 3),
+            reference,
+            "batch {batch}"
+        );
+    }
+}
+
+fn step_strategy() -> impl Strategy<Value = Step> {
+    (
+        prop::bool::weighted(0.4),
+        prop_oneof![0u64..10, 0u64..1_000_000, 0u64..10_000_000_000_000],
+        prop::bool::weighted(0.05),
+        prop::bool::weighted(0.02),
+    )
+        .prop_map(|(ret, gap_ns, pre_dropped, event)| Step {
+            ret,
+            gap_ns,
+            pre_dropped,
+            event,
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Any input, any batch size: the threaded engine gives the sequential result.
+    #[test]
+    fn threaded_equals_sequential(
+        st in prop::collection::vec(step_strategy(), 0..400),
+        after in 0u32..3,
+        batch in prop_oneof![Just(1usize), Just(2), Just(3), 1usize..80, Just(1024)],
+    ) {
+        let reference = go(&st, Engine::Sequential, 1, after);
+        prop_assert_eq!(go(&st, Engine::Threaded, batch, after), reference);
+    }
+}
