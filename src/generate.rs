@@ -7,8 +7,11 @@ use clap::{Args, ValueEnum};
 use plsim_traffic::captures::{self, Frame};
 use plsim_traffic::workload::Workload;
 
-use crate::run::{WorkloadFlags, load_scenario, workload_of};
-use crate::{Failure, WorkloadArgs};
+use plsim_lab::files::load_scenario;
+use plsim_lab::workload::{WorkloadFlags, spec_with};
+use plsim_lab::{Error, Result};
+
+use crate::WorkloadArgs;
 
 #[derive(Clone, Copy, ValueEnum)]
 pub enum Kind {
@@ -44,17 +47,17 @@ pub struct GenerateArgs {
     workload: WorkloadArgs,
 }
 
-pub fn run(a: GenerateArgs) -> Result<(), Failure> {
-    let write_err = |e: std::io::Error| Failure::Input(format!("{}: {e}", a.out.display()));
-    let flows = || -> Result<u32, Failure> {
+pub fn run(a: GenerateArgs) -> Result<()> {
+    let write_err = |e: std::io::Error| Error::io(&a.out, &e);
+    let flows = || -> Result<u32> {
         let n = a.workload.flows.unwrap_or(1000);
-        u32::try_from(n).map_err(|_| Failure::Usage(format!("--flows {n}: at most {}", u32::MAX)))
+        u32::try_from(n).map_err(|_| Error::Usage(format!("--flows {n}: at most {}", u32::MAX)))
     };
     let packets = match a.kind {
         Kind::Workload => {
             let scenario = load_scenario(a.scenario.as_deref(), &Default::default())?;
-            let spec = workload_of(&scenario, &WorkloadFlags::from(a.workload.clone()))?;
-            let w = Workload::new(&spec).map_err(|e| Failure::Usage(e.to_string()))?;
+            let spec = spec_with(&scenario, &WorkloadFlags::from(a.workload))?;
+            let w = Workload::new(&spec)?;
             w.write_pcap(&a.out).map_err(write_err)?.packets
         }
         kind => {

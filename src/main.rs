@@ -1,18 +1,26 @@
 //! `plsim`: a userspace packet-path simulator of the Azure Private Link data plane.
 //!
-//! The binary is thin: it parses flags, opens files and prints; the work is in the crates.
+//! The binary is thin: clap parses the flags straight into the types of the crates they
+//! configure, [`plsim_lab`] does the work, and this prints. Exit status: 0 when the run
+//! completed, 1 when an input can't be used, 2 for wrong usage ([`plsim_lab::Error::exit_code`]).
+
+// One `unsafe` call, restoring SIGPIPE's default at startup; none anywhere else.
+#![deny(unsafe_code)]
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use plsim_control::scenario::{Allocator, PortRange, ReuseScope};
+use plsim_engine::{DEFAULT_BATCH, Engine, MAX_BATCH};
+use plsim_lab::path::Overrides;
+use plsim_lab::sweep::Values;
+use plsim_lab::workload::WorkloadFlags;
+use plsim_traffic::workload::{Arrivals, Close, FlowDuration};
 
+mod commands;
 mod generate;
-mod inspect;
-mod plot;
-mod run;
-mod sweep;
+mod print;
 
 /// A userspace packet-path simulator of the Azure Private Link data plane.
 ///
@@ -35,10 +43,10 @@ enum Command {
     /// Run a scenario's synthetic workload through the path.
     Simulate(SimulateArgs),
     /// Run one workload over many settings; write a CSV and a plot.
-    Sweep(sweep::SweepArgs),
+    Sweep(SweepArgs),
     /// How many NAT IPs (and which timers) a capture needs to lose no flow.
     Plan(PlanArgs),
-    /// In-memory throughput of the whole pipeline.
+    /// In-memory throughput of the whole path.
     Bench(BenchArgs),
     /// Print the built-in scenario, or validate a scenario file.
     #[command(subcommand)]
@@ -57,28 +65,28 @@ struct InspectArgs {
 }
 
 /// Overrides of the scenario's NAT settings.
-#[derive(Args, Clone)]
-struct Overrides {
+#[derive(Args, Clone, Copy)]
+struct OverrideArgs {
     /// Use the first N NAT IPs of the scenario (1..=8).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(1..=8))]
     nat_ips: Option<u8>,
     /// The port range of every NAT IP, e.g. 1024-65535.
     #[arg(long, value_name = "LO-HI")]
-    ports: Option<String>,
-    /// The port allocator: sequential, random or block:N.
+    ports: Option<PortRange>,
+    /// The port allocator: sequential, random, random:SEED or block:N.
     #[arg(long, value_name = "NAME")]
-    allocator: Option<String>,
+    allocator: Option<Allocator>,
     /// The port reuse scope: per-backend (Azure's) or per-ip.
     #[arg(long, value_name = "SCOPE")]
-    reuse: Option<String>,
+    reuse: Option<ReuseScope>,
     /// Let packets of a flow whose SYN is not in the capture open it.
     #[arg(long)]
     pickup: bool,
 }
 
-impl From<Overrides> for plsim_pipeline::path::Overrides {
-    fn from(o: Overrides) -> Self {
-        plsim_pipeline::path::Overrides {
+impl From<OverrideArgs> for Overrides {
+    fn from(o: OverrideArgs) -> Self {
+        Overrides {
             nat_ips: o.nat_ips,
             ports: o.ports,
             allocator: o.allocator,
@@ -88,7 +96,7 @@ impl From<Overrides> for plsim_pipeline::path::Overrides {
     }
 }
 
-/// What `replay` and `simulate` share: the scenario, the outputs, the overrides.
+/// What `replay` and `simulate` share: the scenario, the outputs, the engine, the overrides.
 #[derive(Args)]
 struct RunArgs {
     /// The scenario file (TOML); the built-in scenario without it.
@@ -108,30 +116,14 @@ struct RunArgs {
     sample_every: f64,
     /// Packets per batch of the threaded engine: changes how fast a run goes, never what it
     /// finds (1 to 1048576).
-    #[arg(long, value_name = "N", default_value_t = plsim_engine::DEFAULT_BATCH,
-          value_parser = batch_size)]
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_BATCH, value_parser = batch_size)]
     batch: usize,
     /// threaded (the default), or sequential: the reference run, one packet at a time in input
     /// order, that defines the result; the threaded engine gives exactly the same.
-    #[arg(long, value_name = "ENGINE", default_value_t = plsim_engine::Engine::Threaded)]
-    engine: plsim_engine::Engine,
+    #[arg(long, value_name = "ENGINE", default_value_t = Engine::Threaded)]
+    engine: Engine,
     #[command(flatten)]
-    overrides: Overrides,
-}
-
-impl RunArgs {
-    fn flags(&self) -> run::RunFlags<'_> {
-        run::RunFlags {
-            scenario: self.scenario.as_deref(),
-            out: self.out.as_deref(),
-            json: self.json,
-            quiet: self.quiet,
-            overrides: self.overrides.clone().into(),
-            sample_every: Duration::from_secs_f64(self.sample_every),
-            engine: self.engine,
-            batch: self.batch,
-        }
-    }
+    overrides: OverrideArgs,
 }
 
 #[derive(Args)]
@@ -167,20 +159,20 @@ enum WorkloadKind {
 }
 
 /// The synthetic workload, over the scenario's `[workload]` section.
-#[derive(Args, Clone)]
+#[derive(Args, Clone, Copy)]
 pub struct WorkloadArgs {
     /// Flows to start.
     #[arg(long, value_name = "N")]
     flows: Option<u64>,
     /// Flow arrivals: constant:RATE or poisson:RATE (flows per second).
     #[arg(long, value_name = "KIND:RATE")]
-    arrivals: Option<String>,
+    arrivals: Option<Arrivals>,
     /// Flow durations: fixed:S, exp:MEAN, lognormal:MU,SIGMA or pareto:SCALE,SHAPE (seconds).
     #[arg(long, value_name = "DIST")]
-    durations: Option<String>,
+    durations: Option<FlowDuration>,
     /// How flows end: fin, rst or idle.
     #[arg(long, value_name = "HOW")]
-    close: Option<String>,
+    close: Option<Close>,
     /// Consumer hosts behind the endpoint.
     #[arg(long, value_name = "N")]
     hosts: Option<u32>,
@@ -198,9 +190,9 @@ pub struct WorkloadArgs {
     seed: Option<u64>,
 }
 
-impl From<WorkloadArgs> for run::WorkloadFlags {
+impl From<WorkloadArgs> for WorkloadFlags {
     fn from(a: WorkloadArgs) -> Self {
-        run::WorkloadFlags {
+        WorkloadFlags {
             flows: a.flows,
             arrivals: a.arrivals,
             durations: a.durations,
@@ -214,21 +206,45 @@ impl From<WorkloadArgs> for run::WorkloadFlags {
     }
 }
 
-fn batch_size(s: &str) -> Result<usize, String> {
-    match s.parse::<usize>() {
-        Ok(n) if (1..=plsim_engine::MAX_BATCH).contains(&n) => Ok(n),
-        _ => Err(format!(
-            "`{s}` is not a batch size: 1 to {}",
-            plsim_engine::MAX_BATCH
-        )),
-    }
-}
-
-fn positive_secs(s: &str) -> Result<f64, String> {
-    match s.parse::<f64>() {
-        Ok(v) if v > 0.0 && v.is_finite() => Ok(v),
-        _ => Err(format!("`{s}` is not a positive number of seconds")),
-    }
+#[derive(Args)]
+struct SweepArgs {
+    /// A capture to sweep; without it, the scenario's synthetic workload.
+    pcap: Option<PathBuf>,
+    /// The scenario file (TOML); the built-in scenario without it.
+    #[arg(long, value_name = "FILE")]
+    scenario: Option<PathBuf>,
+    /// NAT IP counts: a list (1,2,4) or a range (1..8).
+    #[arg(long, value_name = "LIST")]
+    nat_ips: Option<Values<u8>>,
+    /// Port allocators, e.g. sequential,random,block:64.
+    #[arg(long, value_name = "LIST")]
+    allocators: Option<Values<Allocator>>,
+    /// Port ranges, e.g. 1024-2047,1024-65535.
+    #[arg(long, value_name = "LIST")]
+    ports: Option<Values<PortRange>>,
+    /// Established idle timeouts in seconds, e.g. 240,600.
+    #[arg(long, value_name = "LIST")]
+    idle: Option<Values<u64>>,
+    /// Port holds after a FIN in seconds, e.g. 0,60,240.
+    #[arg(long, value_name = "LIST")]
+    fin_hold: Option<Values<u64>>,
+    /// Load multipliers of the workload's arrival rate, e.g. 0.5,1,2 (workloads only).
+    #[arg(long, value_name = "LIST")]
+    load: Option<Values<f64>>,
+    /// The port reuse scope of every run: per-backend or per-ip.
+    #[arg(long, value_name = "SCOPE")]
+    reuse: Option<ReuseScope>,
+    /// Let packets of a flow whose SYN is not in the capture open it.
+    #[arg(long)]
+    pickup: bool,
+    /// Write sweep.csv, sweep.svg and sweep.png into DIR.
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// Print the results as JSON.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    workload: WorkloadArgs,
 }
 
 #[derive(Args)]
@@ -243,10 +259,10 @@ struct PlanArgs {
     pickup: bool,
     /// The port range of every NAT IP, e.g. 1024-65535.
     #[arg(long, value_name = "LO-HI")]
-    ports: Option<String>,
+    ports: Option<PortRange>,
     /// The port reuse scope: per-backend or per-ip.
     #[arg(long, value_name = "SCOPE")]
-    reuse: Option<String>,
+    reuse: Option<ReuseScope>,
     /// Print the plan as JSON.
     #[arg(long)]
     json: bool,
@@ -257,15 +273,15 @@ struct BenchArgs {
     /// Live flows to build before timing.
     #[arg(long, default_value_t = 1_000_000)]
     flows: u32,
-    /// 64-byte frames to push through the pipeline.
+    /// 64-byte frames to push through the path.
     #[arg(long, default_value_t = 20_000_000)]
     packets: u64,
     /// Packets per batch.
-    #[arg(long, default_value_t = plsim_engine::DEFAULT_BATCH, value_parser = batch_size)]
+    #[arg(long, default_value_t = DEFAULT_BATCH, value_parser = batch_size)]
     batch: usize,
     /// threaded, or sequential (one thread, for comparison).
-    #[arg(long, value_name = "ENGINE", default_value_t = plsim_engine::Engine::Threaded)]
-    engine: plsim_engine::Engine,
+    #[arg(long, value_name = "ENGINE", default_value_t = Engine::Threaded)]
+    engine: Engine,
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
@@ -282,56 +298,59 @@ enum ScenarioCommand {
     },
 }
 
-/// How a command ended, mapped onto the exit status contract.
-pub enum Failure {
-    /// An input can't be used: one line on stderr, exit 1.
-    Input(String),
-    /// Wrong usage: exit 2.
-    Usage(String),
+fn batch_size(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if (1..=MAX_BATCH).contains(&n) => Ok(n),
+        _ => Err(format!("`{s}` is not a batch size: 1 to {MAX_BATCH}")),
+    }
 }
 
-fn run(cli: Cli) -> Result<(), Failure> {
+fn positive_secs(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v > 0.0 && v.is_finite() => Ok(v),
+        _ => Err(format!("`{s}` is not a positive number of seconds")),
+    }
+}
+
+fn run(cli: Cli) -> plsim_lab::Result<()> {
     match cli.command {
-        Command::Inspect(a) => inspect::run(&a.pcap, a.json),
+        Command::Inspect(a) => commands::inspect(&a.pcap, a.json),
         Command::Generate(a) => generate::run(a),
-        Command::Replay(a) => run::replay(&a.pcap, a.run.flags()),
+        Command::Replay(a) => commands::replay(&a.pcap, &a.run),
         Command::Simulate(a) if a.workload == WorkloadKind::Tcp => {
-            run::simulate_tcp(a.run.flags(), a.connections, a.bytes)
+            commands::simulate_tcp(&a.run, a.connections, a.bytes)
         }
-        Command::Simulate(a) => run::simulate(a.run.flags(), &a.synthetic.into()),
-        Command::Sweep(a) => sweep::run(a),
-        Command::Plan(a) => {
-            let overrides = plsim_pipeline::path::Overrides {
-                ports: a.ports,
-                reuse: a.reuse,
-                pickup: a.pickup,
-                ..Default::default()
-            };
-            run::plan(&a.pcap, a.scenario.as_deref(), overrides, a.json)
+        Command::Simulate(a) => commands::simulate(&a.run, &a.synthetic.into()),
+        Command::Sweep(a) => commands::sweep(a),
+        Command::Plan(a) => commands::plan(a),
+        Command::Bench(a) => commands::bench(a),
+        Command::Scenario(ScenarioCommand::Default) => {
+            print!("{}", plsim_control::Scenario::builtin().to_toml());
+            Ok(())
         }
-        Command::Bench(a) => run::bench_cmd(a.flows, a.packets, a.engine, a.batch, a.json),
-        Command::Scenario(ScenarioCommand::Default) => run::scenario_default(),
-        Command::Scenario(ScenarioCommand::Check { file }) => run::scenario_check(&file),
+        Command::Scenario(ScenarioCommand::Check { file }) => commands::scenario_check(&file),
     }
 }
 
 fn main() -> ExitCode {
     // Die quietly on a closed pipe (`plsim replay --json x | head`), as command-line tools do,
-    // instead of failing the print.
-    // SAFETY: setting a signal's disposition to the default at startup, before any thread.
+    // instead of failing the print: Rust ignores SIGPIPE, so restore its default at startup.
+    #[cfg(unix)]
+    reset_sigpipe();
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("plsim: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+#[cfg(unix)]
+#[allow(unsafe_code)]
+fn reset_sigpipe() {
+    // SAFETY: setting a signal's disposition to the default, at startup, before any thread.
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-    }
-    let cli = Cli::parse();
-    match run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(Failure::Input(msg)) => {
-            eprintln!("plsim: {msg}");
-            ExitCode::from(1)
-        }
-        Err(Failure::Usage(msg)) => {
-            eprintln!("plsim: {msg}");
-            ExitCode::from(2)
-        }
     }
 }

@@ -27,7 +27,7 @@ mod validate;
 
 pub use alias::ALIAS_SUFFIX;
 pub use plane::{
-    Advance, Connection, ConnectionState, ControlError, ControlPlane, Effect, Link, MAX_NAT_IPS,
+    Advance, Connection, ConnectionState, ControlError, ControlPlane, Effect, Link,
     MAX_REQUEST_MESSAGE, PrivateEndpoint, PrivateLinkService, ProvisioningState, secs_to_time,
 };
 pub use scenario::Scenario;
@@ -36,8 +36,9 @@ pub use validate::{Problem, Problems};
 use std::net::Ipv4Addr;
 
 use scenario::{
-    Arrival, ArrivalKind, Close, Distribution, Endpoint, FlowDuration, Frontend, LoadBalancer,
-    Pool, PortRange, Reuse, Rule, Selection, Service, Subnet, Timers, Visibility, Vnet, Workload,
+    Allocator, Arrivals, Close, Distribution, Endpoint, FlowDuration, Frontend, LoadBalancer,
+    OnBackendDown, Pool, PortRange, ReuseScope, Rule, Selection, Service, Subnet, Timers,
+    Visibility, Vnet, Workload,
 };
 
 impl Scenario {
@@ -59,10 +60,11 @@ impl Scenario {
             frontend: "fe-app".to_owned(),
             nat_ips: (4..12).map(|i| ip(10, 10, 1, i)).collect(),
             ports: PortRange::default(),
-            allocator: "sequential".to_owned(),
-            reuse: Reuse::PerBackend,
+            allocator: Allocator::Sequential,
+            reuse: ReuseScope::PerBackend,
             selection: Selection::Paired,
             timers: Timers::default(),
+            rst_on_exhaustion: false,
         };
         let target = service.resource_id();
         Scenario {
@@ -101,6 +103,7 @@ impl Scenario {
                     distribution: Distribution::FiveTuple,
                     maglev: None,
                 }],
+                on_backend_down: OnBackendDown::Keep,
             },
             services: vec![service],
             endpoints: vec![Endpoint {
@@ -116,11 +119,8 @@ impl Scenario {
             }],
             workload: Some(Workload {
                 hosts_per_endpoint: 16,
-                arrival: Arrival {
-                    kind: ArrivalKind::Poisson,
-                    rate: 100.0,
-                },
-                flow_duration: FlowDuration::Exponential { mean: 5.0 },
+                arrival: Arrivals::Poisson { per_sec: 100.0 },
+                flow_duration: FlowDuration::Exponential { mean_secs: 5.0 },
                 packets_per_flow: 10,
                 bytes_per_flow: 1000,
                 close: Close::Fin,

@@ -14,8 +14,7 @@ use crate::alias;
 use crate::net::Prefix;
 use crate::scenario::{self, Event, Scenario, Visibility};
 
-/// At most this many NAT IP configurations per service.
-pub const MAX_NAT_IPS: usize = 8;
+use plsim_snat::MAX_NAT_IPS;
 
 /// The longest request message Azure accepts.
 pub const MAX_REQUEST_MESSAGE: usize = 140;

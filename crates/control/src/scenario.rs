@@ -1,14 +1,20 @@
 //! The scenario file: plain data, read from and written to TOML with serde.
 //!
 //! Every table refuses unknown keys. [`Scenario::from_toml_str`] parses and then validates,
-//! reporting every problem with its place; the pipeline turns the data into stage configs.
+//! reporting every problem with its place. The settings of a stage are that stage's own types
+//! (the SNAT engine's [`PortRange`], [`Allocator`], [`ReuseScope`], [`Selection`], [`Timers`];
+//! the load balancer's [`Distribution`] and [`OnBackendDown`]; the workload's [`Arrivals`],
+//! [`FlowDuration`], [`Close`]), re-exported here: one definition of each concept.
 
 use std::fmt;
 use std::net::Ipv4Addr;
-use std::str::FromStr;
 
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
+
+pub use plsim_lb::{Distribution, OnBackendDown};
+pub use plsim_snat::{Allocator, PortRange, ReuseScope, Selection, Timers};
+pub use plsim_traffic::workload::{Arrivals, Close, FlowDuration};
 
 use crate::net::Prefix;
 
@@ -76,6 +82,10 @@ pub struct LoadBalancer {
     /// Load-balancing rules.
     #[serde(default)]
     pub rules: Vec<Rule>,
+    /// What happens to a backend's flows when it goes down: `keep` (Azure's: they go on) or
+    /// `reset` (they end at once and their NAT ports are freed).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub on_backend_down: plsim_lb::OnBackendDown,
 }
 
 /// A frontend IP configuration.
@@ -119,7 +129,7 @@ pub struct Rule {
     pub backend_port: Option<u16>,
     /// How a backend is chosen.
     #[serde(default)]
-    pub distribution: Distribution,
+    pub distribution: plsim_lb::Distribution,
     /// Use a Maglev table of this many slots (a prime) instead of a plain hash.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub maglev: Option<u32>,
@@ -129,17 +139,8 @@ fn is_false(b: &bool) -> bool {
     !*b
 }
 
-/// The load balancer's distribution mode.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Distribution {
-    /// Hash of the 5-tuple (and the link id): the default.
-    #[default]
-    FiveTuple,
-    /// Session persistence on the client IP (2-tuple).
-    SourceIp,
-    /// Session persistence on client IP and protocol (3-tuple).
-    SourceIpProtocol,
+fn is_default<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
 }
 
 /// A Private Link service and its NAT settings.
@@ -173,17 +174,21 @@ pub struct Service {
     #[serde(default)]
     pub ports: PortRange,
     /// The port allocator: `sequential`, `random`, `random:SEED` or `block:N`.
-    #[serde(default = "default_allocator")]
-    pub allocator: String,
+    #[serde(default)]
+    pub allocator: Allocator,
     /// What a NAT port is unique within.
     #[serde(default)]
-    pub reuse: Reuse,
+    pub reuse: ReuseScope,
     /// How a NAT IP is chosen for a new flow.
     #[serde(default)]
     pub selection: Selection,
     /// The flow timers.
     #[serde(default)]
     pub timers: Timers,
+    /// Answer a SYN refused for want of a NAT port with a RST (Azure drops it silently: the
+    /// default).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub rst_on_exhaustion: bool,
 }
 
 fn default_resource_group() -> String {
@@ -191,9 +196,6 @@ fn default_resource_group() -> String {
 }
 fn default_region() -> String {
     "westeurope".to_owned()
-}
-fn default_allocator() -> String {
-    "sequential".to_owned()
 }
 
 impl Service {
@@ -273,117 +275,6 @@ impl<'de> Deserialize<'de> for Visibility {
     }
 }
 
-/// A port range `lo-hi`, inclusive; the default is `1024-65535`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct PortRange {
-    /// The first port.
-    pub lo: u16,
-    /// The last port.
-    pub hi: u16,
-}
-
-impl PortRange {
-    /// The number of ports in the range.
-    pub fn count(&self) -> u32 {
-        u32::from(self.hi) - u32::from(self.lo) + 1
-    }
-}
-
-impl Default for PortRange {
-    fn default() -> Self {
-        PortRange {
-            lo: 1024,
-            hi: 65535,
-        }
-    }
-}
-
-impl fmt::Display for PortRange {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}-{}", self.lo, self.hi)
-    }
-}
-
-/// A string that is not a port range.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("`{0}` is not a port range `lo-hi` with 1 <= lo <= hi <= 65535")]
-pub struct PortRangeError(String);
-
-impl FromStr for PortRange {
-    type Err = PortRangeError;
-    fn from_str(s: &str) -> Result<PortRange, PortRangeError> {
-        let bad = || PortRangeError(s.to_owned());
-        let (lo, hi) = s.split_once('-').ok_or_else(bad)?;
-        let lo: u16 = lo.trim().parse().map_err(|_| bad())?;
-        let hi: u16 = hi.trim().parse().map_err(|_| bad())?;
-        if lo == 0 || lo > hi {
-            return Err(bad());
-        }
-        Ok(PortRange { lo, hi })
-    }
-}
-
-impl TryFrom<String> for PortRange {
-    type Error = PortRangeError;
-    fn try_from(s: String) -> Result<PortRange, PortRangeError> {
-        s.parse()
-    }
-}
-
-impl From<PortRange> for String {
-    fn from(p: PortRange) -> String {
-        p.to_string()
-    }
-}
-
-/// The scope a NAT port is unique within.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Reuse {
-    /// Unique per (NAT IP, backend): Azure's 64k ports per NAT IP per backend VM.
-    #[default]
-    PerBackend,
-    /// Unique per NAT IP.
-    PerIp,
-}
-
-/// How the SNAT engine picks a NAT IP for a new flow.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Selection {
-    /// Every flow of one consumer host on the same NAT IP (hash of the host).
-    #[default]
-    Paired,
-    /// The NAT IP with the fewest ports in use.
-    LeastLoaded,
-}
-
-/// The flow timers, in whole seconds.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Timers {
-    /// Idle timeout of an established flow: 4 to 6000, default 240.
-    pub idle: u64,
-    /// Idle timeout of a half-open or half-closed flow: default 240.
-    pub transitory: u64,
-    /// How long a port stays held after FINs both ways: default 240.
-    pub fin_hold: u64,
-    /// How long a port stays held after a RST: default 15.
-    pub rst_hold: u64,
-}
-
-impl Default for Timers {
-    fn default() -> Self {
-        Timers {
-            idle: 240,
-            transitory: 240,
-            fin_hold: 240,
-            rst_hold: 15,
-        }
-    }
-}
-
 /// A private endpoint in a consumer VNet.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -424,7 +315,7 @@ pub struct Workload {
     #[serde(default = "default_hosts")]
     pub hosts_per_endpoint: u32,
     /// Flow arrivals.
-    pub arrival: Arrival,
+    pub arrival: Arrivals,
     /// Flow durations.
     pub flow_duration: FlowDuration,
     /// Packets per flow, both directions, handshake and close included.
@@ -455,69 +346,6 @@ fn default_packets() -> u32 {
 }
 fn default_bytes() -> u64 {
     1000
-}
-
-/// Flow arrivals: `{ kind = "constant" | "poisson", rate = flows per second }`.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Arrival {
-    /// The process.
-    pub kind: ArrivalKind,
-    /// New flows per second (all endpoints together).
-    pub rate: f64,
-}
-
-/// The arrival process.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ArrivalKind {
-    /// Evenly spaced.
-    Constant,
-    /// Exponential gaps.
-    Poisson,
-}
-
-/// The distribution of flow durations, in seconds.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
-pub enum FlowDuration {
-    /// Always `secs`.
-    Fixed {
-        /// The duration.
-        secs: f64,
-    },
-    /// Exponential with mean `mean`.
-    Exponential {
-        /// The mean.
-        mean: f64,
-    },
-    /// Log-normal: ln(duration) is normal with mean `mu` and deviation `sigma`.
-    Lognormal {
-        /// Mean of the logarithm.
-        mu: f64,
-        /// Standard deviation of the logarithm.
-        sigma: f64,
-    },
-    /// Pareto with minimum `scale` and tail index `shape`.
-    Pareto {
-        /// The minimum duration.
-        scale: f64,
-        /// The tail index.
-        shape: f64,
-    },
-}
-
-/// How a flow ends.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Close {
-    /// FIN both ways.
-    #[default]
-    Fin,
-    /// A RST from the client.
-    Rst,
-    /// No close: the flow goes quiet and idles out.
-    Idle,
 }
 
 /// One event of the timeline, at `at` seconds of simulated time.

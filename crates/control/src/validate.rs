@@ -8,7 +8,7 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
 use crate::plane::{ControlError, ControlPlane, Path, Seg};
-use crate::scenario::{Event, FlowDuration, Scenario};
+use crate::scenario::{Event, Scenario};
 
 /// One problem of a scenario: where, and what.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -87,13 +87,6 @@ fn k(k: &'static str) -> Seg {
 }
 fn ix(i: usize) -> Seg {
     Seg::Index(i)
-}
-
-fn is_prime(n: u32) -> bool {
-    n >= 2
-        && (2..)
-            .take_while(|d: &u32| u64::from(*d) * u64::from(*d) <= u64::from(n))
-            .all(|d| !n.is_multiple_of(d))
 }
 
 /// Every problem of `s`, each with its path (lines are filled in by the caller that has the text).
@@ -303,51 +296,26 @@ fn check_load_balancer(s: &Scenario, c: &mut Collector) {
             );
         }
         if let Some(m) = r.maglev
-            && (!is_prime(m) || m > 1 << 24)
+            && let Err(e) = plsim_lb::Hashing::maglev(m)
         {
-            c.at(
-                &at("maglev"),
-                format!("{m} is not a prime table size up to 16777216 (65537 is a good one)"),
-            );
+            c.at(&at("maglev"), e.to_string());
         }
     }
 }
 
 fn check_nat_settings(s: &Scenario, c: &mut Collector) {
     for (i, svc) in s.services.iter().enumerate() {
-        let at = |x| [k("services"), ix(i), k(x)];
-        let ports = svc.ports.count();
-        let (name, arg) = match svc.allocator.split_once(':') {
-            Some((n, a)) => (n, Some(a)),
-            None => (svc.allocator.as_str(), None),
-        };
-        let ok = match (name, arg) {
-            ("sequential", None) | ("random", None) => true,
-            ("random", Some(a)) => a.parse::<u64>().is_ok(),
-            ("block", Some(a)) => a.parse::<u32>().is_ok_and(|n| n >= 1 && n <= ports),
-            _ => false,
-        };
-        if !ok {
-            c.at(
-                &at("allocator"),
-                format!(
-                    "`{}` is not an allocator: sequential, random, random:SEED, or block:N with 1 <= N <= {ports} (the port range)",
-                    svc.allocator
-                ),
-            );
+        if let Err(e) = svc.allocator.check(svc.ports) {
+            c.at(&[k("services"), ix(i), k("allocator")], e.to_string());
         }
-        let t = svc.timers;
-        let tat = |x| [k("services"), ix(i), k("timers"), k(x)];
-        if !(4..=6000).contains(&t.idle) {
+        if let Err(e) = svc.timers.validate_azure() {
+            let field = match e {
+                plsim_snat::ConfigError::AzureTransitory(_) => "transitory",
+                _ => "idle",
+            };
             c.at(
-                &tat("idle"),
-                format!("{} s: the idle timeout is 4 to 6000 seconds", t.idle),
-            );
-        }
-        if t.transitory == 0 {
-            c.at(
-                &tat("transitory"),
-                "the transitory timeout must be at least 1 second",
+                &[k("services"), ix(i), k("timers"), k(field)],
+                e.to_string(),
             );
         }
     }
@@ -360,27 +328,11 @@ fn check_workload(s: &Scenario, c: &mut Collector) {
     if w.hosts_per_endpoint == 0 {
         c.at(&at("hosts_per_endpoint"), "at least one host per endpoint");
     }
-    if !positive(w.arrival.rate) {
-        c.at(
-            &[k("workload"), k("arrival"), k("rate")],
-            format!(
-                "{}: the rate must be a positive number of flows per second",
-                w.arrival.rate
-            ),
-        );
+    if let Err(e) = w.arrival.validate() {
+        c.at(&[k("workload"), k("arrival"), k("rate")], e.to_string());
     }
-    let d = [k("workload"), k("flow_duration")];
-    let bad = |what: &str, v: f64| format!("{what} = {v}: must be a positive number");
-    match w.flow_duration {
-        FlowDuration::Fixed { secs } if !positive(secs) => c.at(&d, bad("secs", secs)),
-        FlowDuration::Exponential { mean } if !positive(mean) => c.at(&d, bad("mean", mean)),
-        FlowDuration::Lognormal { mu, .. } if !mu.is_finite() => {
-            c.at(&d, format!("mu = {mu}: must be a number"))
-        }
-        FlowDuration::Lognormal { sigma, .. } if !positive(sigma) => c.at(&d, bad("sigma", sigma)),
-        FlowDuration::Pareto { scale, .. } if !positive(scale) => c.at(&d, bad("scale", scale)),
-        FlowDuration::Pareto { shape, .. } if !positive(shape) => c.at(&d, bad("shape", shape)),
-        _ => {}
+    if let Err(e) = w.flow_duration.validate() {
+        c.at(&[k("workload"), k("flow_duration")], e.to_string());
     }
     if w.packets_per_flow == 0 {
         c.at(&at("packets_per_flow"), "at least one packet per flow");

@@ -96,7 +96,7 @@ proptest! {
         s.seed = seed;
         s.services[0].nat_ips.truncate(n);
         s.services[0].ports = PortRange { lo, hi: lo.saturating_add(span) };
-        s.services[0].timers.idle = idle;
+        s.services[0].timers.idle = std::time::Duration::from_secs(idle);
         let text = s.to_toml();
         prop_assert_eq!(Scenario::from_toml_str(&text), Ok(s));
     }

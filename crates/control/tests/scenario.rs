@@ -1,6 +1,6 @@
 //! Scenario files: the built-in one, round trips, and problems with their places.
 
-use plsim_control::scenario::{Event, FlowDuration};
+use plsim_control::scenario::{Allocator, Event, FlowDuration};
 use plsim_control::{Problem, Scenario};
 
 fn problems(text: &str) -> Vec<Problem> {
@@ -87,11 +87,11 @@ fn every_problem_is_reported_not_just_the_first() {
     let mut s = Scenario::builtin();
     s.services[0].nat_ips.push("10.10.1.12".parse().unwrap());
     s.services[0].auto_approval.push("sub-x".into());
-    s.services[0].allocator = "block:0".into();
-    s.services[0].timers.idle = 3;
+    s.services[0].allocator = Allocator::Block(65_000);
+    s.services[0].timers.idle = std::time::Duration::from_secs(3);
     s.endpoints[0].private_ip = Some("10.0.0.255".parse().unwrap());
     s.load_balancer.rules[0].maglev = Some(65536);
-    s.workload.as_mut().unwrap().flow_duration = FlowDuration::Exponential { mean: 0.0 };
+    s.workload.as_mut().unwrap().flow_duration = FlowDuration::Exponential { mean_secs: 0.0 };
     s.timeline.push(Event::BackendDown {
         at: 5.0,
         backend: "10.9.9.9".parse().unwrap(),

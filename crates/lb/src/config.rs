@@ -139,6 +139,11 @@ pub enum RuleKind {
 /// The link id of the private endpoint connection is always part of the hash: two consumer
 /// VNets may use the same addresses, and they are different clients.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(rename_all = "kebab-case")
+)]
 pub enum Distribution {
     /// Source IP and port, destination IP and port, protocol (Azure's default).
     #[default]
@@ -172,10 +177,25 @@ impl Hashing {
     pub const MAGLEV: Hashing = Hashing::Maglev {
         table_size: DEFAULT_MAGLEV_TABLE_SIZE,
     };
+
+    /// Maglev with a table of `table_size` slots, which must be a prime from 3 to
+    /// [`MAX_MAGLEV_TABLE_SIZE`].
+    pub fn maglev(table_size: u32) -> Result<Hashing, ConfigError> {
+        if (3..=MAX_MAGLEV_TABLE_SIZE).contains(&table_size) && is_prime(table_size) {
+            Ok(Hashing::Maglev { table_size })
+        } else {
+            Err(ConfigError::MaglevTableSize(table_size))
+        }
+    }
 }
 
-/// What happens to a backend's flows when it is marked down.
+/// What happens to a backend's flows when it is marked down, written `keep` or `reset`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(rename_all = "kebab-case")
+)]
 pub enum OnBackendDown {
     /// They continue on it until they end (Azure's behaviour); only new flows avoid it.
     #[default]
@@ -239,7 +259,9 @@ pub enum ConfigError {
     #[error("{0} rules: at most 65535")]
     TooManyRules(usize),
     /// A Maglev table size that is not a prime in 3..=MAX_MAGLEV_TABLE_SIZE.
-    #[error("Maglev table size {0} must be a prime between 3 and {MAX_MAGLEV_TABLE_SIZE}")]
+    #[error(
+        "Maglev table size {0} must be a prime between 3 and {MAX_MAGLEV_TABLE_SIZE} (65537 is a good one)"
+    )]
     MaglevTableSize(u32),
     /// A zero idle timeout.
     #[error("the idle timeout must be nonzero")]

@@ -1,4 +1,7 @@
 //! The engine's configuration: NAT IPs, port range, allocator, reuse scope, selection, timers.
+//!
+//! These types are the one definition of each concept in plsim: scenario files (with the
+//! `serde` feature) and command-line flags (through [`FromStr`]) use them as they are.
 
 use std::fmt;
 use std::net::Ipv4Addr;
@@ -64,14 +67,10 @@ impl SnatConfig {
         if self.ports.lo > self.ports.hi {
             return Err(ConfigError::EmptyPortRange(self.ports));
         }
-        if let Allocator::Block(n) = self.allocator
-            && (n == 0 || u32::from(n) > self.ports.len())
-        {
-            return Err(ConfigError::BlockSize {
-                block: n,
-                range: self.ports.len(),
-            });
+        if self.ports.lo == 0 {
+            return Err(ConfigError::PortZero);
         }
+        self.allocator.check(self.ports)?;
         if self.timers.idle.is_zero() {
             return Err(ConfigError::ZeroTimer("idle"));
         }
@@ -82,8 +81,13 @@ impl SnatConfig {
     }
 }
 
-/// An inclusive range of ports, `lo..=hi`.
+/// An inclusive range of ports, `lo..=hi`, written `LO-HI` with `1 <= LO <= HI <= 65535`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(try_from = "String", into = "String")
+)]
 pub struct PortRange {
     /// The first port.
     pub lo: u16,
@@ -128,35 +132,44 @@ impl fmt::Display for PortRange {
 
 impl FromStr for PortRange {
     type Err = ConfigError;
-    /// Parses `LO-HI` (or a single port `P`).
+    /// Parses `LO-HI` with `1 <= LO <= HI <= 65535`.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bad = || ConfigError::Parse {
-            what: "port range (LO-HI)",
-            input: s.to_owned(),
-        };
-        let (lo, hi) = match s.split_once('-') {
-            Some((a, b)) => (
-                a.trim().parse().map_err(|_| bad())?,
-                b.trim().parse().map_err(|_| bad())?,
-            ),
-            None => {
-                let p = s.trim().parse().map_err(|_| bad())?;
-                (p, p)
-            }
-        };
-        let r = PortRange { lo, hi };
-        if r.is_empty() {
-            return Err(ConfigError::EmptyPortRange(r));
+        let bad = || ConfigError::BadPortRange(s.to_owned());
+        let (lo, hi) = s.split_once('-').ok_or_else(bad)?;
+        let lo: u16 = lo.trim().parse().map_err(|_| bad())?;
+        let hi: u16 = hi.trim().parse().map_err(|_| bad())?;
+        if lo == 0 || lo > hi {
+            return Err(bad());
         }
-        Ok(r)
+        Ok(PortRange { lo, hi })
     }
 }
 
-/// How ports are picked on a NAT IP (within one reuse scope).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+impl TryFrom<String> for PortRange {
+    type Error = ConfigError;
+    fn try_from(s: String) -> Result<PortRange, ConfigError> {
+        s.parse()
+    }
+}
+
+impl From<PortRange> for String {
+    fn from(p: PortRange) -> String {
+        p.to_string()
+    }
+}
+
+/// How ports are picked on a NAT IP (within one reuse scope), written `sequential`, `random`,
+/// `random:SEED` or `block:N`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(try_from = "String", into = "String")
+)]
 pub enum Allocator {
     /// `sequential`: next-fit, the first free port at or after the last one handed out
     /// (wrapping), so a freed port is reused as late as possible.
+    #[default]
     Sequential,
     /// `random` or `random:SEED`: RFC 6056 algorithm 1 (a random start, then the next free
     /// port), the randomness from ChaCha8 seeded with `seed`. A bitmap summary keeps the search
@@ -174,6 +187,7 @@ impl fmt::Display for Allocator {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Allocator::Sequential => f.write_str("sequential"),
+            Allocator::Random { seed: 0 } => f.write_str("random"),
             Allocator::Random { seed } => write!(f, "random:{seed}"),
             Allocator::Block(n) => write!(f, "block:{n}"),
         }
@@ -207,8 +221,42 @@ impl FromStr for Allocator {
     }
 }
 
-/// What a NAT port is unique within.
+impl TryFrom<String> for Allocator {
+    type Error = ConfigError;
+    fn try_from(s: String) -> Result<Allocator, ConfigError> {
+        s.parse()
+    }
+}
+
+impl From<Allocator> for String {
+    fn from(a: Allocator) -> String {
+        a.to_string()
+    }
+}
+
+impl Allocator {
+    /// Checks the allocator against the port range it allocates from: a block holds at most
+    /// the whole range.
+    pub fn check(&self, ports: PortRange) -> Result<(), ConfigError> {
+        match *self {
+            Allocator::Block(n) if n == 0 || u32::from(n) > ports.len() => {
+                Err(ConfigError::BlockSize {
+                    block: n,
+                    range: ports.len(),
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// What a NAT port is unique within, written `per-backend` or `per-ip`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(rename_all = "kebab-case")
+)]
 pub enum ReuseScope {
     /// `per-backend` (the default, as Azure documents: 64k ports per NAT IP per backend VM):
     /// unique per NAT IP and backend address, so each NAT IP has the whole range for every
@@ -242,8 +290,13 @@ impl FromStr for ReuseScope {
     }
 }
 
-/// How the NAT IP of a new flow is chosen.
+/// How the NAT IP of a new flow is chosen, written `paired` or `least-loaded`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(rename_all = "kebab-case")
+)]
 pub enum Selection {
     /// `paired` (RFC 4787 "IP address pooling: paired"): a consumer host (link id and address)
     /// keeps one NAT IP while it has flows; a new host gets the least loaded NAT IP; when its NAT
@@ -278,17 +331,70 @@ impl FromStr for Selection {
     }
 }
 
-/// The flow timers. Defaults: Azure's load balancer and RFC 5382.
+/// The flow timers. Defaults: Azure's load balancer and RFC 5382. In a scenario file they are
+/// whole seconds: `{ idle = 240, transitory = 240, fin_hold = 240, rst_hold = 15 }`, each
+/// optional.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(deny_unknown_fields, default)
+)]
 pub struct Timers {
-    /// Idle timeout of an established flow (default 4 min; Azure allows 4 to 100).
+    /// Idle timeout of an established flow (default 4 min; Azure allows 4 s to 100 min).
+    #[cfg_attr(feature = "serde", serde(with = "whole_secs"))]
     pub idle: Duration,
     /// Idle timeout of a half-open or half-closed flow (default 4 min, RFC 5382).
+    #[cfg_attr(feature = "serde", serde(with = "whole_secs"))]
     pub transitory: Duration,
     /// How long a port stays held after the flow closed with FINs both ways (default 240 s).
+    #[cfg_attr(feature = "serde", serde(with = "whole_secs"))]
     pub fin_hold: Duration,
     /// How long a port stays held after a RST (default 15 s).
+    #[cfg_attr(feature = "serde", serde(with = "whole_secs"))]
     pub rst_hold: Duration,
+}
+
+/// The shortest and longest idle timeout Azure allows.
+const AZURE_IDLE: std::ops::RangeInclusive<Duration> =
+    Duration::from_secs(4)..=Duration::from_secs(6000);
+
+impl Timers {
+    /// Checks Azure's limits, which a scenario must meet: an idle timeout of 4 s to 100 min and
+    /// a transitory timeout of at least 1 s. (The engine itself runs with any nonzero timers.)
+    pub fn validate_azure(&self) -> Result<(), ConfigError> {
+        if !AZURE_IDLE.contains(&self.idle) {
+            return Err(ConfigError::AzureIdle(self.idle));
+        }
+        if self.transitory < Duration::from_secs(1) {
+            return Err(ConfigError::AzureTransitory(self.transitory));
+        }
+        Ok(())
+    }
+
+    /// The longest of the timers: how long a flow record may outlive its last packet.
+    pub fn longest(&self) -> Duration {
+        self.idle
+            .max(self.transitory)
+            .max(self.fin_hold)
+            .max(self.rst_hold)
+    }
+}
+
+/// Durations as whole seconds (the scenario file's unit for timers).
+#[cfg(feature = "serde")]
+mod whole_secs {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_secs())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        u64::deserialize(d).map(Duration::from_secs)
+    }
 }
 
 impl Default for Timers {
@@ -317,6 +423,18 @@ pub enum ConfigError {
     /// `lo > hi`.
     #[error("empty port range {0}")]
     EmptyPortRange(PortRange),
+    /// A range that starts at port 0.
+    #[error("port 0 is not a NAT port")]
+    PortZero,
+    /// Text that is not a port range.
+    #[error("`{0}` is not a port range `lo-hi` with 1 <= lo <= hi <= 65535")]
+    BadPortRange(String),
+    /// An idle timeout Azure does not allow.
+    #[error("{} s: the idle timeout is 4 to 6000 seconds", .0.as_secs_f64())]
+    AzureIdle(Duration),
+    /// A transitory timeout below a second.
+    #[error("{} s: the transitory timeout must be at least 1 second", .0.as_secs_f64())]
+    AzureTransitory(Duration),
     /// A block size of zero or larger than the port range.
     #[error("block size {block} does not fit a port range of {range} ports")]
     BlockSize {

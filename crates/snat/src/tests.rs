@@ -832,8 +832,11 @@ fn config_errors_and_names() {
     assert_eq!("paired".parse(), Ok(Selection::Paired));
     assert!("per-vm".parse::<ReuseScope>().is_err());
     assert_eq!("1024-65535".parse(), Ok(PortRange::default()));
-    assert_eq!("80".parse(), Ok(PortRange::new(80, 80)));
-    assert!("9-8".parse::<PortRange>().is_err());
+    assert_eq!("80-80".parse(), Ok(PortRange::new(80, 80)));
+    // One form, one rule (the scenario's and the flags'): LO-HI with 1 <= LO <= HI.
+    for bad in ["80", "0-10", "9-8", "-", "a-b"] {
+        assert!(bad.parse::<PortRange>().is_err(), "{bad}");
+    }
     assert!("1-70000".parse::<PortRange>().is_err());
     assert_eq!(PortRange::default().len(), 64_512);
     let d = SnatConfig::default();

@@ -6,7 +6,7 @@ use plsim_control::Scenario;
 use plsim_traffic::tcp::{EchoSpec, run_echo};
 use std::hint::black_box;
 
-use plsim_pipeline::tcp::{Serial, serial};
+use plsim_lab::tcp::{Serial, serial};
 
 fn setup(connections: u32, bytes: u64) -> (Serial, EchoSpec) {
     serial(&Scenario::builtin(), connections, bytes).expect("the built-in scenario builds")

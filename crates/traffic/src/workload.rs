@@ -170,18 +170,26 @@ fn check(what: &'static str, value: f64, allow_zero: bool) -> Result<(), SpecErr
     }
 }
 
-/// How flows arrive.
+/// How flows arrive: `constant:RATE` or `poisson:RATE` on the command line,
+/// `{ kind = "constant" | "poisson", rate = RATE }` in a scenario file.
 #[derive(Clone, Copy, Debug, PartialEq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)
+)]
 pub enum Arrivals {
     /// One flow every `1 / per_sec` seconds exactly, the first at the start (`constant:RATE`).
     Constant {
         /// Flows per second.
+        #[cfg_attr(feature = "serde", serde(rename = "rate"))]
         per_sec: f64,
     },
     /// A Poisson process: exponential gaps of mean `1 / per_sec`, the first flow at the start
     /// (`poisson:RATE`).
     Poisson {
         /// The mean number of flows per second.
+        #[cfg_attr(feature = "serde", serde(rename = "rate"))]
         per_sec: f64,
     },
 }
@@ -194,7 +202,8 @@ impl Arrivals {
         }
     }
 
-    fn validate(&self) -> Result<(), SpecError> {
+    /// Checks the rate: a finite number above zero.
+    pub fn validate(&self) -> Result<(), SpecError> {
         check("the arrival rate", self.per_sec(), false)
     }
 }
@@ -232,7 +241,14 @@ impl FromStr for Arrivals {
 }
 
 /// How long flows last, in seconds: from the SYN to the close (see the [module](self) docs).
+/// In a scenario file: `{ kind = "fixed", secs }`, `{ kind = "exponential", mean }`,
+/// `{ kind = "lognormal", mu, sigma }` or `{ kind = "pareto", scale, shape }`.
 #[derive(Clone, Copy, Debug, PartialEq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)
+)]
 pub enum FlowDuration {
     /// Always `secs` (`fixed:SECS`).
     Fixed {
@@ -242,10 +258,12 @@ pub enum FlowDuration {
     /// Exponential with mean `mean_secs` (`exp:MEAN`).
     Exponential {
         /// The mean in seconds, > 0.
+        #[cfg_attr(feature = "serde", serde(rename = "mean"))]
         mean_secs: f64,
     },
     /// Log-normal: the natural log of the seconds is normal with mean `mu` and standard deviation
     /// `sigma` (`lognormal:MU,SIGMA`). The median is `e^mu` seconds.
+    #[cfg_attr(feature = "serde", serde(rename = "lognormal"))]
     LogNormal {
         /// The mean of ln(seconds).
         mu: f64,
@@ -256,6 +274,7 @@ pub enum FlowDuration {
     /// The mean is finite only for `shape > 1`.
     Pareto {
         /// The minimum in seconds, > 0.
+        #[cfg_attr(feature = "serde", serde(rename = "scale"))]
         scale_secs: f64,
         /// The tail index, > 0.
         shape: f64,
@@ -275,7 +294,8 @@ impl FlowDuration {
         }
     }
 
-    fn validate(&self) -> Result<(), SpecError> {
+    /// Checks the parameters (see each variant).
+    pub fn validate(&self) -> Result<(), SpecError> {
         match *self {
             FlowDuration::Fixed { secs } => check("a fixed duration", secs, true),
             FlowDuration::Exponential { mean_secs } => {
@@ -343,8 +363,13 @@ impl FromStr for FlowDuration {
     }
 }
 
-/// How flows end.
+/// How flows end: `fin`, `rst` or `idle`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(rename_all = "kebab-case")
+)]
 pub enum Close {
     /// FIN-ACK both ways and a last ACK (`fin`).
     #[default]

@@ -77,10 +77,14 @@ pub struct FlowTuple {
     pub dport: u16,
 }
 
+/// A TCP connection, the same for both directions: its two ends (address and port), lower
+/// first.
+pub type Connection = ((Ipv4Addr, u16), (Ipv4Addr, u16));
+
 impl FlowTuple {
     /// The connection this packet belongs to, the same for both directions: its two ends,
     /// lower first.
-    pub fn connection(self) -> ((Ipv4Addr, u16), (Ipv4Addr, u16)) {
+    pub fn connection(self) -> Connection {
         let (a, b) = ((self.src, self.sport), (self.dst, self.dport));
         if a <= b { (a, b) } else { (b, a) }
     }

@@ -13,14 +13,13 @@ use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
 use plsim_pcap::{Reader, Writer};
-use plsim_wire::{DropReason, FlowTuple, LinkType, SimTime, TcpFlags, checksum, classify};
+use plsim_wire::{
+    Connection, DropReason, FlowTuple, LinkType, SimTime, TcpFlags, checksum, classify,
+};
 
 use plsim_engine::{BackendSide, Batch, Dir, Feeder, Fill, Meta, Taps};
 
 use crate::Event;
-
-/// Who opened a connection: the SYN's sender is the client. Keyed by both ends, lower first.
-type Conn = ((Ipv4Addr, u16), (Ipv4Addr, u16));
 
 /// What was read from the capture.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -123,7 +122,7 @@ struct FeedState {
     endpoint: Ipv4Addr,
     vnet: u32,
     /// The client end of each connection.
-    clients: HashMap<Conn, (Ipv4Addr, u16)>,
+    clients: HashMap<Connection, (Ipv4Addr, u16)>,
     /// The server address last seen behind each consumer-side tuple (client end, server port):
     /// every server address maps to the one private endpoint, so two servers reached from one
     /// client port become one tuple.
@@ -411,7 +410,9 @@ type Files<W> = (LinkType, Writer<W>, Writer<W>);
 /// What [`PcapTaps::finish`] wrote.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Written {
+    /// Packets in `consumer.pcap`.
     pub consumer: u64,
+    /// Packets in `backend.pcap`.
     pub backend: u64,
     /// Frames left out for their link type.
     pub skipped: u64,

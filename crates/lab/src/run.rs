@@ -1,18 +1,17 @@
 //! One run: a capture or a synthetic workload through the path built from a scenario, with
 //! everything a run writes (summary, both pcaps, the time series).
 
-use std::fmt::Write as _;
 use std::time::Duration;
 
 use plsim_control::Scenario;
 use plsim_engine::{Batch, Engine, Feeder, Fill, Options, Parts, Taps};
 use plsim_wire::SimTime;
 
-use crate::Event;
-use crate::path::{BadSetting, Path, summarize};
+use crate::path::Path;
 use crate::replay::{BackendEmulation, CaptureFeeder, PacketSource};
-use crate::stages::Sample;
-use crate::summary::{Input, Summary};
+use crate::series::Sample;
+use crate::summary::{Input, Summary, summarize};
+use crate::{Error, Event, Result};
 
 /// How to run.
 pub struct RunSpec<'a> {
@@ -79,10 +78,10 @@ pub fn run<S: PacketSource, T: Taps>(
     source: &mut S,
     spec: &RunSpec<'_>,
     taps: T,
-) -> Result<(Outcome, T), BadSetting> {
+) -> Result<(Outcome, T)> {
     let mut sim = Path::build(spec.scenario, spec.pickup)?;
     let Some((vnet, endpoint)) = sim.replay_endpoint else {
-        return Err(BadSetting(
+        return Err(Error::Input(
             "the scenario has no private endpoint to send through".into(),
         ));
     };
@@ -119,43 +118,4 @@ pub fn run<S: PacketSource, T: Taps>(
     let series = fin.parts.core.1.take_series(end);
     let summary = summarize(&fin, input, sim_time);
     Ok((Outcome { summary, series }, fin.taps))
-}
-
-/// The time series as CSV: `t_s,live_flows,snat_failures,ports_held,ports_in_use_<NAT IP>...`,
-/// time in seconds from the first sample.
-pub fn series_csv(series: &[Sample]) -> String {
-    let mut ips = Vec::new();
-    for s in series {
-        for (ip, _) in &s.ports_in_use {
-            if !ips.contains(ip) {
-                ips.push(*ip);
-            }
-        }
-    }
-    let mut out = String::from("t_s,live_flows,snat_failures,ports_held");
-    for ip in &ips {
-        let _ = write!(out, ",ports_in_use_{ip}");
-    }
-    out.push('\n');
-    let t0 = series.first().map_or(SimTime::ZERO, |s| s.t);
-    for s in series {
-        let _ = write!(
-            out,
-            "{:.6},{},{},{}",
-            (s.t - t0).as_secs_f64(),
-            s.live_flows,
-            s.snat_failures,
-            s.ports_held
-        );
-        for ip in &ips {
-            let n = s
-                .ports_in_use
-                .iter()
-                .find(|(i, _)| i == ip)
-                .map_or(0, |(_, n)| *n);
-            let _ = write!(out, ",{n}");
-        }
-        out.push('\n');
-    }
-    out
 }

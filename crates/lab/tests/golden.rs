@@ -2,16 +2,18 @@
 //! gave when these files were written: the summary (but its wall-clock parts), the time series
 //! and both output captures, under a few settings that exercise every allocator and reuse scope.
 //! A refactoring must leave them byte for byte; a change of behaviour rewrites them on purpose:
-//! `PLSIM_BLESS=1 cargo test -p plsim-pipeline --test golden`, and the diff shows what changed.
+//! `PLSIM_BLESS=1 cargo test -p plsim-lab --test golden`, and the diff shows what changed.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use plsim_control::Scenario;
+use plsim_control::scenario::{Allocator, PortRange, ReuseScope};
+use plsim_lab::path::Overrides;
+use plsim_lab::replay::{PacketSource, PcapTaps, WorkloadSource};
+use plsim_lab::run::{self as sim, RunSpec};
+use plsim_lab::series::series_csv;
 use plsim_pcap::Reader;
-use plsim_pipeline::path::Overrides;
-use plsim_pipeline::replay::{PacketSource, PcapTaps, WorkloadSource};
-use plsim_pipeline::sim::{self, RunSpec, series_csv};
 use plsim_traffic::workload::Workload;
 
 /// The settings each capture is replayed under: a name and the overrides.
@@ -22,9 +24,9 @@ fn settings() -> Vec<(&'static str, Overrides, bool)> {
             "per-ip-random-pickup",
             Overrides {
                 nat_ips: Some(2),
-                ports: Some("1024-1033".into()),
-                allocator: Some("random:7".into()),
-                reuse: Some("per-ip".into()),
+                ports: Some(PortRange::new(1024, 1033)),
+                allocator: Some(Allocator::Random { seed: 7 }),
+                reuse: Some(ReuseScope::PerIp),
                 pickup: true,
             },
             true,
@@ -33,8 +35,8 @@ fn settings() -> Vec<(&'static str, Overrides, bool)> {
             "block",
             Overrides {
                 nat_ips: Some(3),
-                ports: Some("2000-2063".into()),
-                allocator: Some("block:4".into()),
+                ports: Some(PortRange::new(2000, 2063)),
+                allocator: Some(Allocator::Block(4)),
                 ..Overrides::default()
             },
             false,
@@ -145,7 +147,10 @@ fn shipped_captures_replay_as_before() {
 fn real_captures_replay_as_before() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/pcaps-real");
     if !dir.is_dir() {
-        eprintln!("skipping: {} is absent (it sits beside the project in CI)", dir.display());
+        eprintln!(
+            "skipping: {} is absent (it sits beside the project in CI)",
+            dir.display()
+        );
         return;
     }
     replay_all(&dir);
@@ -154,7 +159,7 @@ fn real_captures_replay_as_before() {
 #[test]
 fn the_builtin_workload_runs_as_before() {
     let scenario = Scenario::builtin();
-    let mut spec = plsim_pipeline::path::workload_spec(&scenario).unwrap();
+    let mut spec = plsim_lab::workload::spec(&scenario).unwrap();
     spec.flows = Some(3_000);
     spec.until_secs = None;
     let mut source = WorkloadSource::new(Workload::new(&spec).unwrap());
@@ -162,7 +167,7 @@ fn the_builtin_workload_runs_as_before() {
     let mut tight = scenario.clone();
     Overrides {
         nat_ips: Some(1),
-        ports: Some("1024-1279".into()),
+        ports: Some(PortRange::new(1024, 1279)),
         ..Overrides::default()
     }
     .apply(&mut tight)

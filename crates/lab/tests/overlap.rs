@@ -7,7 +7,7 @@ use std::net::Ipv4Addr;
 use plsim_control::Scenario;
 use plsim_control::scenario::{Endpoint, Vnet};
 use plsim_engine::{Dir, Edge, Meta, Stage};
-use plsim_pipeline::path::Path;
+use plsim_lab::path::Path;
 use plsim_wire::build::{TcpSegment, tuple};
 use plsim_wire::{FlowTuple, LinkId, LinkType, SimTime, TcpFlags, checksum, classify};
 
@@ -106,7 +106,7 @@ fn identical_consumers_never_mix() {
     }
 
     // Rejecting one of them leaves the other's flow alone.
-    let ev = plsim_pipeline::Event::LinkClosed {
+    let ev = plsim_lab::Event::LinkClosed {
         link: link1,
         service: 0,
     };

@@ -1,33 +1,42 @@
-//! `plsim inspect`: a capture's traffic mix and what the path would drop, and why.
+//! A capture's traffic mix and what the path would drop, and why (`plsim inspect`).
 
 use std::collections::{BTreeSet, HashMap};
-use std::net::Ipv4Addr;
 use std::path::Path;
 
 use plsim_pcap::Reader;
-use plsim_wire::{DropReason, classify};
+use plsim_wire::{Connection, DropReason, classify};
 use serde::Serialize;
-
-use crate::Failure;
 
 /// What `inspect` reports (and `--json` prints).
 #[derive(Serialize, Debug, Default)]
 pub struct Report {
+    /// The capture's path.
     pub file: String,
+    /// pcap or pcapng, and the timestamp resolution.
     pub format: String,
+    /// Packets read.
     pub packets: u64,
     /// Captured bytes.
     pub bytes: u64,
     /// Bytes on the wire (larger when the capture snapped frames).
     pub wire_bytes: u64,
+    /// The capture was cut short or damaged; it was read up to there.
     pub truncated: bool,
+    /// The link types of its packets.
     pub link_types: Vec<String>,
+    /// The first packet's time, seconds since the epoch.
     pub first_ts_s: Option<f64>,
+    /// The last packet's time, seconds since the epoch.
     pub last_ts_s: Option<f64>,
+    /// From the first packet to the last, in seconds.
     pub span_s: f64,
+    /// Packets per class.
     pub classes: Classes,
+    /// TCP connections (both directions of each together).
     pub tcp_flows: u64,
+    /// Those whose first packet in the capture is a SYN.
     pub tcp_flows_with_syn: u64,
+    /// What the reader warned of (the damage that cut the capture short).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub warning: Option<String>,
 }
@@ -35,19 +44,22 @@ pub struct Report {
 /// Packets per class; the six add up to `packets`.
 #[derive(Serialize, Debug, Default, PartialEq, Eq)]
 pub struct Classes {
+    /// IPv4 TCP: what the path carries.
     pub ipv4_tcp: u64,
+    /// IPv6.
     pub ipv6: u64,
+    /// IPv4, not TCP.
     pub non_tcp: u64,
+    /// Not IP.
     pub non_ip: u64,
+    /// IPv4 fragments.
     pub fragment: u64,
+    /// Malformed headers.
     pub malformed: u64,
 }
 
-/// Both directions of a TCP connection: the lower end first.
-type ConnKey = ((Ipv4Addr, u16), (Ipv4Addr, u16));
-
 /// Reads a whole capture and tallies it.
-pub fn inspect(path: &Path) -> Result<Report, plsim_pcap::ReadError> {
+pub fn inspect(path: &Path) -> crate::Result<Report> {
     let mut reader = Reader::open(path)?;
     let mut r = Report {
         file: path.display().to_string(),
@@ -56,7 +68,7 @@ pub fn inspect(path: &Path) -> Result<Report, plsim_pcap::ReadError> {
     };
     let mut links = BTreeSet::new();
     // Whether the first packet of each connection seen was a SYN.
-    let mut flows: HashMap<ConnKey, bool> = HashMap::new();
+    let mut flows: HashMap<Connection, bool> = HashMap::new();
     let (mut first, mut last) = (u64::MAX, 0u64);
     while let Some(p) = reader.next_packet() {
         r.packets += 1;
@@ -90,60 +102,4 @@ pub fn inspect(path: &Path) -> Result<Report, plsim_pcap::ReadError> {
     r.tcp_flows = flows.len() as u64;
     r.tcp_flows_with_syn = flows.values().filter(|&&s| s).count() as u64;
     Ok(r)
-}
-
-pub fn run(path: &Path, json: bool) -> Result<(), Failure> {
-    let r = inspect(path).map_err(|e| Failure::Input(e.to_string()))?;
-    if let Some(w) = &r.warning {
-        eprintln!("plsim: warning: {w}");
-    }
-    if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&r).expect("a report serializes")
-        );
-        return Ok(());
-    }
-    let c = &r.classes;
-    let pct = |n: u64| {
-        if r.packets == 0 {
-            0.0
-        } else {
-            100.0 * n as f64 / r.packets as f64
-        }
-    };
-    println!("{} ({}, {})", r.file, r.format, r.link_types.join(", "));
-    println!(
-        "  packets      {:>10}{}",
-        r.packets,
-        if r.truncated {
-            "  (capture cut short)"
-        } else {
-            ""
-        }
-    );
-    println!(
-        "  bytes        {:>10} captured, {} on the wire",
-        r.bytes, r.wire_bytes
-    );
-    println!("  time span    {:>10.3} s", r.span_s);
-    println!(
-        "  ipv4 tcp     {:>10}  {:5.1}%  carried",
-        c.ipv4_tcp,
-        pct(c.ipv4_tcp)
-    );
-    for (name, n) in [
-        ("ipv6", c.ipv6),
-        ("non_tcp", c.non_tcp),
-        ("non_ip", c.non_ip),
-        ("fragment", c.fragment),
-        ("malformed", c.malformed),
-    ] {
-        println!("  {name:<12} {n:>10}  {:5.1}%  dropped", pct(n));
-    }
-    println!(
-        "  tcp flows    {:>10}  ({} start with a SYN in the capture)",
-        r.tcp_flows, r.tcp_flows_with_syn
-    );
-    Ok(())
 }

@@ -11,8 +11,11 @@ use plsim_engine::{
     AsIs, Batch, Dir, Edge, Feeder, Fill, Meta, NoTaps, Options, Parts, RunStats, Stages,
 };
 
+use serde::Serialize;
+
 use crate::Event;
 use crate::replay::BackendEmulation;
+use crate::summary::Latency;
 
 /// The frame length the bench pushes.
 pub const FRAME_LEN: usize = 64;
@@ -140,7 +143,100 @@ impl Feeder<Event> for Traffic<'_> {
     }
 }
 
-/// What `plsim bench` measured.
+/// What `plsim bench --json` prints.
+#[derive(Clone, Debug, Serialize)]
+pub struct BenchReport {
+    /// Million packets per second through the engine (wall clock).
+    pub mpps: f64,
+    /// The single-core reference NAT loop over the same frames, in the same run.
+    pub reference_mpps: f64,
+    /// Live flows built before timing.
+    pub flows: u32,
+    /// Frames pushed.
+    pub packets: u64,
+    /// Flows opened per second in the setup (SYN, SYN-ACK, ACK through the whole path).
+    pub setup_per_sec: f64,
+    /// SNAT flow state per live flow (flow table, indexes, timers, port allocators).
+    pub bytes_per_flow: f64,
+    /// Wall time of the timed phase.
+    pub wall_s: f64,
+    /// In-engine latency of the timed phase.
+    pub latency_ns: Latency,
+    /// Frames delivered to the backends.
+    pub delivered: u64,
+    /// Packets dropped, setup and timed phase together.
+    pub dropped: u64,
+    /// Time each stage spent per packet processing (not waiting), in the timed phase.
+    pub stage_ns_per_packet: StageNs,
+    /// Packets per batch.
+    pub batch: usize,
+}
+
+/// Nanoseconds per packet each stage spent processing.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct StageNs {
+    /// The private endpoint (on the driver thread).
+    pub endpoint: f64,
+    /// The load balancer.
+    pub lb: f64,
+    /// The SNAT stage.
+    pub snat: f64,
+}
+
+/// `plsim bench`: the built-in scenario, `flows` live flows, `packets` frames.
+pub fn run_builtin(
+    flows: u32,
+    packets: u64,
+    engine: plsim_engine::Engine,
+    batch: usize,
+) -> crate::Result<BenchReport> {
+    if flows == 0 || packets == 0 {
+        return Err(crate::Error::Usage(
+            "--flows and --packets must be at least 1".into(),
+        ));
+    }
+    let scenario = plsim_control::Scenario::builtin();
+    let sim = crate::path::Path::build(&scenario, false)?;
+    let (vnet, endpoint) = sim
+        .replay_endpoint
+        .expect("the built-in scenario has an endpoint");
+    let addrs = BenchAddrs {
+        clients: Ipv4Addr::new(10, 1, 0, 0),
+        endpoint: (endpoint, 443),
+        vnet,
+    };
+    let parts = Parts {
+        edge: sim.endpoint,
+        core: (sim.lb, sim.snat),
+        backend: AsIs,
+    };
+    let (res, parts) = bench(parts, addrs, flows, packets, engine, batch);
+    let snat = &parts.core.1;
+    let snat_bytes: usize = snat.engines().iter().map(|e| e.memory_bytes()).sum();
+    let live: u64 = snat.engines().iter().map(|e| e.stats().live).sum();
+    let per = |d: std::time::Duration| d.as_nanos() as f64 / packets as f64;
+    let busy = |i: usize| res.stats.busy.get(i).copied().unwrap_or_default();
+    Ok(BenchReport {
+        mpps: res.mpps,
+        reference_mpps: res.reference_mpps,
+        flows,
+        packets,
+        setup_per_sec: res.setup_per_sec,
+        bytes_per_flow: snat_bytes as f64 / live.max(1) as f64,
+        wall_s: res.stats.wall.as_secs_f64(),
+        latency_ns: Latency::from(&res.stats.latency_ns),
+        delivered: res.stats.to_backend,
+        dropped: res.stats.dropped.total() + res.setup.dropped.total(),
+        stage_ns_per_packet: StageNs {
+            endpoint: per(busy(0)),
+            lb: per(busy(1)),
+            snat: per(busy(2)),
+        },
+        batch,
+    })
+}
+
+/// What one bench run measured.
 #[derive(Clone, Debug)]
 pub struct BenchResult {
     /// Million packets per second through the pipeline (wall clock).
@@ -148,7 +244,9 @@ pub struct BenchResult {
     /// Million packets per second of the single-core reference NAT loop over the same frames,
     /// measured in the same run (see [`reference_loop`]).
     pub reference_mpps: f64,
+    /// Live flows.
     pub flows: u32,
+    /// Frames pushed.
     pub packets: u64,
     /// Flows opened per second in the setup (three packets each).
     pub setup_per_sec: f64,

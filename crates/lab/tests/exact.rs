@@ -9,12 +9,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use plsim_control::Scenario;
-use plsim_control::scenario::{Event as Timeline, PortRange, Reuse};
+use plsim_control::scenario::{Event as Timeline, PortRange, ReuseScope};
 use plsim_engine::Engine;
+use plsim_lab::replay::{FrameSource, PacketSource, PcapTaps};
+use plsim_lab::run::{self as sim, RunSpec};
+use plsim_lab::series::Sample;
 use plsim_pcap::Reader;
-use plsim_pipeline::replay::{FrameSource, PacketSource, PcapTaps};
-use plsim_pipeline::sim::{self, RunSpec};
-use plsim_pipeline::stages::Sample;
 use plsim_traffic::captures::Frame;
 use plsim_wire::build::{TcpSegment, tuple};
 use plsim_wire::{LinkType, TcpFlags};
@@ -298,14 +298,14 @@ fn scenario_of(s: &Setting) -> Scenario {
         hi: 2000 + s.ports - 1,
     };
     svc.reuse = if s.per_ip {
-        Reuse::PerIp
+        ReuseScope::PerIp
     } else {
-        Reuse::PerBackend
+        ReuseScope::PerBackend
     };
-    svc.timers.idle = 60;
-    svc.timers.transitory = 30;
-    svc.timers.fin_hold = 20;
-    svc.timers.rst_hold = 5;
+    svc.timers.idle = Duration::from_secs(60);
+    svc.timers.transitory = Duration::from_secs(30);
+    svc.timers.fin_hold = Duration::from_secs(20);
+    svc.timers.rst_hold = Duration::from_secs(5);
     let backend = sc.load_balancer.pools[0].backends[1];
     if let Some(at) = s.reject {
         sc.timeline.push(Timeline::Reject {

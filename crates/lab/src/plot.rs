@@ -1,19 +1,26 @@
 //! Plots (plotters): the gauges of a run over simulated time, and a sweep's results against the
 //! swept setting. Each is written as SVG and as PNG.
 
+use std::net::Ipv4Addr;
 use std::path::Path;
 
 use plotters::prelude::*;
 
+use crate::series::Sample;
+
 /// One line of a plot.
 pub struct Line {
+    /// Its name in the legend (none when empty).
     pub label: String,
+    /// Its points, `(x, y)`.
     pub points: Vec<(f64, f64)>,
 }
 
-/// A plot: a title, axis names and lines on one chart per panel.
+/// One chart of a plot: lines over a shared x axis.
 pub struct Panel {
+    /// The name of the y axis.
     pub y_label: String,
+    /// The lines.
     pub lines: Vec<Line>,
 }
 
@@ -128,4 +135,53 @@ pub fn write(stem: &Path, title: &str, x_label: &str, panels: &[Panel]) -> Resul
     )
     .map_err(|e| format!("{}: {e}", png.display()))?;
     Ok(())
+}
+
+/// The gauges of a run over simulated time: ports in use per NAT IP, live flows, ports held,
+/// SNAT failures. Writes `stem.svg` and `stem.png`.
+pub fn series(stem: &Path, title: &str, series: &[Sample]) -> Result<(), String> {
+    let t0 = series.first().map_or(0, |s| s.t.as_nanos());
+    let t = |s: &Sample| (s.t.as_nanos() - t0) as f64 / 1e9;
+    let mut ips: Vec<Ipv4Addr> = Vec::new();
+    for s in series {
+        for (ip, _) in &s.ports_in_use {
+            if !ips.contains(ip) {
+                ips.push(*ip);
+            }
+        }
+    }
+    let ports = ips
+        .iter()
+        .map(|ip| Line {
+            label: ip.to_string(),
+            points: series
+                .iter()
+                .map(|s| {
+                    let n = s
+                        .ports_in_use
+                        .iter()
+                        .find(|(i, _)| i == ip)
+                        .map_or(0, |(_, n)| *n);
+                    (t(s), n as f64)
+                })
+                .collect(),
+        })
+        .collect();
+    let single = |label: &str, f: &dyn Fn(&Sample) -> u64| Panel {
+        y_label: label.to_string(),
+        lines: vec![Line {
+            label: String::new(),
+            points: series.iter().map(|s| (t(s), f(s) as f64)).collect(),
+        }],
+    };
+    let panels = [
+        Panel {
+            y_label: "ports in use".into(),
+            lines: ports,
+        },
+        single("live flows", &|s| s.live_flows),
+        single("ports held", &|s| s.ports_held),
+        single("SNAT failures", &|s| s.snat_failures),
+    ];
+    write(stem, title, "simulated time (s)", &panels)
 }

@@ -12,6 +12,7 @@ use plsim_wire::{DropReason, Ipv4Tcp, LinkId, SimTime};
 use plsim_engine::{Dir, Edge, Meta, Stage};
 
 use crate::Event;
+use crate::series::{Sample, Series};
 
 #[inline]
 fn view(meta: &mut Meta) -> &mut Ipv4Tcp {
@@ -186,25 +187,18 @@ impl SnatStage {
         &self.backends
     }
 
-    /// Samples the gauges whenever simulated time crosses a multiple of `every` (at most once
-    /// per packet, so a capture with a gap of years costs one sample, not millions).
+    /// Samples the gauges whenever simulated time crosses a multiple of `every` (see
+    /// [`Series`]).
     pub fn sample_every(&mut self, every: Duration) {
-        self.series = Some(Series {
-            every: every.max(Duration::from_nanos(1)),
-            next: None,
-            samples: Vec::new(),
-        });
+        self.series = Some(Series::new(every));
     }
 
     /// The samples taken, and one at `now` for the end of the run.
     pub fn take_series(&mut self, now: SimTime) -> Vec<Sample> {
-        let Some(mut series) = self.series.take() else {
-            return Vec::new();
-        };
-        if series.samples.last().is_none_or(|s| s.t < now) {
-            series.samples.push(self.sample(now));
+        match self.series.take() {
+            Some(series) => series.finish(self.sample(now)),
+            None => Vec::new(),
         }
-        series.samples
     }
 
     /// Frees the ports and flows whose timers ran out by `now` (the engines run due timers in
@@ -231,26 +225,6 @@ impl SnatStage {
         }
         s
     }
-}
-
-/// The gauges at one simulated instant.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Sample {
-    pub t: SimTime,
-    /// Flow records (open, or closed with the port held).
-    pub live_flows: u64,
-    /// SNAT failures so far.
-    pub snat_failures: u64,
-    /// Ports of closed flows still held (after a FIN or RST), every NAT IP together.
-    pub ports_held: u64,
-    /// Ports in use on each NAT IP.
-    pub ports_in_use: Vec<(Ipv4Addr, u64)>,
-}
-
-struct Series {
-    every: Duration,
-    next: Option<SimTime>,
-    samples: Vec<Sample>,
 }
 
 impl Stage<Event> for SnatStage {
@@ -297,16 +271,12 @@ impl Stage<Event> for SnatStage {
         for e in &mut self.engines {
             e.expire(now);
         }
-        let Some(series) = &self.series else { return };
-        if series.next.is_some_and(|next| now < next) {
-            return;
+        if self.series.as_ref().is_some_and(|s| s.due(now)) {
+            let sample = self.sample(now);
+            if let Some(s) = self.series.as_mut() {
+                s.push(sample);
+            }
         }
-        let every = series.every.as_nanos() as u64;
-        let next = SimTime::from_nanos((now.as_nanos() / every + 1).saturating_mul(every));
-        let sample = self.sample(now);
-        let series = self.series.as_mut().expect("checked above");
-        series.samples.push(sample);
-        series.next = Some(next);
     }
     fn apply(&mut self, event: &Event, now: SimTime) {
         match *event {

@@ -7,20 +7,23 @@ use std::net::SocketAddrV4;
 use std::time::{Duration, Instant};
 
 use plsim_control::Scenario;
-use plsim_traffic::tcp::{EchoError, EchoOutcome, EchoSpec, Path as TcpPath, run_echo};
+use plsim_traffic::tcp::{EchoOutcome, EchoSpec, Path as TcpPath, run_echo};
 use plsim_wire::{DropReason, Ipv4Tcp, LinkId, LinkType, SimTime};
 
-use crate::path::{BadSetting, Path, summarize};
-use crate::stages::{EndpointStage, LbStage, SnatStage};
-use crate::summary::{Input, Summary, Tcp};
 use plsim_engine::{AsIs, Dir, Edge, Meta, NoTaps, Parts, RunStats, Stage};
 
-use crate::{Event, Finished};
+use crate::path::Path;
+use crate::stages::{EndpointStage, LbStage, SnatStage};
+use crate::summary::{Input, Summary, Tcp, summarize};
+use crate::{Error, Event, Finished, Result};
 
 /// The stages, called in order in one thread.
 pub struct Serial {
+    /// The private endpoints.
     pub endpoint: EndpointStage,
+    /// The load balancer.
     pub lb: LbStage,
+    /// The SNAT engines.
     pub snat: SnatStage,
     /// The consumer VNet the clients live in.
     vnet: u32,
@@ -110,27 +113,23 @@ impl TcpPath for Serial {
 /// The path of `scenario` as a serial path, and an echo spec aimed at its first endpoint (port
 /// 443) and its first pool's backends (listening on 443, as an HA-ports rule keeps the port), with
 /// clients from the scenario's workload hosts, lingering past the first service's FIN hold.
-pub fn serial(
-    scenario: &Scenario,
-    connections: u32,
-    bytes: u64,
-) -> Result<(Serial, EchoSpec), BadSetting> {
+pub fn serial(scenario: &Scenario, connections: u32, bytes: u64) -> Result<(Serial, EchoSpec)> {
     let built = Path::build(scenario, false)?;
     let (vnet, pe) = built
         .replay_endpoint
-        .ok_or_else(|| BadSetting("the scenario has no private endpoint".into()))?;
+        .ok_or_else(|| Error::Input("the scenario has no private endpoint".into()))?;
     let pool = scenario
         .load_balancer
         .pools
         .first()
-        .ok_or_else(|| BadSetting("the load balancer has no pool".into()))?;
+        .ok_or_else(|| Error::Input("the load balancer has no pool".into()))?;
     let backends = pool
         .backends
         .iter()
         .map(|&b| SocketAddrV4::new(b, 443))
         .collect();
     let mut spec = EchoSpec::new(SocketAddrV4::new(pe, 443), backends);
-    spec.first_client = crate::path::workload_spec(scenario)?.client_base;
+    spec.first_client = crate::workload::spec(scenario)?.client_base;
     spec.connections = connections;
     spec.bytes = bytes;
     let hold = scenario
@@ -138,8 +137,8 @@ pub fn serial(
         .iter()
         .map(|s| s.timers.fin_hold.max(s.timers.rst_hold))
         .max()
-        .unwrap_or(240);
-    spec.linger = Duration::from_secs(hold + 1);
+        .unwrap_or(Duration::from_secs(240));
+    spec.linger = hold + Duration::from_secs(1);
     let serial = Serial {
         endpoint: built.endpoint,
         lb: built.lb,
@@ -156,10 +155,10 @@ pub fn echo_summary(
     scenario: &Scenario,
     connections: u32,
     bytes: u64,
-) -> Result<(Summary, EchoOutcome<Serial>), BadSetting> {
+) -> Result<(Summary, EchoOutcome<Serial>)> {
     let (path, spec) = serial(scenario, connections, bytes)?;
     let start = Instant::now();
-    let out = run_echo(path, &spec).map_err(|e: EchoError| BadSetting(e.to_string()))?;
+    let out = run_echo(path, &spec)?;
     let wall = start.elapsed();
     let mut dropped = out.dropped;
     // Packets the path passed to nobody are none of the path's drops, but they were not

@@ -1,0 +1,100 @@
+//! The one error of everything the binary runs. Its variant decides the exit status (DESIGN
+//! section 4): 1 when an input can't be used, 2 for wrong usage.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use plsim_control::Problems;
+
+/// What went wrong, with the file or flag it concerns.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A flag, or a combination of flags, that can't be used (exit 2).
+    #[error("{0}")]
+    Usage(String),
+    /// A workload setting from the flags that can't be used (exit 2).
+    #[error(transparent)]
+    Workload(#[from] plsim_traffic::workload::SpecError),
+    /// A file that can't be read or written (exit 1).
+    #[error("{}: {reason}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why, in words.
+        reason: String,
+    },
+    /// A capture that can't be read (exit 1).
+    #[error(transparent)]
+    Capture(#[from] plsim_pcap::ReadError),
+    /// A scenario that fails validation, with every problem (exit 1).
+    #[error("{}", problems_text(.name, .problems))]
+    Scenario {
+        /// The file, or "the built-in scenario".
+        name: String,
+        /// Every problem, with its place.
+        problems: Problems,
+    },
+    /// A scenario that validates but can't be run as asked (exit 1).
+    #[error("{0}")]
+    Input(String),
+    /// The control plane refused an operation (exit 1).
+    #[error(transparent)]
+    Control(#[from] plsim_control::ControlError),
+    /// The SNAT engine refused its configuration (exit 1).
+    #[error(transparent)]
+    Snat(#[from] plsim_snat::ConfigError),
+    /// The load balancer refused its configuration (exit 1).
+    #[error(transparent)]
+    Lb(#[from] plsim_lb::ConfigError),
+    /// The real TCP endpoints could not run (exit 1).
+    #[error(transparent)]
+    Tcp(#[from] plsim_traffic::tcp::EchoError),
+}
+
+impl Error {
+    /// The exit status this error ends the process with.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Usage(_) | Error::Workload(_) => 2,
+            _ => 1,
+        }
+    }
+
+    /// An I/O error on `path`, in words a user reads ("no such file", "permission denied").
+    pub fn io(path: &Path, e: &io::Error) -> Error {
+        let reason = match e.kind() {
+            io::ErrorKind::NotFound => "no such file".to_owned(),
+            io::ErrorKind::PermissionDenied => "permission denied".to_owned(),
+            _ => {
+                // Drop the "(os error N)" tail: the words say it.
+                let s = e.to_string();
+                match s.find(" (os error") {
+                    Some(at) => s[..at].to_owned(),
+                    None => s,
+                }
+            }
+        };
+        Error::Io {
+            path: path.to_path_buf(),
+            reason,
+        }
+    }
+}
+
+/// One problem on one line; several as a list under the file's name.
+fn problems_text(name: &str, problems: &Problems) -> String {
+    let lines: Vec<String> = problems.0.iter().map(ToString::to_string).collect();
+    if lines.len() == 1 {
+        format!("{name}: {}", lines[0])
+    } else {
+        let mut s = format!("{name}: {} problems:", lines.len());
+        for l in lines {
+            s.push_str("\n  ");
+            s.push_str(&l);
+        }
+        s
+    }
+}
+
+/// The result of everything the binary runs.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

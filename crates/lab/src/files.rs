@@ -1,0 +1,59 @@
+//! The files around a run: scenario files in, summaries, time series and plots out.
+
+use std::path::Path;
+
+use plsim_control::Scenario;
+
+use crate::path::Overrides;
+use crate::series::{Sample, series_csv};
+use crate::summary::Summary;
+use crate::{Error, Result};
+
+/// Reads and checks a scenario file: every problem, with its line.
+pub fn read_scenario(file: &Path) -> Result<Scenario> {
+    let text = std::fs::read_to_string(file).map_err(|e| Error::io(file, &e))?;
+    Scenario::from_toml_str(&text).map_err(|problems| Error::Scenario {
+        name: file.display().to_string(),
+        problems,
+    })
+}
+
+/// The scenario of a run: a file, or the built-in scenario; the overrides applied; checked.
+pub fn load_scenario(file: Option<&Path>, overrides: &Overrides) -> Result<Scenario> {
+    let (name, mut scenario) = match file {
+        None => ("the built-in scenario".to_owned(), Scenario::builtin()),
+        Some(f) => (f.display().to_string(), read_scenario(f)?),
+    };
+    overrides.apply(&mut scenario)?;
+    scenario.validate().map_err(|problems| Error::Scenario {
+        name: format!("{name} with the flags given"),
+        problems,
+    })?;
+    Ok(scenario)
+}
+
+/// Writes a file whole, naming it in the error.
+pub fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
+    std::fs::write(path, bytes).map_err(|e| Error::io(path, &e))
+}
+
+/// Creates a directory (and its parents), naming it in the error.
+pub fn create_dir(dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, &e))
+}
+
+/// Writes `summary.json`, `timeseries.csv` and the time series plot (`timeseries.svg`, `.png`)
+/// of a run into `dir`. A plot that can't be drawn is a warning (returned), not an error.
+pub fn write_run(
+    dir: &Path,
+    summary: &Summary,
+    series: &[Sample],
+    title: &str,
+) -> Result<Option<String>> {
+    let json = serde_json::to_string_pretty(summary).expect("a summary serializes") + "\n";
+    write_file(&dir.join("summary.json"), json.as_bytes())?;
+    write_file(&dir.join("timeseries.csv"), series_csv(series).as_bytes())?;
+    Ok(crate::plot::series(&dir.join("timeseries"), title, series)
+        .err()
+        .map(|e| format!("no time series plot: {e}")))
+}

@@ -1,0 +1,329 @@
+//! The path built from a scenario: the private endpoints (the engine's edge), the load balancer
+//! and the SNAT engines (its core), and the scenario's timeline as engine events.
+
+use std::net::Ipv4Addr;
+
+use plsim_control::scenario::Scenario;
+use plsim_control::{ConnectionState, ControlPlane, Effect};
+use plsim_endpoint::{Endpoint, EndpointTable, VnetId};
+use plsim_lb::{Hashing, Lb, LbConfig, Rule};
+use plsim_snat::{Allocator, PortRange, ReuseScope, Snat, SnatConfig};
+use plsim_wire::SimTime;
+
+use crate::stages::{EndpointStage, LbStage, SnatStage};
+use crate::{Error, Event, Result};
+
+/// Overrides of a scenario's NAT settings, from the command line. They apply to every service.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Overrides {
+    /// Use the first N NAT IPs of each service.
+    pub nat_ips: Option<u8>,
+    /// The port range of every NAT IP.
+    pub ports: Option<PortRange>,
+    /// The port allocator.
+    pub allocator: Option<Allocator>,
+    /// The port reuse scope.
+    pub reuse: Option<ReuseScope>,
+    /// Mid-stream pickup (not a scenario setting: the run takes it).
+    pub pickup: bool,
+}
+
+impl Overrides {
+    /// Applies the overrides to a scenario (before it is checked and built). A count of NAT
+    /// IPs the scenario does not have is a usage error.
+    pub fn apply(&self, scenario: &mut Scenario) -> Result<()> {
+        for s in &mut scenario.services {
+            if let Some(n) = self.nat_ips {
+                let n = usize::from(n);
+                if n == 0 || n > plsim_snat::MAX_NAT_IPS {
+                    return Err(Error::Usage(format!(
+                        "--nat-ips {n}: a service has 1 to {} NAT IPs",
+                        plsim_snat::MAX_NAT_IPS
+                    )));
+                }
+                if n > s.nat_ips.len() {
+                    return Err(Error::Usage(format!(
+                        "--nat-ips {n}: service `{}` has only {} NAT IPs",
+                        s.name,
+                        s.nat_ips.len()
+                    )));
+                }
+                s.nat_ips.truncate(n);
+            }
+            if let Some(p) = self.ports {
+                s.ports = p;
+            }
+            if let Some(a) = self.allocator {
+                s.allocator = a;
+            }
+            if let Some(r) = self.reuse {
+                s.reuse = r;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The stages built from a scenario, ready to run.
+pub struct Path {
+    /// The private endpoints of every consumer VNet.
+    pub endpoint: EndpointStage,
+    /// The load balancer.
+    pub lb: LbStage,
+    /// The SNAT engines, one per service.
+    pub snat: SnatStage,
+    /// The timeline's effects as engine events, in time order.
+    pub events: Vec<(SimTime, Event)>,
+    /// The first endpoint's connection: where a replay's consumer sends (its VNet and address).
+    pub replay_endpoint: Option<(u32, Ipv4Addr)>,
+}
+
+fn event_of(e: Effect) -> Option<Event> {
+    Some(match e {
+        Effect::LinkApproved(l) => Event::LinkApproved {
+            link: l.id,
+            vnet: l.vnet,
+            endpoint: l.private_ip,
+            frontend: l.frontend,
+            service: l.service,
+        },
+        Effect::LinkClosed { link, service, .. } => Event::LinkClosed { link, service },
+        Effect::LinkDeleted(_) => return None,
+        Effect::BackendDown(ip) => Event::BackendDown(ip),
+        Effect::BackendUp(ip) => Event::BackendUp(ip),
+        Effect::NatIpAdded { service, ip } => Event::NatIpAdded { service, ip },
+    })
+}
+
+/// The backends a service's NAT IPs serve: every backend of the pools its frontend's rules
+/// send to.
+pub fn service_backends(scenario: &Scenario, frontend: &str) -> u64 {
+    let lbs = &scenario.load_balancer;
+    let mut ips: Vec<Ipv4Addr> = lbs
+        .rules
+        .iter()
+        .filter(|r| r.frontend == frontend)
+        .flat_map(|r| lbs.pools.iter().filter(move |p| p.name == r.pool))
+        .flat_map(|p| p.backends.iter().copied())
+        .collect();
+    ips.sort_unstable();
+    ips.dedup();
+    ips.len() as u64
+}
+
+/// The SNAT configuration of each service of a scenario.
+pub fn snat_configs(scenario: &Scenario, pickup: bool) -> Vec<SnatConfig> {
+    scenario
+        .services
+        .iter()
+        .map(|s| SnatConfig {
+            nat_ips: s.nat_ips.clone(),
+            ports: s.ports,
+            allocator: s.allocator,
+            reuse: s.reuse,
+            selection: s.selection,
+            timers: s.timers,
+            pickup,
+            rst_on_exhaustion: s.rst_on_exhaustion,
+        })
+        .collect()
+}
+
+/// The load balancer's configuration of a scenario. Its idle timeout is the longest timer of
+/// any service, so it never forgets a flow the SNAT stage still translates.
+pub fn lb_config(scenario: &Scenario) -> Result<LbConfig> {
+    let lbs = &scenario.load_balancer;
+    let idle = scenario
+        .services
+        .iter()
+        .map(|s| s.timers.longest())
+        .fold(plsim_lb::DEFAULT_IDLE_TIMEOUT, std::cmp::max);
+    let mut cfg = LbConfig {
+        frontends: lbs
+            .frontends
+            .iter()
+            .map(|f| plsim_lb::Frontend { ip: f.ip })
+            .collect(),
+        pools: lbs
+            .pools
+            .iter()
+            .map(|p| plsim_lb::Pool::new(p.name.clone(), p.backends.iter().copied()))
+            .collect(),
+        rules: Vec::new(),
+        idle_timeout: idle,
+        on_backend_down: lbs.on_backend_down,
+    };
+    for r in &lbs.rules {
+        let f = lbs
+            .frontends
+            .iter()
+            .find(|f| f.name == r.frontend)
+            .map(|f| f.ip)
+            .ok_or_else(|| {
+                Error::Input(format!("rule `{}`: no frontend `{}`", r.name, r.frontend))
+            })?;
+        let mut rule = match (r.ha_ports, r.frontend_port) {
+            (true, _) | (false, None) => Rule::ha_ports(f, r.pool.clone()),
+            (false, Some(fp)) => Rule::port(f, fp, r.backend_port.unwrap_or(fp), r.pool.clone()),
+        };
+        rule.distribution = r.distribution;
+        if let Some(size) = r.maglev {
+            rule.hashing = Hashing::maglev(size)?;
+        }
+        cfg.rules.push(rule);
+    }
+    Ok(cfg)
+}
+
+impl Path {
+    /// Builds the path of a scenario that passed validation, with `pickup` for mid-stream flows.
+    pub fn build(scenario: &Scenario, pickup: bool) -> Result<Path> {
+        let plane = ControlPlane::new(scenario)?;
+        let links = plane.links();
+
+        let mut table = EndpointTable::new();
+        for l in &links {
+            let ep = Endpoint {
+                link: l.id,
+                vnet: VnetId(l.vnet),
+                address: l.private_ip,
+                frontend: l.frontend,
+                approved: l.state == ConnectionState::Approved,
+            };
+            table.insert(ep).map_err(|e| Error::Input(e.to_string()))?;
+        }
+        let engines = snat_configs(scenario, pickup)
+            .into_iter()
+            .map(Snat::new)
+            .collect::<Result<Vec<_>, _>>()?;
+        let lb = Lb::new(lb_config(scenario)?)?;
+
+        let mut timeline = plane.clone();
+        let events = timeline
+            .advance(SimTime::MAX)
+            .effects
+            .into_iter()
+            .filter_map(|(t, e)| Some((t, event_of(e)?)))
+            .collect();
+
+        let replay_endpoint = scenario
+            .endpoints
+            .first()
+            .and_then(|e| plane.endpoint(&e.name))
+            .map(|pe| (pe.vnet_index, pe.private_ip));
+        Ok(Path {
+            endpoint: EndpointStage(table),
+            lb: LbStage(lb),
+            snat: SnatStage::new(
+                engines,
+                scenario
+                    .services
+                    .iter()
+                    .map(|s| service_backends(scenario, &s.frontend))
+                    .collect(),
+                links.iter().map(|l| (l.id, l.service)),
+            ),
+            events,
+            replay_endpoint,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use plsim_control::scenario::{OnBackendDown, Selection};
+
+    #[test]
+    fn the_builtin_scenario_maps_onto_the_stages() {
+        let s = Scenario::builtin();
+        let snat = snat_configs(&s, true);
+        assert_eq!(snat.len(), 1);
+        let c = &snat[0];
+        assert_eq!(c.nat_ips.len(), 8);
+        assert_eq!(c.nat_ips[0], Ipv4Addr::new(10, 10, 1, 4));
+        assert_eq!(c.ports, PortRange::new(1024, 65535));
+        assert_eq!(c.allocator, Allocator::Sequential);
+        assert_eq!(c.reuse, ReuseScope::PerBackend);
+        assert_eq!(c.selection, Selection::Paired);
+        assert_eq!(c.timers.rst_hold, Duration::from_secs(15));
+        assert!(c.pickup && !c.rst_on_exhaustion);
+        let lb = lb_config(&s).unwrap();
+        assert_eq!(
+            lb.frontends,
+            vec![plsim_lb::Frontend {
+                ip: Ipv4Addr::new(10, 10, 0, 4)
+            }]
+        );
+        assert_eq!(lb.pools[0].backends.len(), 4);
+        assert_eq!(
+            lb.rules,
+            vec![Rule::ha_ports(Ipv4Addr::new(10, 10, 0, 4), "app-pool")]
+        );
+        assert_eq!(lb.idle_timeout, Duration::from_secs(240));
+        assert_eq!(lb.on_backend_down, OnBackendDown::Keep);
+        assert_eq!(service_backends(&s, "fe-app"), 4);
+        let path = Path::build(&s, false).unwrap();
+        assert_eq!(path.replay_endpoint, Some((0, Ipv4Addr::new(10, 0, 0, 4))));
+        assert!(path.events.is_empty());
+    }
+
+    #[test]
+    fn settings_reach_the_stages_and_the_lb_outlives_every_snat_timer() {
+        let mut s = Scenario::builtin();
+        s.services[0].timers.fin_hold = Duration::from_secs(900);
+        s.services[0].rst_on_exhaustion = true;
+        s.load_balancer.on_backend_down = OnBackendDown::Reset;
+        s.load_balancer.rules[0].maglev = Some(65_537);
+        s.load_balancer.rules[0].distribution = plsim_lb::Distribution::SourceIp;
+        let lb = lb_config(&s).unwrap();
+        assert_eq!(lb.idle_timeout, Duration::from_secs(900));
+        assert_eq!(lb.on_backend_down, OnBackendDown::Reset);
+        assert_eq!(lb.rules[0].hashing, Hashing::Maglev { table_size: 65_537 });
+        assert_eq!(lb.rules[0].distribution, plsim_lb::Distribution::SourceIp);
+        assert!(snat_configs(&s, false)[0].rst_on_exhaustion);
+        // A port rule keeps its backend port, or the frontend port by default.
+        s.load_balancer.rules[0].ha_ports = false;
+        s.load_balancer.rules[0].frontend_port = Some(443);
+        let r = &lb_config(&s).unwrap().rules[0];
+        assert_eq!(
+            r.kind,
+            plsim_lb::RuleKind::Port {
+                frontend_port: 443,
+                backend_port: 443
+            }
+        );
+    }
+
+    #[test]
+    fn overrides_apply_to_every_service_and_refuse_what_it_lacks() {
+        let mut s = Scenario::builtin();
+        Overrides {
+            nat_ips: Some(3),
+            ports: Some(PortRange::new(2000, 2099)),
+            allocator: Some(Allocator::Block(10)),
+            reuse: Some(ReuseScope::PerIp),
+            pickup: true,
+        }
+        .apply(&mut s)
+        .unwrap();
+        let svc = &s.services[0];
+        assert_eq!(svc.nat_ips.len(), 3);
+        assert_eq!(svc.ports, PortRange::new(2000, 2099));
+        assert_eq!(svc.allocator, Allocator::Block(10));
+        assert_eq!(svc.reuse, ReuseScope::PerIp);
+        let e = Overrides {
+            nat_ips: Some(5),
+            ..Overrides::default()
+        }
+        .apply(&mut s)
+        .unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        assert_eq!(
+            e.to_string(),
+            "--nat-ips 5: service `app` has only 3 NAT IPs"
+        );
+    }
+}

@@ -1,0 +1,271 @@
+//! `summary.json`: what a run reports (DESIGN section 4). Every field but `latency_ns` and
+//! `throughput` is a function of the input alone, so two runs of the same input print the same.
+
+use hdrhistogram::Histogram;
+use plsim_snat::ReuseScope;
+use plsim_wire::{DropCounts, DropReason, SimTime};
+use serde::Serialize;
+
+use crate::Finished;
+
+/// The whole summary.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct Summary {
+    /// What was read.
+    pub input: Input,
+    /// Where every packet went.
+    pub packets: Packets,
+    /// Connections through the SNAT stage.
+    pub flows: Flows,
+    /// Every NAT IP of every service, in service order.
+    pub nat_ips: Vec<NatIp>,
+    /// Every backend of the load balancer.
+    pub backends: Vec<Backend>,
+    /// Wall-clock time packets spent in the engine.
+    pub latency_ns: Latency,
+    /// How fast the run went.
+    pub throughput: Throughput,
+    /// Simulated time from the first packet to the last packet or event, in seconds.
+    pub sim_time_s: f64,
+    /// With real TCP endpoints (`simulate --workload tcp`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tcp: Option<Tcp>,
+}
+
+/// Real TCP connections through the path: each client sent its bytes, a backend echoed them.
+#[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq)]
+pub struct Tcp {
+    /// Connections opened.
+    pub connections: u32,
+    /// Connections whose client verified every byte and closed cleanly.
+    pub completed: u32,
+    /// Bytes the clients verified.
+    pub bytes_verified: u64,
+}
+
+/// What was read.
+#[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq, Default)]
+pub struct Input {
+    /// Packets read.
+    pub packets: u64,
+    /// Captured bytes.
+    pub bytes: u64,
+    /// The capture was cut short or damaged; it was replayed up to there.
+    pub truncated: bool,
+    /// TCP packets whose checksums were wrong in the capture (checksum offload on the
+    /// capturing host) and were put right on entry, so the output pcaps are valid.
+    pub checksums_repaired: u64,
+    /// Connections of the capture that fell together with an earlier one: every server address
+    /// maps to the private endpoint, so two servers on one port reached from one client port
+    /// are one consumer-side tuple to the path.
+    pub tuple_collisions: u64,
+}
+
+/// Where every packet went: `consumer_in + backend_in == to_backend + to_consumer + dropped`.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct Packets {
+    /// Packets that entered at the consumer side (everything not IPv4 TCP counts here).
+    pub consumer_in: u64,
+    /// Packets that entered at the backend side.
+    pub backend_in: u64,
+    /// Packets delivered to the backends.
+    pub to_backend: u64,
+    /// Packets delivered to the consumers.
+    pub to_consumer: u64,
+    /// Packets dropped, by reason.
+    pub dropped: Dropped,
+}
+
+/// Drops by reason: in JSON, one key per reason (every reason, zero or not), in the order of
+/// [`DropReason::ALL`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Dropped(pub DropCounts);
+
+impl From<&DropCounts> for Dropped {
+    fn from(c: &DropCounts) -> Dropped {
+        Dropped(*c)
+    }
+}
+
+impl Dropped {
+    /// All drops.
+    pub fn total(&self) -> u64 {
+        self.0.total()
+    }
+
+    /// Drops of one reason.
+    pub fn get(&self, reason: DropReason) -> u64 {
+        self.0.get(reason)
+    }
+
+    /// Every reason's name and count, in the JSON's order.
+    pub fn by_reason(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        DropReason::ALL.iter().map(|&r| (r.name(), self.0.get(r)))
+    }
+}
+
+impl Serialize for Dropped {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(DropReason::ALL.len()))?;
+        for (name, n) in self.by_reason() {
+            m.serialize_entry(name, &n)?;
+        }
+        m.end()
+    }
+}
+
+/// Connections through the SNAT stage.
+#[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq, Default)]
+pub struct Flows {
+    /// Connections opened (a SYN, or a mid-stream packet with `--pickup`).
+    pub created: u64,
+    /// Ended by FIN both ways or a RST.
+    pub closed: u64,
+    /// Ended by the idle or transitory timeout.
+    pub expired: u64,
+    /// Ended because their connection left Approved.
+    pub torn_down: u64,
+    /// The most flow records (open, or closed with the port still held) at once.
+    pub active_peak: u64,
+    /// Flow records at the end.
+    pub active_end: u64,
+    /// SYNs refused for want of a port.
+    pub snat_failures: u64,
+}
+
+/// One NAT IP.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct NatIp {
+    /// Its address.
+    pub ip: String,
+    /// The ports it offers: its range, once per backend of the service's pools under
+    /// `per-backend` reuse, once under `per-ip`.
+    pub ports_total: u64,
+    /// The most ports in use (open flows) at once.
+    pub ports_in_use_peak: u64,
+    /// The most ports in use or held (after a FIN or RST) at once: what runs out.
+    pub ports_busy_peak: u64,
+    /// Ports in use at the end.
+    pub ports_in_use_end: u64,
+    /// Ports of closed flows still held at the end.
+    pub ports_held_end: u64,
+    /// Connections it served.
+    pub flows: u64,
+}
+
+/// One backend.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct Backend {
+    /// Its address.
+    pub ip: String,
+    /// Whether it was up at the end.
+    pub up: bool,
+    /// Flows it was given.
+    pub flows: u64,
+    /// Packets forwarded to it.
+    pub packets: u64,
+}
+
+/// Wall-clock time packets spent in the engine, in nanoseconds.
+#[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq, Default)]
+pub struct Latency {
+    /// The median.
+    pub p50: u64,
+    /// The 99th percentile.
+    pub p99: u64,
+    /// The most.
+    pub max: u64,
+}
+
+impl From<&Histogram<u64>> for Latency {
+    /// p50, p99 and max of a histogram; zeros when it is empty.
+    fn from(h: &Histogram<u64>) -> Latency {
+        if h.is_empty() {
+            return Latency::default();
+        }
+        Latency {
+            p50: h.value_at_quantile(0.5),
+            p99: h.value_at_quantile(0.99),
+            max: h.max(),
+        }
+    }
+}
+
+/// How fast it ran.
+#[derive(Clone, Copy, Debug, Serialize, PartialEq, Default)]
+pub struct Throughput {
+    /// Input packets per second of wall time.
+    pub packets_per_sec: f64,
+    /// Wall time of the run, in seconds.
+    pub wall_s: f64,
+}
+
+/// The summary of a finished run.
+pub fn summarize<B, T>(fin: &Finished<B, T>, input: Input, sim_time: SimTime) -> Summary {
+    let s = &fin.stats;
+    let (lb, snat) = &fin.parts.core;
+    let mut flows = Flows::default();
+    let mut nat_ips = Vec::new();
+    for (e, &backends) in snat.engines().iter().zip(snat.backends_per_service()) {
+        let st = e.stats();
+        flows.created += st.created;
+        flows.closed += st.closed;
+        flows.expired += st.expired;
+        flows.torn_down += st.torn_down;
+        flows.active_peak += st.live_peak;
+        flows.active_end += st.live;
+        flows.snat_failures += st.failed;
+        nat_ips.extend(st.nat_ips.iter().map(|n| NatIp {
+            ip: n.ip.to_string(),
+            // What the NAT IP offers: the range once per backend under per-backend reuse.
+            ports_total: u64::from(n.ports_per_scope)
+                * match e.config().reuse {
+                    ReuseScope::PerIp => 1,
+                    ReuseScope::PerBackend => backends,
+                },
+            ports_in_use_peak: n.in_use_peak,
+            ports_busy_peak: n.busy_peak,
+            ports_in_use_end: n.in_use,
+            ports_held_end: n.held,
+            flows: n.flows_created,
+        }));
+    }
+    let backends =
+        lb.0.stats()
+            .backends
+            .iter()
+            .map(|b| Backend {
+                ip: b.ip.to_string(),
+                up: b.up,
+                flows: b.flows,
+                packets: b.packets,
+            })
+            .collect();
+    let latency = Latency::from(&s.latency_ns);
+    let wall = s.wall.as_secs_f64();
+    Summary {
+        input,
+        packets: Packets {
+            consumer_in: s.consumer_in,
+            backend_in: s.backend_in,
+            to_backend: s.to_backend,
+            to_consumer: s.to_consumer,
+            dropped: Dropped::from(&s.dropped),
+        },
+        flows,
+        nat_ips,
+        backends,
+        latency_ns: latency,
+        throughput: Throughput {
+            packets_per_sec: if wall > 0.0 {
+                input.packets as f64 / wall
+            } else {
+                0.0
+            },
+            wall_s: wall,
+        },
+        sim_time_s: sim_time.as_secs_f64(),
+        tcp: None,
+    }
+}

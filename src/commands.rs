@@ -1,0 +1,260 @@
+//! Each command: the flags handed to the library, the results printed.
+
+use std::io::IsTerminal;
+use std::path::Path;
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use plsim_control::Scenario;
+use plsim_lab::files::{self, load_scenario};
+use plsim_lab::path::Overrides;
+use plsim_lab::replay::{PacketSource, PcapTaps, WorkloadSource};
+use plsim_lab::run::{self, RunSpec};
+use plsim_lab::sweep::{Grid, Sweep};
+use plsim_lab::workload::{WorkloadFlags, spec_with};
+use plsim_lab::{Error, Result};
+use plsim_pcap::Reader;
+use plsim_traffic::workload::Workload;
+
+use crate::{BenchArgs, PlanArgs, RunArgs, SweepArgs, print};
+
+fn json<T: serde::Serialize>(v: &T) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(v).expect("results serialize")
+    );
+}
+
+fn warn(w: &str) {
+    eprintln!("plsim: warning: {w}");
+}
+
+/// A spinner on a terminal, unless asked for JSON or quiet.
+fn spinner(flags: &RunArgs, what: &str) -> Option<ProgressBar> {
+    (!flags.json && !flags.quiet && std::io::stderr().is_terminal()).then(|| {
+        let b = ProgressBar::new_spinner();
+        let template = format!("{{spinner}} {{pos}} packets {what} ({{per_sec}})");
+        b.set_style(ProgressStyle::with_template(&template).expect("a valid template"));
+        b.enable_steady_tick(Duration::from_millis(100));
+        b
+    })
+}
+
+/// Runs a source through the path and writes and prints what the flags ask for. `cut` says
+/// whether the source was cut short, and why.
+fn run_and_report<S: PacketSource>(
+    source: &mut S,
+    scenario: &Scenario,
+    flags: &RunArgs,
+    what: &str,
+    cut: impl FnOnce(&S) -> (bool, Option<String>),
+) -> Result<()> {
+    if let Some(dir) = &flags.out {
+        files::create_dir(dir)?;
+    }
+    let bar = spinner(
+        flags,
+        if what.ends_with("pcap") || what.ends_with("pcapng") {
+            "replayed"
+        } else {
+            "simulated"
+        },
+    );
+    let progress = |n: u64| {
+        if let Some(b) = &bar {
+            b.set_position(n);
+        }
+    };
+    let spec = RunSpec {
+        pickup: flags.overrides.pickup,
+        sample_every: flags
+            .out
+            .as_ref()
+            .map(|_| Duration::from_secs_f64(flags.sample_every)),
+        progress: Some(&progress),
+        engine: flags.engine,
+        batch: flags.batch,
+        ..RunSpec::new(scenario)
+    };
+    let taps = flags.out.as_deref().map(PcapTaps::in_dir);
+    let (outcome, taps) = run::run(source, &spec, taps)?;
+    if let Some(b) = &bar {
+        b.finish_and_clear();
+    }
+    let (truncated, warning) = cut(source);
+    let mut summary = outcome.summary;
+    summary.input.truncated = truncated;
+    if let Some(w) = warning {
+        warn(&w);
+    }
+    if let (Some(dir), Some(taps)) = (&flags.out, taps) {
+        let (written, ..) = taps
+            .finish()
+            .map_err(|e| Error::Input(format!("{}: {e}", dir.display())))?;
+        if written.skipped > 0 {
+            warn(&format!(
+                "{} frames of another link type left out of the pcaps",
+                written.skipped
+            ));
+        }
+        if let Some(w) = files::write_run(dir, &summary, &outcome.series, what)? {
+            warn(&w);
+        }
+    }
+    if flags.json {
+        json(&summary);
+    } else {
+        print::summary(what, &summary);
+    }
+    Ok(())
+}
+
+/// `plsim replay`.
+pub fn replay(pcap: &Path, flags: &RunArgs) -> Result<()> {
+    let scenario = load_scenario(flags.scenario.as_deref(), &flags.overrides.into())?;
+    let mut reader = Reader::open(pcap)?;
+    run_and_report(
+        &mut reader,
+        &scenario,
+        flags,
+        &pcap.display().to_string(),
+        |r| (r.truncated(), r.warning().map(str::to_string)),
+    )
+}
+
+/// `plsim simulate` with the synthetic workload.
+pub fn simulate(flags: &RunArgs, workload: &WorkloadFlags) -> Result<()> {
+    let scenario = load_scenario(flags.scenario.as_deref(), &flags.overrides.into())?;
+    let spec = spec_with(&scenario, workload)?;
+    let mut source = WorkloadSource::new(Workload::new(&spec)?);
+    let what = format!(
+        "workload ({} flows max, {})",
+        spec.flows.map_or("no limit".into(), |n| n.to_string()),
+        spec.arrivals
+    );
+    run_and_report(&mut source, &scenario, flags, &what, |_| (false, None))
+}
+
+/// `plsim simulate --workload tcp`: real TCP stacks echo through the path.
+pub fn simulate_tcp(flags: &RunArgs, connections: u32, bytes: u64) -> Result<()> {
+    let scenario = load_scenario(flags.scenario.as_deref(), &flags.overrides.into())?;
+    let (summary, _) = plsim_lab::tcp::echo_summary(&scenario, connections, bytes)?;
+    if let Some(dir) = &flags.out {
+        files::create_dir(dir)?;
+        let text = serde_json::to_string_pretty(&summary).expect("a summary serializes") + "\n";
+        files::write_file(&dir.join("summary.json"), text.as_bytes())?;
+        eprintln!("plsim: a TCP run writes summary.json only (no pcaps, no time series)");
+    }
+    if flags.json {
+        json(&summary);
+    } else {
+        print::summary(
+            &format!("{connections} TCP connections of {bytes} bytes"),
+            &summary,
+        );
+    }
+    Ok(())
+}
+
+/// `plsim inspect`.
+pub fn inspect(pcap: &Path, as_json: bool) -> Result<()> {
+    let r = plsim_lab::inspect::inspect(pcap)?;
+    if let Some(w) = &r.warning {
+        warn(w);
+    }
+    if as_json {
+        json(&r);
+    } else {
+        print::inspect(&r);
+    }
+    Ok(())
+}
+
+/// `plsim scenario check`.
+pub fn scenario_check(file: &Path) -> Result<()> {
+    let s = files::read_scenario(file)?;
+    println!(
+        "{}: ok ({} services, {} endpoints, {} timeline events)",
+        file.display(),
+        s.services.len(),
+        s.endpoints.len(),
+        s.timeline.len()
+    );
+    Ok(())
+}
+
+/// `plsim plan`.
+pub fn plan(a: PlanArgs) -> Result<()> {
+    let overrides = Overrides {
+        ports: a.ports,
+        reuse: a.reuse,
+        pickup: a.pickup,
+        ..Overrides::default()
+    };
+    let base = load_scenario(a.scenario.as_deref(), &overrides)?;
+    let plan = plsim_lab::plan::plan(&base, a.pickup, || Ok(Reader::open(&a.pcap)?))?;
+    if a.json {
+        json(&plan);
+    } else {
+        print::plan(&a.pcap, &plan);
+    }
+    Ok(())
+}
+
+/// `plsim sweep`.
+pub fn sweep(a: SweepArgs) -> Result<()> {
+    if a.pcap.is_some() && a.load.is_some() {
+        return Err(Error::Usage(
+            "--load multiplies a workload's arrival rate: it does not apply to a capture".into(),
+        ));
+    }
+    let grid = Grid {
+        nat_ips: a.nat_ips.map(|v| v.0).unwrap_or_default(),
+        allocators: a.allocators.map(|v| v.0).unwrap_or_default(),
+        ports: a.ports.map(|v| v.0).unwrap_or_default(),
+        idle: a.idle.map(|v| v.0).unwrap_or_default(),
+        fin_hold: a.fin_hold.map(|v| v.0).unwrap_or_default(),
+        load: a.load.map(|v| v.0).unwrap_or_default(),
+    };
+    let sweep = Sweep {
+        capture: a.pcap.clone(),
+        scenario: a.scenario,
+        reuse: a.reuse,
+        pickup: a.pickup,
+        workload: a.workload.into(),
+    };
+    // Each run is itself two threads: one run per core at a time.
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let rows = sweep.run_all(&grid.points(), workers)?;
+    files::create_dir(&a.out)?;
+    let csv = plsim_lab::sweep::csv(&rows);
+    files::write_file(&a.out.join("sweep.csv"), csv.as_bytes())?;
+    let title = match &a.pcap {
+        Some(p) => format!("sweep of {}", p.display()),
+        None => "sweep of the synthetic workload".to_string(),
+    };
+    if let Err(e) = plsim_lab::sweep::plot(&a.out.join("sweep"), &title, &rows) {
+        warn(&format!("no sweep plot: {e}"));
+    }
+    if a.json {
+        json(&rows);
+    } else {
+        print!("{csv}");
+        eprintln!(
+            "plsim: wrote {} and the plot",
+            a.out.join("sweep.csv").display()
+        );
+    }
+    Ok(())
+}
+
+/// `plsim bench`.
+pub fn bench(a: BenchArgs) -> Result<()> {
+    let r = plsim_lab::bench::run_builtin(a.flows, a.packets, a.engine, a.batch)?;
+    if a.json {
+        json(&r);
+    } else {
+        print::bench(a.engine, &r);
+    }
+    Ok(())
+}
