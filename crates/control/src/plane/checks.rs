@@ -1,0 +1,258 @@
+//! The rules a new service or endpoint must meet (every broken rule, with its place).
+
+use super::*;
+
+impl ControlPlane {
+    pub(super) fn check_service(&self, s: &scenario::Service) -> Vec<(Path, ControlError)> {
+        let mut out = Vec::new();
+        let key = |k| vec![Seg::Key(k)];
+        if let Some(problem) = alias::name_problem(&s.name, true) {
+            out.push((
+                key("name"),
+                ControlError::InvalidName {
+                    what: "service name",
+                    problem,
+                },
+            ));
+        } else if self.live_services().any(|(_, x)| x.name == s.name) {
+            out.push((
+                key("name"),
+                ControlError::DuplicateName {
+                    kind: "service",
+                    name: s.name.clone(),
+                },
+            ));
+        }
+        if let Some(problem) = s
+            .alias_prefix
+            .as_deref()
+            .and_then(|p| alias::name_problem(p, false))
+        {
+            out.push((
+                key("alias_prefix"),
+                ControlError::InvalidName {
+                    what: "alias prefix",
+                    problem,
+                },
+            ));
+        } else if s.alias_prefix.is_none() && s.name.contains('.') {
+            out.push((
+                key("alias_prefix"),
+                ControlError::InvalidName {
+                    what: "alias prefix",
+                    problem: format!(
+                        "the name `{}` has a `.`; give an alias_prefix without one",
+                        s.name
+                    ),
+                },
+            ));
+        }
+        if let Some(problem) = alias::region_problem(&s.region) {
+            out.push((
+                key("region"),
+                ControlError::InvalidName {
+                    what: "region",
+                    problem,
+                },
+            ));
+        }
+        if let Some(problem) = alias::name_problem(&s.resource_group, true) {
+            out.push((
+                key("resource_group"),
+                ControlError::InvalidName {
+                    what: "resource group",
+                    problem,
+                },
+            ));
+        }
+        if s.subscription.is_empty() {
+            out.push((
+                key("subscription"),
+                ControlError::InvalidName {
+                    what: "subscription",
+                    problem: "it is empty".to_owned(),
+                },
+            ));
+        }
+        match self.frontends.iter().find(|f| f.name == s.frontend) {
+            None => out.push((
+                key("frontend"),
+                ControlError::UnknownFrontend(s.frontend.clone()),
+            )),
+            Some(_) => {
+                if let Some((_, other)) =
+                    self.live_services().find(|(_, x)| x.frontend == s.frontend)
+                {
+                    out.push((
+                        key("frontend"),
+                        ControlError::FrontendInUse {
+                            frontend: s.frontend.clone(),
+                            service: other.name.clone(),
+                        },
+                    ));
+                }
+            }
+        }
+        if s.nat_ips.is_empty() {
+            out.push((key("nat_ips"), ControlError::NoNatIp));
+        } else if s.nat_ips.len() > MAX_NAT_IPS {
+            out.push((
+                key("nat_ips"),
+                ControlError::TooManyNatIps {
+                    count: s.nat_ips.len(),
+                },
+            ));
+        }
+        for (i, &ip) in s.nat_ips.iter().enumerate() {
+            let at = vec![Seg::Key("nat_ips"), Seg::Index(i)];
+            if s.nat_ips[..i].contains(&ip) {
+                out.push((at, ControlError::DuplicateNatIp(ip)));
+            } else if let Some(by) = self.address_user(ip) {
+                out.push((at, ControlError::AddressInUse { ip, by }));
+            }
+        }
+        for (i, sub) in s.auto_approval.iter().enumerate() {
+            if !s.visibility.sees(sub, &s.subscription) {
+                out.push((
+                    vec![Seg::Key("auto_approval"), Seg::Index(i)],
+                    ControlError::AutoApprovalNotVisible(sub.clone()),
+                ));
+            }
+        }
+        out
+    }
+
+    /// What in the provider's address plan uses `ip`: a frontend, a backend or a NAT IP.
+    pub(super) fn address_user(&self, ip: Ipv4Addr) -> Option<String> {
+        if let Some(f) = self.frontends.iter().find(|f| f.ip == ip) {
+            return Some(format!("frontend `{}`", f.name));
+        }
+        if self.backends.iter().any(|&(b, _)| b == ip) {
+            return Some("a backend".to_owned());
+        }
+        self.live_services()
+            .find(|(_, s)| s.nat_ips.contains(&ip))
+            .map(|(_, s)| format!("a NAT IP of service `{}`", s.name))
+    }
+
+    pub(super) fn check_endpoint(&self, e: &scenario::Endpoint) -> Vec<(Path, ControlError)> {
+        let mut out = Vec::new();
+        let key = |k| vec![Seg::Key(k)];
+        if let Some(problem) = alias::name_problem(&e.name, true) {
+            out.push((
+                key("name"),
+                ControlError::InvalidName {
+                    what: "endpoint name",
+                    problem,
+                },
+            ));
+        } else if self.endpoint(&e.name).is_some() {
+            out.push((
+                key("name"),
+                ControlError::DuplicateName {
+                    kind: "endpoint",
+                    name: e.name.clone(),
+                },
+            ));
+        }
+        if let Some(nic) = &e.nic_name {
+            if let Some(problem) = alias::name_problem(nic, true) {
+                out.push((
+                    key("nic_name"),
+                    ControlError::InvalidName {
+                        what: "NIC name",
+                        problem,
+                    },
+                ));
+            } else if self.endpoints.iter().any(|x| &x.nic_name == nic) {
+                out.push((
+                    key("nic_name"),
+                    ControlError::DuplicateName {
+                        kind: "NIC",
+                        name: nic.clone(),
+                    },
+                ));
+            }
+        }
+        if let Some(m) = &e.request_message {
+            let n = m.chars().count();
+            if n > MAX_REQUEST_MESSAGE {
+                out.push((
+                    key("request_message"),
+                    ControlError::RequestMessageTooLong(n),
+                ));
+            }
+        }
+        if self.resolve_target(&e.target).is_none() {
+            out.push((key("target"), ControlError::UnknownTarget(e.target.clone())));
+        }
+        match self.vnets.iter().find(|v| v.name == e.vnet) {
+            None => out.push((key("vnet"), ControlError::UnknownVnet(e.vnet.clone()))),
+            Some(vnet) => {
+                if vnet.subscription != e.subscription {
+                    out.push((
+                        key("subscription"),
+                        ControlError::SubscriptionMismatch {
+                            subscription: e.subscription.clone(),
+                            vnet_subscription: vnet.subscription.clone(),
+                        },
+                    ));
+                }
+                match vnet.subnets.iter().find(|s| s.name == e.subnet) {
+                    None => out.push((
+                        key("subnet"),
+                        ControlError::UnknownSubnet {
+                            vnet: e.vnet.clone(),
+                            subnet: e.subnet.clone(),
+                        },
+                    )),
+                    Some(sn) => {
+                        if let Err(err) = self.pick_address(&e.vnet, sn.prefix, e.private_ip) {
+                            let at = if e.private_ip.is_some() {
+                                "private_ip"
+                            } else {
+                                "subnet"
+                            };
+                            out.push((key(at), err));
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// The endpoint's address: the static one if it is usable, else the lowest free one.
+    pub(super) fn pick_address(
+        &self,
+        vnet: &str,
+        subnet: Prefix,
+        ip: Option<Ipv4Addr>,
+    ) -> Result<Ipv4Addr, ControlError> {
+        let holder = |a: Ipv4Addr| {
+            self.endpoints
+                .iter()
+                .find(|x| x.vnet == vnet && x.private_ip == a)
+        };
+        match ip {
+            Some(ip) => {
+                if !subnet.contains(ip) {
+                    Err(ControlError::OutsideSubnet { ip, subnet })
+                } else if subnet.is_reserved(ip) {
+                    Err(ControlError::ReservedAddress { ip, subnet })
+                } else if let Some(x) = holder(ip) {
+                    Err(ControlError::AddressTaken {
+                        ip,
+                        endpoint: x.name.clone(),
+                    })
+                } else {
+                    Ok(ip)
+                }
+            }
+            None => subnet
+                .usable()
+                .find(|&a| holder(a).is_none())
+                .ok_or(ControlError::SubnetFull(subnet)),
+        }
+    }
+}

@@ -1,0 +1,328 @@
+//! The operations of the workflow: create, request, approve, reject, remove, delete, NAT IPs
+//! and backends. Each refuses with the rule it would break, or returns its effects.
+
+use super::*;
+
+impl ControlPlane {
+    pub(super) fn make_service(&mut self, s: &scenario::Service) -> PrivateLinkService {
+        let alias = loop {
+            let a = alias::alias(s.prefix(), &alias::guid(&mut self.rng), &s.region);
+            if self.aliases.insert(a.clone()) {
+                break a;
+            }
+        };
+        let frontend_ip = self
+            .frontends
+            .iter()
+            .find(|f| f.name == s.frontend)
+            .map_or(Ipv4Addr::UNSPECIFIED, |f| f.ip);
+        PrivateLinkService {
+            name: s.name.clone(),
+            subscription: s.subscription.clone(),
+            resource_id: s.resource_id(),
+            alias,
+            provisioning_state: ProvisioningState::Succeeded,
+            visibility: s.visibility.clone(),
+            auto_approval: s.auto_approval.clone(),
+            frontend: s.frontend.clone(),
+            frontend_ip,
+            nat_ips: s.nat_ips.clone(),
+            connections: Vec::new(),
+        }
+    }
+
+    /// Creates a service: checks every rule (name, alias prefix, region, frontend free, 1..=8
+    /// distinct unused NAT IPs, auto-approval within visibility), generates its alias, and
+    /// returns its index. Fails with the first broken rule.
+    pub fn create_service(&mut self, s: &scenario::Service) -> Result<usize, ControlError> {
+        if let Some((_, e)) = self.check_service(s).into_iter().next() {
+            return Err(e);
+        }
+        let svc = self.make_service(s);
+        self.services.push(Some(svc));
+        Ok(self.services.len() - 1)
+    }
+
+    pub(super) fn create_endpoint_checked(
+        &mut self,
+        e: &scenario::Endpoint,
+    ) -> Result<(), Vec<(Path, ControlError)>> {
+        let problems = self.check_endpoint(e);
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        let (vnet_index, vnet) = self
+            .vnets
+            .iter()
+            .enumerate()
+            .find(|(_, v)| v.name == e.vnet)
+            .expect("checked");
+        let prefix = vnet
+            .subnets
+            .iter()
+            .find(|s| s.name == e.subnet)
+            .expect("checked")
+            .prefix;
+        let private_ip = self
+            .pick_address(&e.vnet, prefix, e.private_ip)
+            .map_err(|err| vec![(Vec::new(), err)])?;
+        let nic_name = match &e.nic_name {
+            Some(n) => n.clone(),
+            None => format!("{}.nic.{}", e.name, alias::guid(&mut self.rng)),
+        };
+        self.endpoints.push(PrivateEndpoint {
+            name: e.name.clone(),
+            subscription: e.subscription.clone(),
+            vnet: e.vnet.clone(),
+            vnet_index: vnet_index as u32,
+            subnet: e.subnet.clone(),
+            private_ip,
+            static_ip: e.private_ip.is_some(),
+            nic_name,
+            target: e.target.clone(),
+            request_message: e.request_message.clone(),
+            connection: None,
+        });
+        Ok(())
+    }
+
+    /// Creates a private endpoint (no connection yet: see [`request`](Self::request)). Checks
+    /// the name, NIC name, request message, target, VNet, subscription and subnet, and gives it
+    /// its static IP (inside the subnet, not reserved, not taken) or the lowest free address.
+    pub fn create_endpoint(&mut self, e: &scenario::Endpoint) -> Result<(), ControlError> {
+        self.create_endpoint_checked(e)
+            .map_err(|mut v| v.swap_remove(0).1)
+    }
+
+    /// The endpoint requests its connection: Approved at once when its subscription has RBAC
+    /// rights (the provider's own) or is in the auto-approval list, Pending when the service is
+    /// visible to it, refused ([`ControlError::NotVisible`]) otherwise. The new connection gets
+    /// the next link id.
+    pub fn request(&mut self, endpoint: &str) -> Result<Vec<Effect>, ControlError> {
+        let e = self
+            .endpoint(endpoint)
+            .ok_or_else(|| ControlError::UnknownEndpoint(endpoint.to_owned()))?;
+        if let Some(c) = e.connection {
+            return Err(ControlError::AlreadyRequested {
+                endpoint: endpoint.to_owned(),
+                state: c.state,
+            });
+        }
+        let service = self
+            .resolve_target(&e.target)
+            .ok_or_else(|| ControlError::UnknownTarget(e.target.clone()))?;
+        let svc = self.service_at(service).expect("resolved");
+        let sub = e.subscription.as_str();
+        let state = if sub == svc.subscription || svc.auto_approval.iter().any(|s| s == sub) {
+            ConnectionState::Approved
+        } else if svc.visibility.sees(sub, &svc.subscription) {
+            ConnectionState::Pending
+        } else {
+            return Err(ControlError::NotVisible {
+                service: svc.name.clone(),
+                subscription: sub.to_owned(),
+            });
+        };
+        let link = LinkId(self.next_link);
+        self.next_link += 1;
+        let conn = Connection {
+            link,
+            service,
+            state,
+        };
+        self.endpoint_mut(endpoint)?.connection = Some(conn);
+        if let Some(s) = self.services[service].as_mut() {
+            s.connections.push(endpoint.to_owned());
+        }
+        Ok(self.approved_effect(endpoint))
+    }
+
+    pub(super) fn approved_effect(&self, endpoint: &str) -> Vec<Effect> {
+        match self.endpoint(endpoint).and_then(|e| self.link_of(e)) {
+            Some(l) if l.state == ConnectionState::Approved => vec![Effect::LinkApproved(l)],
+            _ => Vec::new(),
+        }
+    }
+
+    pub(super) fn set_state(
+        &mut self,
+        endpoint: &str,
+        state: ConnectionState,
+    ) -> Result<Vec<Effect>, ControlError> {
+        let old = self.connection(endpoint)?;
+        let e = self.endpoint_mut(endpoint)?;
+        if let Some(c) = e.connection.as_mut() {
+            c.state = state;
+        }
+        if old.state == ConnectionState::Approved && state != ConnectionState::Approved {
+            Ok(vec![Effect::LinkClosed {
+                link: old.link,
+                service: old.service,
+                state,
+            }])
+        } else {
+            Ok(self.approved_effect(endpoint))
+        }
+    }
+
+    /// The provider approves: Pending -> Approved ([`Effect::LinkApproved`]); Approved stays
+    /// Approved (no effect); Rejected can never be approved; Disconnected can only be deleted.
+    pub fn approve(&mut self, endpoint: &str) -> Result<Vec<Effect>, ControlError> {
+        match self.connection(endpoint)?.state {
+            ConnectionState::Pending => self.set_state(endpoint, ConnectionState::Approved),
+            ConnectionState::Approved => Ok(Vec::new()),
+            ConnectionState::Rejected => {
+                Err(ControlError::RejectedCannotBeApproved(endpoint.to_owned()))
+            }
+            ConnectionState::Disconnected => {
+                Err(ControlError::ConnectionRemoved(endpoint.to_owned()))
+            }
+        }
+    }
+
+    /// The provider rejects: Pending -> Rejected; Approved -> Rejected ([`Effect::LinkClosed`]);
+    /// Rejected stays Rejected (no effect); Disconnected can only be deleted.
+    pub fn reject(&mut self, endpoint: &str) -> Result<Vec<Effect>, ControlError> {
+        match self.connection(endpoint)?.state {
+            ConnectionState::Pending | ConnectionState::Approved => {
+                self.set_state(endpoint, ConnectionState::Rejected)
+            }
+            ConnectionState::Rejected => Ok(Vec::new()),
+            ConnectionState::Disconnected => {
+                Err(ControlError::ConnectionRemoved(endpoint.to_owned()))
+            }
+        }
+    }
+
+    /// The provider removes the connection, whatever its state: it becomes Disconnected on the
+    /// consumer side ([`Effect::LinkClosed`] if it was Approved) and leaves the service's list.
+    /// Removing a Disconnected connection again is an error.
+    pub fn remove(&mut self, endpoint: &str) -> Result<Vec<Effect>, ControlError> {
+        let c = self.connection(endpoint)?;
+        if c.state == ConnectionState::Disconnected {
+            return Err(ControlError::ConnectionRemoved(endpoint.to_owned()));
+        }
+        self.detach(c.service, endpoint);
+        self.set_state(endpoint, ConnectionState::Disconnected)
+    }
+
+    pub(super) fn detach(&mut self, service: usize, endpoint: &str) {
+        if let Some(Some(s)) = self.services.get_mut(service) {
+            s.connections.retain(|n| n != endpoint);
+        }
+    }
+
+    /// The consumer deletes the endpoint, in any state: [`Effect::LinkClosed`] if it was
+    /// Approved, then [`Effect::LinkDeleted`] if it had a connection. Its address is free again.
+    pub fn delete_endpoint(&mut self, endpoint: &str) -> Result<Vec<Effect>, ControlError> {
+        let pos = self
+            .endpoints
+            .iter()
+            .position(|e| e.name == endpoint)
+            .ok_or_else(|| ControlError::UnknownEndpoint(endpoint.to_owned()))?;
+        let mut effects = Vec::new();
+        if let Some(c) = self.endpoints[pos].connection {
+            if c.state != ConnectionState::Disconnected {
+                self.detach(c.service, endpoint);
+            }
+            if c.state == ConnectionState::Approved {
+                effects.push(Effect::LinkClosed {
+                    link: c.link,
+                    service: c.service,
+                    state: ConnectionState::Disconnected,
+                });
+            }
+            effects.push(Effect::LinkDeleted(c.link));
+        }
+        self.endpoints.remove(pos);
+        Ok(effects)
+    }
+
+    /// The provider deletes the service: refused while it has Pending or Approved connections
+    /// (the documents: "reject all connections and delete the service"). Rejected connections
+    /// left on it become Disconnected. The alias is never issued again.
+    pub fn delete_service(&mut self, service: &str) -> Result<Vec<Effect>, ControlError> {
+        let idx = self.service_index(service)?;
+        let names = self.services[idx]
+            .as_ref()
+            .map(|s| s.connections.clone())
+            .unwrap_or_default();
+        let count = names
+            .iter()
+            .filter(|n| {
+                matches!(
+                    self.connection_state(n),
+                    Some(ConnectionState::Pending | ConnectionState::Approved)
+                )
+            })
+            .count();
+        if count > 0 {
+            return Err(ControlError::ServiceHasConnections {
+                service: service.to_owned(),
+                count,
+            });
+        }
+        for n in &names {
+            self.set_state(n, ConnectionState::Disconnected)?;
+        }
+        self.services[idx] = None;
+        Ok(Vec::new())
+    }
+
+    /// Adds a NAT IP configuration: at most eight, distinct, not used elsewhere.
+    pub fn add_nat_ip(&mut self, service: &str, ip: Ipv4Addr) -> Result<Vec<Effect>, ControlError> {
+        let idx = self.service_index(service)?;
+        let svc = self.service_at(idx).expect("live");
+        if svc.nat_ips.contains(&ip) {
+            return Err(ControlError::DuplicateNatIp(ip));
+        }
+        if svc.nat_ips.len() >= MAX_NAT_IPS {
+            return Err(ControlError::TooManyNatIps {
+                count: svc.nat_ips.len() + 1,
+            });
+        }
+        if let Some(by) = self.address_user(ip) {
+            return Err(ControlError::AddressInUse { ip, by });
+        }
+        if let Some(s) = self.services[idx].as_mut() {
+            s.nat_ips.push(ip);
+        }
+        Ok(vec![Effect::NatIpAdded { service: idx, ip }])
+    }
+
+    /// NAT IP configurations are add-only: this always fails, with
+    /// [`ControlError::NatIpsAreAddOnly`] (or [`ControlError::UnknownService`]).
+    pub fn remove_nat_ip(
+        &mut self,
+        service: &str,
+        ip: Ipv4Addr,
+    ) -> Result<Vec<Effect>, ControlError> {
+        self.service_index(service)?;
+        Err(ControlError::NatIpsAreAddOnly {
+            service: service.to_owned(),
+            ip,
+        })
+    }
+
+    /// Marks a backend down or up; an effect only when that changes its state.
+    pub fn set_backend(
+        &mut self,
+        backend: Ipv4Addr,
+        up: bool,
+    ) -> Result<Vec<Effect>, ControlError> {
+        let b = self
+            .backends
+            .iter_mut()
+            .find(|(b, _)| *b == backend)
+            .ok_or(ControlError::UnknownBackend(backend))?;
+        if b.1 == up {
+            return Ok(Vec::new());
+        }
+        b.1 = up;
+        Ok(vec![if up {
+            Effect::BackendUp(backend)
+        } else {
+            Effect::BackendDown(backend)
+        }])
+    }
+}
