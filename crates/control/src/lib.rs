@@ -18,6 +18,7 @@
 //! be deleted; a static private IP lies inside its subnet and off the addresses Azure reserves.
 
 #![warn(missing_docs)]
+#![forbid(unsafe_code)]
 
 mod alias;
 pub mod net;

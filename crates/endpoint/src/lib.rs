@@ -20,6 +20,7 @@
 //! No clocks, no threads, no allocation per packet.
 
 #![warn(missing_docs)]
+#![forbid(unsafe_code)]
 
 use std::net::Ipv4Addr;
 

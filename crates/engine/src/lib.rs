@@ -47,6 +47,7 @@
 //! for want of room.
 
 #![warn(missing_docs)]
+#![forbid(unsafe_code)]
 
 mod batch;
 mod sequential;

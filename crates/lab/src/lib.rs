@@ -5,7 +5,7 @@
 //! ([`summary`]), the time series ([`series`]), the output captures ([`replay::PcapTaps`]),
 //! plots ([`plot`]). On top of single runs: the fewest NAT IPs a capture needs ([`plan`]),
 //! grids of runs ([`sweep`]), a capture's traffic mix ([`inspect`]), the throughput benchmark
-//! ([`bench`]), and real TCP stacks through the path ([`tcp`]).
+//! ([`bench`](mod@bench)), and real TCP stacks through the path ([`tcp`]).
 //!
 //! Every fallible call returns [`Error`], whose variant decides the exit status.
 

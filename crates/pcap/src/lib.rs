@@ -7,6 +7,9 @@
 //! short or damaged after its header: every complete record before the damage is yielded, then
 //! [`Reader::truncated`] is set and [`Reader::warning`] says what happened.
 
+#![warn(missing_docs)]
+#![forbid(unsafe_code)]
+
 mod reader;
 mod writer;
 

@@ -1,5 +1,10 @@
-//! Traffic for plsim: deterministic capture generators (the captures in `pcaps/` are made here,
-//! so anyone can regenerate them), and later synthetic workloads and real TCP endpoints.
+//! Traffic for plsim, the inputs of the path: deterministic capture generators ([`captures`]:
+//! the captures in `pcaps/` are made here, so anyone can regenerate them), synthetic workloads
+//! streamed lazily from a seed ([`workload`]), and real TCP endpoints on smoltcp that talk
+//! through any path ([`tcp`]).
+
+#![warn(missing_docs)]
+#![forbid(unsafe_code)]
 
 pub mod captures;
 pub mod tcp;

@@ -12,18 +12,27 @@ pub const PROVIDER_MAC: [u8; 6] = [0x02, 0x00, 0x00, 0x00, 0x00, 0x02];
 /// One IPv4 TCP segment to build into an Ethernet II frame.
 #[derive(Clone, Debug)]
 pub struct TcpSegment<'a> {
+    /// Its addresses and ports.
     pub tuple: FlowTuple,
+    /// The sequence number.
     pub seq: u32,
+    /// The acknowledgement number.
     pub ack: u32,
     /// TCP flags (see [`crate::TcpFlags`]).
     pub flags: u8,
+    /// The receive window.
     pub window: u16,
     /// TCP options, already encoded; padded with zeros (EOL) to a multiple of 4 bytes.
     pub options: &'a [u8],
+    /// The payload.
     pub payload: &'a [u8],
+    /// The IPv4 time to live.
     pub ttl: u8,
+    /// The IPv4 identification.
     pub ip_id: u16,
+    /// The Ethernet source.
     pub src_mac: [u8; 6],
+    /// The Ethernet destination.
     pub dst_mac: [u8; 6],
 }
 

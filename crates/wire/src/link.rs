@@ -16,7 +16,11 @@ pub enum LinkType {
     /// LINKTYPE_IPV6 (229): a bare IPv6 packet.
     RawIpv6,
     /// LINKTYPE_NULL (0) and LINKTYPE_LOOP (108): BSD loopback, a 4-byte address family.
-    Loopback { big_endian: bool },
+    Loopback {
+        /// The address family is big-endian (LINKTYPE_LOOP), not host order (LINKTYPE_NULL
+        /// from a little-endian host).
+        big_endian: bool,
+    },
     /// Any other link type: nothing in it is read as IP (every frame is `non_ip`).
     Other(u32),
 }

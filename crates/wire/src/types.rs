@@ -71,9 +71,13 @@ impl Sub<SimTime> for SimTime {
 /// The address and port of both ends of a TCP packet, as it is on the wire.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct FlowTuple {
+    /// The source address.
     pub src: Ipv4Addr,
+    /// The source port.
     pub sport: u16,
+    /// The destination address.
     pub dst: Ipv4Addr,
+    /// The destination port.
     pub dport: u16,
 }
 
