@@ -16,7 +16,9 @@ use plsim_lab::{Error, Result};
 use plsim_pcap::Reader;
 use plsim_traffic::workload::Workload;
 
-use crate::{BenchArgs, PlanArgs, RunArgs, SweepArgs, print};
+use plsim_lab::report;
+
+use crate::{BenchArgs, PlanArgs, RunArgs, SweepArgs};
 
 fn json<T: serde::Serialize>(v: &T) {
     println!(
@@ -104,7 +106,7 @@ fn run_and_report<S: PacketSource>(
     if flags.json {
         json(&summary);
     } else {
-        print::summary(what, &summary);
+        print!("{}", report::summary(what, &summary));
     }
     Ok(())
 }
@@ -148,10 +150,8 @@ pub fn simulate_tcp(flags: &RunArgs, connections: u32, bytes: u64) -> Result<()>
     if flags.json {
         json(&summary);
     } else {
-        print::summary(
-            &format!("{connections} TCP connections of {bytes} bytes"),
-            &summary,
-        );
+        let what = format!("{connections} TCP connections of {bytes} bytes");
+        print!("{}", report::summary(&what, &summary));
     }
     Ok(())
 }
@@ -165,7 +165,7 @@ pub fn inspect(pcap: &Path, as_json: bool) -> Result<()> {
     if as_json {
         json(&r);
     } else {
-        print::inspect(&r);
+        print!("{}", report::inspect(&r));
     }
     Ok(())
 }
@@ -196,7 +196,7 @@ pub fn plan(a: PlanArgs) -> Result<()> {
     if a.json {
         json(&plan);
     } else {
-        print::plan(&a.pcap, &plan);
+        print!("{}", report::plan(&a.pcap, &plan));
     }
     Ok(())
 }
@@ -254,7 +254,7 @@ pub fn bench(a: BenchArgs) -> Result<()> {
     if a.json {
         json(&r);
     } else {
-        print::bench(a.engine, &r);
+        print!("{}", report::bench(a.engine, &r));
     }
     Ok(())
 }

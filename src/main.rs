@@ -20,7 +20,6 @@ use plsim_traffic::workload::{Arrivals, Close, FlowDuration};
 
 mod commands;
 mod generate;
-mod print;
 
 /// A userspace packet-path simulator of the Azure Private Link data plane.
 ///

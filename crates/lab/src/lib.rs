@@ -5,7 +5,8 @@
 //! ([`summary`]), the time series ([`series`]), the output captures ([`replay::PcapTaps`]),
 //! plots ([`plot`]). On top of single runs: the fewest NAT IPs a capture needs ([`plan`]),
 //! grids of runs ([`sweep`]), a capture's traffic mix ([`inspect`]), the throughput benchmark
-//! ([`bench`](mod@bench)), and real TCP stacks through the path ([`tcp`]).
+//! ([`bench`](mod@bench)), and real TCP stacks through the path ([`tcp`]). [`report`] words it
+//! all for people.
 //!
 //! Every fallible call returns [`Error`], whose variant decides the exit status.
 
@@ -20,6 +21,7 @@ pub mod path;
 pub mod plan;
 pub mod plot;
 pub mod replay;
+pub mod report;
 pub mod run;
 pub mod series;
 pub mod stages;

@@ -1,17 +1,28 @@
-//! What the commands print for people (`--json` prints the library's structures instead).
+//! What the commands print for people, as text (`--json` prints the structures themselves).
 
+use std::fmt::Write as _;
 use std::path::Path;
 
 use plsim_engine::Engine;
-use plsim_lab::bench::BenchReport;
-use plsim_lab::inspect::Report;
-use plsim_lab::plan::Plan;
-use plsim_lab::summary::Summary;
+
+use crate::bench::BenchReport;
+use crate::inspect::Report;
+use crate::plan::Plan;
+use crate::summary::Summary;
+
+/// `writeln!` into a `String`, which can't fail.
+macro_rules! wl {
+    ($o:expr, $($t:tt)*) => {{
+        let _ = writeln!($o, $($t)*);
+    }};
+}
 
 /// A run's summary.
-pub fn summary(what: &str, s: &Summary) {
+pub fn summary(what: &str, s: &Summary) -> String {
+    let mut o = String::new();
     let p = &s.packets;
-    println!(
+    wl!(
+        o,
         "{what}: {} packets over {:.3} s of simulated time, run in {:.3} s ({:.2} Mpps){}",
         s.input.packets,
         s.sim_time_s,
@@ -23,13 +34,17 @@ pub fn summary(what: &str, s: &Summary) {
             ""
         }
     );
-    println!(
+    wl!(
+        o,
         "  consumer side  {:>10} in, {:>10} delivered to the consumer",
-        p.consumer_in, p.to_consumer
+        p.consumer_in,
+        p.to_consumer
     );
-    println!(
+    wl!(
+        o,
         "  backend side   {:>10} in, {:>10} delivered to the backends",
-        p.backend_in, p.to_backend
+        p.backend_in,
+        p.to_backend
     );
     let reasons: Vec<String> = p
         .dropped
@@ -37,7 +52,8 @@ pub fn summary(what: &str, s: &Summary) {
         .filter(|&(_, n)| n > 0)
         .map(|(k, n)| format!("{k} {n}"))
         .collect();
-    println!(
+    wl!(
+        o,
         "  dropped        {:>10}{}",
         p.dropped.total(),
         if reasons.is_empty() {
@@ -47,34 +63,50 @@ pub fn summary(what: &str, s: &Summary) {
         }
     );
     let f = &s.flows;
-    println!(
+    wl!(
+        o,
         "  flows          {} created, {} closed, {} expired, {} torn down, records: {} at most, {} at the end (open or holding a port)",
-        f.created, f.closed, f.expired, f.torn_down, f.active_peak, f.active_end
+        f.created,
+        f.closed,
+        f.expired,
+        f.torn_down,
+        f.active_peak,
+        f.active_end
     );
-    println!("  SNAT failures  {}", f.snat_failures);
+    wl!(o, "  SNAT failures  {}", f.snat_failures);
     for n in &s.nat_ips {
-        println!(
+        wl!(
+            o,
             "  NAT IP {:<15} {:>8} flows, {:>7} ports in use at most, {:>7} at the end",
-            n.ip, n.flows, n.ports_in_use_peak, n.ports_in_use_end
+            n.ip,
+            n.flows,
+            n.ports_in_use_peak,
+            n.ports_in_use_end
         );
     }
     if let Some(t) = s.tcp {
-        println!(
+        wl!(
+            o,
             "  tcp            {} of {} connections completed, {} bytes verified",
-            t.completed, t.connections, t.bytes_verified
+            t.completed,
+            t.connections,
+            t.bytes_verified
         );
     } else {
-        println!(
+        wl!(
+            o,
             "  latency        p50 {:.1} us, p99 {:.1} us, max {:.1} us (in the engine, wall clock)",
             s.latency_ns.p50 as f64 / 1e3,
             s.latency_ns.p99 as f64 / 1e3,
             s.latency_ns.max as f64 / 1e3
         );
     }
+    o
 }
 
 /// `plsim inspect`.
-pub fn inspect(r: &Report) {
+pub fn inspect(r: &Report) -> String {
+    let mut o = String::new();
     let c = &r.classes;
     let pct = |n: u64| {
         if r.packets == 0 {
@@ -83,8 +115,9 @@ pub fn inspect(r: &Report) {
             100.0 * n as f64 / r.packets as f64
         }
     };
-    println!("{} ({}, {})", r.file, r.format, r.link_types.join(", "));
-    println!(
+    wl!(o, "{} ({}, {})", r.file, r.format, r.link_types.join(", "));
+    wl!(
+        o,
         "  packets      {:>10}{}",
         r.packets,
         if r.truncated {
@@ -93,12 +126,15 @@ pub fn inspect(r: &Report) {
             ""
         }
     );
-    println!(
+    wl!(
+        o,
         "  bytes        {:>10} captured, {} on the wire",
-        r.bytes, r.wire_bytes
+        r.bytes,
+        r.wire_bytes
     );
-    println!("  time span    {:>10.3} s", r.span_s);
-    println!(
+    wl!(o, "  time span    {:>10.3} s", r.span_s);
+    wl!(
+        o,
         "  ipv4 tcp     {:>10}  {:5.1}%  carried",
         c.ipv4_tcp,
         pct(c.ipv4_tcp)
@@ -110,23 +146,29 @@ pub fn inspect(r: &Report) {
         ("fragment", c.fragment),
         ("malformed", c.malformed),
     ] {
-        println!("  {name:<12} {n:>10}  {:5.1}%  dropped", pct(n));
+        wl!(o, "  {name:<12} {n:>10}  {:5.1}%  dropped", pct(n));
     }
-    println!(
+    wl!(
+        o,
         "  tcp flows    {:>10}  ({} start with a SYN in the capture)",
-        r.tcp_flows, r.tcp_flows_with_syn
+        r.tcp_flows,
+        r.tcp_flows_with_syn
     );
+    o
 }
 
 /// `plsim plan`.
-pub fn plan(pcap: &Path, plan: &Plan) {
+pub fn plan(pcap: &Path, plan: &Plan) -> String {
+    let mut o = String::new();
     match plan.nat_ips_needed {
-        Some(n) => println!(
+        Some(n) => wl!(
+            o,
             "{}: {n} NAT IP{} lose no flow to port exhaustion",
             pcap.display(),
             if n == 1 { "" } else { "s" }
         ),
-        None => println!(
+        None => wl!(
+            o,
             "{}: even {} NAT IPs lose {} flows to port exhaustion",
             pcap.display(),
             plan.nat_ips_available,
@@ -134,7 +176,8 @@ pub fn plan(pcap: &Path, plan: &Plan) {
         ),
     }
     let t = &plan.timers;
-    println!(
+    wl!(
+        o,
         "  ports {} per NAT IP, reuse {}, timers idle {} s, transitory {} s, FIN hold {} s, RST hold {} s",
         plan.ports_per_nat_ip,
         plan.reuse,
@@ -143,7 +186,8 @@ pub fn plan(pcap: &Path, plan: &Plan) {
         t.fin_hold.as_secs(),
         t.rst_hold.as_secs()
     );
-    println!(
+    wl!(
+        o,
         "  peak: {} concurrent flows; busiest NAT IP {} of {} ports in use or held ({:.1}% headroom)",
         plan.peak_concurrent_flows,
         plan.peak_ports_per_nat_ip,
@@ -151,38 +195,99 @@ pub fn plan(pcap: &Path, plan: &Plan) {
         plan.headroom * 100.0
     );
     for r in &plan.runs {
-        println!(
+        wl!(
+            o,
             "  with {} NAT IPs: {} flows, {} SNAT failures",
-            r.nat_ips, r.flows, r.snat_failures
+            r.nat_ips,
+            r.flows,
+            r.snat_failures
         );
     }
+    o
 }
 
 /// `plsim bench`.
-pub fn bench(engine: Engine, r: &BenchReport) {
-    println!(
+pub fn bench(engine: Engine, r: &BenchReport) -> String {
+    let mut o = String::new();
+    wl!(
+        o,
         "plsim bench: {} live flows, {} frames of 64 bytes through the {engine} engine",
-        r.flows, r.packets
+        r.flows,
+        r.packets
     );
-    println!(
+    wl!(
+        o,
         "  throughput     {:.2} Mpps ({:.3} s); the single-core reference NAT loop: {:.2} Mpps ({:.2}x)",
         r.mpps,
         r.wall_s,
         r.reference_mpps,
         r.mpps / r.reference_mpps
     );
-    println!(
+    wl!(
+        o,
         "  flow setup     {:.0} flows/s (SYN, SYN-ACK, ACK through the whole path)",
         r.setup_per_sec
     );
-    println!(
+    wl!(
+        o,
         "  flow state     {:.1} bytes per live flow in the SNAT stage",
         r.bytes_per_flow
     );
-    println!("  delivered      {} (dropped {})", r.delivered, r.dropped);
-    let st = &r.stage_ns_per_packet;
-    println!(
-        "  stage time     endpoint {:.1} ns, load balancer {:.1} ns, SNAT {:.1} ns per packet (batches of {})",
-        st.endpoint, st.lb, st.snat, r.batch
+    wl!(
+        o,
+        "  delivered      {} (dropped {})",
+        r.delivered,
+        r.dropped
     );
+    let st = &r.stage_ns_per_packet;
+    wl!(
+        o,
+        "  stage time     endpoint {:.1} ns, load balancer {:.1} ns, SNAT {:.1} ns per packet (batches of {})",
+        st.endpoint,
+        st.lb,
+        st.snat,
+        r.batch
+    );
+    o
+}
+
+#[cfg(test)]
+mod tests {
+    use plsim_control::Scenario;
+    use plsim_engine::NoTaps;
+    use plsim_wire::LinkType;
+
+    use crate::replay::FrameSource;
+    use crate::run::{RunSpec, run};
+
+    #[test]
+    fn a_summary_in_words_names_every_count_and_drop() {
+        let frames: Vec<_> = plsim_traffic::captures::mix()
+            .into_iter()
+            .map(|(f, _)| f)
+            .collect();
+        let s = Scenario::builtin();
+        let (out, _) = run(
+            &mut FrameSource::new(&frames, LinkType::Ethernet),
+            &RunSpec::new(&s),
+            NoTaps,
+        )
+        .unwrap();
+        let text = super::summary("mix", &out.summary);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[0].starts_with("mix: 20 packets over "), "{text}");
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.trim_start().starts_with("dropped") && l.contains("malformed 9")),
+            "{text}"
+        );
+        assert_eq!(
+            lines
+                .iter()
+                .filter(|l| l.contains("NAT IP 10.10.1."))
+                .count(),
+            8
+        );
+    }
 }
