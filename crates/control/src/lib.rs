@@ -38,15 +38,16 @@ use std::net::Ipv4Addr;
 
 use scenario::{
     Allocator, Arrivals, Close, Distribution, Endpoint, FlowDuration, Frontend, LoadBalancer,
-    OnBackendDown, Pool, PortRange, ReuseScope, Rule, Selection, Service, Subnet, Timers,
-    Visibility, Vnet, Workload,
+    OnBackendDown, Pool, PortRange, ProviderVnet, ReuseScope, Rule, Selection, Service, Subnet,
+    Timers, Visibility, Vnet, Workload,
 };
 
 impl Scenario {
     /// The built-in scenario (DESIGN section 4): one service `app` with eight NAT IPs
-    /// (10.10.1.4 to 10.10.1.11) behind frontend 10.10.0.4, an HA-ports rule to a pool of four
-    /// backends (10.10.2.4 to 10.10.2.7), and one auto-approved endpoint `pe-app` at 10.0.0.4
-    /// in the consumer VNet 10.0.0.0/16 (hosts in 10.0.1.0/24), plus a small workload.
+    /// (10.10.1.4 to 10.10.1.11, from the subnet `nat` of the provider's VNet 10.10.0.0/16)
+    /// behind frontend 10.10.0.4, an HA-ports rule to a pool of four backends (10.10.2.4 to
+    /// 10.10.2.7), and one auto-approved endpoint `pe-app` at 10.0.0.4 in the consumer VNet
+    /// 10.0.0.0/16 (hosts in 10.0.1.0/24), plus a small workload.
     pub fn builtin() -> Scenario {
         let ip = Ipv4Addr::new;
         let p = |s: &str| s.parse().expect("a valid built-in prefix");
@@ -59,7 +60,8 @@ impl Scenario {
             visibility: Visibility::Subscriptions(vec!["sub-consumer".to_owned()]),
             auto_approval: vec!["sub-consumer".to_owned()],
             frontend: "fe-app".to_owned(),
-            nat_ips: (4..12).map(|i| ip(10, 10, 1, i)).collect(),
+            nat_subnet: Some("nat".to_owned()),
+            nat_ips: (4..12).map(|i| ip(10, 10, 1, i).into()).collect(),
             ports: PortRange::default(),
             allocator: Allocator::Sequential,
             reuse: ReuseScope::PerBackend,
@@ -85,6 +87,24 @@ impl Scenario {
                     },
                 ],
             }],
+            provider: Some(ProviderVnet {
+                name: "provider".to_owned(),
+                address_space: p("10.10.0.0/16"),
+                subnets: vec![
+                    Subnet {
+                        name: "frontend".to_owned(),
+                        prefix: p("10.10.0.0/24"),
+                    },
+                    Subnet {
+                        name: "nat".to_owned(),
+                        prefix: p("10.10.1.0/24"),
+                    },
+                    Subnet {
+                        name: "backends".to_owned(),
+                        prefix: p("10.10.2.0/24"),
+                    },
+                ],
+            }),
             load_balancer: LoadBalancer {
                 frontends: vec![Frontend {
                     name: "fe-app".to_owned(),
@@ -117,6 +137,8 @@ impl Scenario {
                 target,
                 request_message: None,
                 connect: true,
+                traffic: None,
+                workload: None,
             }],
             workload: Some(Workload {
                 hosts_per_endpoint: 16,

@@ -29,12 +29,17 @@ pub struct Scenario {
     /// Consumer virtual networks (the private endpoints live in their subnets).
     #[serde(default)]
     pub vnets: Vec<Vnet>,
+    /// The provider's virtual network, where the NAT IPs come from (optional: without it, NAT
+    /// IPs are static private addresses checked on their own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<ProviderVnet>,
     /// The Standard Load Balancer in front of the provider's backends.
     pub load_balancer: LoadBalancer,
     /// The Private Link services.
     #[serde(default)]
     pub services: Vec<Service>,
-    /// The private endpoints, all created at time zero.
+    /// The private endpoints, created at time zero (but those a `create-endpoint` event
+    /// creates later).
     #[serde(default)]
     pub endpoints: Vec<Endpoint>,
     /// The synthetic workload for `plsim simulate` (optional).
@@ -58,6 +63,25 @@ pub struct Vnet {
     /// Its subnets.
     #[serde(default)]
     pub subnets: Vec<Subnet>,
+}
+
+/// The provider's virtual network: its address space and subnets. A service's NAT IPs are
+/// addresses of one of these subnets (its `nat_subnet`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderVnet {
+    /// Its name.
+    #[serde(default = "default_provider_name")]
+    pub name: String,
+    /// The address space, e.g. `10.10.0.0/16`.
+    pub address_space: Prefix,
+    /// Its subnets.
+    #[serde(default)]
+    pub subnets: Vec<Subnet>,
+}
+
+fn default_provider_name() -> String {
+    "provider".to_owned()
 }
 
 /// A subnet of a VNet.
@@ -168,8 +192,12 @@ pub struct Service {
     pub auto_approval: Vec<String>,
     /// The load balancer frontend the service is tied to (a name).
     pub frontend: String,
-    /// The NAT IP configurations, 1 to 8 distinct addresses.
-    pub nat_ips: Vec<Ipv4Addr>,
+    /// The subnet of the provider's VNet the NAT IPs come from (required with `[provider]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nat_subnet: Option<String>,
+    /// The NAT IP configurations, 1 to 8: each a static address or `"dynamic"` (the lowest
+    /// free address of `nat_subnet`).
+    pub nat_ips: Vec<NatIpConfig>,
     /// The NAT port range of every NAT IP.
     #[serde(default)]
     pub ports: PortRange,
@@ -211,6 +239,67 @@ impl Service {
     /// The alias prefix: `alias_prefix`, or the name.
     pub fn prefix(&self) -> &str {
         self.alias_prefix.as_deref().unwrap_or(&self.name)
+    }
+}
+
+/// A NAT IP configuration: a static address, or `"dynamic"`: the control plane gives it the
+/// lowest free address of the service's NAT subnet when the service (or the configuration) is
+/// created.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum NatIpConfig {
+    /// This address.
+    Static(Ipv4Addr),
+    /// The lowest free address of the NAT subnet.
+    Dynamic,
+}
+
+impl NatIpConfig {
+    /// The static address, if it is one.
+    pub fn ip(&self) -> Option<Ipv4Addr> {
+        match *self {
+            NatIpConfig::Static(ip) => Some(ip),
+            NatIpConfig::Dynamic => None,
+        }
+    }
+}
+
+impl From<Ipv4Addr> for NatIpConfig {
+    fn from(ip: Ipv4Addr) -> NatIpConfig {
+        NatIpConfig::Static(ip)
+    }
+}
+
+impl fmt::Display for NatIpConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NatIpConfig::Static(ip) => write!(f, "{ip}"),
+            NatIpConfig::Dynamic => f.write_str("dynamic"),
+        }
+    }
+}
+
+impl std::str::FromStr for NatIpConfig {
+    type Err = String;
+    fn from_str(s: &str) -> Result<NatIpConfig, String> {
+        if s == "dynamic" {
+            return Ok(NatIpConfig::Dynamic);
+        }
+        s.parse()
+            .map(NatIpConfig::Static)
+            .map_err(|_| format!("`{s}` is not a NAT IP: an IPv4 address or \"dynamic\""))
+    }
+}
+
+impl Serialize for NatIpConfig {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for NatIpConfig {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<NatIpConfig, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(de::Error::custom)
     }
 }
 
@@ -298,9 +387,41 @@ pub struct Endpoint {
     /// The message sent with a manual request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_message: Option<String>,
-    /// Request the connection at time zero (default); `false`: wait for a `request` event.
+    /// Request the connection when the endpoint is created (default); `false`: wait for a
+    /// `request` event.
     #[serde(default = "default_true")]
     pub connect: bool,
+    /// Which packets of a replayed capture are this endpoint's consumers' traffic.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traffic: Option<Traffic>,
+    /// This endpoint's own synthetic workload (the scenario's `[workload]` otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workload: Option<Workload>,
+}
+
+/// Which packets of a capture belong to an endpoint: every key given must match. Endpoints are
+/// tried in file order; one without this table takes what no other took.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Traffic {
+    /// The frame's outer 802.1Q VLAN id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vlan: Option<u16>,
+    /// The consumer hosts: the connection's client (the sender of its SYN) is in one of these.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub clients: Vec<Prefix>,
+    /// The server addresses of the capture that stand for this endpoint.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub servers: Vec<Prefix>,
+}
+
+impl Traffic {
+    /// Whether a connection from `client` to `server`, seen on VLAN `vlan`, matches.
+    pub fn matches(&self, vlan: Option<u16>, client: Ipv4Addr, server: Ipv4Addr) -> bool {
+        self.vlan.is_none_or(|v| vlan == Some(v))
+            && (self.clients.is_empty() || self.clients.iter().any(|p| p.contains(client)))
+            && (self.servers.is_empty() || self.servers.iter().any(|p| p.contains(server)))
+    }
 }
 
 fn default_true() -> bool {
@@ -380,6 +501,14 @@ pub enum Event {
         /// The endpoint.
         endpoint: String,
     },
+    /// The consumer creates the endpoint (defined in `[[endpoints]]`; not created at time
+    /// zero then), which requests its connection unless `connect = false`.
+    CreateEndpoint {
+        /// Seconds.
+        at: f64,
+        /// The endpoint.
+        endpoint: String,
+    },
     /// The consumer deletes the endpoint.
     DeleteEndpoint {
         /// Seconds.
@@ -414,8 +543,8 @@ pub enum Event {
         at: f64,
         /// The service.
         service: String,
-        /// The new NAT IP.
-        ip: Ipv4Addr,
+        /// The new NAT IP: an address, or `"dynamic"`.
+        ip: NatIpConfig,
     },
 }
 
@@ -427,6 +556,7 @@ impl Event {
             | Event::Approve { at, .. }
             | Event::Reject { at, .. }
             | Event::Remove { at, .. }
+            | Event::CreateEndpoint { at, .. }
             | Event::DeleteEndpoint { at, .. }
             | Event::DeleteService { at, .. }
             | Event::BackendDown { at, .. }
@@ -442,6 +572,7 @@ impl Event {
             Event::Approve { .. } => "approve",
             Event::Reject { .. } => "reject",
             Event::Remove { .. } => "remove",
+            Event::CreateEndpoint { .. } => "create-endpoint",
             Event::DeleteEndpoint { .. } => "delete-endpoint",
             Event::DeleteService { .. } => "delete-service",
             Event::BackendDown { .. } => "backend-down",

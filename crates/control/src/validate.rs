@@ -95,7 +95,10 @@ pub(crate) fn problems(s: &Scenario) -> Vec<(Path, String)> {
     check_vnets(s, &mut c);
     check_load_balancer(s, &mut c);
     check_nat_settings(s, &mut c);
-    check_workload(s, &mut c);
+    if let Some(w) = &s.workload {
+        check_workload(&[k("workload")], w, &mut c);
+    }
+    check_endpoints(s, &mut c);
     for (i, ev) in s.timeline.iter().enumerate() {
         let at = ev.at();
         if !at.is_finite() || at < 0.0 {
@@ -136,6 +139,7 @@ pub(crate) fn problems(s: &Scenario) -> Vec<(Path, String)> {
             | Event::Reject { endpoint, .. }
             | Event::Remove { endpoint, .. }
             | Event::DeleteEndpoint { endpoint, .. } => ("endpoint", Some(endpoint)),
+            Event::CreateEndpoint { .. } => ("endpoint", None),
             Event::DeleteService { service, .. } => ("service", Some(service)),
             Event::AddNatIp { service, .. } => match *source {
                 ControlError::UnknownService(_) => ("service", Some(service)),
@@ -172,37 +176,49 @@ fn check_vnets(s: &Scenario, c: &mut Collector) {
                 "the subscription is empty",
             );
         }
-        let mut sub_names = HashSet::new();
-        for (j, sn) in v.subnets.iter().enumerate() {
-            let at = |f| [k("vnets"), ix(i), k("subnets"), ix(j), k(f)];
-            if !sub_names.insert(sn.name.as_str()) {
-                c.at(
-                    &at("name"),
-                    format!("subnet `{}` is defined twice in VNet `{}`", sn.name, v.name),
-                );
-            }
-            if !v.address_space.covers(&sn.prefix) {
-                c.at(
-                    &at("prefix"),
-                    format!(
-                        "{} is not inside the address space {}",
-                        sn.prefix, v.address_space
-                    ),
-                );
-            } else if sn.prefix.prefix_len() > 29 {
-                c.at(
-                    &at("prefix"),
-                    format!("{} is too small: the smallest subnet is a /29", sn.prefix),
-                );
-            } else if let Some(o) = v.subnets[..j]
-                .iter()
-                .find(|o| o.prefix.overlaps(&sn.prefix))
-            {
-                c.at(
-                    &at("prefix"),
-                    format!("{} overlaps subnet `{}` ({})", sn.prefix, o.name, o.prefix),
-                );
-            }
+        check_subnets(&here, &v.name, &v.address_space, &v.subnets, c);
+    }
+    if let Some(p) = &s.provider {
+        check_subnets(&[k("provider")], &p.name, &p.address_space, &p.subnets, c);
+    }
+}
+
+/// The subnets of a VNet: unique names, inside the address space, /29 or larger, no overlap.
+fn check_subnets(
+    vnet_path: &[Seg],
+    vnet: &str,
+    space: &crate::net::Prefix,
+    subnets: &[crate::scenario::Subnet],
+    c: &mut Collector,
+) {
+    let mut sub_names = HashSet::new();
+    for (j, sn) in subnets.iter().enumerate() {
+        let at = |f| {
+            let mut p = vnet_path.to_vec();
+            p.extend([k("subnets"), ix(j), k(f)]);
+            p
+        };
+        if !sub_names.insert(sn.name.as_str()) {
+            c.at(
+                &at("name"),
+                format!("subnet `{}` is defined twice in VNet `{vnet}`", sn.name),
+            );
+        }
+        if !space.covers(&sn.prefix) {
+            c.at(
+                &at("prefix"),
+                format!("{} is not inside the address space {space}", sn.prefix),
+            );
+        } else if sn.prefix.prefix_len() > 29 {
+            c.at(
+                &at("prefix"),
+                format!("{} is too small: the smallest subnet is a /29", sn.prefix),
+            );
+        } else if let Some(o) = subnets[..j].iter().find(|o| o.prefix.overlaps(&sn.prefix)) {
+            c.at(
+                &at("prefix"),
+                format!("{} overlaps subnet `{}` ({})", sn.prefix, o.name, o.prefix),
+            );
         }
     }
 }
@@ -321,33 +337,71 @@ fn check_nat_settings(s: &Scenario, c: &mut Collector) {
     }
 }
 
-fn check_workload(s: &Scenario, c: &mut Collector) {
-    let Some(w) = &s.workload else { return };
-    let at = |x| [k("workload"), k(x)];
+fn check_workload(base: &[Seg], w: &crate::scenario::Workload, c: &mut Collector) {
+    let at = |x: &[&'static str]| {
+        let mut p = base.to_vec();
+        p.extend(x.iter().map(|&s| k(s)));
+        p
+    };
     let positive = |v: f64| v.is_finite() && v > 0.0;
     if w.hosts_per_endpoint == 0 {
-        c.at(&at("hosts_per_endpoint"), "at least one host per endpoint");
+        c.at(
+            &at(&["hosts_per_endpoint"]),
+            "at least one host per endpoint",
+        );
     }
     if let Err(e) = w.arrival.validate() {
-        c.at(&[k("workload"), k("arrival"), k("rate")], e.to_string());
+        c.at(&at(&["arrival", "rate"]), e.to_string());
     }
     if let Err(e) = w.flow_duration.validate() {
-        c.at(&[k("workload"), k("flow_duration")], e.to_string());
+        c.at(&at(&["flow_duration"]), e.to_string());
     }
     if w.packets_per_flow == 0 {
-        c.at(&at("packets_per_flow"), "at least one packet per flow");
+        c.at(&at(&["packets_per_flow"]), "at least one packet per flow");
     }
     match (w.flows, w.duration) {
         (None, None) => c.at(
-            &[k("workload")],
+            base,
             "set `flows`, `duration` or both: when the workload stops",
         ),
-        (Some(0), _) => c.at(&at("flows"), "at least one flow"),
+        (Some(0), _) => c.at(&at(&["flows"]), "at least one flow"),
         (_, Some(d)) if !positive(d) => c.at(
-            &at("duration"),
+            &at(&["duration"]),
             format!("{d}: must be a positive number of seconds"),
         ),
         _ => {}
+    }
+}
+
+/// What the endpoints carry beside the control plane's rules: their traffic tables and
+/// workloads, and the events that create them.
+fn check_endpoints(s: &Scenario, c: &mut Collector) {
+    for (i, e) in s.endpoints.iter().enumerate() {
+        if let Some(v) = e.traffic.as_ref().and_then(|t| t.vlan)
+            && !(1..=4094).contains(&v)
+        {
+            c.at(
+                &[k("endpoints"), ix(i), k("traffic"), k("vlan")],
+                format!("VLAN {v}: an 802.1Q VLAN id is 1 to 4094"),
+            );
+        }
+        if let Some(w) = &e.workload {
+            check_workload(&[k("endpoints"), ix(i), k("workload")], w, c);
+        }
+    }
+    let mut created = HashSet::new();
+    for (i, ev) in s.timeline.iter().enumerate() {
+        if let Event::CreateEndpoint { endpoint, .. } = ev {
+            let at = [k("timeline"), ix(i), k("endpoint")];
+            if !s.endpoints.iter().any(|e| &e.name == endpoint) {
+                c.at(
+                    &at,
+                    format!("no endpoint `{endpoint}` in [[endpoints]] to create"),
+                );
+            } else if !created.insert(endpoint.as_str()) {
+                c.at(&at, format!("endpoint `{endpoint}` is created twice"));
+            }
+        }
     }
 }
 

@@ -2,7 +2,7 @@
 
 use std::net::Ipv4Addr;
 
-use plsim_control::scenario::{Endpoint, Event, Visibility};
+use plsim_control::scenario::{Endpoint, Event, NatIpConfig, Visibility};
 use plsim_control::{
     ConnectionState::*, ControlError, ControlPlane, Effect, Link, Scenario, secs_to_time,
 };
@@ -298,7 +298,7 @@ fn alias_is_prefix_guid_region_suffix_deterministic_and_unique() {
     second.name = "app2".into();
     second.alias_prefix = Some("shop".into());
     second.frontend = "fe-2".into();
-    second.nat_ips = vec![Ipv4Addr::new(10, 10, 1, 20)];
+    second.nat_ips = vec![Ipv4Addr::new(10, 10, 1, 20).into()];
     s.load_balancer
         .frontends
         .push(plsim_control::scenario::Frontend {
@@ -335,7 +335,7 @@ fn alias_is_immutable_and_never_reissued() {
     let s = base();
     let mut p = ControlPlane::new(&s).unwrap();
     let a = p.service("app").unwrap().alias.clone();
-    p.add_nat_ip("app", Ipv4Addr::new(10, 10, 1, 30))
+    p.add_nat_ip("app", Ipv4Addr::new(10, 10, 1, 30).into())
         .unwrap_err(); // already 8: refused
     p.delete_service("app").unwrap();
     assert_eq!(p.service("app"), None);
@@ -353,28 +353,35 @@ fn nat_ips_one_to_eight_add_only() {
     let mut p = ControlPlane::new(&s).unwrap();
     let ip7 = Ipv4Addr::new(10, 10, 1, 10);
     assert_eq!(
-        p.add_nat_ip("app", ip7),
+        p.add_nat_ip("app", ip7.into()),
         Ok(vec![Effect::NatIpAdded {
             service: 0,
             ip: ip7
         }])
     );
     assert_eq!(
-        p.add_nat_ip("app", ip7),
+        p.add_nat_ip("app", ip7.into()),
         Err(ControlError::DuplicateNatIp(ip7))
     );
     let fe = Ipv4Addr::new(10, 10, 0, 4);
     assert_eq!(
-        p.add_nat_ip("app", fe),
-        Err(ControlError::AddressInUse {
+        p.add_nat_ip("app", fe.into()),
+        Err(ControlError::OutsideSubnet {
             ip: fe,
-            by: "frontend `fe-app`".into()
+            subnet: "10.10.1.0/24".parse().unwrap()
         })
     );
-    p.add_nat_ip("app", Ipv4Addr::new(10, 10, 1, 11)).unwrap();
+    // A dynamic one takes the lowest free address of the NAT subnet.
+    assert_eq!(
+        p.add_nat_ip("app", NatIpConfig::Dynamic),
+        Ok(vec![Effect::NatIpAdded {
+            service: 0,
+            ip: Ipv4Addr::new(10, 10, 1, 11)
+        }])
+    );
     assert_eq!(p.service("app").unwrap().nat_ips.len(), 8);
     assert_eq!(
-        p.add_nat_ip("app", Ipv4Addr::new(10, 10, 1, 12)),
+        p.add_nat_ip("app", Ipv4Addr::new(10, 10, 1, 12).into()),
         Err(ControlError::TooManyNatIps { count: 9 })
     );
     assert_eq!(
@@ -385,7 +392,9 @@ fn nat_ips_one_to_eight_add_only() {
         })
     );
     assert_eq!(p.service("app").unwrap().nat_ips.len(), 8);
-    s.services[0].nat_ips = (4..13).map(|i| Ipv4Addr::new(10, 10, 1, i)).collect();
+    s.services[0].nat_ips = (4..13)
+        .map(|i| Ipv4Addr::new(10, 10, 1, i).into())
+        .collect();
     assert_eq!(
         ControlPlane::new(&s).unwrap_err(),
         ControlError::TooManyNatIps { count: 9 }

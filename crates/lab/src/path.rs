@@ -111,13 +111,18 @@ pub fn service_backends(scenario: &Scenario, frontend: &str) -> u64 {
     ips.len() as u64
 }
 
-/// The SNAT configuration of each service of a scenario.
-pub fn snat_configs(scenario: &Scenario, pickup: bool) -> Vec<SnatConfig> {
+/// The SNAT configuration of each service of a scenario, with the NAT IPs the control plane
+/// gave them (dynamic ones assigned).
+pub fn snat_configs(scenario: &Scenario, plane: &ControlPlane, pickup: bool) -> Vec<SnatConfig> {
     scenario
         .services
         .iter()
-        .map(|s| SnatConfig {
-            nat_ips: s.nat_ips.clone(),
+        .enumerate()
+        .map(|(i, s)| SnatConfig {
+            nat_ips: plane
+                .service_at(i)
+                .map(|p| p.nat_ips.clone())
+                .unwrap_or_default(),
             ports: s.ports,
             allocator: s.allocator,
             reuse: s.reuse,
@@ -192,7 +197,7 @@ impl Path {
             };
             table.insert(ep).map_err(|e| Error::Input(e.to_string()))?;
         }
-        let engines = snat_configs(scenario, pickup)
+        let engines = snat_configs(scenario, &plane, pickup)
             .into_iter()
             .map(Snat::new)
             .collect::<Result<Vec<_>, _>>()?;
@@ -239,7 +244,8 @@ mod tests {
     #[test]
     fn the_builtin_scenario_maps_onto_the_stages() {
         let s = Scenario::builtin();
-        let snat = snat_configs(&s, true);
+        let plane = ControlPlane::new(&s).unwrap();
+        let snat = snat_configs(&s, &plane, true);
         assert_eq!(snat.len(), 1);
         let c = &snat[0];
         assert_eq!(c.nat_ips.len(), 8);
@@ -283,7 +289,8 @@ mod tests {
         assert_eq!(lb.on_backend_down, OnBackendDown::Reset);
         assert_eq!(lb.rules[0].hashing, Hashing::Maglev { table_size: 65_537 });
         assert_eq!(lb.rules[0].distribution, plsim_lb::Distribution::SourceIp);
-        assert!(snat_configs(&s, false)[0].rst_on_exhaustion);
+        let plane = ControlPlane::new(&s).unwrap();
+        assert!(snat_configs(&s, &plane, false)[0].rst_on_exhaustion);
         // A port rule keeps its backend port, or the frontend port by default.
         s.load_balancer.rules[0].ha_ports = false;
         s.load_balancer.rules[0].frontend_port = Some(443);

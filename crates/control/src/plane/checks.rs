@@ -103,13 +103,8 @@ impl ControlPlane {
                 },
             ));
         }
-        for (i, &ip) in s.nat_ips.iter().enumerate() {
-            let at = vec![Seg::Key("nat_ips"), Seg::Index(i)];
-            if s.nat_ips[..i].contains(&ip) {
-                out.push((at, ControlError::DuplicateNatIp(ip)));
-            } else if let Some(by) = self.address_user(ip) {
-                out.push((at, ControlError::AddressInUse { ip, by }));
-            }
+        if let Err(problems) = self.resolve_nat_ips(s) {
+            out.extend(problems);
         }
         for (i, sub) in s.auto_approval.iter().enumerate() {
             if !s.visibility.sees(sub, &s.subscription) {
@@ -120,6 +115,96 @@ impl ControlPlane {
             }
         }
         out
+    }
+
+    /// The subnet of the provider's VNet a service's NAT IPs come from (`None` without a
+    /// provider VNet), or why there is none.
+    pub(super) fn nat_subnet(&self, s: &scenario::Service) -> Result<Option<Prefix>, ControlError> {
+        match (&self.provider, &s.nat_subnet) {
+            (None, None) => Ok(None),
+            (None, Some(name)) => Err(ControlError::NoProviderVnet(name.clone())),
+            (Some(_), None) => Err(ControlError::NoNatSubnet),
+            (Some(p), Some(name)) => p
+                .subnets
+                .iter()
+                .find(|sn| &sn.name == name)
+                .map(|sn| Some(sn.prefix))
+                .ok_or_else(|| ControlError::UnknownSubnet {
+                    vnet: p.name.clone(),
+                    subnet: name.clone(),
+                }),
+        }
+    }
+
+    /// The addresses of a new service's NAT IPs, each configuration checked in turn (the ones
+    /// before it count as taken), or every problem with its place.
+    pub(super) fn resolve_nat_ips(
+        &self,
+        s: &scenario::Service,
+    ) -> Result<Vec<Ipv4Addr>, Vec<(Path, ControlError)>> {
+        let subnet = self
+            .nat_subnet(s)
+            .map_err(|e| vec![(vec![Seg::Key("nat_subnet")], e)])?;
+        let mut ips = Vec::new();
+        let mut problems = Vec::new();
+        for (i, &config) in s.nat_ips.iter().enumerate() {
+            match self.nat_ip(subnet, config, &ips) {
+                Ok(ip) => ips.push(ip),
+                Err(e) => problems.push((vec![Seg::Key("nat_ips"), Seg::Index(i)], e)),
+            }
+        }
+        if problems.is_empty() {
+            Ok(ips)
+        } else {
+            Err(problems)
+        }
+    }
+
+    /// The address of one NAT IP configuration of a service whose NAT IPs so far are `taken`:
+    /// a static one checked (a usable unicast address; inside the NAT subnet and not reserved
+    /// there, or private without a provider VNet; not used by anything else), a dynamic one the
+    /// lowest free address of the NAT subnet.
+    pub(super) fn nat_ip(
+        &self,
+        subnet: Option<Prefix>,
+        config: NatIpConfig,
+        taken: &[Ipv4Addr],
+    ) -> Result<Ipv4Addr, ControlError> {
+        let used = |ip: Ipv4Addr| -> Option<ControlError> {
+            if taken.contains(&ip) {
+                return Some(ControlError::DuplicateNatIp(ip));
+            }
+            self.address_user(ip)
+                .map(|by| ControlError::AddressInUse { ip, by })
+        };
+        match config {
+            NatIpConfig::Static(ip) => {
+                if let Some(why) = unusable(ip) {
+                    return Err(ControlError::NatIpUnusable { ip, why });
+                }
+                match subnet {
+                    Some(subnet) if !subnet.contains(ip) => {
+                        return Err(ControlError::OutsideSubnet { ip, subnet });
+                    }
+                    Some(subnet) if subnet.is_reserved(ip) => {
+                        return Err(ControlError::ReservedAddress { ip, subnet });
+                    }
+                    None if !private(ip) => return Err(ControlError::NatIpNotPrivate(ip)),
+                    _ => {}
+                }
+                match used(ip) {
+                    Some(e) => Err(e),
+                    None => Ok(ip),
+                }
+            }
+            NatIpConfig::Dynamic => {
+                let subnet = subnet.ok_or(ControlError::DynamicNatIpWithoutSubnet)?;
+                subnet
+                    .usable()
+                    .find(|&ip| used(ip).is_none())
+                    .ok_or(ControlError::SubnetFull(subnet))
+            }
+        }
     }
 
     /// What in the provider's address plan uses `ip`: a frontend, a backend or a NAT IP.
@@ -255,4 +340,29 @@ impl ControlPlane {
                 .ok_or(ControlError::SubnetFull(subnet)),
         }
     }
+}
+
+/// Why `ip` can be no host's address, if it can't.
+fn unusable(ip: Ipv4Addr) -> Option<&'static str> {
+    if ip.is_unspecified() {
+        Some("the unspecified address")
+    } else if ip.is_broadcast() {
+        Some("the broadcast address")
+    } else if ip.is_multicast() {
+        Some("a multicast address")
+    } else if ip.is_loopback() {
+        Some("a loopback address")
+    } else if ip.is_link_local() {
+        Some("a link-local address")
+    } else if ip.octets()[0] >= 240 {
+        Some("a reserved (class E) address")
+    } else {
+        None
+    }
+}
+
+/// A private address: RFC 1918, or the shared space of RFC 6598.
+fn private(ip: Ipv4Addr) -> bool {
+    let o = ip.octets();
+    ip.is_private() || (o[0] == 100 && (64..128).contains(&o[1]))
 }

@@ -168,6 +168,31 @@ pub enum ControlError {
     /// No backend has this address.
     #[error("no backend {0} in any pool")]
     UnknownBackend(Ipv4Addr),
+    /// A NAT IP that is no usable unicast address.
+    #[error("{ip} can't be a NAT IP: it is {why}")]
+    NatIpUnusable {
+        /// The address.
+        ip: Ipv4Addr,
+        /// What it is instead (`the unspecified address`, `multicast`, ...).
+        why: &'static str,
+    },
+    /// Without the provider's VNet, a NAT IP must be a private address.
+    #[error(
+        "{0} is not a private address (10/8, 172.16/12, 192.168/16, 100.64/10): NAT IPs are addresses of the provider's VNet"
+    )]
+    NatIpNotPrivate(Ipv4Addr),
+    /// A service of a scenario with a provider VNet names no NAT subnet.
+    #[error("set nat_subnet: a service's NAT IPs come from a subnet of the provider's VNet")]
+    NoNatSubnet,
+    /// A NAT subnet without a provider VNet to hold it.
+    #[error("nat_subnet `{0}` needs the provider's VNet (`[provider]`) to hold it")]
+    NoProviderVnet(String),
+    /// A dynamic NAT IP without a subnet to take it from.
+    #[error("a dynamic NAT IP needs the provider's VNet and a nat_subnet to come from")]
+    DynamicNatIpWithoutSubnet,
+    /// A `create-endpoint` event for an endpoint the scenario does not define.
+    #[error("no endpoint `{0}` in [[endpoints]] to create")]
+    UndefinedEndpoint(String),
     /// A timeline event failed.
     #[error("timeline[{index}] ({action}): {source}")]
     Event {

@@ -25,7 +25,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::alias;
 use crate::net::Prefix;
-use crate::scenario::{self, Event, Scenario, Visibility};
+use crate::scenario::{self, Event, NatIpConfig, Scenario, Visibility};
 
 use plsim_snat::MAX_NAT_IPS;
 
@@ -91,8 +91,11 @@ pub struct PrivateLinkService {
     pub frontend: String,
     /// The frontend's IP address.
     pub frontend_ip: Ipv4Addr,
-    /// The NAT IP configurations, in the order they were added.
+    /// The NAT IP configurations' addresses, in the order they were added (dynamic ones as
+    /// assigned).
     pub nat_ips: Vec<Ipv4Addr>,
+    /// The subnet of the provider's VNet they come from, when the scenario has one.
+    pub nat_subnet: Option<Prefix>,
     /// The endpoints (names) whose connections the service lists (not removed ones).
     pub connections: Vec<String>,
 }
@@ -196,6 +199,12 @@ pub struct ControlPlane {
     /// Every alias ever issued, so none is issued twice.
     aliases: HashSet<String>,
     endpoints: Vec<PrivateEndpoint>,
+    /// Endpoints deleted so far, as they were when deleted.
+    deleted: Vec<PrivateEndpoint>,
+    /// The provider's VNet, if the scenario has one.
+    provider: Option<scenario::ProviderVnet>,
+    /// Endpoints a `create-endpoint` event creates later, by name.
+    later: Vec<scenario::Endpoint>,
     next_link: u32,
     /// `(time, index in the scenario, event)`, in time order.
     timeline: Vec<(SimTime, usize, Event)>,
@@ -231,6 +240,9 @@ impl ControlPlane {
             services: Vec::new(),
             aliases: HashSet::new(),
             endpoints: Vec::new(),
+            deleted: Vec::new(),
+            provider: scenario.provider.clone(),
+            later: Vec::new(),
             next_link: 1,
             timeline: Vec::new(),
             cursor: 0,
@@ -269,21 +281,40 @@ impl ControlPlane {
             // Keep indices equal to file positions even when a service is broken.
             plane.services.push(None);
             if !failed {
-                let idx = plane.services.len() - 1;
-                let svc = plane.make_service(s);
-                plane.services[idx] = Some(svc);
+                match plane.resolve_nat_ips(s) {
+                    Ok(nat_ips) => {
+                        let idx = plane.services.len() - 1;
+                        let svc = plane.make_service(s, nat_ips);
+                        plane.services[idx] = Some(svc);
+                    }
+                    Err(problems) => {
+                        for (p, e) in problems {
+                            report(prefixed("services", i, p), e);
+                        }
+                    }
+                }
             }
         }
+        // Endpoints a `create-endpoint` event names are created then, not now.
+        let later = |e: &&scenario::Endpoint| {
+            scenario.timeline.iter().any(
+                |ev| matches!(ev, Event::CreateEndpoint { endpoint, .. } if *endpoint == e.name),
+            )
+        };
+        plane.later = scenario.endpoints.iter().filter(later).cloned().collect();
+        let now = |(_, e): &(usize, &scenario::Endpoint)| !later(e);
         let order = scenario
             .endpoints
             .iter()
             .enumerate()
+            .filter(now)
             .filter(|(_, e)| e.private_ip.is_some())
             .chain(
                 scenario
                     .endpoints
                     .iter()
                     .enumerate()
+                    .filter(now)
                     .filter(|(_, e)| e.private_ip.is_none()),
             );
         let mut created = vec![false; scenario.endpoints.len()];
@@ -345,6 +376,22 @@ impl ControlPlane {
     /// The endpoint with this name.
     pub fn endpoint(&self, name: &str) -> Option<&PrivateEndpoint> {
         self.endpoints.iter().find(|e| e.name == name)
+    }
+
+    /// Every endpoint that exists now, in creation order.
+    pub fn endpoints(&self) -> &[PrivateEndpoint] {
+        &self.endpoints
+    }
+
+    /// Every endpoint deleted so far, as it was when deleted, in deletion order.
+    pub fn deleted_endpoints(&self) -> &[PrivateEndpoint] {
+        &self.deleted
+    }
+
+    /// The endpoint with this name, live or deleted (the latest of that name).
+    pub fn endpoint_ever(&self, name: &str) -> Option<&PrivateEndpoint> {
+        self.endpoint(name)
+            .or_else(|| self.deleted.iter().rev().find(|e| e.name == name))
     }
 
     /// The state of the endpoint's connection (`None`: no such endpoint or no request yet).

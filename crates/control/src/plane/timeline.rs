@@ -19,6 +19,7 @@ impl ControlPlane {
             Event::Approve { endpoint, .. } => self.approve(endpoint),
             Event::Reject { endpoint, .. } => self.reject(endpoint),
             Event::Remove { endpoint, .. } => self.remove(endpoint),
+            Event::CreateEndpoint { endpoint, .. } => self.create_later(endpoint),
             Event::DeleteEndpoint { endpoint, .. } => self.delete_endpoint(endpoint),
             Event::DeleteService { service, .. } => self.delete_service(service),
             Event::BackendDown { backend, .. } => self.set_backend(*backend, false),

@@ -4,7 +4,11 @@
 use super::*;
 
 impl ControlPlane {
-    pub(super) fn make_service(&mut self, s: &scenario::Service) -> PrivateLinkService {
+    pub(super) fn make_service(
+        &mut self,
+        s: &scenario::Service,
+        nat_ips: Vec<Ipv4Addr>,
+    ) -> PrivateLinkService {
         let alias = loop {
             let a = alias::alias(s.prefix(), &alias::guid(&mut self.rng), &s.region);
             if self.aliases.insert(a.clone()) {
@@ -26,7 +30,8 @@ impl ControlPlane {
             auto_approval: s.auto_approval.clone(),
             frontend: s.frontend.clone(),
             frontend_ip,
-            nat_ips: s.nat_ips.clone(),
+            nat_ips,
+            nat_subnet: self.nat_subnet(s).ok().flatten(),
             connections: Vec::new(),
         }
     }
@@ -38,7 +43,10 @@ impl ControlPlane {
         if let Some((_, e)) = self.check_service(s).into_iter().next() {
             return Err(e);
         }
-        let svc = self.make_service(s);
+        let nat_ips = self
+            .resolve_nat_ips(s)
+            .map_err(|mut v| v.swap_remove(0).1)?;
+        let svc = self.make_service(s, nat_ips);
         self.services.push(Some(svc));
         Ok(self.services.len() - 1)
     }
@@ -234,8 +242,26 @@ impl ControlPlane {
             }
             effects.push(Effect::LinkDeleted(c.link));
         }
-        self.endpoints.remove(pos);
+        let gone = self.endpoints.remove(pos);
+        self.deleted.push(gone);
         Ok(effects)
+    }
+
+    /// Creates an endpoint the scenario defines for a `create-endpoint` event, and requests
+    /// its connection unless it says `connect = false`: the same rules as at time zero.
+    pub fn create_later(&mut self, endpoint: &str) -> Result<Vec<Effect>, ControlError> {
+        let e = self
+            .later
+            .iter()
+            .find(|e| e.name == endpoint)
+            .cloned()
+            .ok_or_else(|| ControlError::UndefinedEndpoint(endpoint.to_owned()))?;
+        self.create_endpoint(&e)?;
+        if e.connect {
+            self.request(&e.name)
+        } else {
+            Ok(Vec::new())
+        }
     }
 
     /// The provider deletes the service: refused while it has Pending or Approved connections
@@ -269,21 +295,21 @@ impl ControlPlane {
         Ok(Vec::new())
     }
 
-    /// Adds a NAT IP configuration: at most eight, distinct, not used elsewhere.
-    pub fn add_nat_ip(&mut self, service: &str, ip: Ipv4Addr) -> Result<Vec<Effect>, ControlError> {
+    /// Adds a NAT IP configuration: at most eight, distinct, not used elsewhere, from the
+    /// service's NAT subnet (a dynamic one takes its lowest free address).
+    pub fn add_nat_ip(
+        &mut self,
+        service: &str,
+        config: NatIpConfig,
+    ) -> Result<Vec<Effect>, ControlError> {
         let idx = self.service_index(service)?;
         let svc = self.service_at(idx).expect("live");
-        if svc.nat_ips.contains(&ip) {
-            return Err(ControlError::DuplicateNatIp(ip));
-        }
         if svc.nat_ips.len() >= MAX_NAT_IPS {
             return Err(ControlError::TooManyNatIps {
                 count: svc.nat_ips.len() + 1,
             });
         }
-        if let Some(by) = self.address_user(ip) {
-            return Err(ControlError::AddressInUse { ip, by });
-        }
+        let ip = self.nat_ip(svc.nat_subnet, config, &svc.nat_ips)?;
         if let Some(s) = self.services[idx].as_mut() {
             s.nat_ips.push(ip);
         }
