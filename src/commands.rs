@@ -8,13 +8,12 @@ use indicatif::{ProgressBar, ProgressStyle};
 use plsim_control::Scenario;
 use plsim_lab::files::{self, load_scenario};
 use plsim_lab::path::Overrides;
-use plsim_lab::replay::{PacketSource, PcapTaps, WorkloadSource};
+use plsim_lab::replay::{PacketSource, PcapTaps};
 use plsim_lab::run::{self, RunSpec};
 use plsim_lab::sweep::{Grid, Sweep};
-use plsim_lab::workload::{WorkloadFlags, spec_with};
+use plsim_lab::workload::{WorkloadFlags, Workloads, specs};
 use plsim_lab::{Error, Result};
 use plsim_pcap::Reader;
-use plsim_traffic::workload::Workload;
 
 use plsim_lab::report;
 
@@ -127,13 +126,16 @@ pub fn replay(pcap: &Path, flags: &RunArgs) -> Result<()> {
 /// `plsim simulate` with the synthetic workload.
 pub fn simulate(flags: &RunArgs, workload: &WorkloadFlags) -> Result<()> {
     let scenario = load_scenario(flags.scenario.as_deref(), &flags.overrides.into())?;
-    let spec = spec_with(&scenario, workload)?;
-    let mut source = WorkloadSource::new(Workload::new(&spec)?);
-    let what = format!(
-        "workload ({} flows max, {})",
-        spec.flows.map_or("no limit".into(), |n| n.to_string()),
-        spec.arrivals
-    );
+    let specs = specs(&scenario, workload)?;
+    let what = match &specs[..] {
+        [(_, spec, _)] => format!(
+            "workload ({} flows max, {})",
+            spec.flows.map_or("no limit".into(), |n| n.to_string()),
+            spec.arrivals
+        ),
+        many => format!("workloads of {} endpoints", many.len()),
+    };
+    let mut source = Workloads::new(&scenario, specs)?;
     run_and_report(&mut source, &scenario, flags, &what, |_| (false, None))
 }
 
@@ -180,6 +182,18 @@ pub fn scenario_check(file: &Path) -> Result<()> {
         s.endpoints.len(),
         s.timeline.len()
     );
+    Ok(())
+}
+
+/// `plsim scenario show`.
+pub fn scenario_show(file: Option<&Path>, as_json: bool) -> Result<()> {
+    let scenario = load_scenario(file, &Overrides::default())?;
+    let show = plsim_lab::show::show(&scenario)?;
+    if as_json {
+        json(&show);
+    } else {
+        print!("{}", plsim_lab::show::text(&show));
+    }
     Ok(())
 }
 

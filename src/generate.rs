@@ -5,10 +5,9 @@ use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
 use plsim_traffic::captures::{self, Frame};
-use plsim_traffic::workload::Workload;
 
-use plsim_lab::files::load_scenario;
-use plsim_lab::workload::{WorkloadFlags, spec_with};
+use plsim_lab::files::{load_scenario, write_capture};
+use plsim_lab::workload::{WorkloadFlags, Workloads, specs};
 use plsim_lab::{Error, Result};
 
 use crate::WorkloadArgs;
@@ -22,8 +21,9 @@ pub enum Kind {
     Conversations,
     /// Concurrent SYNs from distinct clients, none answered (--flows).
     Syns,
-    /// The scenario's synthetic workload (with the workload flags over it): exactly the packets
-    /// `plsim simulate` feeds the path.
+    /// The scenario's synthetic workloads, one per endpoint (with the workload flags over
+    /// them), each endpoint's traffic on its VLAN: exactly the packets `plsim simulate` feeds
+    /// the path, which a replay with the same scenario routes back to the same endpoints.
     Workload,
 }
 
@@ -56,9 +56,8 @@ pub fn run(a: GenerateArgs) -> Result<()> {
     let packets = match a.kind {
         Kind::Workload => {
             let scenario = load_scenario(a.scenario.as_deref(), &Default::default())?;
-            let spec = spec_with(&scenario, &WorkloadFlags::from(a.workload))?;
-            let w = Workload::new(&spec)?;
-            w.write_pcap(&a.out).map_err(write_err)?.packets
+            let specs = specs(&scenario, &WorkloadFlags::from(a.workload))?;
+            write_capture(&a.out, &mut Workloads::new(&scenario, specs)?)?
         }
         kind => {
             let frames: Vec<Frame> = match kind {

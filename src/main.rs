@@ -47,7 +47,7 @@ enum Command {
     Plan(PlanArgs),
     /// In-memory throughput of the whole path.
     Bench(BenchArgs),
-    /// Print the built-in scenario, or validate a scenario file.
+    /// Print the built-in scenario, validate a scenario file, or show what it builds.
     #[command(subcommand)]
     Scenario(ScenarioCommand),
     /// Write one of plsim's generated captures (the ones in `pcaps/` are made this way).
@@ -290,10 +290,19 @@ struct BenchArgs {
 enum ScenarioCommand {
     /// Print the built-in scenario as TOML.
     Default,
-    /// Validate a scenario file: exit 0, or 1 with every problem and its place.
+    /// Validate a scenario file: exit 0, or 1 with every problem and its place, in line order.
     Check {
         /// The scenario file (TOML).
         file: PathBuf,
+    },
+    /// Show the control plane a scenario builds: services (aliases, NAT IPs, rules,
+    /// backends), endpoints (addresses, connection states, link ids) and the timeline.
+    Show {
+        /// The scenario file (TOML); the built-in scenario without it.
+        file: Option<PathBuf>,
+        /// Print it as JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -328,6 +337,9 @@ fn run(cli: Cli) -> plsim_lab::Result<()> {
             Ok(())
         }
         Command::Scenario(ScenarioCommand::Check { file }) => commands::scenario_check(&file),
+        Command::Scenario(ScenarioCommand::Show { file, json }) => {
+            commands::scenario_show(file.as_deref(), json)
+        }
     }
 }
 

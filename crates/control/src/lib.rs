@@ -162,7 +162,7 @@ impl Scenario {
 
     /// Parses and validates a scenario file. A syntax or type error (an unknown key, a bad
     /// value) is reported alone, with its line; otherwise every rule is checked and every
-    /// problem reported, with its path and line.
+    /// problem reported, with its path and line, in line order.
     pub fn from_toml_str(text: &str) -> Result<Scenario, Problems> {
         let spans = validate::Spans::new(text);
         let scenario: Scenario = match toml::from_str(text) {
@@ -186,16 +186,17 @@ impl Scenario {
         if found.is_empty() {
             return Ok(scenario);
         }
-        Err(Problems(
-            found
-                .into_iter()
-                .map(|(path, message)| Problem {
-                    line: spans.line(&path),
-                    path: validate::path_string(&path),
-                    message,
-                })
-                .collect(),
-        ))
+        let mut problems: Vec<Problem> = found
+            .into_iter()
+            .map(|(path, message)| Problem {
+                line: spans.line(&path),
+                path: validate::path_string(&path),
+                message,
+            })
+            .collect();
+        // In file order (a stable sort keeps discovery order on a line).
+        problems.sort_by_key(|p| p.line.unwrap_or(usize::MAX));
+        Err(Problems(problems))
     }
 
     /// Checks every rule of a scenario built in code (no lines: there is no file).

@@ -56,6 +56,7 @@ fn send(
     let len = f.len();
     let mut v = classify(LinkType::Ethernet, &f, len).unwrap();
     t.outbound(VnetId(vnet), &mut f, &mut v, now)
+        .map_err(DropReason::from)
 }
 
 #[test]

@@ -97,19 +97,25 @@ fn every_problem_is_reported_not_just_the_first() {
         backend: "10.9.9.9".parse().unwrap(),
     });
     let text = s.to_toml();
-    let got: Vec<String> = problems(&text).iter().map(|p| p.path.clone()).collect();
+    let found = problems(&text);
+    let got: Vec<String> = found.iter().map(|p| p.path.clone()).collect();
+    // In file order.
     assert_eq!(
         got,
         vec![
             "load_balancer.rules[0].maglev",
+            "services[0].auto_approval[1]",
+            "services[0].nat_ips",
             "services[0].allocator",
             "services[0].timers.idle",
-            "workload.flow_duration",
-            "services[0].nat_ips",
-            "services[0].auto_approval[1]",
             "endpoints[0].private_ip",
+            "workload.flow_duration",
             "timeline[0].backend",
         ]
+    );
+    assert!(
+        found.windows(2).all(|w| w[0].line <= w[1].line),
+        "{found:?}"
     );
     let all = Scenario::from_toml_str(&text).unwrap_err();
     assert_eq!(all.to_string().lines().count(), 8);

@@ -46,6 +46,20 @@ pub struct Endpoint {
     pub approved: bool,
 }
 
+/// A consumer packet the endpoint stage refuses (`not_approved`), with the connection it was
+/// for when the address is an endpoint's (so the caller can count the drop under it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Refused {
+    /// The connection of the endpoint at the packet's destination, if there is one.
+    pub link: Option<LinkId>,
+}
+
+impl From<Refused> for DropReason {
+    fn from(_: Refused) -> DropReason {
+        DropReason::NotApproved
+    }
+}
+
 /// An endpoint that can't be added, or a link the table does not know.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum EndpointError {
@@ -175,9 +189,10 @@ impl EndpointTable {
     /// A consumer packet from `vnet`, addressed to a private endpoint. When the endpoint at the
     /// packet's destination address has an Approved connection at `now`, rewrites the
     /// destination address to the service's frontend (port kept, checksums updated) and returns
-    /// the connection's link id. Otherwise the packet is left untouched and dropped as
-    /// `not_approved`: that covers Pending, Rejected and Disconnected connections and also an
-    /// address that is no endpoint of that VNet (nothing in the VNet would answer it).
+    /// the connection's link id. Otherwise the packet is left untouched and refused
+    /// (`not_approved`): that covers Pending, Rejected and Disconnected connections and also an
+    /// address that is no endpoint of that VNet (nothing in the VNet would answer it); the
+    /// refusal names the endpoint's connection when there is one.
     #[inline]
     pub fn outbound(
         &self,
@@ -185,20 +200,22 @@ impl EndpointTable {
         frame: &mut [u8],
         view: &mut Ipv4Tcp,
         now: SimTime,
-    ) -> Result<LinkId, DropReason> {
+    ) -> Result<LinkId, Refused> {
         let t = view.tuple();
-        let entry = self
+        let Some(e) = self
             .by_address
             .get(&(vnet, t.dst))
             .and_then(|link| self.by_link.get(link))
-            .filter(|e| e.approved_at(now));
-        match entry {
-            Some(e) => {
-                view.set_destination(frame, e.ep.frontend, t.dport);
-                Ok(e.ep.link)
-            }
-            None => Err(DropReason::NotApproved),
+        else {
+            return Err(Refused { link: None });
+        };
+        if !e.approved_at(now) {
+            return Err(Refused {
+                link: Some(e.ep.link),
+            });
         }
+        view.set_destination(frame, e.ep.frontend, t.dport);
+        Ok(e.ep.link)
     }
 
     /// A return packet of connection `link`, from the service's frontend. Rewrites the source

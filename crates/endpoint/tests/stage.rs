@@ -1,6 +1,6 @@
 use std::net::Ipv4Addr;
 
-use plsim_endpoint::{Endpoint, EndpointError, EndpointTable, VnetId};
+use plsim_endpoint::{Endpoint, EndpointError, EndpointTable, Refused, VnetId};
 use plsim_wire::build::{TcpSegment, tuple};
 use plsim_wire::{DropReason, Ipv4Tcp, LinkId, LinkType, SimTime, TcpFlags, checksum, classify};
 use proptest::prelude::*;
@@ -60,7 +60,9 @@ fn pending_unknown_and_other_vnet_are_not_approved_and_untouched() {
         let before = (f.clone(), v);
         assert_eq!(
             t.outbound(VnetId(vnet), &mut f, &mut v, SimTime::ZERO),
-            Err(DropReason::NotApproved)
+            Err(Refused {
+                link: (vnet == 0 && dst == PE).then_some(LinkId(1))
+            })
         );
         assert_eq!((f, v), before);
     }
@@ -81,7 +83,9 @@ fn approval_change_takes_effect_at_its_instant_both_ways() {
     let (mut f, mut v) = frame(C, 1, PE, 80);
     assert_eq!(
         t.outbound(VnetId(0), &mut f, &mut v, cut),
-        Err(DropReason::NotApproved)
+        Err(Refused {
+            link: Some(LinkId(7))
+        })
     );
     let (mut r, mut rv) = frame(FE, 80, C, 1);
     assert_eq!(
@@ -101,7 +105,9 @@ fn approval_change_takes_effect_at_its_instant_both_ways() {
     let (mut f, mut v) = frame(C, 1, PE, 80);
     assert_eq!(
         t.outbound(VnetId(0), &mut f, &mut v, SimTime::from_secs(45)),
-        Err(DropReason::NotApproved)
+        Err(Refused {
+            link: Some(LinkId(7))
+        })
     );
     assert_eq!(
         t.outbound(VnetId(0), &mut f, &mut v, SimTime::from_secs(60)),
@@ -147,7 +153,9 @@ fn two_vnets_with_identical_addresses_never_mix() {
     let (mut b, mut bv) = frame(C, 5000, PE, 443);
     assert_eq!(
         t.outbound(VnetId(0), &mut a, &mut av, SimTime::from_secs(2)),
-        Err(DropReason::NotApproved)
+        Err(Refused {
+            link: Some(LinkId(1))
+        })
     );
     assert_eq!(
         t.outbound(VnetId(1), &mut b, &mut bv, SimTime::from_secs(2)),

@@ -60,6 +60,7 @@ use hdrhistogram::Histogram;
 use plsim_wire::{DropCounts, DropReason, SimTime};
 
 pub use batch::{Batch, Dir, Meta};
+pub use plsim_wire::LinkId;
 pub use stages::{RunCx, Stages};
 
 /// A stage of the core: it sees every packet in input order, both ways.
@@ -137,8 +138,9 @@ pub enum Fill<Ev> {
 pub trait Feeder<Ev> {
     /// Appends at most `max` packets to `batch`, in input order: `Meta::seq` counting up from 0
     /// without a gap, `Meta::ts` never decreasing (events included), `Meta::dir` saying where
-    /// each packet enters. Only consumer-side packets may come already dropped (not IPv4 TCP).
-    /// What the feeder yields must not depend on `max`.
+    /// each packet enters. A packet may come already dropped (not IPv4 TCP, no endpoint): it
+    /// is counted and seen by the consumer-side tap (when it entered there), and no stage sees
+    /// it. What the feeder yields must not depend on `max`.
     fn fill(&mut self, batch: &mut Batch, max: usize) -> Fill<Ev>;
 }
 
@@ -279,6 +281,9 @@ pub struct RunStats {
     /// With [`Options::stage_times`]: time spent processing (not waiting), the edge first, then
     /// each core stage in path order.
     pub busy: Vec<Duration>,
+    /// The same counts per connection, indexed by link id (a packet counts under the link a
+    /// stage gave it; link 0 holds those that reached no connection).
+    pub links: Vec<LinkCounts>,
     /// Simulated time of the first input packet.
     pub first_ts: Option<SimTime>,
     /// The last simulated instant of the run: its last packet or its last event.
@@ -296,8 +301,28 @@ impl RunStats {
             latency_ns: histogram(),
             wall: Duration::ZERO,
             busy: vec![Duration::ZERO; stages + 1],
+            links: Vec::new(),
             first_ts: None,
             last_ts: None,
+        }
+    }
+
+    /// Counts a packet that has been through everything, under its link.
+    #[inline]
+    fn count(&mut self, m: &Meta) {
+        let i = m.link.0 as usize;
+        if self.links.len() <= i {
+            self.links.resize(i + 1, LinkCounts::default());
+        }
+        let l = &mut self.links[i];
+        match (m.dir, m.drop) {
+            (Dir::Forward, None) => l.to_backend += 1,
+            (Dir::Return, None) => l.to_consumer += 1,
+            (_, Some(r)) => l.dropped.add(r),
+        }
+        match m.dir {
+            Dir::Forward => l.consumer_in += 1,
+            Dir::Return => l.backend_in += 1,
         }
     }
 
@@ -306,6 +331,21 @@ impl RunStats {
         self.first_ts.get_or_insert(t);
         self.last_ts = Some(self.last_ts.map_or(t, |l| l.max(t)));
     }
+}
+
+/// What became of the packets of one connection.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LinkCounts {
+    /// Its packets that entered at the consumer side.
+    pub consumer_in: u64,
+    /// Its packets that entered at the backend side.
+    pub backend_in: u64,
+    /// Delivered to the backends.
+    pub to_backend: u64,
+    /// Delivered to the consumers.
+    pub to_consumer: u64,
+    /// Dropped, by reason.
+    pub dropped: DropCounts,
 }
 
 /// What a finished run hands back: the counts, the parts with their own state, the taps.

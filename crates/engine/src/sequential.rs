@@ -42,7 +42,7 @@ where
                     stats.consumer_in += 1;
                     taps.consumer(frame, m);
                     if let Some(r) = m.drop {
-                        // Dropped before any stage (not IPv4 TCP).
+                        // Dropped before any stage (not IPv4 TCP, no endpoint).
                         stats.dropped.add(r);
                     } else if let Err(r) = edge.forward(frame, m) {
                         m.drop = Some(r);
@@ -61,13 +61,15 @@ where
                 }
                 Dir::Return => {
                     stats.backend_in += 1;
-                    debug_assert!(m.drop.is_none(), "backend-side packets enter undropped");
-                    match backend.enter(frame, m) {
-                        Ok(()) => taps.backend(frame, m),
-                        Err(r) => {
-                            m.drop = Some(r);
-                            stats.dropped.add(r);
-                        }
+                    match m.drop {
+                        Some(r) => stats.dropped.add(r),
+                        None => match backend.enter(frame, m) {
+                            Ok(()) => taps.backend(frame, m),
+                            Err(r) => {
+                                m.drop = Some(r);
+                                stats.dropped.add(r);
+                            }
+                        },
                     }
                     let dropped_before = m.drop.is_some();
                     match core.reverse(frame, m) {
@@ -86,6 +88,7 @@ where
                     }
                 }
             }
+            stats.count(m);
         }
         match fill {
             Fill::More => {}

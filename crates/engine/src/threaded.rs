@@ -91,6 +91,9 @@ fn core_loop<Ev, C: Stages<Ev>, B: BackendSide>(
                     } else {
                         for k in i..end {
                             let (frame, m) = b.get_mut(k);
+                            if m.drop.is_some() {
+                                continue; // dropped before it entered
+                            }
                             match backend.enter(frame, m) {
                                 Ok(()) => {
                                     if let Some(e) = entered.as_mut() {
@@ -231,6 +234,7 @@ where
                         }
                     }
                 }
+                stats.count(m);
             }
             if let Some(t0) = t0 {
                 stats.busy[0] += t0.elapsed();
@@ -266,14 +270,19 @@ where
                             s.push(frame, *m);
                         }
                         if let Some(r) = m.drop {
-                            // Dropped before any stage (not IPv4 TCP).
+                            // Dropped before any stage (not IPv4 TCP, no endpoint).
                             stats.dropped.add(r);
                         } else if let Err(r) = edge.forward(frame, m) {
                             m.drop = Some(r);
                             stats.dropped.add(r);
                         }
                     }
-                    Dir::Return => stats.backend_in += 1,
+                    Dir::Return => {
+                        stats.backend_in += 1;
+                        if let Some(r) = m.drop {
+                            stats.dropped.add(r);
+                        }
+                    }
                 }
             }
             if let Some(t0) = t0 {

@@ -214,6 +214,7 @@ impl Taps for Collect {
 #[derive(Debug, PartialEq, Eq)]
 struct Result_ {
     counts: (u64, u64, u64, u64, Vec<(DropReason, u64)>),
+    links: Vec<plsim_engine::LinkCounts>,
     span: (Option<SimTime>, Option<SimTime>),
     lb: Vec<Seen>,
     snat: Vec<Seen>,
@@ -262,6 +263,7 @@ fn go(steps: &[Step], engine: Engine, batch: usize, after: u32) -> Result_ {
             s.dropped.iter().filter(|(_, n)| *n > 0).collect(),
         ),
         span: (s.first_ts, s.last_ts),
+        links: s.links.clone(),
         lb_state: lb.state,
         snat_state: snat.state,
         lb: lb.seen,
@@ -297,6 +299,15 @@ fn every_packet_is_counted_once_and_each_stage_sees_input_order() {
     assert_eq!((*cin, *bin), (10_000 - ret, ret));
     let dropped: u64 = drops.iter().map(|(_, n)| n).sum();
     assert_eq!(cin + bin, to_b + to_c + dropped);
+    // Per connection: link 7 is what the edge tagged, link 0 the rest; together, the totals.
+    assert_eq!(r.links.len(), 8);
+    let sum = |f: fn(&plsim_engine::LinkCounts) -> u64| r.links.iter().map(f).sum::<u64>();
+    assert_eq!(sum(|l| l.consumer_in), *cin);
+    assert_eq!(sum(|l| l.backend_in), *bin);
+    assert_eq!(sum(|l| l.to_backend), *to_b);
+    assert_eq!(sum(|l| l.to_consumer), *to_c);
+    assert_eq!(sum(|l| l.dropped.total()), dropped);
+    assert!(r.links[7].to_backend > 0 && r.links[1..7].iter().all(|l| *l == Default::default()));
     assert_eq!(r.backends.0.len() as u64, *to_b);
     // Each core stage ticks at every packet, in input order, and processes the packets that
     // reach it in input order, both ways.

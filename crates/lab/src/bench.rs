@@ -197,9 +197,8 @@ pub fn run_builtin(
     }
     let scenario = plsim_control::Scenario::builtin();
     let sim = crate::path::Path::build(&scenario, false)?;
-    let (vnet, endpoint) = sim
-        .replay_endpoint
-        .expect("the built-in scenario has an endpoint");
+    let route = &sim.routes[0];
+    let (vnet, endpoint) = (route.vnet, route.address);
     let addrs = BenchAddrs {
         clients: Ipv4Addr::new(10, 1, 0, 0),
         endpoint: (endpoint, 443),

@@ -5,6 +5,7 @@ use std::path::Path;
 use plsim_control::Scenario;
 
 use crate::path::Overrides;
+use crate::replay::PacketSource;
 use crate::series::{Sample, series_csv};
 use crate::summary::Summary;
 use crate::{Error, Result};
@@ -56,4 +57,25 @@ pub fn write_run(
     Ok(crate::plot::series(&dir.join("timeseries"), title, series)
         .err()
         .map(|e| format!("no time series plot: {e}")))
+}
+
+/// Writes every packet of a source (Ethernet frames) to a classic pcap; returns how many.
+pub fn write_capture<S: PacketSource>(path: &Path, source: &mut S) -> Result<u64> {
+    let io = |e: std::io::Error| Error::io(path, &e);
+    let file = std::fs::File::create(path).map_err(io)?;
+    let mut w = plsim_pcap::Writer::new(
+        std::io::BufWriter::new(file),
+        plsim_wire::LinkType::Ethernet,
+        65535,
+    )
+    .map_err(io)?;
+    while let Some(p) = source.next_packet() {
+        w.write(p.ts_ns, p.data, p.wire_len).map_err(io)?;
+    }
+    let n = w.packets();
+    w.finish()
+        .map_err(io)?
+        .into_inner()
+        .map_err(|e| io(e.into_error()))?;
+    Ok(n)
 }

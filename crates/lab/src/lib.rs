@@ -24,6 +24,7 @@ pub mod replay;
 pub mod report;
 pub mod run;
 pub mod series;
+pub mod show;
 pub mod stages;
 pub mod summary;
 pub mod sweep;
@@ -60,6 +61,8 @@ pub enum Event {
         /// The service's index.
         service: usize,
     },
+    /// The endpoint of a connection was deleted: its address is free again.
+    LinkDeleted(LinkId),
     /// A backend stopped answering its health probe.
     BackendDown(Ipv4Addr),
     /// A backend answers its health probe again.

@@ -74,8 +74,43 @@ pub struct Path {
     pub snat: SnatStage,
     /// The timeline's effects as engine events, in time order.
     pub events: Vec<(SimTime, Event)>,
-    /// The first endpoint's connection: where a replay's consumer sends (its VNet and address).
-    pub replay_endpoint: Option<(u32, Ipv4Addr)>,
+    /// Where consumers send: every endpoint the run has (those created later too), in file
+    /// order.
+    pub routes: Vec<Route>,
+    /// The provider's addresses (backends, NAT IPs): a SYN from one of them is the provider
+    /// opening a connection.
+    pub provider: Vec<Ipv4Addr>,
+    /// Every connection the run has, in link id order, with its final state.
+    pub connections: Vec<ConnectionInfo>,
+}
+
+/// A private endpoint as the replay feeder sees it: where its consumers send, and which packets
+/// of a capture are theirs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Route {
+    /// The endpoint's name.
+    pub name: String,
+    /// Its consumer VNet (the endpoint stage's VNet id).
+    pub vnet: u32,
+    /// Its private IP.
+    pub address: Ipv4Addr,
+    /// Which packets are its consumers' (`None`: whatever no other endpoint took).
+    pub traffic: Option<plsim_control::scenario::Traffic>,
+    /// When it is created, from the start of the run.
+    pub created: SimTime,
+}
+
+/// A connection of the run, for the per-connection results.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConnectionInfo {
+    /// Its link id.
+    pub link: plsim_wire::LinkId,
+    /// Its endpoint.
+    pub endpoint: String,
+    /// Its service.
+    pub service: String,
+    /// Its state once the whole timeline has run (`Deleted` once its endpoint is).
+    pub state: String,
 }
 
 fn event_of(e: Effect) -> Option<Event> {
@@ -88,7 +123,7 @@ fn event_of(e: Effect) -> Option<Event> {
             service: l.service,
         },
         Effect::LinkClosed { link, service, .. } => Event::LinkClosed { link, service },
-        Effect::LinkDeleted(_) => return None,
+        Effect::LinkDeleted(link) => Event::LinkDeleted(link),
         Effect::BackendDown(ip) => Event::BackendDown(ip),
         Effect::BackendUp(ip) => Event::BackendUp(ip),
         Effect::NatIpAdded { service, ip } => Event::NatIpAdded { service, ip },
@@ -203,6 +238,7 @@ impl Path {
             .collect::<Result<Vec<_>, _>>()?;
         let lb = Lb::new(lb_config(scenario)?)?;
 
+        // The whole timeline, once, for its events and for what it makes of the endpoints.
         let mut timeline = plane.clone();
         let events = timeline
             .advance(SimTime::MAX)
@@ -210,12 +246,70 @@ impl Path {
             .into_iter()
             .filter_map(|(t, e)| Some((t, event_of(e)?)))
             .collect();
-
-        let replay_endpoint = scenario
+        let created = |name: &str| {
+            scenario
+                .timeline
+                .iter()
+                .find_map(|ev| match ev {
+                    plsim_control::scenario::Event::CreateEndpoint { at, endpoint }
+                        if endpoint == name =>
+                    {
+                        Some(plsim_control::secs_to_time(*at))
+                    }
+                    _ => None,
+                })
+                .unwrap_or(SimTime::ZERO)
+        };
+        let routes = scenario
             .endpoints
-            .first()
-            .and_then(|e| plane.endpoint(&e.name))
-            .map(|pe| (pe.vnet_index, pe.private_ip));
+            .iter()
+            .filter_map(|e| {
+                let pe = timeline.endpoint_ever(&e.name)?;
+                Some(Route {
+                    name: e.name.clone(),
+                    vnet: pe.vnet_index,
+                    address: pe.private_ip,
+                    traffic: e.traffic.clone(),
+                    created: created(&e.name),
+                })
+            })
+            .collect();
+        let mut provider: Vec<Ipv4Addr> = scenario
+            .load_balancer
+            .pools
+            .iter()
+            .flat_map(|p| p.backends.iter().copied())
+            .collect();
+        for i in 0..scenario.services.len() {
+            if let Some(s) = timeline.service_at(i) {
+                provider.extend(&s.nat_ips);
+            }
+        }
+        provider.sort_unstable();
+        provider.dedup();
+        let mut connections: Vec<ConnectionInfo> = timeline
+            .endpoints()
+            .iter()
+            .map(|e| (e, false))
+            .chain(timeline.deleted_endpoints().iter().map(|e| (e, true)))
+            .filter_map(|(e, deleted)| {
+                let c = e.connection?;
+                Some(ConnectionInfo {
+                    link: c.link,
+                    endpoint: e.name.clone(),
+                    service: scenario
+                        .services
+                        .get(c.service)
+                        .map_or_else(String::new, |s| s.name.clone()),
+                    state: if deleted {
+                        "Deleted".to_owned()
+                    } else {
+                        c.state.to_string()
+                    },
+                })
+            })
+            .collect();
+        connections.sort_by_key(|c| c.link);
         Ok(Path {
             endpoint: EndpointStage(table),
             lb: LbStage(lb),
@@ -229,7 +323,9 @@ impl Path {
                 links.iter().map(|l| (l.id, l.service)),
             ),
             events,
-            replay_endpoint,
+            routes,
+            provider,
+            connections,
         })
     }
 }
@@ -272,8 +368,27 @@ mod tests {
         assert_eq!(lb.on_backend_down, OnBackendDown::Keep);
         assert_eq!(service_backends(&s, "fe-app"), 4);
         let path = Path::build(&s, false).unwrap();
-        assert_eq!(path.replay_endpoint, Some((0, Ipv4Addr::new(10, 0, 0, 4))));
+        assert_eq!(
+            path.routes,
+            vec![Route {
+                name: "pe-app".into(),
+                vnet: 0,
+                address: Ipv4Addr::new(10, 0, 0, 4),
+                traffic: None,
+                created: SimTime::ZERO,
+            }]
+        );
         assert!(path.events.is_empty());
+        assert_eq!(path.provider.len(), 12, "four backends and eight NAT IPs");
+        assert_eq!(
+            path.connections,
+            vec![ConnectionInfo {
+                link: plsim_wire::LinkId(1),
+                endpoint: "pe-app".into(),
+                service: "app".into(),
+                state: "Approved".into(),
+            }]
+        );
     }
 
     #[test]

@@ -20,6 +20,7 @@ use plsim_wire::{
 use plsim_engine::{BackendSide, Batch, Dir, Feeder, Fill, Meta, Taps};
 
 use crate::Event;
+use crate::path::Route;
 
 /// What was read from the capture.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -35,15 +36,38 @@ pub struct InputStats {
     pub tuple_collisions: u64,
 }
 
+/// One packet of a source.
+#[derive(Clone, Copy, Debug)]
+pub struct Packet<'a> {
+    /// Capture time, ns.
+    pub ts_ns: u64,
+    /// The link layer.
+    pub link: LinkType,
+    /// The captured bytes.
+    pub data: &'a [u8],
+    /// The length on the wire.
+    pub wire_len: usize,
+    /// The endpoint (an index of [`Path::routes`](crate::path::Path::routes)) whose consumers
+    /// sent it, when the source knows (a workload does; a capture doesn't: the scenario's
+    /// traffic tables say).
+    pub endpoint: Option<usize>,
+}
+
 /// Where a feeder's packets come from: a capture, or a synthetic workload.
 pub trait PacketSource {
-    /// The next packet: capture time (ns), link type, bytes, length on the wire.
-    fn next_packet(&mut self) -> Option<(u64, LinkType, &[u8], usize)>;
+    /// The next packet, in time order.
+    fn next_packet(&mut self) -> Option<Packet<'_>>;
 }
 
 impl PacketSource for Reader {
-    fn next_packet(&mut self) -> Option<(u64, LinkType, &[u8], usize)> {
-        Reader::next_packet(self).map(|p| (p.ts_ns, p.link, p.data, p.wire_len))
+    fn next_packet(&mut self) -> Option<Packet<'_>> {
+        Reader::next_packet(self).map(|p| Packet {
+            ts_ns: p.ts_ns,
+            link: p.link,
+            data: p.data,
+            wire_len: p.wire_len,
+            endpoint: None,
+        })
     }
 }
 
@@ -64,69 +88,81 @@ impl<'a> FrameSource<'a> {
 }
 
 impl PacketSource for FrameSource<'_> {
-    fn next_packet(&mut self) -> Option<(u64, LinkType, &[u8], usize)> {
+    fn next_packet(&mut self) -> Option<Packet<'_>> {
         let f = self.frames.next()?;
-        Some((f.ts_ns, self.link, &f.data, f.wire_len))
-    }
-}
-
-/// A synthetic workload as a packet source.
-pub struct WorkloadSource {
-    workload: plsim_traffic::workload::Workload,
-    buf: Vec<u8>,
-}
-
-impl WorkloadSource {
-    /// The workload's packets, in time order.
-    pub fn new(workload: plsim_traffic::workload::Workload) -> WorkloadSource {
-        WorkloadSource {
-            workload,
-            buf: Vec::with_capacity(2048),
-        }
-    }
-    /// The workload (for its counts).
-    pub fn workload(&self) -> &plsim_traffic::workload::Workload {
-        &self.workload
-    }
-}
-
-impl PacketSource for WorkloadSource {
-    fn next_packet(&mut self) -> Option<(u64, LinkType, &[u8], usize)> {
-        let m = self.workload.next_into(&mut self.buf)?;
-        Some((m.ts_ns, LinkType::Ethernet, &self.buf, self.buf.len()))
+        Some(Packet {
+            ts_ns: f.ts_ns,
+            link: self.link,
+            data: &f.data,
+            wire_len: f.wire_len,
+            endpoint: None,
+        })
     }
 }
 
 /// Feeds a capture (or a workload) into the engine: the client's packets enter at the consumer
-/// side, addressed to the private endpoint instead of the server; the server's packets enter at
-/// the backend side (the backend emulation addresses them). Simulated time is the capture's
+/// side, addressed to their private endpoint instead of the server; the server's packets enter
+/// at the backend side (the backend emulation addresses them). Simulated time is the capture's
 /// time, made monotonic; scenario events are interleaved at their times (counted from the first
 /// packet), and those after the last packet follow it, each at its own instant.
 ///
 /// # Who is the client
 ///
-/// The sender of a SYN (without ACK) is the client; the receiver of a SYN-ACK, when the SYN is
-/// not in the capture. A connection whose handshake the capture does not show (it was open
-/// before the capture started) is judged by its ports, as a person reading the capture would:
-/// the side on a well-known port (below 1024) when only one is, else the side on the lower
-/// port, is the server; with equal ports, the first sender is the client.
+/// The sender of a SYN (without ACK) is the client, unless it is one of the provider's
+/// addresses (a backend or a NAT IP): the provider can't open a connection, so its SYN enters at
+/// the backend side (and is dropped there as `no_flow`). When the SYN is not in the capture, the
+/// receiver of a SYN-ACK is the client. A connection whose handshake the capture does not show
+/// (it was open before the capture started) is judged by its ports, as a person reading the
+/// capture would: the side on a well-known port (below 1024) when only one is, else the side on
+/// the lower port, is the server; with equal ports, the first sender is the client.
+///
+/// # Whose traffic
+///
+/// A connection belongs to the endpoint the source names (a workload), or else to the first
+/// endpoint, in file order, whose traffic table matches it (its frame's outer VLAN id, its
+/// client, its server), or else to the first endpoint without a table; when no endpoint has a
+/// table, every connection is the first endpoint's. A connection no endpoint takes is dropped
+/// as `no_endpoint`. Connections are told apart by VLAN and endpoint too, so two consumers with
+/// the very same addresses on two VLANs never mix.
 pub struct CaptureFeeder<'r, S: PacketSource = Reader> {
     reader: &'r mut S,
     st: FeedState,
     events: VecDeque<(SimTime, Event)>,
-    stash: Option<(u64, LinkType, Vec<u8>, usize)>,
+    stash: Option<Stashed>,
     done: bool,
 }
 
+/// A packet kept across an event.
+struct Stashed {
+    ts_ns: u64,
+    link: LinkType,
+    data: Vec<u8>,
+    wire_len: usize,
+    endpoint: Option<usize>,
+}
+
+/// A connection as the feeder tells them apart: the VLAN it was seen on, the endpoint a source
+/// named, its two ends.
+type ConnKey = (Option<u16>, Option<usize>, Connection);
+
+/// What the feeder knows of a connection: its client end and its endpoint.
+#[derive(Clone, Copy, Debug)]
+struct Conn {
+    client: (Ipv4Addr, u16),
+    route: Option<u32>,
+}
+
 struct FeedState {
-    endpoint: Ipv4Addr,
-    vnet: u32,
-    /// The client end of each connection.
-    clients: HashMap<Connection, (Ipv4Addr, u16)>,
-    /// The server address last seen behind each consumer-side tuple (client end, server port):
-    /// every server address maps to the one private endpoint, so two servers reached from one
-    /// client port become one tuple.
-    mapped: HashMap<(Ipv4Addr, u16, u16), Ipv4Addr>,
+    routes: Vec<Route>,
+    /// Some endpoint has a traffic table.
+    tables: bool,
+    /// The provider's addresses, sorted.
+    provider: Vec<Ipv4Addr>,
+    conns: HashMap<ConnKey, Conn>,
+    /// The server address last seen behind each consumer-side tuple (endpoint, client end,
+    /// server port): the server addresses of one endpoint all map to its address, so two
+    /// servers reached from one client port become one tuple.
+    mapped: HashMap<(u32, Ipv4Addr, u16, u16), Ipv4Addr>,
     seq: u64,
     first_ns: Option<u64>,
     last: SimTime,
@@ -145,22 +181,25 @@ fn server_port_is_a(a: u16, b: u16) -> Option<bool> {
 }
 
 impl<'r, S: PacketSource> CaptureFeeder<'r, S> {
-    /// A feeder of `reader` where every server address maps to the private endpoint `endpoint`
-    /// in consumer VNet `vnet`; `events` are applied at their times, counted from the first
+    /// A feeder of `reader` into a path whose endpoints are `routes` and whose provider-side
+    /// addresses are `provider`; `events` are applied at their times, counted from the first
     /// packet, in order, including those after the last packet.
     pub fn new(
         reader: &'r mut S,
-        endpoint: Ipv4Addr,
-        vnet: u32,
+        routes: Vec<Route>,
+        provider: Vec<Ipv4Addr>,
         mut events: Vec<(SimTime, Event)>,
     ) -> Self {
         events.sort_by_key(|(t, _)| *t);
+        let mut provider = provider;
+        provider.sort_unstable();
         CaptureFeeder {
             reader,
             st: FeedState {
-                endpoint,
-                vnet,
-                clients: HashMap::new(),
+                tables: routes.iter().any(|r| r.traffic.is_some()),
+                routes,
+                provider,
+                conns: HashMap::new(),
                 mapped: HashMap::new(),
                 seq: 0,
                 first_ns: None,
@@ -196,20 +235,54 @@ impl FeedState {
         SimTime::from_nanos(ts_ns).max(self.last)
     }
 
-    /// The client end of the connection of a packet `t` with TCP flags `flags`.
-    fn client(&mut self, t: FlowTuple, flags: u8, syn: bool) -> (Ipv4Addr, u16) {
+    /// The endpoint of a new connection (see the type's docs).
+    fn route(
+        &self,
+        vlan: Option<u16>,
+        named: Option<usize>,
+        client: Ipv4Addr,
+        server: Ipv4Addr,
+    ) -> Option<u32> {
+        if let Some(i) = named {
+            return (i < self.routes.len()).then_some(i as u32);
+        }
+        if !self.tables {
+            return (!self.routes.is_empty()).then_some(0);
+        }
+        let by_table = self.routes.iter().position(|r| {
+            r.traffic
+                .as_ref()
+                .is_some_and(|t| t.matches(vlan, client, server))
+        });
+        by_table
+            .or_else(|| self.routes.iter().position(|r| r.traffic.is_none()))
+            .map(|i| i as u32)
+    }
+
+    /// The connection of a packet `t` with TCP flags `flags`: its client end and endpoint.
+    fn conn(
+        &mut self,
+        vlan: Option<u16>,
+        named: Option<usize>,
+        t: FlowTuple,
+        flags: u8,
+        syn: bool,
+    ) -> Conn {
         let from = (t.src, t.sport);
         let to = (t.dst, t.dport);
-        let key = t.connection();
-        if syn {
-            self.clients.insert(key, from);
-            self.note_mapping(from, to);
-            return from;
-        }
-        if let Some(&c) = self.clients.get(&key) {
+        let key = (vlan, named, t.connection());
+        let known = self.conns.get(&key).copied();
+        if !syn && let Some(c) = known {
             return c;
         }
-        let c = if flags & (TcpFlags::SYN | TcpFlags::ACK) == TcpFlags::SYN | TcpFlags::ACK {
+        let client = if syn {
+            // The provider never opens a connection: its SYN is the server side's.
+            if self.provider.binary_search(&t.src).is_ok() {
+                to
+            } else {
+                from
+            }
+        } else if flags & (TcpFlags::SYN | TcpFlags::ACK) == TcpFlags::SYN | TcpFlags::ACK {
             // A SYN-ACK without its SYN: its receiver is the client.
             to
         } else {
@@ -218,48 +291,51 @@ impl FeedState {
                 Some(false) | None => from,
             }
         };
-        self.clients.insert(key, c);
-        let server = if c == from { to } else { from };
-        self.note_mapping(c, server);
+        let server = if client == from { to } else { from };
+        let route = match known {
+            // A SYN reopening a connection keeps its endpoint.
+            Some(c) if c.client == client => c.route,
+            _ => self.route(vlan, named, client.0, server.0),
+        };
+        let c = Conn { client, route };
+        self.conns.insert(key, c);
+        if let Some(r) = route
+            && known.is_none_or(|k| k.client != client)
+        {
+            self.note_mapping(r, client, server);
+        }
         c
     }
 
-    /// Notes that client end `c` reaches `server`; counts a tuple collision when the same
-    /// consumer-side tuple stood for another server address before.
-    fn note_mapping(&mut self, c: (Ipv4Addr, u16), server: (Ipv4Addr, u16)) {
-        let key = (c.0, c.1, server.1);
+    /// Notes that client end `c` of endpoint `route` reaches `server`; counts a tuple
+    /// collision when the same consumer-side tuple stood for another server address before.
+    fn note_mapping(&mut self, route: u32, c: (Ipv4Addr, u16), server: (Ipv4Addr, u16)) {
+        let key = (route, c.0, c.1, server.1);
         match self.mapped.insert(key, server.0) {
             Some(before) if before != server.0 => self.input.tuple_collisions += 1,
             _ => {}
         }
     }
 
-    fn place(
-        &mut self,
-        ts_ns: u64,
-        link: LinkType,
-        data: &[u8],
-        wire_len: usize,
-        batch: &mut Batch,
-    ) {
+    fn place(&mut self, p: Packet<'_>, batch: &mut Batch) {
         if self.first_ns.is_none() {
-            self.first_ns = Some(ts_ns);
-            self.last = SimTime::from_nanos(ts_ns);
+            self.first_ns = Some(p.ts_ns);
+            self.last = SimTime::from_nanos(p.ts_ns);
         }
-        let ts = self.time(ts_ns);
+        let ts = self.time(p.ts_ns);
         self.last = ts;
         self.input.packets += 1;
-        self.input.bytes += data.len() as u64;
+        self.input.bytes += p.data.len() as u64;
         let seq = self.seq;
         self.seq += 1;
         let mut meta = Meta {
             seq,
             ts,
-            wire_len: wire_len as u32,
-            linktype: link,
+            wire_len: p.wire_len as u32,
+            linktype: p.link,
             view: None,
             link: Default::default(),
-            vnet: self.vnet,
+            vnet: 0,
             orig: FlowTuple {
                 src: Ipv4Addr::UNSPECIFIED,
                 sport: 0,
@@ -269,24 +345,28 @@ impl FeedState {
             dir: Dir::Forward,
             drop: None,
         };
-        let view = match classify(link, data, wire_len) {
+        let view = match classify(p.link, p.data, p.wire_len) {
             Ok(v) => v,
             Err(r) => {
                 // Not IPv4 TCP: the consumer side sent it, the first stage drops it.
                 meta.drop = Some(r);
-                batch.push(data, meta);
+                batch.push(p.data, meta);
                 return;
             }
         };
         let t = view.tuple();
         meta.orig = t;
-        let client = self.client(t, view.flags(), view.is_syn());
-        let forward = client == (t.src, t.sport);
+        let vlan = plsim_wire::vlan(p.link, p.data);
+        let conn = self.conn(vlan, p.endpoint, t, view.flags(), view.is_syn());
+        let forward = conn.client == (t.src, t.sport);
+        let route = conn.route.map(|r| &self.routes[r as usize]);
         batch.push(
-            data,
+            p.data,
             Meta {
                 view: Some(view),
                 dir: if forward { Dir::Forward } else { Dir::Return },
+                vnet: route.map_or(0, |r| r.vnet),
+                drop: route.is_none().then_some(DropReason::NoEndpoint),
                 ..meta
             },
         );
@@ -298,36 +378,49 @@ impl FeedState {
             checksum::fill(frame, v);
             self.input.checksums_repaired += 1;
         }
-        if forward {
-            // The consumer addresses the private endpoint, not the server.
-            v.set_destination(frame, self.endpoint, t.dport);
+        if forward && let Some(r) = route {
+            // The consumer addresses its private endpoint, not the server.
+            v.set_destination(frame, r.address, t.dport);
         }
     }
 }
 
 impl<S: PacketSource> Feeder<Event> for CaptureFeeder<'_, S> {
     fn fill(&mut self, batch: &mut Batch, max: usize) -> Fill<Event> {
-        if let Some((ts, link, data, wire)) = self.stash.take() {
+        if let Some(p) = self.stash.take() {
             // An event stood before this packet; it has been applied now.
-            self.st.place(ts, link, &data, wire, batch);
+            let packet = Packet {
+                ts_ns: p.ts_ns,
+                link: p.link,
+                data: &p.data,
+                wire_len: p.wire_len,
+                endpoint: p.endpoint,
+            };
+            self.st.place(packet, batch);
         }
         while !self.done && batch.len() < max {
-            let Some((ts_ns, link, data, wire_len)) = self.reader.next_packet() else {
+            let Some(p) = self.reader.next_packet() else {
                 self.done = true;
                 break;
             };
             if let Some(&(at, _)) = self.events.front() {
                 // Events count from the first packet, which this one may be.
-                let first = self.st.first_ns.unwrap_or(ts_ns);
+                let first = self.st.first_ns.unwrap_or(p.ts_ns);
                 let due = self.st.due(at, first);
-                if due <= self.st.time(ts_ns) {
+                if due <= self.st.time(p.ts_ns) {
                     // Keep the packet for after the event (rare: a copy is fine).
-                    self.stash = Some((ts_ns, link, data.to_vec(), wire_len));
+                    self.stash = Some(Stashed {
+                        ts_ns: p.ts_ns,
+                        link: p.link,
+                        data: p.data.to_vec(),
+                        wire_len: p.wire_len,
+                        endpoint: p.endpoint,
+                    });
                     let (_, ev) = self.events.pop_front().expect("an event is due");
                     return Fill::Event(ev, due);
                 }
             }
-            self.st.place(ts_ns, link, data, wire_len, batch);
+            self.st.place(p, batch);
         }
         if !self.done {
             return Fill::More;

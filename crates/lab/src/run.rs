@@ -80,11 +80,11 @@ pub fn run<S: PacketSource, T: Taps>(
     taps: T,
 ) -> Result<(Outcome, T)> {
     let mut sim = Path::build(spec.scenario, spec.pickup)?;
-    let Some((vnet, endpoint)) = sim.replay_endpoint else {
+    if sim.routes.is_empty() {
         return Err(Error::Input(
             "the scenario has no private endpoint to send through".into(),
         ));
-    };
+    }
     if let Some(every) = spec.sample_every {
         sim.snat.sample_every(every);
     }
@@ -94,7 +94,7 @@ pub fn run<S: PacketSource, T: Taps>(
         ..Options::default()
     };
     let mut feeder = Progress {
-        inner: CaptureFeeder::new(source, endpoint, vnet, sim.events),
+        inner: CaptureFeeder::new(source, sim.routes, sim.provider, sim.events),
         call: spec.progress,
         packets: 0,
     };

@@ -28,8 +28,17 @@ impl Edge<Event> for EndpointStage {
     #[inline]
     fn forward(&self, frame: &mut [u8], meta: &mut Meta) -> Result<(), DropReason> {
         let (vnet, ts) = (VnetId(meta.vnet), meta.ts);
-        meta.link = self.0.outbound(vnet, frame, view(meta), ts)?;
-        Ok(())
+        match self.0.outbound(vnet, frame, view(meta), ts) {
+            Ok(link) => {
+                meta.link = link;
+                Ok(())
+            }
+            Err(refused) => {
+                // Counted under the endpoint's connection, when the address is one's.
+                meta.link = refused.link.unwrap_or_default();
+                Err(refused.into())
+            }
+        }
     }
     #[inline]
     fn reverse(&self, frame: &mut [u8], meta: &mut Meta) -> Result<(), DropReason> {
@@ -62,6 +71,9 @@ impl Edge<Event> for EndpointStage {
             }
             Event::LinkClosed { link, .. } => {
                 let _ = self.0.set_approved(link, false, now);
+            }
+            Event::LinkDeleted(link) => {
+                let _ = self.0.remove(link);
             }
             Event::BackendDown(_) | Event::BackendUp(_) | Event::NatIpAdded { .. } => {}
         }
@@ -106,7 +118,7 @@ impl Stage<Event> for LbStage {
             Event::LinkClosed { link, .. } => {
                 self.0.forget_link(link);
             }
-            Event::LinkApproved { .. } | Event::NatIpAdded { .. } => {}
+            Event::LinkApproved { .. } | Event::NatIpAdded { .. } | Event::LinkDeleted(_) => {}
         }
     }
 }
@@ -294,7 +306,7 @@ impl Stage<Event> for SnatStage {
                     self.owners.push((ip, service));
                 }
             }
-            Event::BackendDown(_) | Event::BackendUp(_) => {}
+            Event::BackendDown(_) | Event::BackendUp(_) | Event::LinkDeleted(_) => {}
         }
     }
 }

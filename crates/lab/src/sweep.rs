@@ -12,16 +12,15 @@ use plsim_control::Scenario;
 use plsim_control::scenario::{Allocator, PortRange, ReuseScope};
 use plsim_engine::NoTaps;
 use plsim_pcap::Reader;
-use plsim_traffic::workload::{Arrivals, Workload};
+use plsim_traffic::workload::Arrivals;
 use serde::Serialize;
 
 use crate::files::load_scenario;
 use crate::path::Overrides;
 use crate::plot::{Line, Panel};
-use crate::replay::WorkloadSource;
 use crate::run::{self, RunSpec};
 use crate::summary::Summary;
-use crate::workload::{WorkloadFlags, spec_with};
+use crate::workload::{WorkloadFlags, Workloads, specs};
 use crate::{Error, Result};
 
 /// The most points a grid may have.
@@ -236,18 +235,20 @@ impl Sweep {
                 run::run(&mut Reader::open(pcap)?, &spec, NoTaps)?.0.summary
             }
             None => {
-                let mut w = spec_with(&scenario, &self.workload)?;
+                let mut specs = specs(&scenario, &self.workload)?;
                 if let Some(m) = p.load {
-                    w.arrivals = match w.arrivals {
-                        Arrivals::Constant { per_sec } => Arrivals::Constant {
-                            per_sec: per_sec * m,
-                        },
-                        Arrivals::Poisson { per_sec } => Arrivals::Poisson {
-                            per_sec: per_sec * m,
-                        },
-                    };
+                    for (_, w, _) in &mut specs {
+                        w.arrivals = match w.arrivals {
+                            Arrivals::Constant { per_sec } => Arrivals::Constant {
+                                per_sec: per_sec * m,
+                            },
+                            Arrivals::Poisson { per_sec } => Arrivals::Poisson {
+                                per_sec: per_sec * m,
+                            },
+                        };
+                    }
                 }
-                let mut source = WorkloadSource::new(Workload::new(&w)?);
+                let mut source = Workloads::new(&scenario, specs)?;
                 run::run(&mut source, &spec, NoTaps)?.0.summary
             }
         };

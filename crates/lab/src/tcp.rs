@@ -115,9 +115,11 @@ impl TcpPath for Serial {
 /// clients from the scenario's workload hosts, lingering past the first service's FIN hold.
 pub fn serial(scenario: &Scenario, connections: u32, bytes: u64) -> Result<(Serial, EchoSpec)> {
     let built = Path::build(scenario, false)?;
-    let (vnet, pe) = built
-        .replay_endpoint
+    let route = built
+        .routes
+        .first()
         .ok_or_else(|| Error::Input("the scenario has no private endpoint".into()))?;
+    let (vnet, pe) = (route.vnet, route.address);
     let pool = scenario
         .load_balancer
         .pools
@@ -175,6 +177,7 @@ pub fn echo_summary(
         latency_ns: plsim_engine::histogram(),
         wall,
         busy: Vec::new(),
+        links: Vec::new(),
         first_ts: out.first_ts,
         last_ts: out.last_ts,
     };

@@ -1,10 +1,14 @@
-//! The synthetic workload of a scenario, with the command line's workload flags over it.
+//! The synthetic workloads of a scenario, one per private endpoint (its own `[workload]`, or
+//! the scenario's), with the command line's workload flags over them, and their packets merged
+//! in time order as one source.
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 
 use plsim_control::{ControlPlane, Scenario};
-use plsim_traffic::workload::{Arrivals, Close, FlowDuration, WorkloadSpec};
+use plsim_traffic::workload::{Arrivals, Close, FlowDuration, Workload, WorkloadSpec};
+use plsim_wire::{LinkType, SimTime};
 
+use crate::replay::{Packet, PacketSource};
 use crate::{Error, Result};
 
 /// Workload settings from the command line, each over the scenario's `[workload]`.
@@ -30,20 +34,32 @@ pub struct WorkloadFlags {
     pub seed: Option<u64>,
 }
 
-/// The synthetic workload of a scenario: its `[workload]` section (or the traffic crate's
-/// defaults), sent by the hosts of the first endpoint's VNet to that endpoint, port 443.
-///
-/// The hosts take addresses from the first subnet of that VNet that is not the endpoint's
-/// (after the four addresses Azure reserves), or else from the second /24 of its address space.
+/// The synthetic workload of the first endpoint of a scenario (see [`spec_of`]).
 pub fn spec(scenario: &Scenario) -> Result<WorkloadSpec> {
     let e = scenario
         .endpoints
         .first()
         .ok_or_else(|| Error::Input("the scenario has no private endpoint".into()))?;
-    let plane = ControlPlane::new(scenario)?;
+    let mut plane = ControlPlane::new(scenario)?;
+    plane.advance(SimTime::MAX);
+    spec_of(scenario, &plane, &e.name)
+}
+
+/// The synthetic workload of one endpoint: its `[workload]`, else the scenario's (else the
+/// traffic crate's defaults), sent by the hosts of the endpoint's VNet to the endpoint, port
+/// 443. `plane` has run the whole timeline (for endpoints created later).
+///
+/// The hosts take addresses from the first subnet of that VNet that is not the endpoint's
+/// (after the four addresses Azure reserves), or else from the second /24 of its address space.
+pub fn spec_of(scenario: &Scenario, plane: &ControlPlane, endpoint: &str) -> Result<WorkloadSpec> {
+    let e = scenario
+        .endpoints
+        .iter()
+        .find(|e| e.name == endpoint)
+        .ok_or_else(|| Error::Input(format!("no endpoint `{endpoint}`")))?;
     let pe = plane
-        .endpoint(&e.name)
-        .ok_or_else(|| Error::Input(format!("no endpoint `{}`", e.name)))?;
+        .endpoint_ever(&e.name)
+        .ok_or_else(|| Error::Input(format!("endpoint `{}` is never created", e.name)))?;
     let vnet = scenario
         .vnets
         .iter()
@@ -61,7 +77,7 @@ pub fn spec(scenario: &Scenario) -> Result<WorkloadSpec> {
         seed: scenario.seed,
         ..WorkloadSpec::default()
     };
-    if let Some(w) = &scenario.workload {
+    if let Some(w) = e.workload.as_ref().or(scenario.workload.as_ref()) {
         spec.hosts = w.hosts_per_endpoint;
         spec.arrivals = w.arrival;
         spec.duration = w.flow_duration;
@@ -75,38 +91,161 @@ pub fn spec(scenario: &Scenario) -> Result<WorkloadSpec> {
     Ok(spec)
 }
 
-/// The scenario's workload with the flags over it, checked.
+/// The first endpoint's workload with the flags over it, checked.
 pub fn spec_with(scenario: &Scenario, f: &WorkloadFlags) -> Result<WorkloadSpec> {
     let mut spec = spec(scenario)?;
-    if let Some(a) = f.arrivals {
-        spec.arrivals = a;
-    }
-    if let Some(d) = f.durations {
-        spec.duration = d;
-    }
-    if let Some(c) = f.close {
-        spec.close = c;
-    }
-    if let Some(n) = f.flows {
-        spec.flows = Some(n);
-    }
-    if let Some(h) = f.hosts {
-        spec.hosts = h;
-    }
-    if let Some(p) = f.packets_per_flow {
-        spec.packets_per_flow = p;
-    }
-    if let Some(b) = f.bytes_per_flow {
-        spec.bytes_per_flow = b;
-    }
-    if let Some(u) = f.until {
-        spec.until_secs = Some(u);
-    }
-    if let Some(s) = f.seed {
-        spec.seed = s;
-    }
-    spec.validate()?;
+    f.apply(&mut spec)?;
     Ok(spec)
+}
+
+impl WorkloadFlags {
+    /// Puts the flags over a workload, and checks it.
+    pub fn apply(&self, spec: &mut WorkloadSpec) -> Result<()> {
+        let f = self;
+        if let Some(a) = f.arrivals {
+            spec.arrivals = a;
+        }
+        if let Some(d) = f.durations {
+            spec.duration = d;
+        }
+        if let Some(c) = f.close {
+            spec.close = c;
+        }
+        if let Some(n) = f.flows {
+            spec.flows = Some(n);
+        }
+        if let Some(h) = f.hosts {
+            spec.hosts = h;
+        }
+        if let Some(p) = f.packets_per_flow {
+            spec.packets_per_flow = p;
+        }
+        if let Some(b) = f.bytes_per_flow {
+            spec.bytes_per_flow = b;
+        }
+        if let Some(u) = f.until {
+            spec.until_secs = Some(u);
+        }
+        if let Some(s) = f.seed {
+            spec.seed = s;
+        }
+        spec.validate()?;
+        Ok(())
+    }
+}
+
+/// Every endpoint's workload of a scenario, with the flags over each, in endpoint (file)
+/// order: the endpoint's index, its workload, and when it starts (its endpoint's creation).
+pub fn specs(
+    scenario: &Scenario,
+    f: &WorkloadFlags,
+) -> Result<Vec<(usize, WorkloadSpec, SimTime)>> {
+    let mut plane = ControlPlane::new(scenario)?;
+    plane.advance(SimTime::MAX);
+    let routes = crate::path::Path::build(scenario, false)?.routes;
+    let mut out = Vec::new();
+    for (i, r) in routes.iter().enumerate() {
+        let mut spec = spec_of(scenario, &plane, &r.name)?;
+        f.apply(&mut spec)?;
+        out.push((i, spec, r.created));
+    }
+    if out.is_empty() {
+        return Err(Error::Input("the scenario has no private endpoint".into()));
+    }
+    Ok(out)
+}
+
+/// The workloads of every endpoint as one source: their packets merged in time order (ties in
+/// endpoint order), each named with its endpoint, each tagged with its endpoint's VLAN (from
+/// its traffic table, when it has one), each workload starting at its endpoint's creation.
+pub struct Workloads {
+    lanes: Vec<Lane>,
+    current: Vec<u8>,
+}
+
+struct Lane {
+    endpoint: usize,
+    workload: Workload,
+    vlan: Option<u16>,
+    offset_ns: u64,
+    /// The lane's next packet: its time and bytes, once read.
+    next: Option<u64>,
+    buf: Vec<u8>,
+}
+
+impl Lane {
+    fn pull(&mut self) {
+        self.next = self.workload.next_into(&mut self.buf).map(|m| {
+            if let Some(v) = self.vlan {
+                self.buf
+                    .splice(12..12, [0x81, 0x00, (v >> 8) as u8, v as u8]);
+            }
+            m.ts_ns + self.offset_ns
+        });
+    }
+}
+
+impl Workloads {
+    /// The workloads of `specs` (from [`specs`]) for the endpoints of `scenario`.
+    pub fn new(
+        scenario: &Scenario,
+        specs: Vec<(usize, WorkloadSpec, SimTime)>,
+    ) -> Result<Workloads> {
+        let routes = crate::path::Path::build(scenario, false)?.routes;
+        let mut lanes = Vec::new();
+        for (endpoint, spec, start) in specs {
+            let vlan = routes
+                .get(endpoint)
+                .and_then(|r| r.traffic.as_ref())
+                .and_then(|t| t.vlan);
+            let mut lane = Lane {
+                endpoint,
+                workload: Workload::new(&spec)?,
+                vlan,
+                offset_ns: start.as_nanos(),
+                next: None,
+                buf: Vec::with_capacity(2048),
+            };
+            lane.pull();
+            lanes.push(lane);
+        }
+        Ok(Workloads {
+            lanes,
+            current: Vec::with_capacity(2048),
+        })
+    }
+
+    /// The packets each endpoint's workload made so far.
+    pub fn packets(&self) -> Vec<(usize, u64)> {
+        self.lanes
+            .iter()
+            .map(|l| (l.endpoint, l.workload.stats().packets))
+            .collect()
+    }
+}
+
+impl PacketSource for Workloads {
+    fn next_packet(&mut self) -> Option<Packet<'_>> {
+        let i = self
+            .lanes
+            .iter()
+            .enumerate()
+            .filter_map(|(i, l)| l.next.map(|t| (t, i)))
+            .min()?
+            .1;
+        let lane = &mut self.lanes[i];
+        let ts_ns = lane.next.expect("the lane has a packet");
+        std::mem::swap(&mut self.current, &mut lane.buf);
+        let endpoint = lane.endpoint;
+        lane.pull();
+        Some(Packet {
+            ts_ns,
+            link: LinkType::Ethernet,
+            data: &self.current,
+            wire_len: self.current.len(),
+            endpoint: Some(endpoint),
+        })
+    }
 }
 
 #[cfg(test)]

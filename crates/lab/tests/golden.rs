@@ -10,11 +10,11 @@ use std::time::Duration;
 use plsim_control::Scenario;
 use plsim_control::scenario::{Allocator, PortRange, ReuseScope};
 use plsim_lab::path::Overrides;
-use plsim_lab::replay::{PacketSource, PcapTaps, WorkloadSource};
+use plsim_lab::replay::{PacketSource, PcapTaps};
 use plsim_lab::run::{self as sim, RunSpec};
 use plsim_lab::series::series_csv;
+use plsim_lab::workload::{WorkloadFlags, Workloads};
 use plsim_pcap::Reader;
-use plsim_traffic::workload::Workload;
 
 /// The settings each capture is replayed under: a name and the overrides.
 fn settings() -> Vec<(&'static str, Overrides, bool)> {
@@ -159,10 +159,13 @@ fn real_captures_replay_as_before() {
 #[test]
 fn the_builtin_workload_runs_as_before() {
     let scenario = Scenario::builtin();
-    let mut spec = plsim_lab::workload::spec(&scenario).unwrap();
-    spec.flows = Some(3_000);
-    spec.until_secs = None;
-    let mut source = WorkloadSource::new(Workload::new(&spec).unwrap());
+    let flags = WorkloadFlags {
+        flows: Some(3_000),
+        ..WorkloadFlags::default()
+    };
+    let mut specs = plsim_lab::workload::specs(&scenario, &flags).unwrap();
+    specs[0].1.until_secs = None;
+    let mut source = Workloads::new(&scenario, specs.clone()).unwrap();
     check("workload.builtin", run(&mut source, &scenario, false));
     let mut tight = scenario.clone();
     Overrides {
@@ -172,6 +175,6 @@ fn the_builtin_workload_runs_as_before() {
     }
     .apply(&mut tight)
     .unwrap();
-    let mut source = WorkloadSource::new(Workload::new(&spec).unwrap());
+    let mut source = Workloads::new(&tight, specs).unwrap();
     check("workload.tight", run(&mut source, &tight, false));
 }

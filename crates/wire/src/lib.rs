@@ -27,7 +27,7 @@ mod reason;
 mod types;
 
 pub use classify::{Ipv4Tcp, classify, classify_l3};
-pub use link::LinkType;
+pub use link::{LinkType, vlan};
 pub use pnet_packet::tcp::TcpFlags;
 pub use reason::{DropCounts, DropReason};
 pub use types::{Connection, FlowTuple, LinkId, SimTime};

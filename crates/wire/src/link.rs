@@ -110,6 +110,16 @@ fn from_ethertype(t: u16) -> L3 {
 
 /// Reads the link header: the offset of the layer-3 header and what it should be, or `None` when
 /// the frame is too short for its link header.
+/// The VLAN id of a frame's outer 802.1Q (or 802.1ad) tag, when the frame is Ethernet and
+/// tagged.
+pub fn vlan(link: LinkType, frame: &[u8]) -> Option<u16> {
+    if link != LinkType::Ethernet || frame.len() < 16 {
+        return None;
+    }
+    let ethertype = be16(frame, 12);
+    (ethertype == ETHERTYPE_VLAN || ethertype == ETHERTYPE_QINQ).then(|| be16(frame, 14) & 0x0fff)
+}
+
 pub(crate) fn link_header(link: LinkType, frame: &[u8]) -> Option<(usize, L3)> {
     match link {
         LinkType::Ethernet => {
@@ -165,5 +175,25 @@ pub(crate) fn link_header(link: LinkType, frame: &[u8]) -> Option<(usize, L3)> {
             Some((4, l3))
         }
         LinkType::Other(_) => Some((0, L3::Other)),
+    }
+}
+
+#[cfg(test)]
+mod vlan_tests {
+    use super::*;
+
+    #[test]
+    fn the_outer_tag_names_the_vlan() {
+        let mut f = vec![0u8; 12];
+        f.extend_from_slice(&[0x81, 0x00, 0x20, 0x07, 0x88, 0xa8, 0x00, 0x05, 0x08, 0x00]);
+        assert_eq!(vlan(LinkType::Ethernet, &f), Some(7)); // priority bits masked off
+        f[12] = 0x88;
+        f[13] = 0xa8;
+        assert_eq!(vlan(LinkType::Ethernet, &f), Some(7));
+        f[12] = 0x08;
+        f[13] = 0x00;
+        assert_eq!(vlan(LinkType::Ethernet, &f), None);
+        assert_eq!(vlan(LinkType::RawIpv4, &f), None);
+        assert_eq!(vlan(LinkType::Ethernet, &f[..15]), None);
     }
 }

@@ -25,11 +25,14 @@ pub enum DropReason {
     NoRule,
     /// The rule's pool has no healthy backend.
     NoBackend,
+    /// No private endpoint takes the packet (a replay whose scenario says which packets are
+    /// whose, and none matched).
+    NoEndpoint,
 }
 
 impl DropReason {
     /// Every reason, in the order of `summary.json`.
-    pub const ALL: [DropReason; 10] = [
+    pub const ALL: [DropReason; 11] = [
         DropReason::Ipv6,
         DropReason::NonTcp,
         DropReason::NonIp,
@@ -40,6 +43,7 @@ impl DropReason {
         DropReason::PortExhausted,
         DropReason::NoRule,
         DropReason::NoBackend,
+        DropReason::NoEndpoint,
     ];
 
     /// The reason's name as it appears in reports (`"port_exhausted"`, ...).
@@ -55,6 +59,7 @@ impl DropReason {
             DropReason::PortExhausted => "port_exhausted",
             DropReason::NoRule => "no_rule",
             DropReason::NoBackend => "no_backend",
+            DropReason::NoEndpoint => "no_endpoint",
         }
     }
 }
@@ -67,7 +72,7 @@ impl fmt::Display for DropReason {
 
 /// A counter per [`DropReason`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct DropCounts([u64; 10]);
+pub struct DropCounts([u64; 11]);
 
 impl DropCounts {
     /// Counts one packet dropped for `reason`.
