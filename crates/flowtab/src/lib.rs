@@ -1,9 +1,21 @@
-//! A small, prefetch-friendly hash index for flow tables: from a caller-computed 64-bit hash to a
-//! `u32` slot of the caller's slab, the keys themselves staying in the slab (the way
-//! `hashbrown::HashTable<u32>` is used, but with a bucket whose address is known from the hash
-//! alone, so it can be prefetched a few packets ahead, VPP-style).
+//! The flow-table design plsim's stages share (the load balancer's and the SNAT's flow tables
+//! are both a [`FlowTable`]): a slab of flow records addressed by `u32` slots, two
+//! prefetch-friendly hash indexes from a key's hash to its slot (one for the forward key, one
+//! for the return key) and a lazy deadline heap. It sits under the stage crates and depends on
+//! nothing: the stages own the records, compute the hashes (with `plsim_wire::hash`) and say
+//! when a flow is due.
 //!
-//! # Layout
+//! * [`FlowIndex`]: from a caller-computed 64-bit hash to a `u32` slot of the caller's slab,
+//!   the keys themselves staying in the slab (the way `hashbrown::HashTable<u32>` is used, but
+//!   with a bucket whose address is known from the hash alone, so it can be prefetched a few
+//!   packets ahead, VPP-style).
+//! * [`FlowTable`]: the slab, two `FlowIndex`es and the deadline heap, over any [`Record`]
+//!   type (a `Copy` record that knows its two hashes and keeps the table's few bits of
+//!   bookkeeping, so a flow costs its record, two buckets and one heap entry). Lookups take
+//!   the caller's equality closure; expiry is O(due entries), never a scan, and a flow that
+//!   sees packets costs the heap nothing (see [`FlowTable`]).
+//!
+//! # Index layout
 //!
 //! Open addressing with linear probing over 8-byte buckets `(tag, slot)`:
 //!
@@ -42,8 +54,61 @@
 //! assert_eq!(index.find(hash("b"), |s| slab[s as usize] == "b"), None);
 //! assert_eq!(index.len(), 2);
 //! ```
+//!
+//! # A flow table
+//!
+//! A record with a forward key (`client`), a return key (`server`) and its last-seen time,
+//! expiring 10 units after it; `alive` marks a live flow and `gen_` is the table's:
+//!
+//! ```
+//! use plsim_flowtab::{FlowTable, Record};
+//!
+//! #[derive(Clone, Copy)]
+//! struct Conn { client: u32, server: u32, last: u64, gen_: u32, alive: bool }
+//!
+//! fn mix(x: u64) -> u64 { x.wrapping_mul(0x9e37_79b9_7f4a_7c15) }
+//!
+//! impl Record for Conn {
+//!     fn fwd_hash(&self) -> u64 { mix(u64::from(self.client)) }
+//!     fn rev_hash(&self) -> u64 { mix(u64::from(self.server) << 32) }
+//!     fn is_live(&self) -> bool { self.alive }
+//!     fn generation(&self) -> u32 { self.gen_ }
+//!     fn set_generation(&mut self, g: u32) { self.gen_ = g }
+//!     // A vacant slot keeps the next free slot in `client`.
+//!     fn make_vacant(&mut self, next: u32) { self.alive = false; self.client = next }
+//!     fn next_vacant(&self) -> u32 { self.client }
+//! }
+//!
+//! let mut table = FlowTable::new();
+//! let conn = |client, server, last| Conn { client, server, last, gen_: 0, alive: true };
+//! let a = table.insert(conn(1, 100, 0), 10);
+//! let b = table.insert(conn(2, 200, 5), 15);
+//!
+//! // Packets: look up by either key, refresh the last-seen time (no heap work).
+//! let h = mix(2);
+//! table.prefetch_fwd(h);
+//! let slot = table.find_fwd(h, |c| c.client == 2).unwrap();
+//! assert_eq!(slot, b);
+//! table.get_mut(slot).last = 12;
+//! assert_eq!(table.find_rev(mix(100 << 32), |c| c.server == 100), Some(a));
+//!
+//! // At 16, `a` (due at 10) goes; `b` was due at 15 but saw a packet at 12: due at 22.
+//! let mut gone = Vec::new();
+//! let n = table.expire(16, usize::MAX, |c| c.last + 10, |slot, c| gone.push((slot, c.client)));
+//! assert_eq!((n, gone), (1, vec![(a, 1)]));
+//! assert_eq!(table.len(), 1);
+//! assert_eq!(table.next_deadline(), Some(22));
+//!
+//! // A new flow takes the slot freed last.
+//! assert_eq!(table.insert(conn(3, 300, 20), 30), a);
+//! ```
 
 #![warn(missing_docs)]
+#![deny(unsafe_code)]
+
+mod table;
+
+pub use table::{FlowTable, Record};
 
 /// The largest slot the index can hold (`u32::MAX` marks an empty bucket).
 pub const MAX_SLOT: u32 = u32::MAX - 1;
@@ -287,6 +352,7 @@ impl FlowIndex {
 
 /// Prefetches the cache line holding `*p` into every cache level (x86-64 only).
 #[inline(always)]
+#[allow(unsafe_code)]
 fn prefetch_read<T>(p: &T) {
     #[cfg(target_arch = "x86_64")]
     {

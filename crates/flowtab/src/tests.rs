@@ -1,5 +1,6 @@
 use std::collections::HashMap;
 
+use plsim_wire::hash::splitmix64;
 use proptest::prelude::*;
 
 use super::*;
@@ -218,7 +219,7 @@ fn op() -> impl Strategy<Value = Op> {
 
 /// How keys are hashed: a good hash, or collisions forced in several ways.
 #[derive(Clone, Copy, Debug)]
-enum Hashing {
+pub(crate) enum Hashing {
     /// A well mixed hash.
     Mixed,
     /// Every key has the same hash.
@@ -233,14 +234,10 @@ enum Hashing {
     End,
 }
 
-fn hash_of(mode: Hashing, key: u16) -> u64 {
+/// The hash of `key` under `mode`.
+pub(crate) fn hash_of(mode: Hashing, key: u16) -> u64 {
     let k = u64::from(key);
-    let mixed = {
-        let mut x = k.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        x ^ (x >> 31)
-    };
+    let mixed = splitmix64(k);
     match mode {
         Hashing::Mixed => mixed,
         Hashing::Same => 0x5555_0000_0000_0001,
@@ -251,7 +248,7 @@ fn hash_of(mode: Hashing, key: u16) -> u64 {
     }
 }
 
-fn hashing() -> impl Strategy<Value = Hashing> {
+pub(crate) fn hashing() -> impl Strategy<Value = Hashing> {
     prop_oneof![
         Just(Hashing::Mixed),
         Just(Hashing::Same),

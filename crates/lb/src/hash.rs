@@ -1,27 +1,13 @@
-//! Deterministic hashing (no per-process seed: a replay gives the same result every run) and the
-//! Maglev lookup table.
+//! The load balancer's hashes (deterministic, no per-process seed: a replay gives the same result
+//! every run) and the Maglev lookup table. They are built on the shared mixers of
+//! [`plsim_wire::hash`]; their values decide which backend every new flow gets.
 
 use std::net::Ipv4Addr;
 
+use plsim_wire::hash::{fmix64, mix2};
+
 /// The TCP protocol number, the only protocol on the path.
 const TCP: u64 = 6;
-
-/// The 64-bit finaliser of MurmurHash3: every input bit affects every output bit.
-#[inline]
-pub(crate) fn fmix64(mut k: u64) -> u64 {
-    k ^= k >> 33;
-    k = k.wrapping_mul(0xff51_afd7_ed55_8ccd);
-    k ^= k >> 33;
-    k = k.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-    k ^= k >> 33;
-    k
-}
-
-/// Hashes two words (the second mixed before it is combined, so `(a, b)` and `(b, a)` differ).
-#[inline]
-fn mix2(a: u64, b: u64, seed: u64) -> u64 {
-    fmix64(a ^ fmix64(b ^ seed))
-}
 
 const SEED_FLOW: u64 = 0x9e37_79b9_7f4a_7c15;
 const SEED_REPLY: u64 = 0xd1b5_4a32_d192_ed03;
@@ -120,11 +106,24 @@ pub(crate) fn maglev_fill(table: &mut Vec<u32>, size: u32, backends: &[(u32, Ipv
 mod tests {
     use super::*;
 
+    // Worked out by the hashes as they were when the mixers moved to `plsim_wire::hash`.
+    const PINNED_FLOW: u64 = 0x8f23_be14_715f_f216;
+    const PINNED_REPLY: u64 = 0x000e_c8f3_68dc_a712;
+    const PINNED_SOURCE_IP: u64 = 0x0acb_560e_258c_a8a7;
+    const PINNED_SOURCE_IP_PROTOCOL: u64 = 0xae91_9d3f_031e_2d17;
+
     #[test]
     fn hashes_are_fixed_across_runs() {
         // Pinned values: a change here changes every replay's backend choices.
         assert_eq!(fmix64(0), 0);
         assert_eq!(fmix64(1), 0xb456_bcfc_34c2_cb2c);
+        assert_eq!(flow(7, 0x0a00_0001, 1024, 0x0a64_0004, 443), PINNED_FLOW);
+        assert_eq!(reply(7, 0x0a00_0001, 1024, 0xc0a8_0101, 443), PINNED_REPLY);
+        assert_eq!(source_ip(7, 0x0a00_0001, 0x0a64_0004), PINNED_SOURCE_IP);
+        assert_eq!(
+            source_ip_protocol(7, 0x0a00_0001, 0x0a64_0004),
+            PINNED_SOURCE_IP_PROTOCOL
+        );
         assert_ne!(flow(0, 1, 2, 3, 4), flow(0, 3, 4, 1, 2));
         assert_ne!(source_ip(0, 1, 2), source_ip(1, 1, 2));
     }

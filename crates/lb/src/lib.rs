@@ -37,11 +37,16 @@
 //!   ports of rules mapping to the same backend port of one pool; the second flow is dropped as
 //!   [`DropReason::NoBackend`] and counted in [`FlowStats::ambiguous`].
 //!
-//! Everything is deterministic: the hashes have fixed seeds, so a replay picks the same backends
-//! on every run and every machine. The packet path allocates nothing but the amortised growth of
-//! the flow table.
+//! The flow table is a [`plsim_flowtab::FlowTable`], the one the SNAT stage uses too: a slab of
+//! 40-byte flow records, two prefetchable indexes (the consumer-side key and the return key) and
+//! the lazy deadline heap.
+//!
+//! Everything is deterministic: the hashes have fixed seeds (built on [`plsim_wire::hash`]), so a
+//! replay picks the same backends on every run and every machine. The packet path allocates
+//! nothing but the amortised growth of the flow table.
 
 #![warn(missing_docs)]
+#![forbid(unsafe_code)]
 
 mod config;
 mod hash;
@@ -356,11 +361,11 @@ impl Lb {
         let now_ns = now.as_nanos();
         if let Some(slot) = self
             .table
-            .find_fwd(h, link.0, client, t.sport, frontend, t.dport)
+            .find_fwd(h, |f| f.fwd_is(link.0, client, t.sport, frontend, t.dport))
         {
-            let f = &mut self.table.flows[slot as usize];
+            let f = self.table.get_mut(slot);
             let b = &mut self.backends[f.backend as usize];
-            if f.last_seen.saturating_add(self.idle_ns) <= now_ns {
+            if f.deadline(self.idle_ns) <= now_ns {
                 // Idle past the timeout, not yet collected: it has ended.
                 self.remove_slot(slot);
                 self.flow_stats.expired += 1;
@@ -393,7 +398,7 @@ impl Lb {
         let rh = hash::reply(link.0, client, t.sport, backend_ip, bport);
         if self
             .table
-            .find_rev(rh, link.0, client, t.sport, backend_ip, bport)
+            .find_rev(rh, |f| f.rev_is(link.0, client, t.sport, backend_ip, bport))
             .is_some()
         {
             self.flow_stats.ambiguous += 1;
@@ -413,7 +418,8 @@ impl Lb {
             last_seen: now_ns,
             generation: 0,
         };
-        self.table.insert(flow, h, rh, self.idle_ns);
+        self.table
+            .insert_hashed(flow, h, rh, flow.deadline(self.idle_ns));
         self.flow_stats.created += 1;
         let r = &mut self.rules[usize::from(rule)];
         r.hits += 1;
@@ -445,16 +451,15 @@ impl Lb {
         let t = view.tuple();
         let (backend_ip, client) = (u32::from(t.src), u32::from(t.dst));
         let rh = rev_hash(link, t);
-        let Some(slot) = self
-            .table
-            .find_rev(rh, link.0, client, t.dport, backend_ip, t.sport)
-        else {
+        let Some(slot) = self.table.find_rev(rh, |f| {
+            f.rev_is(link.0, client, t.dport, backend_ip, t.sport)
+        }) else {
             self.drops.add(DropReason::NoFlow);
             return Err(DropReason::NoFlow);
         };
-        let f = &mut self.table.flows[slot as usize];
+        let f = self.table.get_mut(slot);
         let now_ns = now.as_nanos();
-        if f.last_seen.saturating_add(self.idle_ns) <= now_ns {
+        if f.deadline(self.idle_ns) <= now_ns {
             self.remove_slot(slot);
             self.flow_stats.expired += 1;
             self.drops.add(DropReason::NoFlow);
@@ -481,7 +486,7 @@ impl Lb {
         self.table.prefetch_rev(rev_hash(link, view.tuple()));
     }
 
-    /// Heap bytes of the flow table (slab, free list, both indexes, expiry heap; capacities).
+    /// Heap bytes of the flow table (slab, both indexes, expiry heap; capacities).
     pub fn memory_bytes(&self) -> usize {
         self.table.memory_bytes()
     }
@@ -504,10 +509,10 @@ impl Lb {
     pub fn flow(&self, link: LinkId, consumer: FlowTuple) -> Option<(Ipv4Addr, u16)> {
         let (c, f) = (u32::from(consumer.src), u32::from(consumer.dst));
         let h = hash::flow(link.0, c, consumer.sport, f, consumer.dport);
-        let slot = self
-            .table
-            .find_fwd(h, link.0, c, consumer.sport, f, consumer.dport)?;
-        let flow = &self.table.flows[slot as usize];
+        let slot = self.table.find_fwd(h, |x| {
+            x.fwd_is(link.0, c, consumer.sport, f, consumer.dport)
+        })?;
+        let flow = self.table.get(slot);
         Some((Ipv4Addr::from(flow.backend_ip), flow.bport))
     }
 
@@ -677,10 +682,13 @@ impl Lb {
     }
 
     fn expire_budget(&mut self, now_ns: u64, budget: usize) -> usize {
-        let backends = &mut self.backends;
-        let n = self.table.expire(now_ns, self.idle_ns, budget, |f| {
-            backends[f.backend as usize].counters.active_flows -= 1;
-        });
+        let (backends, idle_ns) = (&mut self.backends, self.idle_ns);
+        let n = self.table.expire(
+            now_ns,
+            budget,
+            |f| f.deadline(idle_ns),
+            |_, f| backends[f.backend as usize].counters.active_flows -= 1,
+        );
         self.flow_stats.expired += n as u64;
         n
     }
@@ -796,6 +804,7 @@ fn closed_flow(f: &Flow) -> ClosedFlow {
 
 #[cfg(test)]
 mod tests {
+    use plsim_flowtab::Record;
     use plsim_wire::build::{TcpSegment, tuple};
     use plsim_wire::{LinkType, TcpFlags, classify};
 
@@ -835,18 +844,85 @@ mod tests {
             let fw = lb.forward(link, &mut fr, &mut v, SimTime::ZERO).unwrap();
             let slot = lb
                 .table
-                .find_fwd(h, link.0, u32::from(t.src), t.sport, u32::from(f), 443)
+                .find_fwd(h, |x| {
+                    x.fwd_is(link.0, u32::from(t.src), t.sport, u32::from(f), 443)
+                })
                 .unwrap();
-            let flow = lb.table.flows[slot as usize];
+            let flow = *lb.table.get(slot);
             assert_eq!(h, flow.fwd_hash());
-            assert_eq!(lb.table.fwd_candidate(h), Some(slot));
+            assert_eq!(lb.table.candidate_fwd(h), Some(slot));
             // The backend's reply B:8443 -> C:cp.
             let r = tuple(fw.backend, 8443, t.src, t.sport);
             assert_eq!(fw.port, 8443);
             assert_eq!(rev_hash(link, r), flow.rev_hash());
-            assert_eq!(lb.table.rev_candidate(rev_hash(link, r)), Some(slot));
+            assert_eq!(lb.table.candidate_rev(rev_hash(link, r)), Some(slot));
         }
         assert_eq!(lb.active_flows(), 500);
         assert_eq!(size_of::<table::Flow>(), 40);
+    }
+
+    /// Under a long random mix of new flows, packets, replies, expiry, backends going down
+    /// (with `Reset`) and links forgotten, the flow table keeps its invariants (both indexes,
+    /// one current timer per flow never later than its idle deadline, the free list) and the
+    /// backends' active counts add up to it.
+    #[test]
+    fn the_table_stays_consistent_under_churn() {
+        use plsim_wire::hash::splitmix64;
+
+        let f = Ipv4Addr::new(10, 100, 0, 4);
+        let backend = |i: u64| Ipv4Addr::new(192, 168, 1, 1 + i as u8);
+        for seed in 0..4u64 {
+            let mut lb = Lb::new(LbConfig {
+                frontends: vec![Frontend { ip: f }],
+                pools: vec![Pool::new("p", (0..4).map(backend))],
+                rules: vec![Rule::ha_ports(f, "p")],
+                idle_timeout: std::time::Duration::from_secs(5),
+                on_backend_down: OnBackendDown::Reset,
+            })
+            .unwrap();
+            let mut now = SimTime::ZERO;
+            for step in 0..3_000u64 {
+                let r = splitmix64(seed << 32 | step);
+                let link = LinkId((r % 3) as u32);
+                let c = tuple(
+                    Ipv4Addr::new(10, 0, 0, (r >> 8) as u8 % 4),
+                    1000 + (r >> 16) as u16 % 64,
+                    f,
+                    443,
+                );
+                match (r >> 32) % 16 {
+                    0..=8 => {
+                        let flags = if r >> 40 & 1 == 0 {
+                            TcpFlags::SYN
+                        } else {
+                            TcpFlags::ACK
+                        };
+                        let mut fr = TcpSegment::new(c, flags).to_vec();
+                        let mut v = classify(LinkType::Ethernet, &fr, fr.len()).unwrap();
+                        if let Ok(fw) = lb.forward(link, &mut fr, &mut v, now) {
+                            let back = tuple(fw.backend, fw.port, c.src, c.sport);
+                            let mut fr = TcpSegment::new(back, TcpFlags::ACK).to_vec();
+                            let mut v = classify(LinkType::Ethernet, &fr, fr.len()).unwrap();
+                            lb.reply(link, &mut fr, &mut v, now).unwrap();
+                        }
+                    }
+                    9..=12 => now = now + std::time::Duration::from_millis(r >> 48 & 2047),
+                    13 => {
+                        lb.expire(now);
+                    }
+                    14 => {
+                        let up = r >> 44 & 1 == 0;
+                        lb.set_backend_up(backend(r >> 45 & 3), up, now).unwrap();
+                    }
+                    _ => {
+                        lb.forget_link(link);
+                    }
+                }
+                let idle = lb.idle_ns;
+                lb.table.assert_consistent(|f| f.deadline(idle));
+                let active: u64 = lb.stats().backends.iter().map(|b| b.active_flows).sum();
+                assert_eq!(active, lb.active_flows() as u64);
+            }
+        }
     }
 }

@@ -4,11 +4,13 @@ use std::collections::{HashMap as StdMap, HashSet};
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
+use plsim_flowtab::Record;
 use plsim_wire::build::TcpSegment;
-use plsim_wire::{FlowTuple, LinkType, checksum, classify};
+use plsim_wire::{DropReason, FlowTuple, Ipv4Tcp, LinkType, TcpFlags, checksum, classify};
 use proptest::prelude::*;
 
 use super::*;
+use crate::flow::{Flow, in_hash, out_hash};
 
 const SYN: u8 = TcpFlags::SYN;
 const SYNACK: u8 = TcpFlags::SYN | TcpFlags::ACK;
@@ -19,6 +21,7 @@ const RSTF: u8 = TcpFlags::RST;
 impl Snat {
     /// Checks every invariant of the engine's bookkeeping against a recount from the flows.
     fn audit(&self) {
+        let p = &self.ports;
         let lo = u32::from(self.cfg.ports.lo);
         let mut live = 0u64;
         let mut open = 0u64;
@@ -27,21 +30,17 @@ impl Snat {
         let mut seen = HashSet::new();
         let mut hosts: StdMap<(u32, u32), u32> = StdMap::new();
         let mut block_used: StdMap<(u32, u32), u16> = StdMap::new();
-        let mut valid_timers: StdMap<(u32, u32), u64> = StdMap::new();
-        for Reverse((at, idx, g)) in self.timers.iter() {
-            let e = valid_timers.entry((*idx, *g)).or_insert(*at);
-            *e = (*e).min(*at);
-        }
-        for (i, f) in self.slab.iter().enumerate() {
-            if f.state == 0 {
-                continue;
-            }
+        // The table's own invariants: both indexes find every flow under its hashes, every
+        // flow has exactly one current timer, armed no later than its real deadline, and the
+        // free list holds exactly the vacant slots.
+        self.table.assert_consistent(|f| self.timeouts.deadline(f));
+        for (_, f) in self.table.iter() {
             live += 1;
             let c = closed(f.state);
             if !c {
                 open += 1;
             }
-            let sid = self.scope_id(f);
+            let sid = p.scope_id(f);
             let e = per_scope.entry(sid).or_default();
             let n = per_nat.entry(f.nat).or_default();
             if c {
@@ -53,28 +52,24 @@ impl Snat {
             }
             n.2 += 1;
             let off = u32::from(f.n_port) - lo;
-            assert!(off < self.range);
+            assert!(off < p.len);
             assert!(
                 seen.insert((sid, f.n_port)),
                 "port {} twice in scope {sid}",
                 f.n_port
             );
-            assert!(self.scopes[sid as usize].ports.get(off));
-            if let Some(b) = &self.scopes[sid as usize].blocks {
+            assert!(p.scopes[sid as usize].ports.get(off));
+            if let Some(b) = &p.scopes[sid as usize].blocks {
                 *block_used.entry((sid, off / b.size)).or_default() += 1;
-                let list = &self.owners[&(sid, f.link, f.c_ip)];
+                let list = &p.owners[&(sid, f.link, f.c_ip)];
                 assert!(list.contains(&((off / b.size) as u16)));
             }
             if self.cfg.selection == Selection::Paired {
                 *hosts.entry((f.link, f.c_ip)).or_default() += 1;
             }
-            // Lookups find this very record both ways.
-            let i = i as u32;
-            assert_eq!(self.fwd.find(f.fwd_hash(), |j| j == i), Some(i));
-            assert_eq!(self.rev.find(f.rev_hash(), |j| j == i), Some(i));
             // The prefetch hooks hash the packets exactly as the lookups do: the consumer's
             // packet C:cp -> B:bp and the backend's B:bp -> N:np.
-            let nat_ip = self.nats[usize::from(f.nat)].ip;
+            let nat_ip = p.nat_ip(f.nat);
             let out = FlowTuple {
                 src: Ipv4Addr::from(f.c_ip),
                 sport: f.c_port,
@@ -88,27 +83,20 @@ impl Snat {
                 dport: f.n_port,
             };
             assert_eq!(out_hash(LinkId(f.link), out), f.fwd_hash());
-            assert_eq!(self.nat_index(u32::from(nat_ip)), Some(f.nat));
+            assert_eq!(p.nat_index(u32::from(nat_ip)), Some(f.nat));
             assert_eq!(in_hash(f.nat, back), f.rev_hash());
-            // A valid timer entry, armed no later than the real deadline.
-            let at = valid_timers
-                .get(&(i, f.gen_))
-                .expect("live flow without a timer");
-            assert!(*at <= self.deadline(f), "timer armed after the deadline");
-            assert!(self.deadline(f) > self.now, "a due flow survived");
+            assert!(self.timeouts.deadline(f) > self.now, "a due flow survived");
         }
-        assert_eq!(self.live, live);
+        assert_eq!(self.table.len() as u64, live);
         assert_eq!(self.open, open);
-        assert_eq!(self.fwd.len() as u64, live);
-        assert_eq!(self.rev.len() as u64, live);
         assert_eq!(
             self.created,
             self.closed + self.expired + self.torn_down + self.open
         );
-        for (sid, s) in self.scopes.iter().enumerate() {
+        for (sid, s) in p.scopes.iter().enumerate() {
             let (u, h) = per_scope.get(&(sid as u32)).copied().unwrap_or_default();
             assert_eq!((s.in_use, s.held), (u, h), "scope {sid}");
-            let ones = (0..self.range).filter(|&o| s.ports.get(o)).count() as u32;
+            let ones = (0..p.len).filter(|&o| s.ports.get(o)).count() as u32;
             assert_eq!(ones, u + h, "bitmap of scope {sid}");
             if let Some(b) = &s.blocks {
                 for blk in 0..b.used.len() as u32 {
@@ -127,12 +115,12 @@ impl Snat {
             assert!(n.busy_peak >= n.in_use + n.held && n.busy_peak >= n.in_use_peak);
             assert!(n.busy_peak <= n.ports_total);
         }
-        let owned: usize = self.owners.values().map(Vec::len).sum();
+        let owned: usize = p.owners.values().map(Vec::len).sum();
         assert_eq!(owned, block_used.len());
         if self.cfg.selection == Selection::Paired {
-            assert_eq!(self.hosts.len(), hosts.len());
+            assert_eq!(p.hosts.len(), hosts.len());
             for (k, n) in hosts {
-                assert_eq!(self.hosts[&k].flows, n);
+                assert_eq!(p.hosts[&k].flows, n);
             }
         }
     }
@@ -636,12 +624,12 @@ fn sequential_random_and_block_allocators() {
     }
     s.expire(secs(100));
     assert!(
-        s.scopes[0].blocks.as_ref().unwrap().taken.get(0),
+        s.ports.scopes[0].blocks.as_ref().unwrap().taken.get(0),
         "one port still used"
     );
     out(&mut s, 1, tuple(hosts[0], 1006, B, 443), RSTF, secs(100)).unwrap();
     s.expire(secs(200));
-    assert!(!s.scopes[0].blocks.as_ref().unwrap().taken.get(0));
+    assert!(!s.ports.scopes[0].blocks.as_ref().unwrap().taken.get(0));
     s.audit();
     // Block 0 is free again but the cursor hands out block 4 to a new host first.
     let f = out(
@@ -1031,8 +1019,8 @@ proptest! {
             prop_assert_eq!((n.in_use, n.held, n.flows), (0, 0, 0));
             prop_assert_eq!(n.free, n.ports_total);
         }
-        prop_assert!(s.hosts.is_empty());
-        prop_assert!(s.owners.is_empty());
+        prop_assert!(s.ports.hosts.is_empty());
+        prop_assert!(s.ports.owners.is_empty());
         prop_assert_eq!(st.created, st.closed + st.expired + st.torn_down);
     }
 }

@@ -18,6 +18,7 @@ use std::collections::{HashMap, VecDeque};
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 
+use plsim_wire::hash::splitmix64;
 use plsim_wire::{DropCounts, DropReason, Ipv4Tcp, SimTime, classify_l3};
 use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
 use smoltcp::socket::tcp::{self, State};
@@ -279,7 +280,7 @@ pub fn pattern_byte(seed: u64, conn: u32, offset: u64) -> u8 {
 }
 
 fn pattern_word(seed: u64, conn: u32, word: u64) -> u64 {
-    splitmix(seed ^ splitmix(u64::from(conn) ^ 0x5eed_0000_0000) ^ word.rotate_left(17))
+    splitmix64(seed ^ splitmix64(u64::from(conn) ^ 0x5eed_0000_0000) ^ word.rotate_left(17))
 }
 
 /// Writes the pattern of connection `conn` from `offset` into `out`.
@@ -312,13 +313,6 @@ fn count_matching(seed: u64, conn: u32, mut offset: u64, data: &[u8]) -> u64 {
         offset += n as u64;
     }
     ok
-}
-
-fn splitmix(x: u64) -> u64 {
-    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
 }
 
 /// One client connection.
@@ -408,7 +402,7 @@ fn new_socket(buffer: usize, give_up: Duration) -> tcp::Socket<'static> {
 
 fn new_host(addr: Ipv4Addr, seed: u64, index: usize, role: Role, bufs: &Bufs) -> Host {
     let mut config = Config::new(HardwareAddress::Ip);
-    config.random_seed = splitmix(seed ^ (index as u64).wrapping_mul(0x1000_0001));
+    config.random_seed = splitmix64(seed ^ (index as u64).wrapping_mul(0x1000_0001));
     let mut rx = VecDeque::new();
     let mut port = Port { rx: &mut rx, bufs };
     let mut iface = Interface::new(config, &mut port, Instant::ZERO);
@@ -755,7 +749,7 @@ impl<'s, P: Path> Sim<'s, P> {
         if view.payload_len() > 0 {
             self.t.with_payload += 1;
             let n = self.spec.corrupt_every;
-            if n > 0 && splitmix(self.spec.seed ^ self.t.with_payload).is_multiple_of(n) {
+            if n > 0 && splitmix64(self.spec.seed ^ self.t.with_payload).is_multiple_of(n) {
                 buf[view.payload_offset()] ^= 0xff;
                 self.t.corrupted += 1;
             }

@@ -9,6 +9,7 @@
 //!   (RFC 1624, eqn. 3), so the stored checksums always equal a full recompute.
 //! * [`checksum`] has the full recomputes, used to verify.
 //! * [`build`] writes well-formed Ethernet/IPv4/TCP frames (generators, tests, benchmarks).
+//! * [`hash`] has the deterministic 64-bit mixers every crate hashes with.
 //! * The shared vocabulary of the packet path: [`DropReason`], [`DropCounts`], [`LinkId`],
 //!   [`SimTime`], [`FlowTuple`].
 //!
@@ -22,6 +23,7 @@
 pub mod build;
 pub mod checksum;
 mod classify;
+pub mod hash;
 mod link;
 mod reason;
 mod types;

@@ -1,0 +1,144 @@
+//! The TCP state machine of a SNAT flow: its state bits, the transition one packet makes, the
+//! state [`TcpState`] reports, and the timer each state runs (see the crate docs, "Timers and
+//! the port lifecycle").
+
+use plsim_wire::TcpFlags;
+
+use crate::Timers;
+use crate::flow::Flow;
+
+// Flow state bits. `LIVE` marks a used slab slot.
+pub(crate) const LIVE: u8 = 1;
+pub(crate) const SYN_OUT: u8 = 2;
+pub(crate) const SYNACK_IN: u8 = 4;
+pub(crate) const EST: u8 = 8;
+pub(crate) const FIN_OUT: u8 = 16;
+pub(crate) const FIN_IN: u8 = 32;
+pub(crate) const RST: u8 = 64;
+pub(crate) const FIN_BOTH: u8 = FIN_OUT | FIN_IN;
+/// A new flow: the consumer's SYN went out.
+pub(crate) const OPENED: u8 = LIVE | SYN_OUT;
+/// An established flow with nothing else going on: the hot path's only check.
+pub(crate) const PLAIN_EST: u8 = LIVE | SYN_OUT | SYNACK_IN | EST;
+
+/// The flags a packet of a [`PLAIN_EST`] flow must not carry to leave its state as it is.
+pub(crate) const STATE_FLAGS: u8 = TcpFlags::SYN | TcpFlags::FIN | TcpFlags::RST;
+
+/// Which way a packet goes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Dir {
+    /// From the consumer (outbound).
+    Out,
+    /// From the backend (inbound).
+    In,
+}
+
+/// True once both sides sent a FIN or a RST was seen: the port is held.
+#[inline]
+pub(crate) fn closed(state: u8) -> bool {
+    state & RST != 0 || state & FIN_BOTH == FIN_BOTH
+}
+
+/// The state after a packet with `flags` going `dir`, or `None` when it changes nothing: a
+/// closed flow ignores everything but a consumer's SYN (without ACK or RST), which reopens it.
+#[inline]
+pub(crate) fn next(state: u8, dir: Dir, flags: u8) -> Option<u8> {
+    let mut s = state;
+    if closed(s) {
+        let reopen = dir == Dir::Out
+            && flags & (TcpFlags::SYN | TcpFlags::ACK | TcpFlags::RST) == TcpFlags::SYN;
+        return reopen.then_some(OPENED);
+    }
+    if flags & TcpFlags::RST != 0 {
+        return Some(s | RST);
+    }
+    if dir == Dir::In && flags & (TcpFlags::SYN | TcpFlags::ACK) == TcpFlags::SYN | TcpFlags::ACK {
+        s |= SYNACK_IN;
+    }
+    if dir == Dir::Out
+        && flags & (TcpFlags::ACK | TcpFlags::SYN) == TcpFlags::ACK
+        && s & SYNACK_IN != 0
+    {
+        s |= EST;
+    }
+    if flags & TcpFlags::FIN != 0 {
+        s |= if dir == Dir::Out { FIN_OUT } else { FIN_IN };
+    }
+    Some(s)
+}
+
+/// The TCP state of one flow, as [`Snat::flow`](crate::Snat::flow) reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TcpState {
+    /// The consumer's SYN went out; no SYN-ACK yet.
+    SynSent,
+    /// The backend answered with a SYN-ACK; the consumer has not ACKed it yet.
+    SynReceived,
+    /// The handshake completed (or the flow was picked up mid-stream).
+    Established,
+    /// One side sent a FIN.
+    HalfClosed,
+    /// Both sides sent a FIN: the port is held for [`Timers::fin_hold`].
+    FinHold,
+    /// A RST was seen: the port is held for [`Timers::rst_hold`].
+    RstHold,
+}
+
+impl TcpState {
+    /// The state of the state bits `s`.
+    pub(crate) fn of(s: u8) -> TcpState {
+        if s & RST != 0 {
+            TcpState::RstHold
+        } else if s & FIN_BOTH == FIN_BOTH {
+            TcpState::FinHold
+        } else if s & FIN_BOTH != 0 {
+            TcpState::HalfClosed
+        } else if s & EST != 0 {
+            TcpState::Established
+        } else if s & SYNACK_IN != 0 {
+            TcpState::SynReceived
+        } else {
+            TcpState::SynSent
+        }
+    }
+}
+
+/// The timeouts of [`Timers`] in nanoseconds.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Timeouts {
+    idle: u64,
+    transitory: u64,
+    fin_hold: u64,
+    rst_hold: u64,
+}
+
+fn nanos(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+impl Timeouts {
+    pub(crate) fn new(t: &Timers) -> Timeouts {
+        Timeouts {
+            idle: nanos(t.idle),
+            transitory: nanos(t.transitory),
+            fin_hold: nanos(t.fin_hold),
+            rst_hold: nanos(t.rst_hold),
+        }
+    }
+
+    /// When flow `f` ends (its port is freed): its last packet plus its state's timeout.
+    #[inline]
+    pub(crate) fn deadline(&self, f: &Flow) -> u64 {
+        let s = f.state;
+        let d = if s & RST != 0 {
+            self.rst_hold
+        } else if s & FIN_BOTH == FIN_BOTH {
+            self.fin_hold
+        } else if s & EST != 0 && s & FIN_BOTH == 0 {
+            self.idle
+        } else {
+            self.transitory
+        };
+        f.last.saturating_add(d)
+    }
+}
