@@ -61,7 +61,7 @@ use plsim_wire::{DropCounts, DropReason, SimTime};
 
 pub use batch::{Batch, Dir, Meta};
 pub use plsim_wire::LinkId;
-pub use stages::{RunCx, Stages};
+pub use stages::{Answer, RunCx, Stages};
 
 /// A stage of the core: it sees every packet in input order, both ways.
 pub trait Stage<Ev>: Send {
@@ -77,14 +77,30 @@ pub trait Stage<Ev>: Send {
     fn prefetch(&self, frame: &[u8], meta: &Meta, dir: Dir) {
         let _ = (frame, meta, dir);
     }
+    /// Whether this stage may answer a packet it refuses (then the engine walks forward runs
+    /// packet after packet, so that an answer passes the stages before this one before they
+    /// see the next packet).
+    fn may_answer(&self) -> bool {
+        false
+    }
+    /// The answer to the packet [`Stage::forward`] just refused, if the stage has one: its
+    /// bytes appended to `out` (the refused packet's link layer). It goes back through the
+    /// stages before this one and the edge to the consumer.
+    fn take_answer(&mut self, out: &mut Vec<u8>) -> bool {
+        let _ = out;
+        false
+    }
     /// Simulated time has reached `now`: run the timers that are due. Called before every input
     /// packet (whether or not it reaches this stage), and before every event.
     fn tick(&mut self, now: SimTime) {
         let _ = now;
     }
-    /// A control-plane change at simulated instant `now`.
-    fn apply(&mut self, event: &Ev, now: SimTime) {
+    /// A control-plane change at simulated instant `now`. Returns what it means for the stages
+    /// after this one, in path order: events they apply right after this one (say, the flows a
+    /// load balancer reset, which the SNAT stage then frees).
+    fn apply(&mut self, event: &Ev, now: SimTime) -> Vec<Ev> {
         let _ = (event, now);
+        Vec::new()
     }
 }
 
@@ -271,6 +287,8 @@ pub struct RunStats {
     pub to_backend: u64,
     /// Packets delivered to the consumers.
     pub to_consumer: u64,
+    /// Answers the path sent to the consumers (RSTs for refused SYNs), beside the input.
+    pub answers: u64,
     /// Drops by reason, every stage together: each dropped packet once.
     pub dropped: DropCounts,
     /// Wall-clock nanoseconds each packet spent in the engine, from its batch's creation to its
@@ -297,6 +315,7 @@ impl RunStats {
             backend_in: 0,
             to_backend: 0,
             to_consumer: 0,
+            answers: 0,
             dropped: DropCounts::default(),
             latency_ns: histogram(),
             wall: Duration::ZERO,
@@ -310,20 +329,7 @@ impl RunStats {
     /// Counts a packet that has been through everything, under its link.
     #[inline]
     fn count(&mut self, m: &Meta) {
-        let i = m.link.0 as usize;
-        if self.links.len() <= i {
-            self.links.resize(i + 1, LinkCounts::default());
-        }
-        let l = &mut self.links[i];
-        match (m.dir, m.drop) {
-            (Dir::Forward, None) => l.to_backend += 1,
-            (Dir::Return, None) => l.to_consumer += 1,
-            (_, Some(r)) => l.dropped.add(r),
-        }
-        match m.dir {
-            Dir::Forward => l.consumer_in += 1,
-            Dir::Return => l.backend_in += 1,
-        }
+        LinkCounts::count(&mut self.links, m);
     }
 
     /// Notes simulated time `t` (a packet's or an event's).
@@ -346,6 +352,28 @@ pub struct LinkCounts {
     pub to_consumer: u64,
     /// Dropped, by reason.
     pub dropped: DropCounts,
+}
+
+impl LinkCounts {
+    /// Counts a packet that has been through everything in `links`, indexed by its link id
+    /// (grown as needed).
+    #[inline]
+    pub fn count(links: &mut Vec<LinkCounts>, m: &Meta) {
+        let i = m.link.0 as usize;
+        if links.len() <= i {
+            links.resize(i + 1, LinkCounts::default());
+        }
+        let l = &mut links[i];
+        match (m.dir, m.drop) {
+            (Dir::Forward, None) => l.to_backend += 1,
+            (Dir::Return, None) => l.to_consumer += 1,
+            (_, Some(r)) => l.dropped.add(r),
+        }
+        match m.dir {
+            Dir::Forward => l.consumer_in += 1,
+            Dir::Return => l.backend_in += 1,
+        }
+    }
 }
 
 /// What a finished run hands back: the counts, the parts with their own state, the taps.

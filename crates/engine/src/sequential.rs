@@ -6,7 +6,8 @@
 use std::time::Instant;
 
 use crate::{
-    BackendSide, Batch, Dir, Edge, Feeder, Fill, Finished, Options, Parts, RunStats, Stages, Taps,
+    Answer, BackendSide, Batch, Dir, Edge, Feeder, Fill, Finished, Options, Parts, RunStats,
+    Stages, Taps,
 };
 
 pub(crate) fn run<Ev, E, C, B, F, T>(
@@ -30,6 +31,7 @@ where
     } = parts;
     let mut stats = RunStats::new(C::LEN);
     let mut batch = Batch::new();
+    let mut answer = Answer::default();
     loop {
         batch.clear();
         // One packet at a time: a batch of one is the sequential definition itself.
@@ -49,7 +51,7 @@ where
                         stats.dropped.add(r);
                     }
                     let dropped_before = m.drop.is_some();
-                    match core.forward(frame, m) {
+                    match core.forward(frame, m, &mut answer) {
                         None => {
                             backend.delivered(frame, m);
                             stats.to_backend += 1;
@@ -57,6 +59,13 @@ where
                         }
                         Some(r) if !dropped_before => stats.dropped.add(r),
                         Some(_) => {}
+                    }
+                    if let Some(mut am) = answer.meta.take()
+                        && am.drop.is_none()
+                        && edge.reverse(&mut answer.frame, &mut am).is_ok()
+                    {
+                        stats.answers += 1;
+                        taps.consumer(&answer.frame, &am);
                     }
                 }
                 Dir::Return => {

@@ -18,30 +18,87 @@ pub struct RunCx {
     pub busy: Option<Vec<Duration>>,
 }
 
-/// A chain of stages, implemented for tuples of one to four [`Stage`]s in path order.
+/// A packet a core stage sent back in answer to one it refused (a RST for a SYN no port was
+/// free for, say), on its way to the consumer.
+#[derive(Debug, Default)]
+pub struct Answer {
+    /// Its bytes (the same link layer as the packet it answers).
+    pub frame: Vec<u8>,
+    /// Its metadata, when there is an answer (`drop` set if a stage on the way back refused it).
+    pub meta: Option<Meta>,
+}
+
+impl Answer {
+    /// Takes the answer of `stage` to the packet `m` it just refused, if it has one.
+    fn take<Ev, S: Stage<Ev>>(&mut self, stage: &mut S, m: &Meta) -> bool {
+        self.frame.clear();
+        if !stage.take_answer(&mut self.frame) {
+            return false;
+        }
+        let view = plsim_wire::classify(m.linktype, &self.frame, self.frame.len()).ok();
+        self.meta = Some(Meta {
+            wire_len: self.frame.len() as u32,
+            view,
+            dir: Dir::Return,
+            drop: view.is_none().then_some(DropReason::Malformed),
+            ..*m
+        });
+        true
+    }
+
+    /// Sends the answer back through one stage (at the answered packet's time: no tick).
+    fn back<Ev, S: Stage<Ev>>(&mut self, stage: &mut S) {
+        if let Some(m) = self.meta.as_mut()
+            && m.drop.is_none()
+            && let Err(r) = stage.reverse(&mut self.frame, m)
+        {
+            m.drop = Some(r);
+        }
+    }
+}
+
+/// A chain of stages, implemented for tuples of one and two [`Stage`]s in path order.
 pub trait Stages<Ev>: Send {
     /// How many stages.
     const LEN: usize;
     /// One packet forward through every stage in path order: each stage ticks at the packet's
     /// time, then (if the packet has not been dropped) processes it. A drop is written into
-    /// `meta.drop` and returned.
-    fn forward(&mut self, frame: &mut [u8], meta: &mut Meta) -> Option<DropReason>;
+    /// `meta.drop` and returned. A stage that refuses the packet may answer it: the answer goes
+    /// back through the stages before it, right away, and is left in `answer`.
+    fn forward(
+        &mut self,
+        frame: &mut [u8],
+        meta: &mut Meta,
+        answer: &mut Answer,
+    ) -> Option<DropReason>;
     /// One packet back through every stage in reverse path order, as [`Stages::forward`].
     fn reverse(&mut self, frame: &mut [u8], meta: &mut Meta) -> Option<DropReason>;
-    /// A run of packets that all travel forward, stage after stage, each stage over the whole
-    /// run (prefetching it first). Exactly what [`Stages::forward`] does to each packet in turn.
-    fn forward_run(&mut self, batch: &mut Batch, run: Range<usize>, cx: &mut RunCx);
+    /// Whether some stage may answer a packet it refuses (see [`Stage::may_answer`]).
+    fn may_answer(&self) -> bool;
+    /// A run of packets that all travel forward. Exactly what [`Stages::forward`] does to
+    /// each packet in turn: stage after stage, each stage over the whole run (prefetching it
+    /// first); packet after packet when a stage may answer (an answer must pass the stages
+    /// before it before they see the next packet). Answers are appended to `answers`.
+    fn forward_run(
+        &mut self,
+        batch: &mut Batch,
+        run: Range<usize>,
+        cx: &mut RunCx,
+        answers: &mut Batch,
+    );
     /// A run of packets that all travel back, stage after stage in reverse path order.
     fn reverse_run(&mut self, batch: &mut Batch, run: Range<usize>, cx: &mut RunCx);
     /// Every stage's timers, at `now`.
     fn tick(&mut self, now: SimTime);
-    /// An event, to every stage in path order.
+    /// An event, to every stage in path order; the events a stage returns go to the stages
+    /// after it, right after the event itself.
     fn apply(&mut self, event: &Ev, now: SimTime);
 }
 
-/// One stage over one packet: tick, then process unless already dropped.
+/// One stage over one packet: tick, then process unless already dropped. True when this stage
+/// refused it.
 #[inline(always)]
-fn step<Ev, S: Stage<Ev>>(stage: &mut S, frame: &mut [u8], m: &mut Meta, dir: Dir) {
+fn step<Ev, S: Stage<Ev>>(stage: &mut S, frame: &mut [u8], m: &mut Meta, dir: Dir) -> bool {
     stage.tick(m.ts);
     if m.drop.is_none() {
         let r = match dir {
@@ -50,8 +107,10 @@ fn step<Ev, S: Stage<Ev>>(stage: &mut S, frame: &mut [u8], m: &mut Meta, dir: Di
         };
         if let Err(r) = r {
             m.drop = Some(r);
+            return true;
         }
     }
+    false
 }
 
 /// One stage over one run of a batch: prefetch, then each packet in order.
@@ -65,19 +124,10 @@ fn pass<Ev, S: Stage<Ev>>(
     index: usize,
 ) {
     let start = cx.busy.is_some().then(Instant::now);
-    if S::PREFETCH {
-        for i in run.clone() {
-            let (frame, m) = batch.get(i);
-            if m.drop.is_none() {
-                stage.prefetch(frame, m, dir);
-            }
-        }
-    }
+    prefetch(stage, batch, run.clone(), dir);
     for (frame, m) in batch.range_mut(run) {
-        let before = m.drop.is_some();
-        step(stage, frame, m, dir);
-        if !before && let Some(r) = m.drop {
-            cx.dropped.add(r);
+        if step(stage, frame, m, dir) {
+            cx.dropped.add(m.drop.expect("refused"));
         }
     }
     if let (Some(start), Some(busy)) = (start, cx.busy.as_mut()) {
@@ -85,37 +135,139 @@ fn pass<Ev, S: Stage<Ev>>(
     }
 }
 
-macro_rules! chain {
-    ($len:expr; $($s:ident $i:tt),+; $($r:ident $j:tt),+) => {
-        impl<Ev, $($s: Stage<Ev>),+> Stages<Ev> for ($($s,)+) {
-            const LEN: usize = $len;
-            #[inline]
-            fn forward(&mut self, frame: &mut [u8], m: &mut Meta) -> Option<DropReason> {
-                $(step(&mut self.$i, frame, m, Dir::Forward);)+
-                m.drop
-            }
-            #[inline]
-            fn reverse(&mut self, frame: &mut [u8], m: &mut Meta) -> Option<DropReason> {
-                $(step(&mut self.$j, frame, m, Dir::Return);)+
-                m.drop
-            }
-            fn forward_run(&mut self, batch: &mut Batch, run: Range<usize>, cx: &mut RunCx) {
-                $(pass(&mut self.$i, batch, run.clone(), Dir::Forward, cx, $i);)+
-            }
-            fn reverse_run(&mut self, batch: &mut Batch, run: Range<usize>, cx: &mut RunCx) {
-                $(pass(&mut self.$j, batch, run.clone(), Dir::Return, cx, $j);)+
-            }
-            fn tick(&mut self, now: SimTime) {
-                $(self.$i.tick(now);)+
-            }
-            fn apply(&mut self, event: &Ev, now: SimTime) {
-                $(self.$i.apply(event, now);)+
+/// Lets a stage prefetch what the packets of a run will touch.
+#[inline]
+fn prefetch<Ev, S: Stage<Ev>>(stage: &S, batch: &Batch, run: Range<usize>, dir: Dir) {
+    if S::PREFETCH {
+        for i in run {
+            let (frame, m) = batch.get(i);
+            if m.drop.is_none() {
+                stage.prefetch(frame, m, dir);
             }
         }
-    };
+    }
 }
 
-chain!(1; A 0; A 0);
-chain!(2; A 0, B 1; B 1, A 0);
-chain!(3; A 0, B 1, C 2; C 2, B 1, A 0);
-chain!(4; A 0, B 1, C 2, D 3; D 3, C 2, B 1, A 0);
+/// A forward run, packet after packet through the whole chain (when a stage may answer).
+fn packet_major<Ev, C: Stages<Ev>>(
+    core: &mut C,
+    batch: &mut Batch,
+    run: Range<usize>,
+    cx: &mut RunCx,
+    answers: &mut Batch,
+) {
+    let mut answer = Answer::default();
+    for (frame, m) in batch.range_mut(run) {
+        let before = m.drop.is_some();
+        if let Some(r) = core.forward(frame, m, &mut answer)
+            && !before
+        {
+            cx.dropped.add(r);
+        }
+        if let Some(am) = answer.meta.take() {
+            answers.push(&answer.frame, am);
+        }
+    }
+}
+
+impl<Ev, A: Stage<Ev>> Stages<Ev> for (A,) {
+    const LEN: usize = 1;
+    fn forward(
+        &mut self,
+        frame: &mut [u8],
+        m: &mut Meta,
+        answer: &mut Answer,
+    ) -> Option<DropReason> {
+        if step(&mut self.0, frame, m, Dir::Forward) {
+            answer.take(&mut self.0, m);
+        }
+        m.drop
+    }
+    fn reverse(&mut self, frame: &mut [u8], m: &mut Meta) -> Option<DropReason> {
+        step(&mut self.0, frame, m, Dir::Return);
+        m.drop
+    }
+    fn may_answer(&self) -> bool {
+        self.0.may_answer()
+    }
+    fn forward_run(
+        &mut self,
+        batch: &mut Batch,
+        run: Range<usize>,
+        cx: &mut RunCx,
+        answers: &mut Batch,
+    ) {
+        if self.may_answer() {
+            prefetch(&self.0, batch, run.clone(), Dir::Forward);
+            packet_major(self, batch, run, cx, answers);
+        } else {
+            pass(&mut self.0, batch, run, Dir::Forward, cx, 0);
+        }
+    }
+    fn reverse_run(&mut self, batch: &mut Batch, run: Range<usize>, cx: &mut RunCx) {
+        pass(&mut self.0, batch, run, Dir::Return, cx, 0);
+    }
+    fn tick(&mut self, now: SimTime) {
+        self.0.tick(now);
+    }
+    fn apply(&mut self, event: &Ev, now: SimTime) {
+        let _ = self.0.apply(event, now);
+    }
+}
+
+impl<Ev, A: Stage<Ev>, B: Stage<Ev>> Stages<Ev> for (A, B) {
+    const LEN: usize = 2;
+    fn forward(
+        &mut self,
+        frame: &mut [u8],
+        m: &mut Meta,
+        answer: &mut Answer,
+    ) -> Option<DropReason> {
+        if step(&mut self.0, frame, m, Dir::Forward) {
+            answer.take(&mut self.0, m);
+        }
+        if step(&mut self.1, frame, m, Dir::Forward) && answer.take(&mut self.1, m) {
+            answer.back(&mut self.0);
+        }
+        m.drop
+    }
+    fn reverse(&mut self, frame: &mut [u8], m: &mut Meta) -> Option<DropReason> {
+        step(&mut self.1, frame, m, Dir::Return);
+        step(&mut self.0, frame, m, Dir::Return);
+        m.drop
+    }
+    fn may_answer(&self) -> bool {
+        self.0.may_answer() || self.1.may_answer()
+    }
+    fn forward_run(
+        &mut self,
+        batch: &mut Batch,
+        run: Range<usize>,
+        cx: &mut RunCx,
+        answers: &mut Batch,
+    ) {
+        if self.may_answer() {
+            prefetch(&self.0, batch, run.clone(), Dir::Forward);
+            packet_major(self, batch, run, cx, answers);
+        } else {
+            pass(&mut self.0, batch, run.clone(), Dir::Forward, cx, 0);
+            pass(&mut self.1, batch, run, Dir::Forward, cx, 1);
+        }
+    }
+    fn reverse_run(&mut self, batch: &mut Batch, run: Range<usize>, cx: &mut RunCx) {
+        pass(&mut self.1, batch, run.clone(), Dir::Return, cx, 1);
+        pass(&mut self.0, batch, run, Dir::Return, cx, 0);
+    }
+    fn tick(&mut self, now: SimTime) {
+        self.0.tick(now);
+        self.1.tick(now);
+    }
+    fn apply(&mut self, event: &Ev, now: SimTime) {
+        // What the first stage makes of the event goes to the second, right after it.
+        let derived = self.0.apply(event, now);
+        let _ = self.1.apply(event, now);
+        for d in &derived {
+            let _ = self.1.apply(d, now);
+        }
+    }
+}

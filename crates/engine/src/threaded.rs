@@ -31,12 +31,18 @@ enum Msg<Ev> {
 }
 
 /// What the taps get for one batch: the consumer-side packets as sent (before any stage), the
-/// batch as it ended, and the backend-side packets as they entered (before the core).
+/// batch as it ended, the backend-side packets as they entered (before the core), and the
+/// answers the path sent back (each after the packet it answers).
 struct TapWork {
     sent: Batch,
     batch: Batch,
     entered: Batch,
+    answers: Batch,
 }
+
+/// A batch back from the core: the batch, the backend-side packets as they entered (when
+/// tapping), the answers.
+type Back = (Batch, Option<Batch>, Batch);
 
 /// A pool of batches: a warm engine allocates nothing.
 #[derive(Clone)]
@@ -65,7 +71,7 @@ fn core_loop<Ev, C: Stages<Ev>, B: BackendSide>(
     core: &mut C,
     backend: &mut B,
     rx: Receiver<Msg<Ev>>,
-    back: Sender<(Batch, Option<Batch>)>,
+    back: Sender<Back>,
     pool: &Pool,
     tapping: bool,
     cx: &mut RunCx,
@@ -75,12 +81,13 @@ fn core_loop<Ev, C: Stages<Ev>, B: BackendSide>(
         match msg {
             Msg::Batch(mut b) => {
                 let mut entered = tapping.then(|| pool.get());
+                let mut answers = pool.get();
                 let n = b.len();
                 let mut i = 0;
                 while i < n {
                     let end = b.run_end(i);
                     if b.meta(i).dir == Dir::Forward {
-                        core.forward_run(&mut b, i..end, cx);
+                        core.forward_run(&mut b, i..end, cx, &mut answers);
                         for k in i..end {
                             let (frame, m) = b.get(k);
                             if m.drop.is_none() {
@@ -110,7 +117,7 @@ fn core_loop<Ev, C: Stages<Ev>, B: BackendSide>(
                     }
                     i = end;
                 }
-                back.send((b, entered))
+                back.send((b, entered, answers))
                     .expect("the driver takes every batch back");
             }
             Msg::Event(ev, now) => {
@@ -130,12 +137,18 @@ fn tap_loop<T: Taps>(taps: &mut T, rx: Receiver<TapWork>, pool: &Pool) {
         pool.put(w.sent);
         pool.put(w.batch);
         pool.put(w.entered);
+        pool.put(w.answers);
     }
 }
 
 fn write_batch<T: Taps>(taps: &mut T, w: &TapWork) {
     let mut sent = w.sent.iter();
     let mut entered = w.entered.iter().peekable();
+    let mut answers = w
+        .answers
+        .iter()
+        .filter(|(_, a)| a.drop.is_none())
+        .peekable();
     for (frame, m) in w.batch.iter() {
         match m.dir {
             Dir::Forward => {
@@ -144,6 +157,9 @@ fn write_batch<T: Taps>(taps: &mut T, w: &TapWork) {
                 taps.consumer(f, sm);
                 if m.drop.is_none() {
                     taps.backend(frame, m);
+                }
+                if let Some((f, a)) = answers.next_if(|(_, a)| a.seq == m.seq) {
+                    taps.consumer(f, a);
                 }
             }
             Dir::Return => {
@@ -179,7 +195,7 @@ where
         backend,
     } = parts;
     let (to_core, core_rx) = bounded::<Msg<Ev>>(IN_FLIGHT + 2);
-    let (back_tx, back_rx) = bounded::<(Batch, Option<Batch>)>(IN_FLIGHT);
+    let (back_tx, back_rx) = bounded::<Back>(IN_FLIGHT);
     // Taps that take nothing (`NoTaps`, `None`) cost nothing: no copies, no work on the thread.
     let tapping = taps.active();
     let (tap_tx, tap_rx) = unbounded::<TapWork>();
@@ -219,7 +235,7 @@ where
         let mut sent_copies: VecDeque<Option<Batch>> = VecDeque::new();
         let mut outstanding = 0usize;
         // A batch back from the core: the edge's return half, counts, latency, taps.
-        let finish = |(mut b, entered): (Batch, Option<Batch>),
+        let finish = |(mut b, entered, mut answers): Back,
                       edge: &E,
                       stats: &mut RunStats,
                       sent: Option<Batch>| {
@@ -236,6 +252,14 @@ where
                 }
                 stats.count(m);
             }
+            for (frame, m) in answers.iter_mut() {
+                if m.drop.is_none() {
+                    match edge.reverse(frame, m) {
+                        Ok(()) => stats.answers += 1,
+                        Err(r) => m.drop = Some(r),
+                    }
+                }
+            }
             if let Some(t0) = t0 {
                 stats.busy[0] += t0.elapsed();
             }
@@ -251,9 +275,13 @@ where
                         sent,
                         batch: b,
                         entered,
+                        answers,
                     });
                 }
-                _ => pool.put(b),
+                _ => {
+                    pool.put(b);
+                    pool.put(answers);
+                }
             }
         };
         loop {

@@ -29,6 +29,9 @@ struct Recorder {
     reason: DropReason,
     /// Which frame byte it stamps (after the Ethernet header, inside the payload).
     byte: usize,
+    /// Answer every packet it refuses (with the packet, one byte changed).
+    answers: bool,
+    answer: Vec<u8>,
 }
 
 impl Recorder {
@@ -39,6 +42,8 @@ impl Recorder {
             every,
             reason,
             byte,
+            answers: false,
+            answer: Vec::new(),
         }
     }
     fn mix(&mut self, x: u64) {
@@ -50,6 +55,11 @@ impl Recorder {
         self.mix(m.seq.wrapping_mul(tag));
         frame[self.byte] ^= self.state as u8;
         if self.state.is_multiple_of(self.every) {
+            if self.answers {
+                self.answer.clear();
+                self.answer.extend_from_slice(frame);
+                self.answer[63] ^= 0x77;
+            }
             Err(self.reason)
         } else {
             Ok(())
@@ -66,15 +76,34 @@ impl Stage<u32> for Recorder {
         self.seen.push(Seen::Ret(m.seq));
         self.verdict(frame, m, 5)
     }
+    fn may_answer(&self) -> bool {
+        self.answers
+    }
+    fn take_answer(&mut self, out: &mut Vec<u8>) -> bool {
+        if self.answers && !self.answer.is_empty() {
+            out.extend_from_slice(&self.answer);
+            self.answer.clear();
+            true
+        } else {
+            false
+        }
+    }
     const PREFETCH: bool = true;
     fn tick(&mut self, now: SimTime) {
         // Ticks change the state too: a tick at the wrong time would show.
         self.mix(now.as_nanos());
         self.seen.push(Seen::Tick(now.as_nanos()));
     }
-    fn apply(&mut self, ev: &u32, now: SimTime) {
+    fn apply(&mut self, ev: &u32, now: SimTime) -> Vec<u32> {
         self.mix(u64::from(*ev) << 32 | now.as_nanos());
         self.seen.push(Seen::Ev(*ev, now.as_nanos()));
+        // An event tells the stages after this one something of its own (the SNAT stage hears
+        // of the flows the load balancer reset, say).
+        if *ev < 1_000_000 {
+            vec![*ev + 1_000_000]
+        } else {
+            Vec::new()
+        }
     }
 }
 
@@ -214,6 +243,7 @@ impl Taps for Collect {
 #[derive(Debug, PartialEq, Eq)]
 struct Result_ {
     counts: (u64, u64, u64, u64, Vec<(DropReason, u64)>),
+    answers: u64,
     links: Vec<plsim_engine::LinkCounts>,
     span: (Option<SimTime>, Option<SimTime>),
     lb: Vec<Seen>,
@@ -225,15 +255,24 @@ struct Result_ {
 }
 
 fn go(steps: &[Step], engine: Engine, batch: usize, after: u32) -> Result_ {
+    go_answering(steps, engine, batch, after, false)
+}
+
+fn go_answering(
+    steps: &[Step],
+    engine: Engine,
+    batch: usize,
+    after: u32,
+    answers: bool,
+) -> Result_ {
+    let mut snat = Recorder::new(11, DropReason::PortExhausted, 57);
+    snat.answers = answers;
     let parts = Parts {
         edge: Gate {
             closed_every: 5,
             events: 0,
         },
-        core: (
-            Recorder::new(7, DropReason::NoRule, 56),
-            Recorder::new(11, DropReason::PortExhausted, 57),
-        ),
+        core: (Recorder::new(7, DropReason::NoRule, 56), snat),
         backend: Backends::default(),
     };
     let mut toy = Toy {
@@ -263,6 +302,7 @@ fn go(steps: &[Step], engine: Engine, batch: usize, after: u32) -> Result_ {
             s.dropped.iter().filter(|(_, n)| *n > 0).collect(),
         ),
         span: (s.first_ts, s.last_ts),
+        answers: s.answers,
         links: s.links.clone(),
         lb_state: lb.state,
         snat_state: snat.state,
@@ -378,6 +418,25 @@ fn events_come_after_everything_before_them() {
 }
 
 #[test]
+fn answers_reach_the_consumer_right_after_what_they_answer() {
+    let st = steps(5_000, 3);
+    let r = go_answering(&st, Engine::Threaded, 64, 0, true);
+    assert!(r.answers > 50, "{}", r.answers);
+    // Each answer comes back on the consumer side after the packet it answers, changed where
+    // the answering stage changed it, and it is the only packet seen twice there.
+    let answered: Vec<&(u64, Dir, Vec<u8>)> = r
+        .taps
+        .consumer
+        .windows(2)
+        .filter(|w| w[0].0 == w[1].0)
+        .map(|w| &w[1])
+        .collect();
+    assert_eq!(answered.len() as u64, r.answers);
+    assert!(answered.iter().all(|(_, d, _)| *d == Dir::Return));
+    assert_eq!(r, go_answering(&st, Engine::Sequential, 1, 0, true));
+}
+
+#[test]
 fn threaded_equals_sequential_on_a_long_input() {
     let st = steps(20_000, 99);
     let reference = go(&st, Engine::Sequential, 1, 3);
@@ -407,6 +466,17 @@ fn step_strategy() -> impl Strategy<Value = Step> {
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// A stage that answers what it refuses (the answers pass the stage before it at once):
+    /// still the sequential result, answers and all.
+    #[test]
+    fn threaded_equals_sequential_with_answers(
+        st in prop::collection::vec(step_strategy(), 0..300),
+        batch in prop_oneof![Just(1usize), Just(3), 1usize..80, Just(1024)],
+    ) {
+        let reference = go_answering(&st, Engine::Sequential, 1, 1, true);
+        prop_assert_eq!(go_answering(&st, Engine::Threaded, batch, 1, true), reference);
+    }
 
     /// Any input, any batch size: the threaded engine gives the sequential result.
     #[test]

@@ -67,6 +67,10 @@ pub enum Event {
     BackendDown(Ipv4Addr),
     /// A backend answers its health probe again.
     BackendUp(Ipv4Addr),
+    /// The load balancer removed these flows at once (their backend went down under
+    /// `on_backend_down = reset`): the SNAT stage frees their ports. The load balancer makes
+    /// this event itself, for the stages after it.
+    FlowsReset(Vec<plsim_lb::ClosedFlow>),
     /// A NAT IP configuration was added to a service.
     NatIpAdded {
         /// The service's index.

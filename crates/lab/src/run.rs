@@ -94,7 +94,7 @@ pub fn run<S: PacketSource, T: Taps>(
         ..Options::default()
     };
     let mut feeder = Progress {
-        inner: CaptureFeeder::new(source, sim.routes, sim.provider, sim.events),
+        inner: CaptureFeeder::new(source, sim.routes.clone(), sim.provider.clone(), sim.events),
         call: spec.progress,
         packets: 0,
     };
@@ -116,6 +116,6 @@ pub fn run<S: PacketSource, T: Taps>(
     let end = fin.stats.last_ts.unwrap_or(feeder.first());
     let sim_time = SimTime::ZERO + end.saturating_since(feeder.first());
     let series = fin.parts.core.1.take_series(end);
-    let summary = summarize(&fin, input, sim_time);
+    let summary = summarize(&fin, input, sim_time, &sim.connections);
     Ok((Outcome { summary, series }, fin.taps))
 }

@@ -19,6 +19,8 @@ pub struct Sample {
     pub ports_held: u64,
     /// Ports in use on each NAT IP.
     pub ports_in_use: Vec<(Ipv4Addr, u64)>,
+    /// Flow records of each connection (by link id) that has had one.
+    pub live_by_link: Vec<(u32, u64)>,
 }
 
 /// A time series being taken: a sample whenever simulated time crosses a multiple of
@@ -64,20 +66,31 @@ impl Series {
     }
 }
 
-/// The time series as CSV: `t_s,live_flows,snat_failures,ports_held,ports_in_use_<NAT IP>...`,
-/// time in seconds from the first sample.
+/// The time series as CSV: `t_s,live_flows,snat_failures,ports_held`, then
+/// `ports_in_use_<NAT IP>` for each NAT IP and `live_flows_link_<id>` for each connection; time
+/// in seconds from the first sample.
 pub fn series_csv(series: &[Sample]) -> String {
     let mut ips = Vec::new();
+    let mut links = Vec::new();
     for s in series {
         for (ip, _) in &s.ports_in_use {
             if !ips.contains(ip) {
                 ips.push(*ip);
             }
         }
+        for (l, _) in &s.live_by_link {
+            if !links.contains(l) {
+                links.push(*l);
+            }
+        }
     }
+    links.sort_unstable();
     let mut out = String::from("t_s,live_flows,snat_failures,ports_held");
     for ip in &ips {
         let _ = write!(out, ",ports_in_use_{ip}");
+    }
+    for l in &links {
+        let _ = write!(out, ",live_flows_link_{l}");
     }
     out.push('\n');
     let t0 = series.first().map_or(SimTime::ZERO, |s| s.t);
@@ -98,6 +111,14 @@ pub fn series_csv(series: &[Sample]) -> String {
                 .map_or(0, |(_, n)| *n);
             let _ = write!(out, ",{n}");
         }
+        for l in &links {
+            let n = s
+                .live_by_link
+                .iter()
+                .find(|(i, _)| i == l)
+                .map_or(0, |(_, n)| *n);
+            let _ = write!(out, ",{n}");
+        }
         out.push('\n');
     }
     out
@@ -114,6 +135,7 @@ mod tests {
             snat_failures: 0,
             ports_held: 1,
             ports_in_use: vec![(Ipv4Addr::new(10, 0, 0, 1), 2)],
+            live_by_link: vec![(1, 3)],
         }
     }
 
@@ -134,9 +156,9 @@ mod tests {
         let mut lines = csv.lines();
         assert_eq!(
             lines.next(),
-            Some("t_s,live_flows,snat_failures,ports_held,ports_in_use_10.0.0.1")
+            Some("t_s,live_flows,snat_failures,ports_held,ports_in_use_10.0.0.1,live_flows_link_1")
         );
-        assert_eq!(lines.next(), Some("0.000000,0,0,1,2"));
-        assert_eq!(lines.nth(2), Some("7000.002000,7000002,0,1,2"));
+        assert_eq!(lines.next(), Some("0.000000,0,0,1,2,3"));
+        assert_eq!(lines.nth(2), Some("7000.002000,7000002,0,1,2,3"));
     }
 }

@@ -75,7 +75,10 @@ impl Edge<Event> for EndpointStage {
             Event::LinkDeleted(link) => {
                 let _ = self.0.remove(link);
             }
-            Event::BackendDown(_) | Event::BackendUp(_) | Event::NatIpAdded { .. } => {}
+            Event::BackendDown(_)
+            | Event::BackendUp(_)
+            | Event::NatIpAdded { .. }
+            | Event::FlowsReset(_) => {}
         }
     }
 }
@@ -107,19 +110,26 @@ impl Stage<Event> for LbStage {
     fn tick(&mut self, now: SimTime) {
         self.0.expire(now);
     }
-    fn apply(&mut self, event: &Event, now: SimTime) {
+    fn apply(&mut self, event: &Event, now: SimTime) -> Vec<Event> {
         match *event {
             Event::BackendDown(ip) | Event::BackendUp(ip) => {
                 // A backend the scenario does not know is caught when the scenario is checked.
-                let _ = self
-                    .0
-                    .set_backend_up(ip, matches!(event, Event::BackendUp(_)), now);
+                let up = matches!(event, Event::BackendUp(_));
+                match self.0.set_backend_up(ip, up, now) {
+                    // Under `reset`, its flows ended here: the SNAT stage must free them too.
+                    Ok(closed) if !closed.is_empty() => return vec![Event::FlowsReset(closed)],
+                    _ => {}
+                }
             }
             Event::LinkClosed { link, .. } => {
                 self.0.forget_link(link);
             }
-            Event::LinkApproved { .. } | Event::NatIpAdded { .. } | Event::LinkDeleted(_) => {}
+            Event::LinkApproved { .. }
+            | Event::NatIpAdded { .. }
+            | Event::LinkDeleted(_)
+            | Event::FlowsReset(_) => {}
         }
+        Vec::new()
     }
 }
 
@@ -136,6 +146,10 @@ pub struct SnatStage {
     /// Per service, the backends its NAT IPs serve (what `ports_total` counts under
     /// per-backend reuse).
     backends: Vec<u64>,
+    /// Some service answers a SYN it has no port for with a RST.
+    answers: bool,
+    /// The RST for the SYN the last `forward` refused (its link header, then the IPv4 packet).
+    answer: Vec<u8>,
 }
 
 impl SnatStage {
@@ -151,12 +165,15 @@ impl SnatStage {
             .enumerate()
             .flat_map(|(i, e)| e.config().nat_ips.iter().map(move |&ip| (ip, i)))
             .collect();
+        let answers = engines.iter().any(|e| e.config().rst_on_exhaustion);
         let mut s = SnatStage {
             engines,
             series: None,
             services: Vec::new(),
             owners,
             backends,
+            answers,
+            answer: Vec::new(),
         };
         for (link, service) in links {
             s.set_service(link, service);
@@ -199,6 +216,21 @@ impl SnatStage {
         &self.backends
     }
 
+    /// Flows opened per connection, every service together, indexed by link id.
+    pub fn created_by_link(&self) -> Vec<u64> {
+        let mut v: Vec<u64> = Vec::new();
+        for e in &self.engines {
+            let c = e.created_by_link();
+            if v.len() < c.len() {
+                v.resize(c.len(), 0);
+            }
+            for (a, b) in v.iter_mut().zip(c) {
+                *a += b;
+            }
+        }
+        v
+    }
+
     /// Samples the gauges whenever simulated time crosses a multiple of `every` (see
     /// [`Series`]).
     pub fn sample_every(&mut self, every: Duration) {
@@ -226,6 +258,7 @@ impl SnatStage {
             snat_failures: 0,
             ports_held: 0,
             ports_in_use: Vec::new(),
+            live_by_link: Vec::new(),
         };
         for e in &self.engines {
             let st = e.stats();
@@ -234,12 +267,32 @@ impl SnatStage {
             s.ports_held += st.nat_ips.iter().map(|n| n.held).sum::<u64>();
             s.ports_in_use
                 .extend(st.nat_ips.iter().map(|n| (n.ip, n.in_use)));
+            for (link, &n) in e.live_by_link().iter().enumerate() {
+                let ever = e.created_by_link().get(link).is_some_and(|&c| c > 0);
+                if ever {
+                    match s.live_by_link.iter_mut().find(|(l, _)| *l == link as u32) {
+                        Some((_, m)) => *m += u64::from(n),
+                        None => s.live_by_link.push((link as u32, u64::from(n))),
+                    }
+                }
+            }
         }
+        s.live_by_link.sort_unstable();
         s
     }
 }
 
 impl Stage<Event> for SnatStage {
+    fn may_answer(&self) -> bool {
+        self.answers
+    }
+    fn take_answer(&mut self, out: &mut Vec<u8>) -> bool {
+        if self.answer.is_empty() {
+            return false;
+        }
+        out.append(&mut self.answer);
+        true
+    }
     #[inline]
     fn forward(&mut self, frame: &mut [u8], meta: &mut Meta) -> Result<(), DropReason> {
         let (link, ts) = (meta.link, meta.ts);
@@ -249,7 +302,20 @@ impl Stage<Event> for SnatStage {
             .copied()
             .flatten()
             .ok_or(DropReason::NoFlow)?;
-        self.engines[usize::from(s)].outbound(link, frame, view(meta), ts)
+        let engine = &mut self.engines[usize::from(s)];
+        let r = engine.outbound(link, frame, view(meta), ts);
+        if let Some(rst) = engine.rst_reply() {
+            // The answer: the SYN's link header (addresses swapped), then the RST.
+            self.answer.clear();
+            let l3 = view(meta).l3_offset();
+            self.answer.extend_from_slice(&frame[..l3]);
+            if meta.linktype == plsim_wire::LinkType::Ethernet && l3 >= 12 {
+                let (dst, src) = self.answer.split_at_mut(6);
+                dst.swap_with_slice(&mut src[..6]);
+            }
+            self.answer.extend_from_slice(rst);
+        }
+        r
     }
     #[inline]
     fn reverse(&mut self, frame: &mut [u8], meta: &mut Meta) -> Result<(), DropReason> {
@@ -290,15 +356,15 @@ impl Stage<Event> for SnatStage {
             }
         }
     }
-    fn apply(&mut self, event: &Event, now: SimTime) {
-        match *event {
-            Event::LinkApproved { link, service, .. } => self.set_service(link, service),
-            Event::LinkClosed { link, service } => {
+    fn apply(&mut self, event: &Event, now: SimTime) -> Vec<Event> {
+        match event {
+            &Event::LinkApproved { link, service, .. } => self.set_service(link, service),
+            &Event::LinkClosed { link, service } => {
                 if let Some(e) = self.engines.get_mut(service) {
                     e.teardown(link, now);
                 }
             }
-            Event::NatIpAdded { service, ip } => {
+            &Event::NatIpAdded { service, ip } => {
                 // More than eight, or a duplicate, is caught when the scenario is checked.
                 if let Some(e) = self.engines.get_mut(service)
                     && e.add_nat_ip(ip).is_ok()
@@ -306,7 +372,16 @@ impl Stage<Event> for SnatStage {
                     self.owners.push((ip, service));
                 }
             }
+            Event::FlowsReset(flows) => {
+                for f in flows {
+                    let service = self.services.get(f.link.0 as usize).copied().flatten();
+                    if let Some(e) = service.and_then(|s| self.engines.get_mut(usize::from(s))) {
+                        e.reset_flow(f.link, f.forwarded(), now);
+                    }
+                }
+            }
             Event::BackendDown(_) | Event::BackendUp(_) | Event::LinkDeleted(_) => {}
         }
+        Vec::new()
     }
 }

@@ -21,6 +21,8 @@ pub struct Summary {
     pub nat_ips: Vec<NatIp>,
     /// Every backend of the load balancer.
     pub backends: Vec<Backend>,
+    /// Every private endpoint connection of the run, in link id order.
+    pub connections: Vec<Connection>,
     /// Wall-clock time packets spent in the engine.
     pub latency_ns: Latency,
     /// How fast the run went.
@@ -74,6 +76,9 @@ pub struct Packets {
     pub to_consumer: u64,
     /// Packets dropped, by reason.
     pub dropped: Dropped,
+    /// RSTs the path sent to consumers for SYNs it had no NAT port for (services with
+    /// `rst_on_exhaustion`); not input packets, so outside the balance above.
+    pub rst_to_consumer: u64,
 }
 
 /// Drops by reason: in JSON, one key per reason (every reason, zero or not), in the order of
@@ -126,6 +131,8 @@ pub struct Flows {
     pub expired: u64,
     /// Ended because their connection left Approved.
     pub torn_down: u64,
+    /// Ended because their backend went down under `on_backend_down = reset`.
+    pub reset: u64,
     /// The most flow records (open, or closed with the port still held) at once.
     pub active_peak: u64,
     /// Flow records at the end.
@@ -152,6 +159,33 @@ pub struct NatIp {
     pub ports_held_end: u64,
     /// Connections it served.
     pub flows: u64,
+}
+
+/// One private endpoint connection: what became of its consumers' packets.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct Connection {
+    /// Its endpoint.
+    pub endpoint: String,
+    /// Its service.
+    pub service: String,
+    /// Its 32-bit link id (what the PROXY protocol TLV carries).
+    pub link_id: u32,
+    /// Its state once the whole timeline has run (`Deleted` once its endpoint is).
+    pub state: String,
+    /// Its packets that entered at the consumer side (those refused while not Approved too).
+    pub consumer_in: u64,
+    /// Its packets that entered at the backend side (and found its flows).
+    pub backend_in: u64,
+    /// Delivered to the backends.
+    pub to_backend: u64,
+    /// Delivered to its consumers.
+    pub to_consumer: u64,
+    /// Dropped, by reason.
+    pub dropped: Dropped,
+    /// Flows opened.
+    pub flows_created: u64,
+    /// Its SYNs refused for want of a NAT port.
+    pub snat_failures: u64,
 }
 
 /// One backend.
@@ -202,7 +236,12 @@ pub struct Throughput {
 }
 
 /// The summary of a finished run.
-pub fn summarize<B, T>(fin: &Finished<B, T>, input: Input, sim_time: SimTime) -> Summary {
+pub fn summarize<B, T>(
+    fin: &Finished<B, T>,
+    input: Input,
+    sim_time: SimTime,
+    connections: &[crate::path::ConnectionInfo],
+) -> Summary {
     let s = &fin.stats;
     let (lb, snat) = &fin.parts.core;
     let mut flows = Flows::default();
@@ -213,6 +252,7 @@ pub fn summarize<B, T>(fin: &Finished<B, T>, input: Input, sim_time: SimTime) ->
         flows.closed += st.closed;
         flows.expired += st.expired;
         flows.torn_down += st.torn_down;
+        flows.reset += st.reset;
         flows.active_peak += st.live_peak;
         flows.active_end += st.live;
         flows.snat_failures += st.failed;
@@ -242,6 +282,27 @@ pub fn summarize<B, T>(fin: &Finished<B, T>, input: Input, sim_time: SimTime) ->
                 packets: b.packets,
             })
             .collect();
+    let created = snat.created_by_link();
+    let connections = connections
+        .iter()
+        .map(|c| {
+            let i = c.link.0 as usize;
+            let counts = s.links.get(i).copied().unwrap_or_default();
+            Connection {
+                endpoint: c.endpoint.clone(),
+                service: c.service.clone(),
+                link_id: c.link.0,
+                state: c.state.clone(),
+                consumer_in: counts.consumer_in,
+                backend_in: counts.backend_in,
+                to_backend: counts.to_backend,
+                to_consumer: counts.to_consumer,
+                dropped: Dropped(counts.dropped),
+                flows_created: created.get(i).copied().unwrap_or(0),
+                snat_failures: counts.dropped.get(DropReason::PortExhausted),
+            }
+        })
+        .collect();
     let latency = Latency::from(&s.latency_ns);
     let wall = s.wall.as_secs_f64();
     Summary {
@@ -252,10 +313,12 @@ pub fn summarize<B, T>(fin: &Finished<B, T>, input: Input, sim_time: SimTime) ->
             to_backend: s.to_backend,
             to_consumer: s.to_consumer,
             dropped: Dropped::from(&s.dropped),
+            rst_to_consumer: s.answers,
         },
         flows,
         nat_ips,
         backends,
+        connections,
         latency_ns: latency,
         throughput: Throughput {
             packets_per_sec: if wall > 0.0 {

@@ -10,7 +10,7 @@ use plsim_control::Scenario;
 use plsim_traffic::tcp::{EchoOutcome, EchoSpec, Path as TcpPath, run_echo};
 use plsim_wire::{DropReason, Ipv4Tcp, LinkId, LinkType, SimTime};
 
-use plsim_engine::{AsIs, Dir, Edge, Meta, NoTaps, Parts, RunStats, Stage};
+use plsim_engine::{AsIs, Dir, Edge, LinkCounts, Meta, NoTaps, Parts, RunStats, Stage};
 
 use crate::path::Path;
 use crate::stages::{EndpointStage, LbStage, SnatStage};
@@ -30,16 +30,31 @@ pub struct Serial {
     seq: u64,
     /// The scenario's timeline, still to come (simulated time from zero).
     events: VecDeque<(SimTime, Event)>,
+    /// Packets per connection, as the engine counts them.
+    links: Vec<LinkCounts>,
+    /// The run's connections.
+    connections: Vec<crate::path::ConnectionInfo>,
 }
 
 impl Serial {
+    /// Counts a packet's fate under its connection.
+    fn counted(&mut self, mut meta: Meta, r: Result<(), DropReason>) -> Result<(), DropReason> {
+        meta.drop = r.err();
+        LinkCounts::count(&mut self.links, &meta);
+        r
+    }
+
     /// Applies the events due by `now`, in order.
     fn catch_up(&mut self, now: SimTime) {
         while self.events.front().is_some_and(|(at, _)| *at <= now) {
             let (at, ev) = self.events.pop_front().expect("an event is due");
             self.endpoint.apply(&ev, at);
-            self.lb.apply(&ev, at);
+            // What the load balancer makes of it (flows it reset) goes to the SNAT stage too.
+            let derived = self.lb.apply(&ev, at);
             self.snat.apply(&ev, at);
+            for d in &derived {
+                self.snat.apply(d, at);
+            }
         }
     }
 
@@ -81,9 +96,12 @@ impl TcpPath for Serial {
     ) -> Result<(), DropReason> {
         self.catch_up(now);
         let mut meta = self.meta(packet, view, now, Dir::Forward);
-        self.endpoint.forward(packet, &mut meta)?;
-        self.lb.forward(packet, &mut meta)?;
-        self.snat.forward(packet, &mut meta)?;
+        let r = self
+            .endpoint
+            .forward(packet, &mut meta)
+            .and_then(|()| self.lb.forward(packet, &mut meta))
+            .and_then(|()| self.snat.forward(packet, &mut meta));
+        self.counted(meta, r)?;
         *view = meta.view.expect("the stages keep the view");
         Ok(())
     }
@@ -96,9 +114,12 @@ impl TcpPath for Serial {
     ) -> Result<(), DropReason> {
         self.catch_up(now);
         let mut meta = self.meta(packet, view, now, Dir::Return);
-        self.snat.reverse(packet, &mut meta)?;
-        self.lb.reverse(packet, &mut meta)?;
-        self.endpoint.reverse(packet, &mut meta)?;
+        let r = self
+            .snat
+            .reverse(packet, &mut meta)
+            .and_then(|()| self.lb.reverse(packet, &mut meta))
+            .and_then(|()| self.endpoint.reverse(packet, &mut meta));
+        self.counted(meta, r)?;
         *view = meta.view.expect("the stages keep the view");
         Ok(())
     }
@@ -148,6 +169,8 @@ pub fn serial(scenario: &Scenario, connections: u32, bytes: u64) -> Result<(Seri
         vnet,
         seq: 0,
         events: built.events.into(),
+        links: Vec::new(),
+        connections: built.connections,
     };
     Ok((serial, spec))
 }
@@ -162,6 +185,10 @@ pub fn echo_summary(
     let start = Instant::now();
     let out = run_echo(path, &spec)?;
     let wall = start.elapsed();
+    let mut path = out.path;
+    let connections = std::mem::take(&mut path.connections);
+    let links = std::mem::take(&mut path.links);
+    let out = EchoOutcome { path, ..out };
     let mut dropped = out.dropped;
     // Packets the path passed to nobody are none of the path's drops, but they were not
     // delivered: count them as `no_flow`, so the summary still adds up.
@@ -173,11 +200,12 @@ pub fn echo_summary(
         backend_in: out.backend_in,
         to_backend: out.to_backend,
         to_consumer: out.to_consumer,
+        answers: 0,
         dropped,
         latency_ns: plsim_engine::histogram(),
         wall,
         busy: Vec::new(),
-        links: Vec::new(),
+        links,
         first_ts: out.first_ts,
         last_ts: out.last_ts,
     };
@@ -194,7 +222,7 @@ pub fn echo_summary(
         packets: out.consumer_in + out.backend_in,
         ..Input::default()
     };
-    let mut summary = summarize(&fin, input, out.sim_time);
+    let mut summary = summarize(&fin, input, out.sim_time, &connections);
     summary.tcp = Some(Tcp {
         connections: out.connections,
         completed: out.completed,
@@ -208,6 +236,8 @@ pub fn echo_summary(
         vnet: 0,
         seq: 0,
         events: VecDeque::new(),
+        links: Vec::new(),
+        connections,
     };
     let outcome = EchoOutcome { path, ..out };
     Ok((summary, outcome))

@@ -286,11 +286,8 @@ impl Lb {
             let Some(pool) = lb.pools.iter().position(|p| p.name == r.pool) else {
                 return Err(ConfigError::UnknownPool(r.pool.clone()));
             };
-            if let Hashing::Maglev { table_size } = r.hashing
-                && !((3..=MAX_MAGLEV_TABLE_SIZE).contains(&table_size)
-                    && config::is_prime(table_size))
-            {
-                return Err(ConfigError::MaglevTableSize(table_size));
+            if let Hashing::Maglev { table_size } = r.hashing {
+                Hashing::maglev(table_size)?;
             }
             let fe = &mut lb.frontends[fe];
             match r.kind {

@@ -121,6 +121,12 @@ pub struct Snat {
     failed: u64,
     open: u64,
     live_peak: u64,
+    /// Flows ended because the load balancer reset them (their backend went down).
+    reset: u64,
+    /// Flow records per connection, indexed by link id.
+    live_by_link: Vec<u32>,
+    /// Flows opened per connection, indexed by link id.
+    created_by_link: Vec<u64>,
     drops: DropCounts,
     rst: Vec<u8>,
 }
@@ -138,6 +144,9 @@ impl Snat {
             closed: 0,
             expired: 0,
             torn_down: 0,
+            reset: 0,
+            live_by_link: Vec::new(),
+            created_by_link: Vec::new(),
             failed: 0,
             open: 0,
             live_peak: 0,
@@ -191,9 +200,68 @@ impl Snat {
                 self.torn_down += 1;
                 self.open -= 1;
             }
-            self.ports.release(&f);
+            self.forget(&f);
         }
         slots.len()
+    }
+
+    /// Ends one flow at once and frees its port, held or not: the load balancer reset it (its
+    /// backend went down under `on_backend_down = reset`). `consumer` is the flow as it left
+    /// the load balancer (`C:cp -> B:bp`). Returns whether there was such a flow.
+    pub fn reset_flow(&mut self, link: LinkId, consumer: FlowTuple, now: SimTime) -> bool {
+        self.advance(now);
+        let (c_ip, b_ip) = (u32::from(consumer.src), u32::from(consumer.dst));
+        let h = fwd_hash(link.0, c_ip, consumer.sport, b_ip, consumer.dport);
+        let Some(slot) = self.table.find_fwd(h, |f| {
+            f.out_is(link.0, c_ip, consumer.sport, b_ip, consumer.dport)
+        }) else {
+            return false;
+        };
+        let f = self.table.remove(slot);
+        if !closed(f.state) {
+            self.reset += 1;
+            self.open -= 1;
+        }
+        self.forget(&f);
+        true
+    }
+
+    /// Flows opened so far (new ones, and held ones a SYN reopened): a counter, cheap to read.
+    #[inline]
+    pub fn created(&self) -> u64 {
+        self.created
+    }
+
+    /// Flow records of each connection now (open, or closed with the port held), indexed by
+    /// link id.
+    pub fn live_by_link(&self) -> &[u32] {
+        &self.live_by_link
+    }
+
+    /// Flows opened per connection so far, indexed by link id.
+    pub fn created_by_link(&self) -> &[u64] {
+        &self.created_by_link
+    }
+
+    /// A flow record left the table: its port goes back, its connection counts one fewer.
+    fn forget(&mut self, f: &flow::Flow) {
+        self.ports.release(f);
+        if let Some(n) = self.live_by_link.get_mut(f.link as usize) {
+            *n -= 1;
+        }
+    }
+
+    /// A flow of connection `link` was opened (`new`: with a record of its own).
+    fn opened(&mut self, link: u32, new: bool) {
+        let i = link as usize;
+        if self.created_by_link.len() <= i {
+            self.created_by_link.resize(i + 1, 0);
+            self.live_by_link.resize(i + 1, 0);
+        }
+        self.created_by_link[i] += 1;
+        if new {
+            self.live_by_link[i] += 1;
+        }
     }
 
     /// The RST answering the SYN the last [`Snat::outbound`] refused for port exhaustion, when
@@ -228,6 +296,7 @@ impl Snat {
             closed: self.closed,
             expired: self.expired,
             torn_down: self.torn_down,
+            reset: self.reset,
             failed: self.failed,
             open: self.open,
             live: self.table.len() as u64,
@@ -261,6 +330,7 @@ impl Snat {
     fn run_timers(&mut self, now: u64) {
         let (timeouts, ports) = (&self.timeouts, &mut self.ports);
         let (expired, open) = (&mut self.expired, &mut self.open);
+        let live_by_link = &mut self.live_by_link;
         self.table.expire(
             now,
             usize::MAX,
@@ -271,6 +341,9 @@ impl Snat {
                     *open -= 1;
                 }
                 ports.release(&f);
+                if let Some(n) = live_by_link.get_mut(f.link as usize) {
+                    *n -= 1;
+                }
             },
         );
     }

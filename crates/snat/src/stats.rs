@@ -6,7 +6,7 @@ use plsim_wire::DropCounts;
 
 /// A snapshot of the engine's counters and gauges ([`crate::Snat::stats`]).
 ///
-/// Flow counters balance: `created == closed + expired + torn_down + open`.
+/// Flow counters balance: `created == closed + expired + torn_down + reset + open`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Stats {
     /// Connections opened: SYNs that got a port, mid-stream pickups, and SYNs that reopened a
@@ -19,6 +19,8 @@ pub struct Stats {
     pub expired: u64,
     /// Connections not yet closed that a [`crate::Snat::teardown`] removed.
     pub torn_down: u64,
+    /// Connections not yet closed that a [`crate::Snat::reset_flow`] removed.
+    pub reset: u64,
     /// SNAT failures: SYNs refused because no port was free (`port_exhausted`).
     pub failed: u64,
     /// Connections open now (not closed).

@@ -91,7 +91,18 @@ impl Snat {
         assert_eq!(self.open, open);
         assert_eq!(
             self.created,
-            self.closed + self.expired + self.torn_down + self.open
+            self.closed + self.expired + self.torn_down + self.reset + self.open
+        );
+        // Records per connection, as the engine counts them.
+        let mut by_link = vec![0u32; self.live_by_link.len()];
+        for (_, f) in self.table.iter() {
+            by_link[f.link as usize] += 1;
+        }
+        assert_eq!(by_link, self.live_by_link, "flow records per link");
+        assert_eq!(
+            self.created_by_link.iter().sum::<u64>(),
+            self.created,
+            "flows opened per link"
         );
         for (sid, s) in p.scopes.iter().enumerate() {
             let (u, h) = per_scope.get(&(sid as u32)).copied().unwrap_or_default();
@@ -876,6 +887,8 @@ enum Op {
     Wait(u64),
     /// The connection `l` leaves Approved.
     Teardown(u32),
+    /// The load balancer resets a flow (picked by index).
+    Reset(usize),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -884,6 +897,7 @@ fn op() -> impl Strategy<Value = Op> {
         6 => (any::<usize>(), any::<bool>(), prop::sample::select(vec![ACK, SYNACK, FINACK, RSTF, SYN, ACK]))
             .prop_map(|(pick, inbound, flags)| Op::Packet { pick, inbound, flags }),
         2 => prop_oneof![0..5u64, 10..20u64, 100..300u64].prop_map(Op::Wait),
+        1 => any::<usize>().prop_map(Op::Reset),
         1 => (0..3u32).prop_map(Op::Teardown),
     ]
 }
@@ -1007,6 +1021,13 @@ proptest! {
                     s.teardown(LinkId(l), secs(now));
                     prop_assert!(known.iter().filter(|k| k.0 == l).all(|k| s.flow(LinkId(l), k.1).is_none()));
                 }
+                Op::Reset(pick) => {
+                    if known.is_empty() { continue; }
+                    let (l, t) = known[pick % known.len()];
+                    let had = s.flow(LinkId(l), t).is_some();
+                    prop_assert_eq!(s.reset_flow(LinkId(l), t, secs(now)), had);
+                    prop_assert!(s.flow(LinkId(l), t).is_none());
+                }
             }
             s.audit();
         }
@@ -1021,7 +1042,8 @@ proptest! {
         }
         prop_assert!(s.ports.hosts.is_empty());
         prop_assert!(s.ports.owners.is_empty());
-        prop_assert_eq!(st.created, st.closed + st.expired + st.torn_down);
+        prop_assert_eq!(st.created, st.closed + st.expired + st.torn_down + st.reset);
+        prop_assert!(s.live_by_link().iter().all(|&n| n == 0));
     }
 }
 

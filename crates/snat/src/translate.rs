@@ -135,6 +135,7 @@ impl Snat {
             // A new SYN from the consumer reopens it on the same port.
             self.created += 1;
             self.open += 1;
+            self.opened(old.link, false);
             self.ports.reopen(&old);
         }
         let f = self.table.get_mut(idx);
@@ -172,6 +173,7 @@ impl Snat {
         let idx = self.table.insert_hashed(flow, h, flow.rev_hash(), deadline);
         self.created += 1;
         self.open += 1;
+        self.opened(link, true);
         self.live_peak = self.live_peak.max(self.table.len() as u64);
         Some(idx)
     }

@@ -156,6 +156,11 @@ impl Ipv4Tcp {
         let at = self.l4_offset() + 4;
         u32::from_be_bytes([frame[at], frame[at + 1], frame[at + 2], frame[at + 3]])
     }
+    /// The TCP acknowledgement number.
+    pub fn ack(&self, frame: &[u8]) -> u32 {
+        let at = self.l4_offset() + 8;
+        u32::from_be_bytes([frame[at], frame[at + 1], frame[at + 2], frame[at + 3]])
+    }
     /// The TCP payload (clipped to what was captured).
     pub fn payload<'a>(&self, frame: &'a [u8]) -> &'a [u8] {
         let end = self.end as usize;
