@@ -119,6 +119,29 @@ fn dynamic_nat_ips_take_the_lowest_free_addresses() {
         p.service("app").unwrap().nat_ips,
         [ip("10.10.1.5"), ip("10.10.1.4"), ip("10.10.1.6")]
     );
+    // A static NAT IP named after a dynamic one, in the same service, is set aside for it.
+    s.services[0].nat_ips = vec![NatIpConfig::Dynamic, NatIpConfig::Static(ip("10.10.1.4"))];
+    let p = ControlPlane::new(&s).unwrap();
+    assert_eq!(
+        p.service("app").unwrap().nat_ips,
+        [ip("10.10.1.5"), ip("10.10.1.4")]
+    );
+    // So is one a later `add-nat-ip` event names: the event finds it free.
+    s.services[0].nat_ips = vec![NatIpConfig::Dynamic];
+    s.timeline.push(Event::AddNatIp {
+        at: 5.0,
+        service: "app".into(),
+        ip: NatIpConfig::Static(ip("10.10.1.4")),
+    });
+    assert_eq!(s.validate(), Ok(()));
+    let mut p = ControlPlane::new(&s).unwrap();
+    assert_eq!(p.service("app").unwrap().nat_ips, [ip("10.10.1.5")]);
+    assert!(p.advance(SimTime::from_secs(5)).errors.is_empty());
+    assert_eq!(
+        p.service("app").unwrap().nat_ips,
+        [ip("10.10.1.5"), ip("10.10.1.4")]
+    );
+    s.timeline.clear();
     // A /29 has three usable addresses: a fourth dynamic NAT IP finds none.
     s.provider.as_mut().unwrap().subnets[1].prefix = "10.10.1.0/29".parse().unwrap();
     s.services[0].nat_ips = vec![NatIpConfig::Dynamic; 4];

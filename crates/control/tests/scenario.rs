@@ -262,3 +262,20 @@ fn doc_page_shows_the_builtin_scenario_and_a_valid_timeline() {
     let s = Scenario::from_toml_str(&text).unwrap();
     assert_eq!(s.timeline.len(), 4);
 }
+
+#[test]
+fn every_scenario_in_the_docs_is_valid() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let text = std::fs::read_to_string(&path).unwrap();
+            if let Err(p) = Scenario::from_toml_str(&text) {
+                panic!("{}: {p:?}", path.display());
+            }
+            seen += 1;
+        }
+    }
+    assert!(seen >= 1, "no scenario in docs/");
+}

@@ -32,7 +32,13 @@ fn endpoint(name: &str, ip: Option<Ipv4Addr>) -> Endpoint {
 fn pending() -> ControlPlane {
     let mut p = ControlPlane::new(&base()).unwrap();
     p.create_endpoint(&endpoint("pe", None)).unwrap();
-    assert_eq!(p.request("pe"), Ok(vec![]));
+    assert_eq!(
+        p.request("pe"),
+        Ok(vec![Effect::LinkPending(Link {
+            state: Pending,
+            ..approved_link()
+        })])
+    );
     assert_eq!(p.connection_state("pe"), Some(Pending));
     p
 }

@@ -54,6 +54,17 @@ pub enum Event {
         /// The service's index.
         service: usize,
     },
+    /// A connection was requested and waits for approval: its endpoint exists, passes nothing.
+    LinkPending {
+        /// The connection.
+        link: LinkId,
+        /// The consumer VNet of its private endpoint.
+        vnet: u32,
+        /// The private endpoint's address.
+        endpoint: Ipv4Addr,
+        /// The service's load balancer frontend.
+        frontend: Ipv4Addr,
+    },
     /// A connection left Approved (rejected, removed): its packets stop and its flows go.
     LinkClosed {
         /// The connection.

@@ -122,6 +122,12 @@ fn event_of(e: Effect) -> Option<Event> {
             frontend: l.frontend,
             service: l.service,
         },
+        Effect::LinkPending(l) => Event::LinkPending {
+            link: l.id,
+            vnet: l.vnet,
+            endpoint: l.private_ip,
+            frontend: l.frontend,
+        },
         Effect::LinkClosed { link, service, .. } => Event::LinkClosed { link, service },
         Effect::LinkDeleted(link) => Event::LinkDeleted(link),
         Effect::BackendDown(ip) => Event::BackendDown(ip),

@@ -443,7 +443,7 @@ impl<S: PacketSource> Feeder<Event> for CaptureFeeder<'_, S> {
 #[derive(Default)]
 pub struct BackendEmulation {
     /// The capture's client-to-server tuple -> (backend IP:port, NAT IP:port).
-    ends: HashMap<FlowTuple, (Ipv4Addr, u16, Ipv4Addr, u16)>,
+    ends: HashMap<(u32, FlowTuple), (Ipv4Addr, u16, Ipv4Addr, u16)>,
     /// Flows may open mid-stream: learn from any packet, not only from SYNs.
     pickup: bool,
 }
@@ -467,14 +467,14 @@ impl BackendSide for BackendEmulation {
         // before its flow's SYN did, so only SYNs cost a hash here.
         let ends = (t.dst, t.dport, t.src, t.sport);
         if v.is_syn() {
-            self.ends.insert(meta.orig, ends);
+            self.ends.insert((meta.vnet, meta.orig), ends);
         } else if self.pickup {
-            self.ends.entry(meta.orig).or_insert(ends);
+            self.ends.entry((meta.vnet, meta.orig)).or_insert(ends);
         }
     }
 
     fn enter(&mut self, frame: &mut [u8], meta: &mut Meta) -> Result<(), DropReason> {
-        let Some(&(b, bp, n, np)) = self.ends.get(&meta.orig.reversed()) else {
+        let Some(&(b, bp, n, np)) = self.ends.get(&(meta.vnet, meta.orig.reversed())) else {
             return Err(DropReason::NoFlow);
         };
         let v = meta.view.as_mut().ok_or(DropReason::NoFlow)?;

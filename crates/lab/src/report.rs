@@ -74,6 +74,37 @@ pub fn summary(what: &str, s: &Summary) -> String {
         f.active_end
     );
     wl!(o, "  SNAT failures  {}", f.snat_failures);
+    if s.packets.rst_to_consumer > 0 {
+        wl!(
+            o,
+            "  RSTs sent      {} (to SYNs no NAT port was left for)",
+            s.packets.rst_to_consumer
+        );
+    }
+    for c in &s.connections {
+        let drops: Vec<String> = c
+            .dropped
+            .by_reason()
+            .filter(|&(_, n)| n > 0)
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect();
+        wl!(
+            o,
+            "  link {:<3} {} -> {} ({}): {} to the backends, {} to the consumer, {} flows{}",
+            c.link_id,
+            c.endpoint,
+            c.service,
+            c.state,
+            c.to_backend,
+            c.to_consumer,
+            c.flows_created,
+            if drops.is_empty() {
+                String::new()
+            } else {
+                format!(", dropped {}", drops.join(", "))
+            }
+        );
+    }
     for n in &s.nat_ips {
         wl!(
             o,

@@ -4,7 +4,8 @@
 
 use std::net::Ipv4Addr;
 
-use plsim_control::scenario::{Event, Visibility};
+use plsim_control::net::Prefix;
+use plsim_control::scenario::{Event, Traffic, Visibility};
 use plsim_control::{ControlPlane, Effect, PrivateEndpoint, Scenario, secs_to_time};
 use plsim_wire::SimTime;
 use serde::Serialize;
@@ -93,6 +94,9 @@ pub struct EndpointView {
     pub target: String,
     /// When it is created, in seconds (0: at the start).
     pub created_at: f64,
+    /// Which packets of a replayed capture are its consumers' (`None`: what no other
+    /// endpoint takes).
+    pub traffic: Option<Traffic>,
     /// Its connection's state once created (`none`: no request yet).
     pub state: String,
     /// Its connection's link id (what the PROXY protocol TLV carries).
@@ -112,6 +116,34 @@ pub struct EventView {
     pub effects: Vec<String>,
 }
 
+/// An endpoint's traffic table in words.
+fn traffic_text(t: Option<&Traffic>) -> String {
+    let Some(t) = t else {
+        return "what no other endpoint takes".to_owned();
+    };
+    let list = |v: &[Prefix]| {
+        v.iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut parts = Vec::new();
+    if let Some(v) = t.vlan {
+        parts.push(format!("VLAN {v}"));
+    }
+    if !t.clients.is_empty() {
+        parts.push(format!("clients {}", list(&t.clients)));
+    }
+    if !t.servers.is_empty() {
+        parts.push(format!("servers {}", list(&t.servers)));
+    }
+    if parts.is_empty() {
+        "every connection".to_owned()
+    } else {
+        parts.join(", ")
+    }
+}
+
 fn visibility(v: &Visibility) -> Vec<String> {
     match v {
         Visibility::Rbac => vec!["rbac".into()],
@@ -120,7 +152,7 @@ fn visibility(v: &Visibility) -> Vec<String> {
     }
 }
 
-fn endpoint_view(e: &PrivateEndpoint, created_at: f64) -> EndpointView {
+fn endpoint_view(e: &PrivateEndpoint, created_at: f64, traffic: Option<Traffic>) -> EndpointView {
     EndpointView {
         name: e.name.clone(),
         subscription: e.subscription.clone(),
@@ -131,6 +163,7 @@ fn endpoint_view(e: &PrivateEndpoint, created_at: f64) -> EndpointView {
         nic_name: e.nic_name.clone(),
         target: e.target.clone(),
         created_at,
+        traffic,
         state: e
             .connection
             .map_or_else(|| "none".to_owned(), |c| c.state.to_string()),
@@ -143,6 +176,10 @@ fn effect_text(e: &Effect) -> String {
         Effect::LinkApproved(l) => format!(
             "link {} Approved: endpoint {} (VNet {}) to frontend {}",
             l.id.0, l.private_ip, l.vnet, l.frontend
+        ),
+        Effect::LinkPending(l) => format!(
+            "link {} Pending: endpoint {} (VNet {}) passes nothing yet",
+            l.id.0, l.private_ip, l.vnet
         ),
         Effect::LinkClosed { link, state, .. } => {
             format!("link {} {state}: its packets stop, its flows end", link.0)
@@ -235,6 +272,13 @@ pub fn show(scenario: &Scenario) -> Result<Show> {
         .collect();
     events.sort_by_key(|&(t, i, _)| (t, i));
     let mut created = Vec::new();
+    let traffic_of = |name: &str| {
+        scenario
+            .endpoints
+            .iter()
+            .find(|e| e.name == name)
+            .and_then(|e| e.traffic.clone())
+    };
     for (_, _, ev) in events {
         let effects = match later.apply(ev) {
             Ok(effects) => effects.iter().map(effect_text).collect(),
@@ -243,7 +287,7 @@ pub fn show(scenario: &Scenario) -> Result<Show> {
         if let Event::CreateEndpoint { endpoint, at } = ev
             && let Some(e) = later.endpoint(endpoint)
         {
-            created.push(endpoint_view(e, *at));
+            created.push(endpoint_view(e, *at, traffic_of(endpoint)));
         }
         timeline.push(EventView {
             at: ev.at(),
@@ -256,7 +300,7 @@ pub fn show(scenario: &Scenario) -> Result<Show> {
         .endpoints
         .iter()
         .filter_map(|e| match plane.endpoint(&e.name) {
-            Some(pe) => Some(endpoint_view(pe, 0.0)),
+            Some(pe) => Some(endpoint_view(pe, 0.0, e.traffic.clone())),
             None => created.iter().find(|c| c.name == e.name).cloned(),
         })
         .collect();
@@ -276,7 +320,15 @@ pub fn text(s: &Show) -> String {
         let _ = writeln!(o, "  alias           {}", svc.alias);
         let _ = writeln!(o, "  resource id     {}", svc.resource_id);
         let _ = writeln!(o, "  visibility      {}", svc.visibility.join(", "));
-        let _ = writeln!(o, "  auto-approval   {}", svc.auto_approval.join(", "));
+        let _ = writeln!(
+            o,
+            "  auto-approval   {}",
+            if svc.auto_approval.is_empty() {
+                "none".to_owned()
+            } else {
+                svc.auto_approval.join(", ")
+            }
+        );
         let _ = writeln!(o, "  frontend        {} {}", svc.frontend, svc.frontend_ip);
         for r in &svc.rules {
             let _ = writeln!(
@@ -332,6 +384,7 @@ pub fn text(s: &Show) -> String {
         );
         let _ = writeln!(o, "  NIC             {}", e.nic_name);
         let _ = writeln!(o, "  target          {}", e.target);
+        let _ = writeln!(o, "  traffic         {}", traffic_text(e.traffic.as_ref()));
         let _ = writeln!(
             o,
             "  connection      {}{}",

@@ -69,6 +69,20 @@ impl Edge<Event> for EndpointStage {
                     let _ = self.0.insert(ep);
                 }
             }
+            Event::LinkPending {
+                link,
+                vnet,
+                endpoint,
+                frontend,
+            } => {
+                let _ = self.0.insert(Endpoint {
+                    link,
+                    vnet: VnetId(vnet),
+                    address: endpoint,
+                    frontend,
+                    approved: false,
+                });
+            }
             Event::LinkClosed { link, .. } => {
                 let _ = self.0.set_approved(link, false, now);
             }
@@ -125,6 +139,7 @@ impl Stage<Event> for LbStage {
                 self.0.forget_link(link);
             }
             Event::LinkApproved { .. }
+            | Event::LinkPending { .. }
             | Event::NatIpAdded { .. }
             | Event::LinkDeleted(_)
             | Event::FlowsReset(_) => {}
@@ -380,7 +395,10 @@ impl Stage<Event> for SnatStage {
                     }
                 }
             }
-            Event::BackendDown(_) | Event::BackendUp(_) | Event::LinkDeleted(_) => {}
+            Event::BackendDown(_)
+            | Event::BackendUp(_)
+            | Event::LinkDeleted(_)
+            | Event::LinkPending { .. } => {}
         }
         Vec::new()
     }

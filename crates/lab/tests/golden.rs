@@ -178,3 +178,27 @@ fn the_builtin_workload_runs_as_before() {
     let mut source = Workloads::new(&tight, specs).unwrap();
     check("workload.tight", run(&mut source, &tight, false));
 }
+
+#[test]
+fn the_worked_example_replays_as_before() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let text = std::fs::read_to_string(root.join("docs/tenants.toml")).unwrap();
+    let scenario = Scenario::from_toml_str(&text).unwrap();
+    let mut reader = Reader::open(root.join("pcaps/tenants.pcap")).unwrap();
+    check("tenants.scenario", run(&mut reader, &scenario, false));
+    // A tight run: one NAT IP of 30 ports per service, so web's three consumers contend for
+    // 60 ports (30 per backend) that every closed flow holds for 240 s.
+    let mut tight = scenario.clone();
+    Overrides {
+        nat_ips: Some(1),
+        ports: Some(PortRange::new(1024, 1053)),
+        ..Overrides::default()
+    }
+    .apply(&mut tight)
+    .unwrap();
+    let mut reader = Reader::open(root.join("pcaps/tenants.pcap")).unwrap();
+    check(
+        "tenants.scenario-one-nat-ip",
+        run(&mut reader, &tight, false),
+    );
+}

@@ -163,7 +163,7 @@ impl ControlPlane {
     /// The address of one NAT IP configuration of a service whose NAT IPs so far are `taken`:
     /// a static one checked (a usable unicast address; inside the NAT subnet and not reserved
     /// there, or private without a provider VNet; not used by anything else), a dynamic one the
-    /// lowest free address of the NAT subnet.
+    /// lowest free address of the NAT subnet that no static NAT IP of the scenario names.
     pub(super) fn nat_ip(
         &self,
         subnet: Option<Prefix>,
@@ -201,7 +201,7 @@ impl ControlPlane {
                 let subnet = subnet.ok_or(ControlError::DynamicNatIpWithoutSubnet)?;
                 subnet
                     .usable()
-                    .find(|&ip| used(ip).is_none())
+                    .find(|&ip| used(ip).is_none() && !self.static_nat_ips.contains(&ip))
                     .ok_or(ControlError::SubnetFull(subnet))
             }
         }

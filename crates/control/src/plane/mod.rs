@@ -158,6 +158,9 @@ pub struct Link {
 /// A change the data plane must apply at the instant it happens.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Effect {
+    /// A connection was requested and is Pending: the endpoint exists in the data plane but
+    /// passes nothing yet (its refused packets count under its connection).
+    LinkPending(Link),
     /// A connection became Approved: its endpoint passes traffic from now on.
     LinkApproved(Link),
     /// A connection left Approved: its endpoint stops passing traffic at this instant, and the
@@ -205,10 +208,34 @@ pub struct ControlPlane {
     provider: Option<scenario::ProviderVnet>,
     /// Endpoints a `create-endpoint` event creates later, by name.
     later: Vec<scenario::Endpoint>,
+    /// Every static NAT IP the scenario names (its services' and its `add-nat-ip` events'):
+    /// a dynamic NAT IP never takes one, as a dynamic endpoint IP never takes a static one.
+    static_nat_ips: Vec<Ipv4Addr>,
     next_link: u32,
     /// `(time, index in the scenario, event)`, in time order.
     timeline: Vec<(SimTime, usize, Event)>,
     cursor: usize,
+}
+
+/// Every static NAT IP a scenario names, in its services and its `add-nat-ip` events.
+fn static_nat_ips(scenario: &Scenario) -> Vec<Ipv4Addr> {
+    let events = scenario.timeline.iter().filter_map(|ev| match ev {
+        Event::AddNatIp { ip, .. } => Some(*ip),
+        _ => None,
+    });
+    let mut ips: Vec<Ipv4Addr> = scenario
+        .services
+        .iter()
+        .flat_map(|s| s.nat_ips.iter().copied())
+        .chain(events)
+        .filter_map(|c| match c {
+            NatIpConfig::Static(ip) => Some(ip),
+            NatIpConfig::Dynamic => None,
+        })
+        .collect();
+    ips.sort_unstable();
+    ips.dedup();
+    ips
 }
 
 /// Seconds (from a scenario) to simulated time, rounded to the nanosecond.
@@ -243,6 +270,7 @@ impl ControlPlane {
             deleted: Vec::new(),
             provider: scenario.provider.clone(),
             later: Vec::new(),
+            static_nat_ips: static_nat_ips(scenario),
             next_link: 1,
             timeline: Vec::new(),
             cursor: 0,

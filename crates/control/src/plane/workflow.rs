@@ -103,9 +103,9 @@ impl ControlPlane {
     }
 
     /// The endpoint requests its connection: Approved at once when its subscription has RBAC
-    /// rights (the provider's own) or is in the auto-approval list, Pending when the service is
-    /// visible to it, refused ([`ControlError::NotVisible`]) otherwise. The new connection gets
-    /// the next link id.
+    /// rights (the provider's own) or is in the auto-approval list ([`Effect::LinkApproved`]),
+    /// Pending when the service is visible to it ([`Effect::LinkPending`]), refused
+    /// ([`ControlError::NotVisible`]) otherwise. The new connection gets the next link id.
     pub fn request(&mut self, endpoint: &str) -> Result<Vec<Effect>, ControlError> {
         let e = self
             .endpoint(endpoint)
@@ -142,12 +142,21 @@ impl ControlPlane {
         if let Some(s) = self.services[service].as_mut() {
             s.connections.push(endpoint.to_owned());
         }
-        Ok(self.approved_effect(endpoint))
+        Ok(self.requested_effect(endpoint))
     }
 
     pub(super) fn approved_effect(&self, endpoint: &str) -> Vec<Effect> {
         match self.endpoint(endpoint).and_then(|e| self.link_of(e)) {
             Some(l) if l.state == ConnectionState::Approved => vec![Effect::LinkApproved(l)],
+            _ => Vec::new(),
+        }
+    }
+
+    /// What a new request means for the data plane: its link, Approved or Pending.
+    pub(super) fn requested_effect(&self, endpoint: &str) -> Vec<Effect> {
+        match self.endpoint(endpoint).and_then(|e| self.link_of(e)) {
+            Some(l) if l.state == ConnectionState::Approved => vec![Effect::LinkApproved(l)],
+            Some(l) if l.state == ConnectionState::Pending => vec![Effect::LinkPending(l)],
             _ => Vec::new(),
         }
     }
