@@ -582,3 +582,53 @@ fn scenario_show_of_the_worked_example() {
         ]
     );
 }
+
+/// `simulate` runs every endpoint's own workload (pe-north's and pe-north-2's own, the
+/// scenario's for the others): exactly what replaying the generated capture gives, connection
+/// by connection.
+#[test]
+fn simulate_runs_each_endpoints_workload() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let scenario = root.join("docs/tenants.toml");
+    let sim = json(&plsim(&[
+        "simulate",
+        "--json",
+        "--scenario",
+        scenario.to_str().unwrap(),
+    ]));
+    let rep = json(&plsim(&[
+        "replay",
+        "--json",
+        root.join("pcaps/tenants.pcap").to_str().unwrap(),
+        "--scenario",
+        scenario.to_str().unwrap(),
+    ]));
+    assert_eq!(sim["packets"], rep["packets"]);
+    assert_eq!(sim["flows"], rep["flows"]);
+    assert_eq!(sim["connections"], rep["connections"]);
+    // Flows per endpoint: 60 each from the scenario's workload, 40 and 30 from their own,
+    // pe-north's all refused (never approved), pe-north-2's from its approval at 30 s.
+    let flows: Vec<u64> = sim["connections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| n(&c["flows_created"]))
+        .collect();
+    assert_eq!(flows, [60, 60, 0, 20, 20]);
+    let consumer_in: Vec<u64> = sim["connections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| n(&c["consumer_in"]))
+        .collect();
+    // Each flow sends 7 packets from the consumer (handshake, data, FIN) and 5 back, over a
+    // second. pe-fab-b's packets before its request at 5 s belong to no connection yet: the
+    // first 9 flows' 63 and 2 of the flow started at 4.5 s (its other 5 are pe-fab-b's). Those
+    // of pe-north after its deletion at 20 s belong to none any more: 5 of its last flow's 7.
+    // pe-north-2 sends its 30 flows' 210 from 25 s.
+    assert_eq!(consumer_in, [420, 420, 280 - 5, 350 + 5, 210]);
+    assert_eq!(
+        consumer_in.iter().sum::<u64>() + 70,
+        n(&sim["packets"]["consumer_in"])
+    );
+}

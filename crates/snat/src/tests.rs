@@ -1069,3 +1069,27 @@ fn prefetch_hooks_are_harmless_on_any_packet() {
     assert_eq!(s.stats(), before);
     s.audit();
 }
+
+/// The provider can't open a connection: a SYN from a backend to a NAT IP, on a port no flow
+/// holds or on one a flow holds, is refused as `no_flow` and opens nothing.
+#[test]
+fn a_syn_from_the_provider_side_opens_nothing() {
+    let mut s = Snat::new(cfg(1, 5000, 5001, ReuseScope::PerIp)).unwrap();
+    assert_eq!(
+        inb(&mut s, tuple(B, 443, nat(0), 5000), SYN, secs(0)).unwrap_err(),
+        DropReason::NoFlow
+    );
+    let st = s.stats();
+    assert_eq!((st.created, st.live, st.nat_ips[0].free), (0, 0, 2));
+    // With a consumer's flow on 5000, the backend's SYN from another port still finds nothing.
+    let t = tuple(ip(192, 168, 0, 1), 1, B, 443);
+    out(&mut s, 1, t, SYN, secs(1)).unwrap();
+    assert_eq!(
+        inb(&mut s, tuple(B, 444, nat(0), 5000), SYN, secs(1)).unwrap_err(),
+        DropReason::NoFlow
+    );
+    let st = s.stats();
+    assert_eq!((st.created, st.live, st.nat_ips[0].free), (1, 1, 1));
+    assert_eq!(st.drops.get(DropReason::NoFlow), 2);
+    s.audit();
+}
