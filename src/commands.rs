@@ -197,6 +197,16 @@ pub fn scenario_show(file: Option<&Path>, as_json: bool) -> Result<()> {
     Ok(())
 }
 
+/// Standard input can be read once: `command` reads its capture once per run.
+fn once_is_not_enough(pcap: &std::path::Path, command: &str) -> Result<()> {
+    if pcap == std::path::Path::new(plsim_pcap::STDIN) {
+        return Err(Error::Usage(format!(
+            "`plsim {command}` reads its capture once per run: give a file, not - (standard input)"
+        )));
+    }
+    Ok(())
+}
+
 /// `plsim plan`.
 pub fn plan(a: PlanArgs) -> Result<()> {
     let overrides = Overrides {
@@ -205,6 +215,7 @@ pub fn plan(a: PlanArgs) -> Result<()> {
         pickup: a.pickup,
         ..Overrides::default()
     };
+    once_is_not_enough(&a.pcap, "plan")?;
     let base = load_scenario(a.scenario.as_deref(), &overrides)?;
     let plan = plsim_lab::plan::plan(&base, a.pickup, || Ok(Reader::open(&a.pcap)?))?;
     if a.json {
@@ -221,6 +232,9 @@ pub fn sweep(a: SweepArgs) -> Result<()> {
         return Err(Error::Usage(
             "--load multiplies a workload's arrival rate: it does not apply to a capture".into(),
         ));
+    }
+    if let Some(p) = &a.pcap {
+        once_is_not_enough(p, "sweep")?;
     }
     let grid = Grid {
         nat_ips: a.nat_ips.map(|v| v.0).unwrap_or_default(),
@@ -270,5 +284,14 @@ pub fn bench(a: BenchArgs) -> Result<()> {
     } else {
         print!("{}", report::bench(a.engine, &r));
     }
-    Ok(())
+    if r.complete {
+        Ok(())
+    } else {
+        // Drops are results elsewhere; here they make the figures meaningless.
+        Err(plsim_lab::Error::Input(format!(
+            "the bench dropped {} packets ({} while opening the flows): its figures are not throughput",
+            r.dropped + r.setup_dropped,
+            r.setup_dropped
+        )))
+    }
 }

@@ -56,7 +56,7 @@ enum Command {
 
 #[derive(Args)]
 struct InspectArgs {
-    /// The capture (pcap or pcapng).
+    /// The capture (pcap or pcapng); `-` reads it from standard input.
     pcap: PathBuf,
     /// Print the report as JSON on stdout.
     #[arg(long)]
@@ -127,7 +127,8 @@ struct RunArgs {
 
 #[derive(Args)]
 struct ReplayArgs {
-    /// The capture (pcap or pcapng).
+    /// The capture (pcap or pcapng); `-` reads it from standard input (`tcpdump -w - | plsim
+    /// replay -`).
     pcap: PathBuf,
     #[command(flatten)]
     run: RunArgs,

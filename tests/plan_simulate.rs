@@ -333,23 +333,50 @@ fn bench_reports_its_figures() {
     ]));
     for key in [
         "mpps",
+        "reference_mpps",
+        "ratio",
         "flows",
         "packets",
         "setup_per_sec",
-        "bytes_per_flow",
+        "peak_rss_bytes",
     ] {
         assert!(b[key].is_number(), "{key}: {b}");
     }
     assert_eq!(b["flows"], 2000);
     assert_eq!(b["packets"], 20000);
+    assert_eq!(b["backends"], 4);
     assert_eq!(
         b["delivered"], 20000,
         "every frame of a live flow gets through"
     );
-    assert_eq!(b["dropped"], 0);
+    assert_eq!((&b["dropped"], &b["setup_dropped"]), (&0.into(), &0.into()));
+    assert_eq!(b["complete"], true);
     assert!(b["mpps"].as_f64().unwrap() > 0.0);
-    assert!(b["bytes_per_flow"].as_f64().unwrap() > 0.0);
+    // Flow state per live flow: the lb's 40-byte record, the SNAT's 32, their indexes and
+    // timers.
+    let lb = b["bytes_per_flow"]["lb"].as_f64().unwrap();
+    let snat = b["bytes_per_flow"]["snat"].as_f64().unwrap();
+    assert!(lb >= 40.0 + 16.0 && snat >= 32.0 + 16.0, "{b}");
+    // The sequential engine delivers the same.
+    let s = json(&plsim(&[
+        "bench",
+        "--flows",
+        "2000",
+        "--packets",
+        "20000",
+        "--engine",
+        "sequential",
+        "--json",
+    ]));
+    assert_eq!(
+        (&s["delivered"], &s["complete"]),
+        (&20000.into(), &true.into())
+    );
     assert_eq!(plsim(&["bench", "--flows", "0"]).status.code(), Some(2));
+    // More flows than the bench's scenario can give ports to: refused, saying how many fit.
+    let out = plsim(&["bench", "--flows", "4000000000"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("holds at most"), "{}", stderr(&out));
 }
 
 /// `generate workload` writes exactly the packets `simulate` feeds the path: replaying the

@@ -581,3 +581,64 @@ fn ports_total_is_what_each_nat_ip_offers() {
         assert_eq!(ip["ports_total"], 64_512, "{ip}");
     }
 }
+
+/// `-` reads the capture from standard input: the same summary and the same pcaps as the file.
+/// Commands that read their capture more than once refuse it.
+#[test]
+fn a_capture_on_standard_input_replays_as_the_file() {
+    let dir = scratch("replay_stdin");
+    let input = shipped("conversations-200.pcap");
+    let from_file = dir.join("file");
+    let from_pipe = dir.join("pipe");
+    let mut a = replay_json(&[
+        input.to_str().unwrap(),
+        "--out",
+        from_file.to_str().unwrap(),
+    ]);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_plsim"))
+        .args([
+            "replay",
+            "-",
+            "--json",
+            "--out",
+            from_pipe.to_str().unwrap(),
+        ])
+        .stdin(std::fs::File::open(&input).unwrap())
+        .output()
+        .unwrap();
+    let mut b = json(&out);
+    for s in [&mut a, &mut b] {
+        let o = s.as_object_mut().unwrap();
+        o.remove("latency_ns");
+        o.remove("throughput");
+    }
+    assert_eq!(a, b);
+    assert_eq!(b["packets"]["consumer_in"], 1000);
+    for f in ["consumer.pcap", "backend.pcap", "timeseries.csv"] {
+        assert!(
+            std::fs::read(from_file.join(f)).unwrap() == std::fs::read(from_pipe.join(f)).unwrap(),
+            "{f} differs"
+        );
+    }
+    // Not a capture on standard input: exit 1, naming it.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_plsim"))
+        .args(["replay", "-"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("standard input: empty file"),
+        "{}",
+        stderr(&out)
+    );
+    for cmd in [vec!["plan", "-"], vec!["sweep", "-", "--out", "x"]] {
+        let out = plsim(&cmd);
+        assert_eq!(out.status.code(), Some(2), "{cmd:?}");
+        assert!(
+            stderr(&out).contains("give a file, not -"),
+            "{}",
+            stderr(&out)
+        );
+    }
+}

@@ -19,17 +19,20 @@
 //!
 //! Open addressing with linear probing over 8-byte buckets `(tag, slot)`:
 //!
-//! * `tag` is the high 32 bits of the hash; a bucket's **home** is the top `log2(buckets)` bits
-//!   of its tag, so the home of every stored entry is known without asking the caller (removal
-//!   and growth need no rehash closure and never touch the slab).
+//! * `tag` is the high 32 bits of the hash; a bucket's **home** is the tag scaled to the bucket
+//!   count, `tag * buckets >> 32` (Lemire's multiply-shift range reduction: the top
+//!   `log2(buckets)` bits when the count is a power of two), so the home of every stored entry
+//!   is known without asking the caller (removal and growth need no rehash closure and never
+//!   touch the slab).
 //! * A lookup compares tags and calls the caller's `eq` only on a tag match. Within one probe run
-//!   the entries share their top bits, so the tag still tells apart `32 - log2(buckets)` bits:
+//!   the entries' tags are close, so the tag still tells apart about `32 - log2(buckets)` bits:
 //!   at 2M buckets, 1 in 2,048 neighbours costs a needless `eq` call.
-//! * The bucket count is a power of two (at least 8), the load at most 80% (at 1M entries:
-//!   2M buckets, 16 MiB, a load of 48%). Eight buckets fill a 64-byte cache line; even at the
-//!   peak load a hit reads 3 buckets on average, so a lookup almost always reads one line of
-//!   the index and one record of the slab. (80% rather than less keeps a flow table's index
-//!   within 8 / 0.4 = 20 bytes a flow even just after a growth.)
+//! * The bucket count is any multiple of 8 (at least 8), the load at most 80%. Growth doubles
+//!   it; [`FlowIndex::reserve`] on an index that must grow sizes it for exactly what it was told
+//!   (at 1M entries: 1.25M buckets, 10 MB, 10 bytes an entry). Eight buckets fill a 64-byte
+//!   cache line; even at the peak load a hit reads 3 buckets on average, so a lookup almost
+//!   always reads one line of the index and one record of the slab. (80% rather than less
+//!   keeps a flow table's index within 8 / 0.4 = 20 bytes a flow even just after a growth.)
 //! * Deletion shifts the rest of the probe run back (no tombstones): the table never degrades
 //!   under churn. Growth doubles the buckets and re-places every entry.
 //!
@@ -154,10 +157,8 @@ fn tag_of(hash: u64) -> u32 {
 /// choose the bucket.
 #[derive(Clone, Debug, Default)]
 pub struct FlowIndex {
-    /// A power of two long, or empty.
+    /// A multiple of 8 long, or empty.
     buckets: Vec<Bucket>,
-    /// `32 - log2(buckets.len())`: a tag shifted right by it is its home.
-    shift: u32,
     len: usize,
 }
 
@@ -166,7 +167,6 @@ impl FlowIndex {
     pub const fn new() -> FlowIndex {
         FlowIndex {
             buckets: Vec::new(),
-            shift: 32,
             len: 0,
         }
     }
@@ -208,7 +208,6 @@ impl FlowIndex {
             return None;
         }
         let tag = tag_of(hash);
-        let mask = self.buckets.len() - 1;
         let mut i = self.home(tag);
         loop {
             let b = self.buckets[i];
@@ -218,7 +217,7 @@ impl FlowIndex {
             if b.tag == tag && eq(b.slot) {
                 return Some(b.slot);
             }
-            i = (i + 1) & mask;
+            i = self.next(i);
         }
     }
 
@@ -242,7 +241,7 @@ impl FlowIndex {
     pub fn insert(&mut self, hash: u64, slot: u32) {
         assert!(slot <= MAX_SLOT, "slot {slot} is above MAX_SLOT");
         if self.len >= max_load(self.buckets.len()) {
-            self.grow_to(self.len + 1);
+            self.grow_to((self.buckets.len() * 2).max(buckets_for(self.len + 1)));
         }
         let tag = tag_of(hash);
         self.place(Bucket { tag, slot });
@@ -256,7 +255,6 @@ impl FlowIndex {
             return false;
         }
         let tag = tag_of(hash);
-        let mask = self.buckets.len() - 1;
         let mut i = self.home(tag);
         loop {
             let b = self.buckets[i];
@@ -266,20 +264,22 @@ impl FlowIndex {
             if b.tag == tag && b.slot == slot {
                 break;
             }
-            i = (i + 1) & mask;
+            i = self.next(i);
         }
         // Backward shift: an entry further down the run moves into the hole unless its home
         // lies after the hole (then the hole is not on its probe path).
+        let n = self.buckets.len();
+        // How far bucket `j` is past bucket `from`, going round.
+        let past = |j: usize, from: usize| if j >= from { j - from } else { j + n - from };
         let mut hole = i;
         let mut j = i;
         loop {
-            j = (j + 1) & mask;
+            j = self.next(j);
             let b = self.buckets[j];
             if b.slot == EMPTY {
                 break;
             }
-            let home = self.home(b.tag);
-            if (j.wrapping_sub(home) & mask) >= (j.wrapping_sub(hole) & mask) {
+            if past(j, self.home(b.tag)) >= past(j, hole) {
                 self.buckets[hole] = b;
                 hole = j;
             }
@@ -289,11 +289,13 @@ impl FlowIndex {
         true
     }
 
-    /// Makes room for `additional` more entries without growing.
+    /// Makes room for `additional` more entries without growing. An index that must grow for
+    /// it gets the fewest buckets that hold them (not a doubling): say how many flows there
+    /// will be once, and the index is no bigger than they need.
     pub fn reserve(&mut self, additional: usize) {
         let want = self.len.saturating_add(additional);
         if want > max_load(self.buckets.len()) {
-            self.grow_to(want);
+            self.grow_to(buckets_for(want));
         }
     }
 
@@ -314,40 +316,53 @@ impl FlowIndex {
         prefetch_read(&self.buckets[at]);
     }
 
-    /// The home bucket of a tag.
+    /// The home bucket of a tag: the tag scaled to the bucket count (0 with no bucket).
     #[inline]
     fn home(&self, tag: u32) -> usize {
-        // `shift` is 32 only while there are no buckets; a u64 shift by 32 gives 0 then.
-        (u64::from(tag) >> self.shift) as usize
+        ((u64::from(tag) * self.buckets.len() as u64) >> 32) as usize
+    }
+
+    /// The bucket after `i`, going round.
+    #[inline]
+    fn next(&self, i: usize) -> usize {
+        let j = i + 1;
+        if j == self.buckets.len() { 0 } else { j }
     }
 
     /// Puts a bucket in the first empty place of its probe run (there is one: load < 100%).
     #[inline]
     fn place(&mut self, b: Bucket) {
-        let mask = self.buckets.len() - 1;
         let mut i = self.home(b.tag);
         while self.buckets[i].slot != EMPTY {
-            i = (i + 1) & mask;
+            i = self.next(i);
         }
         self.buckets[i] = b;
     }
 
-    /// Re-places every entry into the fewest buckets (a power of two) that hold `entries`.
+    /// Re-places every entry into `n` buckets (a multiple of 8 that holds them).
     #[cold]
-    fn grow_to(&mut self, entries: usize) {
-        let mut n = self.buckets.len().max(MIN_BUCKETS);
-        while max_load(n) < entries {
-            n = n.checked_mul(2).expect("capacity overflow");
-        }
+    fn grow_to(&mut self, n: usize) {
         assert!(n <= MAX_BUCKETS, "a FlowIndex holds at most 2^32 buckets");
+        debug_assert!(n.is_multiple_of(8) && max_load(n) >= self.len);
         let old = std::mem::replace(&mut self.buckets, vec![VACANT; n]);
-        self.shift = 32 - n.trailing_zeros();
         for b in old {
             if b.slot != EMPTY {
                 self.place(b);
             }
         }
     }
+}
+
+/// The fewest buckets, a multiple of 8 and at least [`MIN_BUCKETS`], that hold `entries`.
+fn buckets_for(entries: usize) -> usize {
+    let n = entries
+        .checked_mul(5)
+        .expect("capacity overflow")
+        .div_ceil(4)
+        .next_multiple_of(8)
+        .max(MIN_BUCKETS);
+    debug_assert!(max_load(n) >= entries);
+    n
 }
 
 /// Prefetches the cache line holding `*p` into every cache level (x86-64 only).

@@ -69,7 +69,8 @@ type Timer = Reverse<(u64, u32, u32)>;
 /// # Memory
 ///
 /// Per live flow: `size_of::<T>()` bytes of slab, an 8-byte bucket in each index (at most 80%
-/// full: 16.8 bytes a flow at 1M flows, after a growth 20 at most) and a 16-byte heap entry. A
+/// full: 10 bytes a flow after [`reserve`](Self::reserve), after a growth 20 at most) and a
+/// 16-byte heap entry. A
 /// vacant slot costs its record only.
 #[derive(Clone, Debug)]
 pub struct FlowTable<T> {

@@ -75,11 +75,23 @@ fn growth_sizes_are_exact() {
         assert_eq!(ix.find(h(tags[s as usize]), |x| x == s), Some(s));
     }
 
+    // Reserving sizes the buckets for exactly what was asked: 1M entries at 80%.
     let ix = FlowIndex::with_capacity(1_000_000);
-    assert_eq!(ix.buckets.len(), 1 << 21);
-    assert_eq!(ix.capacity(), 1_677_721);
-    assert_eq!(ix.memory_bytes(), 16 << 20);
-    assert_eq!(ix.shift, 11);
+    assert_eq!(ix.buckets.len(), 1_250_000);
+    assert_eq!(ix.capacity(), 1_000_000);
+    assert_eq!(ix.memory_bytes(), 10_000_000);
+    // Any count of buckets: homes spread over all of them, in tag order.
+    assert_eq!(ix.home(0), 0);
+    assert_eq!(ix.home(u32::MAX), 1_249_999);
+    assert_eq!(ix.home(1 << 31), 625_000);
+    // Growth past a reservation doubles.
+    let mut ix = FlowIndex::with_capacity(9);
+    assert_eq!(ix.buckets.len(), 16);
+    for s in 0..13u32 {
+        ix.insert(splitmix64(u64::from(s)), s);
+    }
+    assert_eq!(ix.buckets.len(), 32);
+    check(&ix);
 
     let mut ix = FlowIndex::with_capacity(5);
     assert_eq!(ix.buckets.len(), 8);

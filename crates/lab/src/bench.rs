@@ -1,9 +1,23 @@
 //! `plsim bench`: builds live flows through the whole path, then times established-flow frames
-//! through the threaded pipeline, in memory.
+//! through the engine, in memory, against a single-core NAT loop over the same frames in the
+//! same order, in the same process.
+//!
+//! The bench can't lie: its scenario has backends enough for every flow to get a NAT port
+//! (the built-in one with more backends: under per-backend reuse each backend adds 64,512
+//! ports to each of the eight NAT IPs), and a run that dropped any packet says so and is not
+//! a throughput figure ([`BenchReport::complete`]).
+//!
+//! Frames are made on the fly, never stored per flow: each is a copy of one 64-byte template
+//! with its client end written in (the source rewrite with its incremental checksum update), so
+//! the process holds the path's flow state and little else. The reference loop makes its frames
+//! the same way, and runs once the path's state is gone.
 
 use std::net::Ipv4Addr;
 use std::time::Instant;
 
+use plsim_control::Scenario;
+use plsim_control::net::Prefix;
+use plsim_control::scenario::Subnet;
 use plsim_wire::build::{CONSUMER_MAC, PROVIDER_MAC, TcpSegment, tuple};
 use plsim_wire::{FlowTuple, Ipv4Tcp, LinkType, SimTime, TcpFlags, classify};
 
@@ -20,37 +34,157 @@ use crate::summary::Latency;
 /// The frame length the bench pushes.
 pub const FRAME_LEN: usize = 64;
 
+/// The ports each NAT IP of the built-in scenario offers per backend (1024-65535).
+const PORTS_PER_NAT_IP: u64 = 64_512;
+
+/// The NAT IPs of the built-in scenario.
+const NAT_IPS: u64 = 8;
+
+/// The fewest backends the bench uses (the built-in scenario's four).
+const MIN_BACKENDS: u64 = 4;
+
+/// The most backends the bench's scenario has room for (its backend subnet, a /22).
+const MAX_BACKENDS: u64 = 1_000;
+
+/// How full the bench lets a backend's ports get: flows spread over backends by hash, so a
+/// backend gets its share give or take a little; 90% leaves room for that.
+const FILL: f64 = 0.9;
+
+/// The most flows the bench's scenario can hold.
+pub fn max_flows() -> u64 {
+    (MAX_BACKENDS as f64 * (NAT_IPS * PORTS_PER_NAT_IP) as f64 * FILL) as u64
+}
+
+/// The bench's scenario for `flows` flows: the built-in one, with backends enough that every
+/// flow gets a NAT port (in a /22 of the provider's VNet of their own), or an error that says
+/// how many it can hold.
+pub fn scenario_for(flows: u64) -> crate::Result<Scenario> {
+    let per_backend = (NAT_IPS * PORTS_PER_NAT_IP) as f64 * FILL;
+    let backends = ((flows as f64 / per_backend).ceil() as u64).max(MIN_BACKENDS);
+    if backends > MAX_BACKENDS {
+        return Err(crate::Error::Usage(format!(
+            "--flows {flows}: the bench's scenario holds at most {} flows ({MAX_BACKENDS} backends, \
+             each with 8 NAT IPs of 64,512 ports, filled to {:.0}%)",
+            max_flows(),
+            FILL * 100.0
+        )));
+    }
+    let mut s = Scenario::builtin();
+    let subnet: Prefix = "10.10.4.0/22".parse().expect("a prefix");
+    if let Some(p) = s.provider.as_mut() {
+        p.subnets.push(Subnet {
+            name: "bench-backends".into(),
+            prefix: subnet,
+        });
+    }
+    let first = u32::from(Ipv4Addr::new(10, 10, 4, 4));
+    s.load_balancer.pools[0].backends = (0..backends as u32)
+        .map(|i| Ipv4Addr::from(first + i))
+        .collect();
+    s.validate().map_err(|problems| crate::Error::Scenario {
+        name: "the bench's scenario".into(),
+        problems,
+    })?;
+    Ok(s)
+}
+
 /// The address and port of bench client `i`: 65,536 hosts in `base`/16, ports from 1024 up.
 fn client(base: Ipv4Addr, i: u32) -> (Ipv4Addr, u16) {
     let b = u32::from(base) & 0xffff_0000;
     (Ipv4Addr::from(b | (i & 0xffff)), 1024 + (i >> 16) as u16)
 }
 
-/// The consumer-side tuple of bench flow `i`: a client to the private endpoint.
-fn flow(clients: Ipv4Addr, endpoint: (Ipv4Addr, u16), i: u32) -> FlowTuple {
-    let (c, cp) = client(clients, i);
-    tuple(c, cp, endpoint.0, endpoint.1)
+/// One frame of every flow, as a template and its view: flow `i`'s frame is the template
+/// with flow `i`'s client end written in.
+#[derive(Clone)]
+struct Template {
+    frame: Vec<u8>,
+    view: Ipv4Tcp,
+    clients: Ipv4Addr,
 }
 
-fn meta(seq: u64, ts: SimTime, view: Ipv4Tcp, dir: Dir, orig: FlowTuple, vnet: u32) -> Meta {
+impl Template {
+    /// A frame of `flags` from client 0 to the endpoint (`back`: from the endpoint to it).
+    fn new(clients: Ipv4Addr, endpoint: (Ipv4Addr, u16), flags: u8, back: bool) -> Template {
+        let (c, cp) = client(clients, 0);
+        let t = tuple(c, cp, endpoint.0, endpoint.1);
+        let (t, src_mac, dst_mac) = if back {
+            (t.reversed(), PROVIDER_MAC, CONSUMER_MAC)
+        } else {
+            (t, CONSUMER_MAC, PROVIDER_MAC)
+        };
+        let mut frame = Vec::with_capacity(FRAME_LEN);
+        TcpSegment {
+            payload: &[0; 10],
+            seq: 2,
+            ack: 2,
+            src_mac,
+            dst_mac,
+            ..TcpSegment::new(t, flags)
+        }
+        .write(&mut frame);
+        debug_assert_eq!(frame.len(), FRAME_LEN);
+        let view = classify(LinkType::Ethernet, &frame, frame.len()).expect("a built frame");
+        Template {
+            frame,
+            view,
+            clients,
+        }
+    }
+
+    /// Writes flow `i`'s frame into `buf` (the template's length) and returns its view.
+    #[inline]
+    fn write(&self, i: u32, buf: &mut [u8], back: bool) -> Ipv4Tcp {
+        buf.copy_from_slice(&self.frame);
+        self.write_in_place(i, buf, back)
+    }
+
+    /// Appends flow `i`'s frame to `batch`.
+    #[inline]
+    fn push(&self, batch: &mut Batch, i: u32, seq: u64, vnet: u32, dir: Dir) {
+        batch.push(&self.frame, meta(seq, self.view, dir, vnet));
+        let (frame, m) = batch.last_mut().expect("just pushed");
+        let v = self.write_in_place(i, frame, dir == Dir::Return);
+        m.view = Some(v);
+        m.orig = v.tuple();
+    }
+
+    /// Writes flow `i`'s client end into a copy of the template's frame.
+    #[inline]
+    fn write_in_place(&self, i: u32, frame: &mut [u8], back: bool) -> Ipv4Tcp {
+        let mut v = self.view;
+        let (c, cp) = client(self.clients, i);
+        if back {
+            v.set_destination(frame, c, cp);
+        } else {
+            v.set_source(frame, c, cp);
+        }
+        v
+    }
+}
+
+/// The metadata of a bench packet; simulated time is 10 ns a packet.
+fn meta(seq: u64, view: Ipv4Tcp, dir: Dir, vnet: u32) -> Meta {
     Meta {
         seq,
-        ts,
+        ts: SimTime::from_nanos(seq * 10),
         wire_len: FRAME_LEN as u32,
         linktype: LinkType::Ethernet,
         view: Some(view),
         link: Default::default(),
         vnet,
-        orig,
+        orig: view.tuple(),
         dir,
         drop: None,
     }
 }
 
-/// Opens `flows` flows: SYN, SYN-ACK (from the backend side), ACK, 64 flows at a time.
+/// Opens the flows: for each chunk of flows, their SYNs, their SYN-ACKs (from the backend
+/// side) and their ACKs.
 struct Setup {
-    clients: Ipv4Addr,
-    endpoint: (Ipv4Addr, u16),
+    syn: Template,
+    syn_ack: Template,
+    ack: Template,
     vnet: u32,
     flows: u32,
     next: u32,
@@ -60,36 +194,15 @@ struct Setup {
 impl Feeder<Event> for Setup {
     fn fill(&mut self, batch: &mut Batch, max: usize) -> Fill<Event> {
         let chunk = (max / 3).max(1) as u32;
-        let end = (self.next + chunk).min(self.flows);
-        let mut frame = Vec::with_capacity(FRAME_LEN);
-        for step in 0..3 {
+        let end = self.next.saturating_add(chunk).min(self.flows);
+        for (t, dir) in [
+            (&self.syn, Dir::Forward),
+            (&self.syn_ack, Dir::Return),
+            (&self.ack, Dir::Forward),
+        ] {
             for i in self.next..end {
-                let up = flow(self.clients, self.endpoint, i);
-                let (t, flags, dir) = match step {
-                    0 => (up, TcpFlags::SYN, Dir::Forward),
-                    1 => (up.reversed(), TcpFlags::SYN | TcpFlags::ACK, Dir::Return),
-                    _ => (up, TcpFlags::ACK, Dir::Forward),
-                };
-                frame.clear();
-                TcpSegment {
-                    payload: &[0; 10],
-                    seq: 1,
-                    ack: 1,
-                    ..TcpSegment::new(t, flags)
-                }
-                .write(&mut frame);
-                let view =
-                    classify(LinkType::Ethernet, &frame, frame.len()).expect("a built frame");
-                let m = meta(
-                    self.seq,
-                    SimTime::from_nanos(self.seq * 10),
-                    view,
-                    dir,
-                    t,
-                    self.vnet,
-                );
+                t.push(batch, i, self.seq, self.vnet, dir);
                 self.seq += 1;
-                batch.push(&frame, m);
             }
         }
         self.next = end;
@@ -101,37 +214,23 @@ impl Feeder<Event> for Setup {
     }
 }
 
-/// Established-flow ACKs, flow after flow, from frames built once.
-struct Traffic<'a> {
-    frames: &'a [u8],
-    views: &'a [Ipv4Tcp],
-    origs: &'a [FlowTuple],
+/// Established-flow ACKs, one frame per flow, the flows round robin.
+struct Traffic {
+    ack: Template,
     vnet: u32,
+    flows: u32,
     packets: u64,
     sent: u64,
+    /// The next packet's place in the whole run (the setup's packets came first).
     seq: u64,
-    /// Simulated time goes on from the setup's: packet k is at `(t0 + k) * 10` ns.
-    t0: u64,
 }
 
-impl Feeder<Event> for Traffic<'_> {
+impl Feeder<Event> for Traffic {
     fn fill(&mut self, batch: &mut Batch, max: usize) -> Fill<Event> {
-        let n = self.views.len() as u64;
         let end = (self.sent + max as u64).min(self.packets);
         for k in self.sent..end {
-            let i = (k % n) as usize;
-            let frame = &self.frames[i * FRAME_LEN..(i + 1) * FRAME_LEN];
-            batch.push(
-                frame,
-                meta(
-                    self.seq,
-                    SimTime::from_nanos((self.t0 + self.seq) * 10),
-                    self.views[i],
-                    Dir::Forward,
-                    self.origs[i],
-                    self.vnet,
-                ),
-            );
+            let i = (k % u64::from(self.flows)) as u32;
+            self.ack.push(batch, i, self.seq, self.vnet, Dir::Forward);
             self.seq += 1;
         }
         self.sent = end;
@@ -146,30 +245,51 @@ impl Feeder<Event> for Traffic<'_> {
 /// What `plsim bench --json` prints.
 #[derive(Clone, Debug, Serialize)]
 pub struct BenchReport {
-    /// Million packets per second through the engine (wall clock).
+    /// Million packets per second through the engine (wall clock); a throughput figure only
+    /// when `complete`.
     pub mpps: f64,
     /// The single-core reference NAT loop over the same frames, in the same run.
     pub reference_mpps: f64,
+    /// `mpps / reference_mpps`.
+    pub ratio: f64,
     /// Live flows built before timing.
     pub flows: u32,
     /// Frames pushed.
     pub packets: u64,
+    /// Backends of the bench's scenario (enough for every flow to get a NAT port).
+    pub backends: usize,
+    /// Every packet of the setup and of the timed phase was delivered: the figures are
+    /// throughput. False: something was dropped, and the run says so.
+    pub complete: bool,
+    /// Frames of the timed phase delivered to the backends.
+    pub delivered: u64,
+    /// Packets dropped in the timed phase.
+    pub dropped: u64,
+    /// Packets dropped while the flows were opened (SYNs without a port, say).
+    pub setup_dropped: u64,
     /// Flows opened per second in the setup (SYN, SYN-ACK, ACK through the whole path).
     pub setup_per_sec: f64,
-    /// SNAT flow state per live flow (flow table, indexes, timers, port allocators).
-    pub bytes_per_flow: f64,
+    /// Flow state per live flow, by stage.
+    pub bytes_per_flow: StateBytes,
+    /// The process's peak resident memory, in bytes (Linux; 0 where unknown).
+    pub peak_rss_bytes: u64,
     /// Wall time of the timed phase.
     pub wall_s: f64,
     /// In-engine latency of the timed phase.
     pub latency_ns: Latency,
-    /// Frames delivered to the backends.
-    pub delivered: u64,
-    /// Packets dropped, setup and timed phase together.
-    pub dropped: u64,
     /// Time each stage spent per packet processing (not waiting), in the timed phase.
     pub stage_ns_per_packet: StageNs,
     /// Packets per batch.
     pub batch: usize,
+}
+
+/// Heap bytes of flow state per live flow (capacities: what the allocator handed out).
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct StateBytes {
+    /// The load balancer's flow table.
+    pub lb: f64,
+    /// The SNAT engines: flow table and port allocators.
+    pub snat: f64,
 }
 
 /// Nanoseconds per packet each stage spent processing.
@@ -183,7 +303,19 @@ pub struct StageNs {
     pub snat: f64,
 }
 
-/// `plsim bench`: the built-in scenario, `flows` live flows, `packets` frames.
+/// The process's peak resident set size (`VmHWM`), in bytes; 0 where unknown.
+pub fn peak_rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// `plsim bench`: `flows` live flows on [`scenario_for`]'s scenario, then `packets` frames.
 pub fn run_builtin(
     flows: u32,
     packets: u64,
@@ -195,14 +327,34 @@ pub fn run_builtin(
             "--flows and --packets must be at least 1".into(),
         ));
     }
-    let scenario = plsim_control::Scenario::builtin();
-    let sim = crate::path::Path::build(&scenario, false)?;
+    run_on(
+        &scenario_for(u64::from(flows))?,
+        flows,
+        packets,
+        engine,
+        batch,
+    )
+}
+
+/// The bench on `scenario` (its first endpoint's VNet and address; its first pool's backends).
+/// A scenario that can't give every flow a port makes an incomplete report, not an error.
+pub fn run_on(
+    scenario: &Scenario,
+    flows: u32,
+    packets: u64,
+    engine: plsim_engine::Engine,
+    batch: usize,
+) -> crate::Result<BenchReport> {
+    let backends = scenario.load_balancer.pools[0].backends.len();
+    let mut sim = crate::path::Path::build(scenario, false)?;
+    // The tables take every flow without growing on the packet path.
+    sim.lb.0.reserve(flows as usize);
+    sim.snat.reserve(flows as usize);
     let route = &sim.routes[0];
-    let (vnet, endpoint) = (route.vnet, route.address);
     let addrs = BenchAddrs {
         clients: Ipv4Addr::new(10, 1, 0, 0),
-        endpoint: (endpoint, 443),
-        vnet,
+        endpoint: (route.address, 443),
+        vnet: route.vnet,
     };
     let parts = Parts {
         edge: sim.endpoint,
@@ -210,22 +362,37 @@ pub fn run_builtin(
         backend: AsIs,
     };
     let (res, parts) = bench(parts, addrs, flows, packets, engine, batch);
-    let snat = &parts.core.1;
-    let snat_bytes: usize = snat.engines().iter().map(|e| e.memory_bytes()).sum();
+    let (lb, snat) = &parts.core;
     let live: u64 = snat.engines().iter().map(|e| e.stats().live).sum();
+    let per_flow = |bytes: usize| bytes as f64 / live.max(1) as f64;
+    let bytes_per_flow = StateBytes {
+        lb: per_flow(lb.0.memory_bytes()),
+        snat: per_flow(snat.engines().iter().map(|e| e.memory_bytes()).sum()),
+    };
+    // The reference loop runs once the path's state is gone: the process's peak memory is
+    // the path's, or the loop's if that is more.
+    drop(parts);
+    let reference_mpps = reference_loop(addrs, flows, packets);
     let per = |d: std::time::Duration| d.as_nanos() as f64 / packets as f64;
     let busy = |i: usize| res.stats.busy.get(i).copied().unwrap_or_default();
+    let dropped = res.stats.dropped.total();
+    let setup_dropped = res.setup.dropped.total();
     Ok(BenchReport {
         mpps: res.mpps,
-        reference_mpps: res.reference_mpps,
+        reference_mpps,
+        ratio: res.mpps / reference_mpps,
         flows,
         packets,
+        backends,
+        complete: dropped == 0 && setup_dropped == 0 && res.stats.to_backend == packets,
+        delivered: res.stats.to_backend,
+        dropped,
+        setup_dropped,
         setup_per_sec: res.setup_per_sec,
-        bytes_per_flow: snat_bytes as f64 / live.max(1) as f64,
+        bytes_per_flow,
+        peak_rss_bytes: peak_rss_bytes(),
         wall_s: res.stats.wall.as_secs_f64(),
         latency_ns: Latency::from(&res.stats.latency_ns),
-        delivered: res.stats.to_backend,
-        dropped: res.stats.dropped.total() + res.setup.dropped.total(),
         stage_ns_per_packet: StageNs {
             endpoint: per(busy(0)),
             lb: per(busy(1)),
@@ -240,9 +407,6 @@ pub fn run_builtin(
 pub struct BenchResult {
     /// Million packets per second through the pipeline (wall clock).
     pub mpps: f64,
-    /// Million packets per second of the single-core reference NAT loop over the same frames,
-    /// measured in the same run (see [`reference_loop`]).
-    pub reference_mpps: f64,
     /// Live flows.
     pub flows: u32,
     /// Frames pushed.
@@ -255,33 +419,39 @@ pub struct BenchResult {
     pub setup: RunStats,
 }
 
-/// The hand-written single-core NAT loop the pipeline must beat: for each packet, copy the frame
-/// into a buffer (as the pipeline's driver does), one hash lookup of its flow, the source rewrite
-/// with the incremental checksum update. Same frames, same order as the pipeline's run.
-pub fn reference_loop(frames: &[u8], views: &[Ipv4Tcp], origs: &[FlowTuple], packets: u64) -> f64 {
-    let n = views.len();
+/// The hand-written single-core NAT loop the engine must beat, with the same access pattern:
+/// for each packet, flow after flow round robin, make its frame as the bench's feeder does
+/// (copy the template, write the client end in), one hash lookup of its flow (`hashbrown`
+/// with its default hasher, foldhash), the source rewrite with the incremental checksum
+/// update. Returns million packets per second.
+pub fn reference_loop(addrs: BenchAddrs, flows: u32, packets: u64) -> f64 {
+    let ack = Template::new(addrs.clients, addrs.endpoint, TcpFlags::ACK, false);
     let mut table: hashbrown::HashMap<FlowTuple, (Ipv4Addr, u16)> =
-        hashbrown::HashMap::with_capacity(n);
-    for (i, t) in origs.iter().enumerate() {
+        hashbrown::HashMap::with_capacity(flows as usize);
+    let mut buf = [0u8; FRAME_LEN];
+    for i in 0..flows {
+        let t = ack.write(i, &mut buf, false).tuple();
         table.insert(
-            *t,
+            t,
             (
-                Ipv4Addr::from(0x0a0a_0104 + (i as u32 & 7)),
-                1024 + (i >> 3) as u16,
+                Ipv4Addr::from(0x0a0a_0104 + (i & 7)),
+                1024 + ((i >> 3) % 64_512) as u16,
             ),
         );
     }
-    let mut buf = [0u8; FRAME_LEN];
     let mut sum = 0u64;
     let start = Instant::now();
-    for k in 0..packets {
-        let i = (k % n as u64) as usize;
-        buf.copy_from_slice(&frames[i * FRAME_LEN..(i + 1) * FRAME_LEN]);
-        let mut v = views[i];
+    let mut i = 0u32;
+    for _ in 0..packets {
+        let mut v = ack.write(i, &mut buf, false);
         if let Some(&(ip, port)) = table.get(&v.tuple()) {
             v.set_source(&mut buf, ip, port);
         }
         sum = sum.wrapping_add(u64::from(buf[24]));
+        i += 1;
+        if i == flows {
+            i = 0;
+        }
     }
     let wall = start.elapsed().as_secs_f64();
     std::hint::black_box(sum);
@@ -320,50 +490,35 @@ where
         stage_times: true,
         engine,
     };
+    let template =
+        |flags: u8, back: bool| Template::new(addrs.clients, addrs.endpoint, flags, back);
     let t0 = Instant::now();
     let mut setup = Setup {
-        clients: addrs.clients,
-        endpoint: addrs.endpoint,
+        syn: template(TcpFlags::SYN, false),
+        syn_ack: template(TcpFlags::SYN | TcpFlags::ACK, true),
+        ack: template(TcpFlags::ACK, false),
         vnet: addrs.vnet,
         flows,
         next: 0,
         seq: 0,
     };
+    // The backends answer each SYN once: they forget a flow once they have answered it, so
+    // they hold one chunk's flows at most.
     let with_backends = Parts {
         edge: parts.edge,
         core: parts.core,
-        backend: BackendEmulation::default(),
+        backend: BackendEmulation::answering_once(),
     };
     let done = plsim_engine::run(with_backends, &mut setup, NoTaps, opts);
     let setup_s = t0.elapsed().as_secs_f64();
 
-    let mut frames = Vec::with_capacity(flows as usize * FRAME_LEN);
-    let mut views = Vec::with_capacity(flows as usize);
-    let mut origs = Vec::with_capacity(flows as usize);
-    for i in 0..flows {
-        let t = flow(addrs.clients, addrs.endpoint, i);
-        let at = frames.len();
-        TcpSegment {
-            payload: &[0; 10],
-            seq: 2,
-            ack: 2,
-            src_mac: CONSUMER_MAC,
-            dst_mac: PROVIDER_MAC,
-            ..TcpSegment::new(t, TcpFlags::ACK)
-        }
-        .write(&mut frames);
-        views.push(classify(LinkType::Ethernet, &frames[at..], FRAME_LEN).expect("a built frame"));
-        origs.push(t);
-    }
     let mut traffic = Traffic {
-        frames: &frames,
-        views: &views,
-        origs: &origs,
+        ack: template(TcpFlags::ACK, false),
         vnet: addrs.vnet,
+        flows,
         packets,
         sent: 0,
-        seq: 0,
-        t0: setup.seq,
+        seq: setup.seq,
     };
     let timed = Parts {
         edge: done.parts.edge,
@@ -373,10 +528,8 @@ where
     let t1 = Instant::now();
     let fin = plsim_engine::run(timed, &mut traffic, NoTaps, opts);
     let wall = t1.elapsed().as_secs_f64();
-    let reference_mpps = reference_loop(&frames, &views, &origs, packets);
     let result = BenchResult {
         mpps: packets as f64 / wall / 1e6,
-        reference_mpps,
         flows,
         packets,
         setup_per_sec: f64::from(flows) / setup_s,
@@ -384,4 +537,100 @@ where
         setup: done.stats,
     };
     (result, fin.parts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn template_frames_are_what_the_builder_makes() {
+        let clients = Ipv4Addr::new(10, 1, 0, 0);
+        let endpoint = (Ipv4Addr::new(10, 0, 0, 4), 443);
+        for (flags, back) in [
+            (TcpFlags::SYN, false),
+            (TcpFlags::SYN | TcpFlags::ACK, true),
+            (TcpFlags::ACK, false),
+        ] {
+            let t = Template::new(clients, endpoint, flags, back);
+            for i in [0, 1, 65_535, 65_536, 9_999_999] {
+                let mut buf = [0u8; FRAME_LEN];
+                let v = t.write(i, &mut buf, back);
+                let (c, cp) = client(clients, i);
+                let up = tuple(c, cp, endpoint.0, endpoint.1);
+                let want_t = if back { up.reversed() } else { up };
+                let (src_mac, dst_mac) = if back {
+                    (PROVIDER_MAC, CONSUMER_MAC)
+                } else {
+                    (CONSUMER_MAC, PROVIDER_MAC)
+                };
+                let mut want = Vec::new();
+                TcpSegment {
+                    payload: &[0; 10],
+                    seq: 2,
+                    ack: 2,
+                    src_mac,
+                    dst_mac,
+                    ..TcpSegment::new(want_t, flags)
+                }
+                .write(&mut want);
+                assert_eq!(&buf[..], &want[..], "flow {i}, flags {flags:#x}");
+                assert_eq!(v.tuple(), want_t);
+                let mut batch = Batch::new();
+                t.push(
+                    &mut batch,
+                    i,
+                    7,
+                    0,
+                    if back { Dir::Return } else { Dir::Forward },
+                );
+                let (f, m) = batch.get(0);
+                assert_eq!(f, &want[..]);
+                assert_eq!(m.orig, want_t);
+            }
+        }
+    }
+
+    #[test]
+    fn a_bench_that_dropped_anything_is_incomplete() {
+        let engine = plsim_engine::Engine::Threaded;
+        let ok = run_on(&Scenario::builtin(), 500, 2_000, engine, 64).unwrap();
+        assert!(ok.complete);
+        assert_eq!((ok.delivered, ok.dropped, ok.setup_dropped), (2_000, 0, 0));
+        // One NAT IP of 10 ports to 4 backends: 40 flows get a port, 460 SYNs are refused,
+        // and so are their SYN-ACKs (no flow) and ACKs (no flow at the SNAT).
+        let mut tight = Scenario::builtin();
+        crate::path::Overrides {
+            nat_ips: Some(1),
+            ports: Some(plsim_control::scenario::PortRange::new(1024, 1033)),
+            ..Default::default()
+        }
+        .apply(&mut tight)
+        .unwrap();
+        let r = run_on(&tight, 500, 2_000, engine, 64).unwrap();
+        assert!(!r.complete);
+        assert_eq!(r.setup_dropped, 3 * 460);
+        // Round robin over 500 flows, 40 of them live: 4 frames each of the live ones.
+        assert_eq!((r.delivered, r.dropped), (160, 1_840));
+    }
+
+    #[test]
+    fn the_scenario_has_backends_enough_or_says_how_many_flows_fit() {
+        assert_eq!(
+            scenario_for(1_000_000).unwrap().load_balancer.pools[0]
+                .backends
+                .len(),
+            4
+        );
+        // 10M flows over backends of 8 x 64,512 ports filled to 90%: 22 backends.
+        assert_eq!(
+            scenario_for(10_000_000).unwrap().load_balancer.pools[0]
+                .backends
+                .len(),
+            22
+        );
+        let e = scenario_for(max_flows() + 1).unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        assert!(e.to_string().contains("holds at most"), "{e}");
+    }
 }

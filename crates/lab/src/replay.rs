@@ -446,6 +446,8 @@ pub struct BackendEmulation {
     ends: HashMap<(u32, FlowTuple), (Ipv4Addr, u16, Ipv4Addr, u16)>,
     /// Flows may open mid-stream: learn from any packet, not only from SYNs.
     pickup: bool,
+    /// Forget a flow once it has sent its one packet (the bench's backends: a SYN-ACK each).
+    once: bool,
 }
 
 impl BackendEmulation {
@@ -455,6 +457,16 @@ impl BackendEmulation {
         BackendEmulation {
             ends: HashMap::new(),
             pickup,
+            once: false,
+        }
+    }
+
+    /// Backends that send one packet per flow (learnt from its SYN) and then forget it, so
+    /// they hold only the flows still to be answered.
+    pub fn answering_once() -> BackendEmulation {
+        BackendEmulation {
+            once: true,
+            ..BackendEmulation::default()
         }
     }
 }
@@ -474,7 +486,13 @@ impl BackendSide for BackendEmulation {
     }
 
     fn enter(&mut self, frame: &mut [u8], meta: &mut Meta) -> Result<(), DropReason> {
-        let Some(&(b, bp, n, np)) = self.ends.get(&(meta.vnet, meta.orig.reversed())) else {
+        let key = (meta.vnet, meta.orig.reversed());
+        let found = if self.once {
+            self.ends.remove(&key)
+        } else {
+            self.ends.get(&key).copied()
+        };
+        let Some((b, bp, n, np)) = found else {
             return Err(DropReason::NoFlow);
         };
         let v = meta.view.as_mut().ok_or(DropReason::NoFlow)?;

@@ -242,17 +242,28 @@ pub fn bench(engine: Engine, r: &BenchReport) -> String {
     let mut o = String::new();
     wl!(
         o,
-        "plsim bench: {} live flows, {} frames of 64 bytes through the {engine} engine",
+        "plsim bench: {} live flows on {} backends, {} frames of 64 bytes through the {engine} engine",
         r.flows,
+        r.backends,
         r.packets
     );
+    if !r.complete {
+        wl!(
+            o,
+            "  NOT A THROUGHPUT FIGURE: {} packets dropped while opening the flows, {} in the timed phase ({} of {} delivered)",
+            r.setup_dropped,
+            r.dropped,
+            r.delivered,
+            r.packets
+        );
+    }
     wl!(
         o,
         "  throughput     {:.2} Mpps ({:.3} s); the single-core reference NAT loop: {:.2} Mpps ({:.2}x)",
         r.mpps,
         r.wall_s,
         r.reference_mpps,
-        r.mpps / r.reference_mpps
+        r.ratio
     );
     wl!(
         o,
@@ -261,14 +272,19 @@ pub fn bench(engine: Engine, r: &BenchReport) -> String {
     );
     wl!(
         o,
-        "  flow state     {:.1} bytes per live flow in the SNAT stage",
-        r.bytes_per_flow
+        "  flow state     {:.1} bytes per live flow: load balancer {:.1}, SNAT {:.1}; peak RSS {:.1} MiB",
+        r.bytes_per_flow.lb + r.bytes_per_flow.snat,
+        r.bytes_per_flow.lb,
+        r.bytes_per_flow.snat,
+        r.peak_rss_bytes as f64 / (1 << 20) as f64
     );
     wl!(
         o,
-        "  delivered      {} (dropped {})",
+        "  delivered      {} of {} (dropped {}; while opening the flows {})",
         r.delivered,
-        r.dropped
+        r.packets,
+        r.dropped,
+        r.setup_dropped
     );
     let st = &r.stage_ns_per_packet;
     wl!(

@@ -204,6 +204,13 @@ impl SnatStage {
         self.services[i] = Some(service as u16);
     }
 
+    /// Makes room in every engine for `flows` more flows without growing on the packet path.
+    pub fn reserve(&mut self, flows: usize) {
+        for e in &mut self.engines {
+            e.reserve(flows);
+        }
+    }
+
     /// The engines, in service order.
     pub fn engines(&self) -> &[Snat] {
         &self.engines

@@ -483,6 +483,11 @@ impl Lb {
         self.table.prefetch_rev(rev_hash(link, view.tuple()));
     }
 
+    /// Makes room for `additional` more flows without growing the table on the packet path.
+    pub fn reserve(&mut self, additional: usize) {
+        self.table.reserve(additional);
+    }
+
     /// Heap bytes of the flow table (slab, both indexes, expiry heap; capacities).
     pub fn memory_bytes(&self) -> usize {
         self.table.memory_bytes()

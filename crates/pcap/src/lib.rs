@@ -13,5 +13,5 @@
 mod reader;
 mod writer;
 
-pub use reader::{Format, Packet, ReadError, Reader};
+pub use reader::{Format, Packet, ReadError, Reader, STDIN};
 pub use writer::Writer;

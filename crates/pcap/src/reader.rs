@@ -89,6 +89,9 @@ struct Interface {
     snaplen: u32,
 }
 
+/// The file name that stands for standard input.
+pub const STDIN: &str = "-";
+
 /// Reads a capture, one packet at a time, in constant memory.
 pub struct Reader {
     path: PathBuf,
@@ -109,10 +112,14 @@ pub struct Reader {
 }
 
 impl Reader {
-    /// Opens a capture file. Fails, naming the file, if it is missing, unreadable, empty, or not
-    /// a pcap or pcapng capture.
+    /// Opens a capture file; `-` is standard input (`tcpdump -w - | plsim replay -`), named
+    /// "standard input" in errors. Fails, naming the file, if it is missing, unreadable, empty,
+    /// or not a pcap or pcapng capture.
     pub fn open(path: impl AsRef<Path>) -> Result<Reader, ReadError> {
         let path = path.as_ref();
+        if path == Path::new(STDIN) {
+            return Reader::from_read("standard input", io::stdin());
+        }
         let file = File::open(path).map_err(|e| ReadError::new(path, io_reason(&e)))?;
         if file.metadata().map(|m| m.is_dir()).unwrap_or(false) {
             return Err(ReadError::new(path, "is a directory, not a capture"));

@@ -236,8 +236,9 @@ fn memory_is_the_slab_two_indexes_and_the_heap() {
         t.insert(rec(k, 1), 1);
     }
     assert_eq!(t.memory_bytes(), bytes, "reserve made room for all");
-    // A record, two 8-byte buckets at a load of 1000/2048, a 16-byte heap entry.
-    assert_eq!(bytes, 1000 * size_of::<Rec>() + 2 * 2048 * 8 + 1000 * 16);
+    // A record, two 8-byte buckets at a load of 80% (1,250 buckets, rounded up to a multiple
+    // of 8), a 16-byte heap entry.
+    assert_eq!(bytes, 1000 * size_of::<Rec>() + 2 * 1256 * 8 + 1000 * 16);
 }
 
 #[test]
