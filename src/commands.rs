@@ -89,9 +89,7 @@ fn run_and_report<S: PacketSource>(
         warn(&w);
     }
     if let (Some(dir), Some(taps)) = (&flags.out, taps) {
-        let (written, ..) = taps
-            .finish()
-            .map_err(|e| Error::Input(format!("{}: {e}", dir.display())))?;
+        let written = taps.finish_in_dir()?;
         if written.skipped > 0 {
             warn(&format!(
                 "{} frames of another link type left out of the pcaps",

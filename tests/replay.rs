@@ -253,6 +253,11 @@ fn every_real_capture_replays_and_adds_up() {
     assert_eq!(files.len(), 11);
     for f in files {
         let out = plsim(&["replay", "--json", f.to_str().unwrap()]);
+        if f.ends_with("libpcap_shb-option-too-long.pcapng") {
+            // Damaged before its first packet: not a capture (`tests/inspect.rs`).
+            assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+            continue;
+        }
         assert_eq!(
             out.status.code(),
             Some(0),
@@ -641,4 +646,77 @@ fn a_capture_on_standard_input_replays_as_the_file() {
             stderr(&out)
         );
     }
+}
+
+/// An output that can't be written: exit 1, one line naming the file and the reason, and
+/// nothing left behind that looks whole (the partial captures are removed, no summary).
+#[test]
+fn outputs_are_whole_or_absent() {
+    let input = shipped("conversations-200.pcap");
+    // A full disk, for the consumer's capture: /dev/full fails every write with ENOSPC.
+    let dir = scratch("replay_full");
+    std::os::unix::fs::symlink("/dev/full", dir.join("consumer.partial.pcap")).unwrap();
+    let out = plsim(&[
+        "replay",
+        input.to_str().unwrap(),
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        stderr(&out).trim(),
+        format!(
+            "plsim: {}: No space left on device",
+            dir.join("consumer.pcap").display()
+        )
+    );
+    let left: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+    // A directory that can't be made: under a file.
+    let file = scratch("replay_notdir").join("a-file");
+    std::fs::write(&file, b"x").unwrap();
+    let under = file.join("out");
+    let out = plsim(&[
+        "replay",
+        input.to_str().unwrap(),
+        "--out",
+        under.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).starts_with(&format!("plsim: {}: ", under.display())),
+        "{}",
+        stderr(&out)
+    );
+    // A run that went well leaves its files under their names, and no partial one.
+    let dir = scratch("replay_whole");
+    assert!(
+        plsim(&[
+            "replay",
+            input.to_str().unwrap(),
+            "--out",
+            dir.to_str().unwrap()
+        ])
+        .status
+        .success()
+    );
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "backend.pcap",
+            "consumer.pcap",
+            "summary.json",
+            "timeseries.csv",
+            "timeseries.png",
+            "timeseries.svg"
+        ]
+    );
 }

@@ -1,6 +1,6 @@
 //! The files around a run: scenario files in, summaries, time series and plots out.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use plsim_control::Scenario;
 
@@ -33,9 +33,39 @@ pub fn load_scenario(file: Option<&Path>, overrides: &Overrides) -> Result<Scena
     Ok(scenario)
 }
 
-/// Writes a file whole, naming it in the error.
+/// Where `path` is written until it is whole: beside it, `NAME.partial.EXT` (a capture still
+/// opens as one, and nobody takes it for the finished file).
+pub fn partial(path: &Path) -> PathBuf {
+    let stem = path
+        .file_stem()
+        .map_or_else(Default::default, |s| s.to_string_lossy());
+    let name = match path.extension() {
+        Some(ext) => format!("{stem}.partial.{}", ext.to_string_lossy()),
+        None => format!("{stem}.partial"),
+    };
+    path.with_file_name(name)
+}
+
+/// Writes `path` whole or not at all: `write` writes its [`partial`] name, which is then
+/// renamed over `path`; on any error the partial file is removed and the error names `path`.
+pub fn write_whole<T>(path: &Path, write: impl FnOnce(&Path) -> Result<T>) -> Result<T> {
+    let tmp = partial(path);
+    let done = write(&tmp).and_then(|v| {
+        std::fs::rename(&tmp, path)
+            .map(|()| v)
+            .map_err(|e| Error::io(path, &e))
+    });
+    if done.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    done
+}
+
+/// Writes a file whole or not at all (see [`write_whole`]), naming it in the error.
 pub fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
-    std::fs::write(path, bytes).map_err(|e| Error::io(path, &e))
+    write_whole(path, |tmp| {
+        std::fs::write(tmp, bytes).map_err(|e| Error::io(path, &e))
+    })
 }
 
 /// Creates a directory (and its parents), naming it in the error.
@@ -59,10 +89,15 @@ pub fn write_run(
         .map(|e| format!("no time series plot: {e}")))
 }
 
-/// Writes every packet of a source (Ethernet frames) to a classic pcap; returns how many.
+/// Writes every packet of a source (Ethernet frames) to a classic pcap, whole or not at all;
+/// returns how many.
 pub fn write_capture<S: PacketSource>(path: &Path, source: &mut S) -> Result<u64> {
+    write_whole(path, |tmp| write_capture_to(tmp, path, source))
+}
+
+fn write_capture_to<S: PacketSource>(tmp: &Path, path: &Path, source: &mut S) -> Result<u64> {
     let io = |e: std::io::Error| Error::io(path, &e);
-    let file = std::fs::File::create(path).map_err(io)?;
+    let file = std::fs::File::create(tmp).map_err(io)?;
     let mut w = plsim_pcap::Writer::new(
         std::io::BufWriter::new(file),
         plsim_wire::LinkType::Ethernet,

@@ -118,22 +118,35 @@ where
 /// Writes `stem.svg` and `stem.png`.
 pub fn write(stem: &Path, title: &str, x_label: &str, panels: &[Panel]) -> Result<(), String> {
     let height = 300 * panels.len().max(1) as u32 + 40;
+    // Each file is drawn under its partial name and renamed once whole.
     let svg = stem.with_extension("svg");
-    draw(
-        SVGBackend::new(&svg, (900, height)).into_drawing_area(),
-        title,
-        x_label,
-        panels,
-    )
-    .map_err(|e| format!("{}: {e}", svg.display()))?;
+    crate::files::write_whole(&svg, |tmp| {
+        draw(
+            SVGBackend::new(tmp, (900, height)).into_drawing_area(),
+            title,
+            x_label,
+            panels,
+        )
+        .map_err(|reason| crate::Error::Io {
+            path: svg.clone(),
+            reason,
+        })
+    })
+    .map_err(|e| e.to_string())?;
     let png = stem.with_extension("png");
-    draw(
-        BitMapBackend::new(&png, (900, height)).into_drawing_area(),
-        title,
-        x_label,
-        panels,
-    )
-    .map_err(|e| format!("{}: {e}", png.display()))?;
+    crate::files::write_whole(&png, |tmp| {
+        draw(
+            BitMapBackend::new(tmp, (900, height)).into_drawing_area(),
+            title,
+            x_label,
+            panels,
+        )
+        .map_err(|reason| crate::Error::Io {
+            path: png.clone(),
+            reason,
+        })
+    })
+    .map_err(|e| e.to_string())?;
     Ok(())
 }
 

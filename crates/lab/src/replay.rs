@@ -509,7 +509,10 @@ pub struct PcapTaps<W: Write> {
     open: Box<Open<W>>,
     files: Option<Files<W>>,
     skipped: u64,
-    error: Option<io::Error>,
+    /// The first error, with the name of the capture it hit.
+    error: Option<(&'static str, io::Error)>,
+    /// With [`PcapTaps::in_dir`], the directory.
+    dir: Option<PathBuf>,
 }
 
 /// How a capture is opened, by its file name.
@@ -531,17 +534,44 @@ pub struct Written {
 
 impl PcapTaps<BufWriter<File>> {
     /// Taps that write `consumer.pcap` and `backend.pcap` into `dir` (which must exist) once
-    /// the first packet shows the link type.
+    /// the first packet shows the link type. Until [`finish_in_dir`](Self::finish_in_dir) they
+    /// are `consumer.partial.pcap` and `backend.partial.pcap`: a run cut short leaves nothing
+    /// that looks finished.
     pub fn in_dir(dir: &Path) -> Self {
-        let dir: PathBuf = dir.to_path_buf();
-        PcapTaps::new(move |name| {
-            let path = dir.join(name);
-            let f = File::create(&path)
-                .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+        let at: PathBuf = dir.to_path_buf();
+        let mut taps = PcapTaps::new(move |name| {
+            let f = File::create(crate::files::partial(&at.join(name)))?;
             Ok(BufWriter::with_capacity(1 << 20, f))
-        })
+        });
+        taps.dir = Some(dir.to_path_buf());
+        taps
+    }
+
+    /// Flushes both captures and gives them their names (`consumer.pcap`, `backend.pcap`).
+    /// On an error, names the capture it hit and removes both partial files (nothing half
+    /// written is left behind).
+    pub fn finish_in_dir(self) -> crate::Result<Written> {
+        let dir = self.dir.clone().expect("taps made by in_dir");
+        let partials = CAPTURES.map(|name| crate::files::partial(&dir.join(name)));
+        let error = |name: &str, e: io::Error| {
+            for p in &partials {
+                let _ = std::fs::remove_file(p);
+            }
+            crate::Error::io(&dir.join(name), &e)
+        };
+        let (written, c, b) = self.finish_named().map_err(|(name, e)| error(name, e))?;
+        for (name, w) in CAPTURES.into_iter().zip([c, b]) {
+            w.into_inner().map_err(|e| error(name, e.into_error()))?;
+        }
+        for (name, p) in CAPTURES.into_iter().zip(&partials) {
+            std::fs::rename(p, dir.join(name)).map_err(|e| error(name, e))?;
+        }
+        Ok(written)
     }
 }
+
+/// The two captures the taps write.
+const CAPTURES: [&str; 2] = ["consumer.pcap", "backend.pcap"];
 
 impl PcapTaps<Vec<u8>> {
     /// Taps that keep both captures in memory.
@@ -558,12 +588,18 @@ impl<W: Write> PcapTaps<W> {
             files: None,
             skipped: 0,
             error: None,
+            dir: None,
         }
     }
 
-    fn open(&mut self, link: LinkType) -> io::Result<Files<W>> {
-        let c = Writer::new((self.open)("consumer.pcap")?, link, 262_144)?;
-        let b = Writer::new((self.open)("backend.pcap")?, link, 262_144)?;
+    fn open(&mut self, link: LinkType) -> Result<Files<W>, (&'static str, io::Error)> {
+        let [cn, bn] = CAPTURES;
+        let c = (self.open)(cn)
+            .and_then(|w| Writer::new(w, link, 262_144))
+            .map_err(|e| (cn, e))?;
+        let b = (self.open)(bn)
+            .and_then(|w| Writer::new(w, link, 262_144))
+            .map_err(|e| (bn, e))?;
         Ok((link, c, b))
     }
 
@@ -587,16 +623,25 @@ impl<W: Write> PcapTaps<W> {
             self.skipped += 1;
             return;
         }
-        let w = if consumer { c } else { b };
+        let (w, name) = if consumer {
+            (c, CAPTURES[0])
+        } else {
+            (b, CAPTURES[1])
+        };
         if let Err(e) = w.write(meta.ts.as_nanos(), frame, meta.wire_len as usize) {
-            self.error = Some(e);
+            self.error = Some((name, e));
         }
     }
 
     /// Flushes both captures (creating empty ones if nothing was written) and hands them back
-    /// (consumer, backend); the first error, if any.
-    pub fn finish(mut self) -> io::Result<(Written, W, W)> {
-        if let Some(e) = self.error {
+    /// (consumer, backend); the first error, if any, with the capture it hit.
+    pub fn finish(self) -> io::Result<(Written, W, W)> {
+        self.finish_named()
+            .map_err(|(name, e)| io::Error::new(e.kind(), format!("{name}: {e}")))
+    }
+
+    fn finish_named(mut self) -> Result<(Written, W, W), (&'static str, io::Error)> {
+        if let Some(e) = self.error.take() {
             return Err(e);
         }
         let (_, c, b) = match self.files.take() {
@@ -608,7 +653,10 @@ impl<W: Write> PcapTaps<W> {
             backend: b.packets(),
             skipped: self.skipped,
         };
-        Ok((written, c.finish()?, b.finish()?))
+        let [cn, bn] = CAPTURES;
+        let c = c.finish().map_err(|e| (cn, e))?;
+        let b = b.finish().map_err(|e| (bn, e))?;
+        Ok((written, c, b))
     }
 }
 

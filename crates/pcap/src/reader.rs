@@ -107,8 +107,12 @@ pub struct Reader {
     buf: Vec<u8>,
     last_ts: u64,
     truncated: bool,
+    /// What the damage was, once met.
+    damage: Option<String>,
     warning: Option<String>,
     done: bool,
+    /// The first packet, read ahead when the capture was opened (its bytes are in `buf`).
+    peeked: Option<(u64, LinkType, usize)>,
 }
 
 impl Reader {
@@ -191,11 +195,22 @@ impl Reader {
             buf: Vec::with_capacity(65536),
             last_ts: 0,
             truncated: false,
+            damage: None,
             warning: None,
             done: false,
+            peeked: None,
         };
         // The first block must parse: a file whose header is damaged is not a capture.
         reader.read_header()?;
+        // So must everything up to the first packet: a capture damaged before it holds nothing
+        // to replay, and is not one either (a capture cut short after it is read up to there).
+        reader.peeked = reader.advance();
+        if let (None, Some(why)) = (reader.peeked, &reader.damage) {
+            return Err(ReadError::new(
+                path,
+                format!("damaged before its first packet: {why}"),
+            ));
+        }
         Ok(reader)
     }
 
@@ -263,12 +278,28 @@ impl Reader {
     fn stop(&mut self, why: String) {
         self.truncated = true;
         self.warning = Some(format!("{}: {why}; read up to there", self.path.display()));
+        self.damage = Some(why);
         self.done = true;
     }
 
     /// The next packet, or `None` at the end of the capture (also after damage: see
     /// [`Reader::truncated`]).
     pub fn next_packet(&mut self) -> Option<Packet<'_>> {
+        let (ts_ns, link, wire_len) = match self.peeked.take() {
+            Some(p) => p,
+            None => self.advance()?,
+        };
+        Some(Packet {
+            ts_ns,
+            link,
+            data: &self.buf,
+            wire_len,
+        })
+    }
+
+    /// Reads up to the next packet, leaves its bytes in `buf` and returns its timestamp, link
+    /// type and length on the wire.
+    fn advance(&mut self) -> Option<(u64, LinkType, usize)> {
         if self.done {
             return None;
         }
@@ -387,19 +418,14 @@ impl Reader {
                 Some((ts_ns, link, wire_len)) => {
                     self.pending_consume = offset;
                     self.last_ts = ts_ns;
-                    return Some(Packet {
-                        ts_ns,
-                        link,
-                        data: &self.buf,
-                        wire_len,
-                    });
+                    return Some((ts_ns, link, wire_len));
                 }
                 None => self.inner.consume(offset),
             }
         }
     }
 
-    fn fail(&mut self, why: &str) -> Option<Packet<'_>> {
+    fn fail<T>(&mut self, why: &str) -> Option<T> {
         self.stop(why.to_string());
         None
     }
