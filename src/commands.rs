@@ -10,6 +10,7 @@ use plsim_lab::files::{self, load_scenario};
 use plsim_lab::path::Overrides;
 use plsim_lab::replay::{PacketSource, PcapTaps};
 use plsim_lab::run::{self, RunSpec};
+use plsim_lab::stop::Stop;
 use plsim_lab::sweep::{Grid, Sweep};
 use plsim_lab::workload::{WorkloadFlags, Workloads, specs};
 use plsim_lab::{Error, Result};
@@ -66,7 +67,9 @@ fn run_and_report<S: PacketSource>(
             b.set_position(n);
         }
     };
+    let stop = interrupts();
     let spec = RunSpec {
+        stop: Some(&stop),
         pickup: flags.overrides.pickup,
         sample_every: flags
             .out
@@ -105,7 +108,30 @@ fn run_and_report<S: PacketSource>(
     } else {
         print!("{}", report::summary(what, &summary));
     }
+    if summary.interrupted {
+        return Err(Error::Interrupted(format!(
+            "the results cover the {} packets read before it",
+            summary.input.packets
+        )));
+    }
     Ok(())
+}
+
+/// Ctrl-C (SIGINT) and SIGTERM: the first asks the runs holding the returned [`Stop`] to stop
+/// and report what they processed; a second one ends the process at once (status 130).
+fn interrupts() -> Stop {
+    let stop = Stop::new();
+    #[cfg(unix)]
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        // The first registration exits only when the flag is already set, which the second
+        // does: the order makes the first signal a request and the second the end.
+        let registered = signal_hook::flag::register_conditional_shutdown(signal, 130, stop.flag())
+            .and_then(|_| signal_hook::flag::register(signal, stop.flag()));
+        if let Err(e) = registered {
+            warn(&format!("Ctrl-C will end the run without its results: {e}"));
+        }
+    }
+    stop
 }
 
 /// `plsim replay`.
@@ -215,11 +241,18 @@ pub fn plan(a: PlanArgs) -> Result<()> {
     };
     once_is_not_enough(&a.pcap, "plan")?;
     let base = load_scenario(a.scenario.as_deref(), &overrides)?;
-    let plan = plsim_lab::plan::plan(&base, a.pickup, || Ok(Reader::open(&a.pcap)?))?;
+    let stop = interrupts();
+    let plan = plsim_lab::plan::plan(&base, a.pickup, Some(&stop), || Ok(Reader::open(&a.pcap)?))?;
     if a.json {
         json(&plan);
     } else {
         print!("{}", report::plan(&a.pcap, &plan));
+    }
+    if plan.interrupted {
+        return Err(Error::Interrupted(format!(
+            "{} replays ran to their end",
+            plan.runs.len()
+        )));
     }
     Ok(())
 }
@@ -248,10 +281,13 @@ pub fn sweep(a: SweepArgs) -> Result<()> {
         reuse: a.reuse,
         pickup: a.pickup,
         workload: a.workload.into(),
+        stop: Some(interrupts()),
     };
     // Each run is itself two threads: one run per core at a time.
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let rows = sweep.run_all(&grid.points(), workers)?;
+    let points = grid.points();
+    let swept = sweep.run_all(&points, workers)?;
+    let rows = swept.rows;
     files::create_dir(&a.out)?;
     let csv = plsim_lab::sweep::csv(&rows);
     files::write_file(&a.out.join("sweep.csv"), csv.as_bytes())?;
@@ -270,6 +306,13 @@ pub fn sweep(a: SweepArgs) -> Result<()> {
             "plsim: wrote {} and the plot",
             a.out.join("sweep.csv").display()
         );
+    }
+    if swept.interrupted {
+        return Err(Error::Interrupted(format!(
+            "{} of the {} points ran to their end; sweep.csv holds those",
+            rows.len(),
+            points.len()
+        )));
     }
     Ok(())
 }

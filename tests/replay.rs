@@ -720,3 +720,101 @@ fn outputs_are_whole_or_absent() {
         ]
     );
 }
+
+/// Ctrl-C during a replay: it stops reading, lets what it read through, writes the summary
+/// (`interrupted`) and both captures up to there, prints the summary and exits 130. The
+/// captures read back whole, in plsim's reader and in tshark.
+#[test]
+fn an_interrupted_replay_keeps_what_it_did() {
+    let dir = scratch("replay_sigint");
+    let big = dir.join("big.pcap");
+    let made = plsim(&[
+        "generate",
+        "conversations",
+        "--flows",
+        "200000",
+        "--out",
+        big.to_str().unwrap(),
+    ]);
+    assert!(made.status.success());
+    let out = dir.join("out");
+    // One packet at a time, so the run lasts seconds, not a fraction of one.
+    let child = Command::new(env!("CARGO_BIN_EXE_plsim"))
+        .args([
+            "replay",
+            big.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--engine",
+            "sequential",
+            "--json",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until it is well under way: its consumer capture has grown.
+    let partial = out.join("consumer.partial.pcap");
+    let start = std::time::Instant::now();
+    while std::fs::metadata(&partial).map_or(0, |m| m.len()) < 2 << 20 {
+        assert!(start.elapsed().as_secs() < 60, "the replay never got going");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    // SAFETY: sending a signal to our own child process.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+    let done = child.wait_with_output().unwrap();
+    assert_eq!(done.status.code(), Some(130), "{}", stderr(&done));
+    assert!(
+        stderr(&done).contains("plsim: interrupted: the results cover the"),
+        "{}",
+        stderr(&done)
+    );
+    let s: serde_json::Value = serde_json::from_slice(&done.stdout).expect("the summary");
+    assert_eq!(s["interrupted"], true);
+    let read = s["input"]["packets"].as_u64().unwrap();
+    assert!(read > 0 && read < 1_600_000, "{read}");
+    assert_balanced(&s);
+    let on_disk: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(on_disk["interrupted"], true);
+    assert_eq!(on_disk["input"], s["input"]);
+    // Both captures are whole up to the last packet processed.
+    assert!(!partial.exists());
+    let count = |name: &str| {
+        let mut r = plsim_pcap::Reader::open(out.join(name)).unwrap();
+        let mut n = 0u64;
+        while r.next_packet().is_some() {
+            n += 1;
+        }
+        assert!(!r.truncated(), "{name} is cut");
+        n
+    };
+    let consumer = count("consumer.pcap");
+    let backend = count("backend.pcap");
+    let p = &s["packets"];
+    assert_eq!(
+        consumer,
+        p["consumer_in"].as_u64().unwrap() + p["to_consumer"].as_u64().unwrap()
+    );
+    assert_eq!(
+        backend,
+        p["to_backend"].as_u64().unwrap() + p["backend_in"].as_u64().unwrap()
+    );
+    if Command::new("tshark").arg("--version").output().is_ok() {
+        for (name, n) in [("consumer.pcap", consumer), ("backend.pcap", backend)] {
+            let t = Command::new("tshark")
+                .args([
+                    "-r",
+                    out.join(name).to_str().unwrap(),
+                    "-T",
+                    "fields",
+                    "-e",
+                    "frame.number",
+                ])
+                .output()
+                .unwrap();
+            assert!(t.status.success(), "tshark refuses {name}: {}", stderr(&t));
+            assert_eq!(stdout(&t).lines().count() as u64, n, "{name}");
+        }
+    }
+}

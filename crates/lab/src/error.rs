@@ -1,5 +1,5 @@
 //! The one error of everything the binary runs. Its variant decides the exit status (DESIGN
-//! section 4): 1 when an input can't be used, 2 for wrong usage.
+//! section 4): 1 when an input can't be used, 2 for wrong usage, 130 after an interrupt.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -49,6 +49,9 @@ pub enum Error {
     /// The real TCP endpoints could not run (exit 1).
     #[error(transparent)]
     Tcp(#[from] plsim_traffic::tcp::EchoError),
+    /// Stopped by Ctrl-C or SIGTERM once what was processed is reported and written (exit 130).
+    #[error("interrupted: {0}")]
+    Interrupted(String),
 }
 
 impl Error {
@@ -56,6 +59,7 @@ impl Error {
     pub fn exit_code(&self) -> u8 {
         match self {
             Error::Usage(_) | Error::Workload(_) => 2,
+            Error::Interrupted(_) => 130,
             _ => 1,
         }
     }

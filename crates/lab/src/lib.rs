@@ -26,6 +26,7 @@ pub mod run;
 pub mod series;
 pub mod show;
 pub mod stages;
+pub mod stop;
 pub mod summary;
 pub mod sweep;
 pub mod tcp;

@@ -36,8 +36,14 @@ pub struct Plan {
     pub headroom: f64,
     /// SNAT failures at the answer.
     pub snat_failures: u64,
-    /// Each replay the search ran, by NAT IP count.
+    /// Each replay the search ran to its end, by NAT IP count.
     pub runs: Vec<PlanRun>,
+    /// The search was stopped early (Ctrl-C): `nat_ips_needed` is unknown, and
+    /// `nat_ips_enough` is the fewest NAT IPs known to lose no flow so far, if any.
+    pub interrupted: bool,
+    /// The fewest NAT IPs a replay showed to lose no flow (`nat_ips_needed` once the search
+    /// is over).
+    pub nat_ips_enough: Option<usize>,
 }
 
 /// One replay of the search.
@@ -53,9 +59,11 @@ pub struct PlanRun {
 
 /// Plans the NAT IPs of the first service of `base` for the capture `open` reads (it is
 /// called once per replay). Every service gets the same number of NAT IPs in each replay.
+/// When `stop` is requested the search ends with what the replays run to their end showed.
 pub fn plan<S: PacketSource>(
     base: &Scenario,
     pickup: bool,
+    stop: Option<&crate::stop::Stop>,
     mut open: impl FnMut() -> Result<S>,
 ) -> Result<Plan> {
     let service = base
@@ -65,40 +73,71 @@ pub fn plan<S: PacketSource>(
         .clone();
     let available = service.nat_ips.len();
     let mut runs: Vec<PlanRun> = Vec::new();
-    let mut run_with = |n: usize| -> Result<(PlanRun, Summary)> {
+    // `None`: stopped before its end.
+    let mut run_with = |n: usize| -> Result<Option<(PlanRun, Summary)>> {
         let mut s = base.clone();
         for svc in &mut s.services {
             svc.nat_ips.truncate(n);
         }
         let spec = RunSpec {
             pickup,
+            stop,
             ..RunSpec::new(&s)
         };
         let (out, _) = run::run(&mut open()?, &spec, NoTaps)?;
+        if out.summary.interrupted {
+            return Ok(None);
+        }
         let r = PlanRun {
             nat_ips: n,
             flows: out.summary.flows.created,
             snat_failures: out.summary.flows.snat_failures,
         };
         runs.push(r);
-        Ok((r, out.summary))
+        Ok(Some((r, out.summary)))
     };
-    let (top, top_summary) = run_with(available)?;
-    let (needed, at) = if top.snat_failures > 0 {
-        (None, top_summary)
-    } else {
-        let (mut lo, mut hi, mut best) = (1usize, available, top_summary);
-        while lo < hi {
-            let mid = (lo + hi) / 2;
-            let (r, s) = run_with(mid)?;
-            if r.snat_failures == 0 {
-                hi = mid;
-                best = s;
-            } else {
-                lo = mid + 1;
-            }
+    let mut interrupted = false;
+    let (needed, enough, at) = match run_with(available)? {
+        None => {
+            interrupted = true;
+            (None, None, None)
         }
-        (Some(lo), best)
+        Some((top, top_summary)) if top.snat_failures > 0 => (None, None, Some(top_summary)),
+        Some((_, top_summary)) => {
+            let (mut lo, mut hi, mut best) = (1usize, available, top_summary);
+            while lo < hi {
+                let mid = (lo + hi) / 2;
+                let Some((r, s)) = run_with(mid)? else {
+                    interrupted = true;
+                    break;
+                };
+                if r.snat_failures == 0 {
+                    hi = mid;
+                    best = s;
+                } else {
+                    lo = mid + 1;
+                }
+            }
+            ((!interrupted).then_some(lo), Some(hi), Some(best))
+        }
+    };
+    let Some(at) = at else {
+        // Stopped in the first replay: nothing is known.
+        return Ok(Plan {
+            nat_ips_needed: None,
+            nat_ips_available: available,
+            ports_per_nat_ip: service.ports.len(),
+            reuse: service.reuse,
+            timers: service.timers,
+            peak_concurrent_flows: 0,
+            peak_ports_per_nat_ip: 0,
+            ports_total_per_nat_ip: 0,
+            headroom: 0.0,
+            snat_failures: 0,
+            runs,
+            interrupted,
+            nat_ips_enough: None,
+        });
     };
     // Held ports (after a FIN or RST) are as unavailable as ports in use.
     let busiest = at.nat_ips.iter().max_by_key(|n| n.ports_busy_peak);
@@ -124,6 +163,8 @@ pub fn plan<S: PacketSource>(
         },
         snat_failures: at.flows.snat_failures,
         runs,
+        interrupted,
+        nat_ips_enough: enough,
     })
 }
 
@@ -145,7 +186,7 @@ mod tests {
         s.services[0].ports = PortRange::new(1024, 2023);
         s.services[0].reuse = ReuseScope::PerIp;
         let mut opened = 0;
-        let p = plan(&s, false, || {
+        let p = plan(&s, false, None, || {
             opened += 1;
             Ok(FrameSource::new(&frames, LinkType::Ethernet))
         })
@@ -172,7 +213,7 @@ mod tests {
         s.services[0].nat_ips.truncate(2);
         s.services[0].ports = PortRange::new(1024, 1123);
         s.services[0].reuse = ReuseScope::PerIp;
-        let p = plan(&s, false, || {
+        let p = plan(&s, false, None, || {
             Ok(FrameSource::new(&frames, LinkType::Ethernet))
         })
         .unwrap();

@@ -130,6 +130,10 @@ pub struct CaptureFeeder<'r, S: PacketSource = Reader> {
     events: VecDeque<(SimTime, Event)>,
     stash: Option<Stashed>,
     done: bool,
+    /// Asked to stop early: checked before each batch.
+    stop: Option<crate::stop::Stop>,
+    /// It stopped early: no more input was read, and the events still to come were not applied.
+    interrupted: bool,
 }
 
 /// A packet kept across an event.
@@ -209,7 +213,21 @@ impl<'r, S: PacketSource> CaptureFeeder<'r, S> {
             events: events.into(),
             stash: None,
             done: false,
+            stop: None,
+            interrupted: false,
         }
+    }
+
+    /// Stops reading when `stop` is requested (checked before each batch): the packets read
+    /// so far go through, the rest of the input and of the timeline do not.
+    pub fn stop_on(mut self, stop: Option<crate::stop::Stop>) -> Self {
+        self.stop = stop;
+        self
+    }
+
+    /// Whether it stopped early, on request.
+    pub fn interrupted(&self) -> bool {
+        self.interrupted
     }
 
     /// What was read so far.
@@ -387,6 +405,11 @@ impl FeedState {
 
 impl<S: PacketSource> Feeder<Event> for CaptureFeeder<'_, S> {
     fn fill(&mut self, batch: &mut Batch, max: usize) -> Fill<Event> {
+        if self.interrupted || self.stop.as_ref().is_some_and(|s| s.requested()) {
+            // A packet kept for after an event was read, not yet counted: it stays out.
+            self.interrupted = true;
+            return Fill::Done;
+        }
         if let Some(p) = self.stash.take() {
             // An event stood before this packet; it has been applied now.
             let packet = Packet {

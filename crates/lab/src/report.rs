@@ -28,10 +28,10 @@ pub fn summary(what: &str, s: &Summary) -> String {
         s.sim_time_s,
         s.throughput.wall_s,
         s.throughput.packets_per_sec / 1e6,
-        if s.input.truncated {
-            ", capture cut short"
-        } else {
-            ""
+        match (s.interrupted, s.input.truncated) {
+            (true, _) => ", INTERRUPTED: the input after these was not read",
+            (false, true) => ", capture cut short",
+            (false, false) => "",
         }
     );
     wl!(
@@ -192,6 +192,16 @@ pub fn inspect(r: &Report) -> String {
 pub fn plan(pcap: &Path, plan: &Plan) -> String {
     let mut o = String::new();
     match plan.nat_ips_needed {
+        None if plan.interrupted => wl!(
+            o,
+            "{}: INTERRUPTED after {} replays: {}",
+            pcap.display(),
+            plan.runs.len(),
+            match plan.nat_ips_enough {
+                Some(n) => format!("{n} NAT IPs lose no flow, fewer were not all tried"),
+                None => "no answer yet".to_owned(),
+            }
+        ),
         Some(n) => wl!(
             o,
             "{}: {n} NAT IP{} lose no flow to port exhaustion",

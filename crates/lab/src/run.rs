@@ -27,6 +27,8 @@ pub struct RunSpec<'a> {
     pub engine: Engine,
     /// Packets per batch of the threaded engine (never changes the result).
     pub batch: usize,
+    /// Stop early when this is requested (the summary says `interrupted`).
+    pub stop: Option<&'a crate::stop::Stop>,
 }
 
 impl<'a> RunSpec<'a> {
@@ -40,6 +42,7 @@ impl<'a> RunSpec<'a> {
             progress: None,
             engine: Engine::Threaded,
             batch: plsim_engine::DEFAULT_BATCH,
+            stop: None,
         }
     }
 }
@@ -94,7 +97,8 @@ pub fn run<S: PacketSource, T: Taps>(
         ..Options::default()
     };
     let mut feeder = Progress {
-        inner: CaptureFeeder::new(source, sim.routes.clone(), sim.provider.clone(), sim.events),
+        inner: CaptureFeeder::new(source, sim.routes.clone(), sim.provider.clone(), sim.events)
+            .stop_on(spec.stop.cloned()),
         call: spec.progress,
         packets: 0,
     };
@@ -116,6 +120,7 @@ pub fn run<S: PacketSource, T: Taps>(
     let end = fin.stats.last_ts.unwrap_or(feeder.first());
     let sim_time = SimTime::ZERO + end.saturating_since(feeder.first());
     let series = fin.parts.core.1.take_series(end);
-    let summary = summarize(&fin, input, sim_time, &sim.connections);
+    let mut summary = summarize(&fin, input, sim_time, &sim.connections);
+    summary.interrupted = feeder.interrupted();
     Ok((Outcome { summary, series }, fin.taps))
 }

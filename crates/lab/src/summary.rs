@@ -23,6 +23,8 @@ pub struct Summary {
     pub backends: Vec<Backend>,
     /// Every private endpoint connection of the run, in link id order.
     pub connections: Vec<Connection>,
+    /// The run was stopped early (Ctrl-C): everything here covers the packets read before it.
+    pub interrupted: bool,
     /// Wall-clock time packets spent in the engine.
     pub latency_ns: Latency,
     /// How fast the run went.
@@ -329,6 +331,7 @@ pub fn summarize<B, T>(
             wall_s: wall,
         },
         sim_time_s: sim_time.as_secs_f64(),
+        interrupted: false,
         tcp: None,
     }
 }

@@ -19,6 +19,7 @@ use crate::files::load_scenario;
 use crate::path::Overrides;
 use crate::plot::{Line, Panel};
 use crate::run::{self, RunSpec};
+use crate::stop::Stop;
 use crate::summary::Summary;
 use crate::workload::{WorkloadFlags, Workloads, specs};
 use crate::{Error, Result};
@@ -195,11 +196,23 @@ pub struct Sweep {
     pub pickup: bool,
     /// The workload flags over the scenario's workload.
     pub workload: WorkloadFlags,
+    /// Stop early when this is requested: no further point starts, and a point cut short is
+    /// left out.
+    pub stop: Option<Stop>,
+}
+
+/// What [`Sweep::run_all`] gives back.
+#[derive(Clone, Debug)]
+pub struct Swept {
+    /// The points that ran to their end, in the points' order.
+    pub rows: Vec<Row>,
+    /// Whether the sweep was stopped early (then some points are missing).
+    pub interrupted: bool,
 }
 
 impl Sweep {
-    /// Runs one point.
-    pub fn run_point(&self, p: &Point) -> Result<Row> {
+    /// Runs one point; `None` when it was stopped before its end.
+    pub fn run_point(&self, p: &Point) -> Result<Option<Row>> {
         let overrides = Overrides {
             nat_ips: p.nat_ips,
             ports: p.ports,
@@ -222,6 +235,7 @@ impl Sweep {
         })?;
         let spec = RunSpec {
             pickup: self.pickup,
+            stop: self.stop.as_ref(),
             ..RunSpec::new(&scenario)
         };
         let summary = match &self.capture {
@@ -252,24 +266,28 @@ impl Sweep {
                 run::run(&mut source, &spec, NoTaps)?.0.summary
             }
         };
-        Ok(Row::of(p.clone(), &summary))
+        Ok((!summary.interrupted).then(|| Row::of(p.clone(), &summary)))
     }
 
     /// Runs every point, `workers` at a time (each run is itself two threads), and gives the
     /// rows in the points' order. The first point runs alone first, so a bad setting is one
-    /// clear error.
-    pub fn run_all(&self, points: &[Point], workers: usize) -> Result<Vec<Row>> {
+    /// clear error. Stopped early, it gives the points that ran to their end.
+    pub fn run_all(&self, points: &[Point], workers: usize) -> Result<Swept> {
         if points.len() > MAX_POINTS {
             return Err(Error::Usage(format!(
                 "the grid has {} points; at most {MAX_POINTS}",
                 points.len()
             )));
         }
+        let stopped = || self.stop.as_ref().is_some_and(Stop::requested);
         let Some(first) = points.first() else {
-            return Ok(Vec::new());
+            return Ok(Swept {
+                rows: Vec::new(),
+                interrupted: false,
+            });
         };
         let first = self.run_point(first)?;
-        let results: Mutex<Vec<Option<Result<Row>>>> =
+        let results: Mutex<Vec<Option<Result<Option<Row>>>>> =
             Mutex::new((0..points.len()).map(|_| None).collect());
         results.lock().expect("not poisoned")[0] = Some(Ok(first));
         let next = AtomicUsize::new(1);
@@ -278,7 +296,7 @@ impl Sweep {
                 scope.spawn(|| {
                     loop {
                         let i = next.fetch_add(1, Ordering::Relaxed);
-                        if i >= points.len() {
+                        if i >= points.len() || stopped() {
                             break;
                         }
                         let r = self.run_point(&points[i]);
@@ -287,12 +305,16 @@ impl Sweep {
                 });
             }
         });
-        results
-            .into_inner()
-            .expect("not poisoned")
-            .into_iter()
-            .map(|r| r.expect("every point ran"))
-            .collect()
+        let mut rows = Vec::new();
+        let mut interrupted = false;
+        for r in results.into_inner().expect("not poisoned") {
+            match r.transpose()? {
+                Some(Some(row)) => rows.push(row),
+                // Cut short, or never started: the sweep was stopped.
+                Some(None) | None => interrupted = true,
+            }
+        }
+        Ok(Swept { rows, interrupted })
     }
 }
 
