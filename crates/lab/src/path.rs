@@ -2,6 +2,7 @@
 //! and the SNAT engines (its core), and the scenario's timeline as engine events.
 
 use std::net::Ipv4Addr;
+use std::time::Duration;
 
 use plsim_control::scenario::Scenario;
 use plsim_control::{ConnectionState, ControlPlane, Effect};
@@ -82,6 +83,10 @@ pub struct Path {
     pub provider: Vec<Ipv4Addr>,
     /// Every connection the run has, in link id order, with its final state.
     pub connections: Vec<ConnectionInfo>,
+    /// The longest timer of any stage (the load balancer's idle timeout, which is at least
+    /// every service's longest): a flow that saw no packet for longer has no state left in the
+    /// path, so the replay may forget it too.
+    pub horizon: Duration,
 }
 
 /// A private endpoint as the replay feeder sees it: where its consumers send, and which packets
@@ -242,7 +247,9 @@ impl Path {
             .into_iter()
             .map(Snat::new)
             .collect::<Result<Vec<_>, _>>()?;
-        let lb = Lb::new(lb_config(scenario)?)?;
+        let lb_cfg = lb_config(scenario)?;
+        let horizon = lb_cfg.idle_timeout;
+        let lb = Lb::new(lb_cfg)?;
 
         // The whole timeline, once, for its events and for what it makes of the endpoints.
         let mut timeline = plane.clone();
@@ -332,6 +339,7 @@ impl Path {
             routes,
             provider,
             connections,
+            horizon,
         })
     }
 }

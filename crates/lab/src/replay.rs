@@ -11,6 +11,7 @@ use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use plsim_pcap::{Reader, Writer};
 use plsim_wire::{
@@ -149,6 +150,9 @@ struct Stashed {
 /// named, its two ends.
 type ConnKey = (Option<u16>, Option<usize>, Connection);
 
+/// A consumer-side tuple of an endpoint: (endpoint, client address, client port, server port).
+type MappedKey = (u32, Ipv4Addr, u16, u16);
+
 /// What the feeder knows of a connection: its client end and its endpoint.
 #[derive(Clone, Copy, Debug)]
 struct Conn {
@@ -162,11 +166,16 @@ struct FeedState {
     tables: bool,
     /// The provider's addresses, sorted.
     provider: Vec<Ipv4Addr>,
-    conns: HashMap<ConnKey, Conn>,
+    /// Each connection, with the time of its last packet (ns).
+    conns: HashMap<ConnKey, (Conn, u64)>,
     /// The server address last seen behind each consumer-side tuple (endpoint, client end,
     /// server port): the server addresses of one endpoint all map to its address, so two
     /// servers reached from one client port become one tuple.
-    mapped: HashMap<(u32, Ipv4Addr, u16, u16), Ipv4Addr>,
+    mapped: HashMap<MappedKey, Ipv4Addr>,
+    /// A connection idle for longer than this (ns) is forgotten (see [`CaptureFeeder`]).
+    horizon_ns: u64,
+    /// When to look for connections to forget next (ns).
+    next_forget: u64,
     seq: u64,
     first_ns: Option<u64>,
     last: SimTime,
@@ -205,6 +214,8 @@ impl<'r, S: PacketSource> CaptureFeeder<'r, S> {
                 provider,
                 conns: HashMap::new(),
                 mapped: HashMap::new(),
+                horizon_ns: u64::MAX,
+                next_forget: u64::MAX,
                 seq: 0,
                 first_ns: None,
                 last: SimTime::ZERO,
@@ -216,6 +227,13 @@ impl<'r, S: PacketSource> CaptureFeeder<'r, S> {
             stop: None,
             interrupted: false,
         }
+    }
+
+    /// Forgets a connection once it has seen no packet for longer than `horizon` (the path's
+    /// longest timer): see the type's docs.
+    pub fn forgetting_after(mut self, horizon: Duration) -> Self {
+        self.st.horizon_ns = u64::try_from(horizon.as_nanos()).unwrap_or(u64::MAX);
+        self
     }
 
     /// Stops reading when `stop` is requested (checked before each batch): the packets read
@@ -285,14 +303,21 @@ impl FeedState {
         t: FlowTuple,
         flags: u8,
         syn: bool,
+        now: u64,
     ) -> Conn {
         let from = (t.src, t.sport);
         let to = (t.dst, t.dport);
         let key = (vlan, named, t.connection());
-        let known = self.conns.get(&key).copied();
-        if !syn && let Some(c) = known {
-            return c;
-        }
+        let known = match self.conns.get_mut(&key) {
+            Some((c, last)) => {
+                *last = now;
+                if !syn {
+                    return *c;
+                }
+                Some(*c)
+            }
+            None => None,
+        };
         let client = if syn {
             // The provider never opens a connection: its SYN is the server side's.
             if self.provider.binary_search(&t.src).is_ok() {
@@ -316,13 +341,32 @@ impl FeedState {
             _ => self.route(vlan, named, client.0, server.0),
         };
         let c = Conn { client, route };
-        self.conns.insert(key, c);
+        self.conns.insert(key, (c, now));
         if let Some(r) = route
             && known.is_none_or(|k| k.client != client)
         {
             self.note_mapping(r, client, server);
         }
         c
+    }
+
+    /// Forgets the connections idle for longer than the horizon at `now`, and the tuples only
+    /// they stood behind. Runs every quarter horizon of simulated time, so the tables hold the
+    /// connections of the last horizon and a quarter at most.
+    fn forget(&mut self, now: u64) {
+        let h = self.horizon_ns;
+        self.conns
+            .retain(|_, &mut (_, last)| now.saturating_sub(last) <= h);
+        let live: hashbrown::HashSet<MappedKey> = self
+            .conns
+            .iter()
+            .filter_map(|(&(_, _, (a, b)), &(c, _))| {
+                let server = if a == c.client { b } else { a };
+                Some((c.route?, c.client.0, c.client.1, server.1))
+            })
+            .collect();
+        self.mapped.retain(|k, _| live.contains(k));
+        self.next_forget = now.saturating_add((h / 4).max(1));
     }
 
     /// Notes that client end `c` of endpoint `route` reaches `server`; counts a tuple
@@ -339,6 +383,7 @@ impl FeedState {
         if self.first_ns.is_none() {
             self.first_ns = Some(p.ts_ns);
             self.last = SimTime::from_nanos(p.ts_ns);
+            self.next_forget = p.ts_ns.saturating_add((self.horizon_ns / 4).max(1));
         }
         let ts = self.time(p.ts_ns);
         self.last = ts;
@@ -375,7 +420,11 @@ impl FeedState {
         let t = view.tuple();
         meta.orig = t;
         let vlan = plsim_wire::vlan(p.link, p.data);
-        let conn = self.conn(vlan, p.endpoint, t, view.flags(), view.is_syn());
+        let now = ts.as_nanos();
+        if now >= self.next_forget {
+            self.forget(now);
+        }
+        let conn = self.conn(vlan, p.endpoint, t, view.flags(), view.is_syn(), now);
         let forward = conn.client == (t.src, t.sport);
         let route = conn.route.map(|r| &self.routes[r as usize]);
         batch.push(
@@ -463,14 +512,32 @@ impl<S: PacketSource> Feeder<Event> for CaptureFeeder<'_, S> {
 /// The backends of a replay: each forward packet that reaches a backend teaches it the flow's
 /// backend end and NAT end; each server packet of the capture is sent from that backend end to
 /// that NAT end. A server packet of a flow that never reached a backend can't be sent: `no_flow`.
-#[derive(Default)]
 pub struct BackendEmulation {
-    /// The capture's client-to-server tuple -> (backend IP:port, NAT IP:port).
-    ends: HashMap<(u32, FlowTuple), (Ipv4Addr, u16, Ipv4Addr, u16)>,
+    /// The capture's client-to-server tuple -> its ends.
+    ends: HashMap<(u32, FlowTuple), Ends>,
     /// Flows may open mid-stream: learn from any packet, not only from SYNs.
     pickup: bool,
     /// Forget a flow once it has sent its one packet (the bench's backends: a SYN-ACK each).
     once: bool,
+    /// Forget a flow that saw no packet for longer than this (ns); `u64::MAX`: never.
+    horizon_ns: u64,
+    /// When to look for flows to forget next (ns).
+    next_forget: u64,
+}
+
+impl Default for BackendEmulation {
+    /// Learns from SYNs, forgets nothing.
+    fn default() -> BackendEmulation {
+        BackendEmulation::new(false)
+    }
+}
+
+/// Where a flow's server packets come from and go to, and when it last saw a packet.
+#[derive(Clone, Copy, Debug)]
+struct Ends {
+    backend: (Ipv4Addr, u16),
+    nat: (Ipv4Addr, u16),
+    last: u64,
 }
 
 impl BackendEmulation {
@@ -481,7 +548,31 @@ impl BackendEmulation {
             ends: HashMap::new(),
             pickup,
             once: false,
+            horizon_ns: u64::MAX,
+            next_forget: u64::MAX,
         }
+    }
+
+    /// Forgets a flow once it has seen no packet either way for longer than `horizon` (the
+    /// path's longest timer: no stage holds anything of it then, and its server packets would
+    /// find no flow anyway). Keeps the table to the flows of the last horizon and a quarter.
+    pub fn forgetting_after(mut self, horizon: Duration) -> Self {
+        self.horizon_ns = u64::try_from(horizon.as_nanos()).unwrap_or(u64::MAX);
+        self.next_forget = 0;
+        self
+    }
+
+    /// Forgets, at `now`, the flows idle for longer than the horizon, when it is time to.
+    #[inline]
+    fn forget(&mut self, now: u64) {
+        if now < self.next_forget {
+            return;
+        }
+        if self.next_forget > 0 {
+            let h = self.horizon_ns;
+            self.ends.retain(|_, e| now.saturating_sub(e.last) <= h);
+        }
+        self.next_forget = now.saturating_add((self.horizon_ns / 4).max(1));
     }
 
     /// Backends that send one packet per flow (learnt from its SYN) and then forget it, so
@@ -489,7 +580,7 @@ impl BackendEmulation {
     pub fn answering_once() -> BackendEmulation {
         BackendEmulation {
             once: true,
-            ..BackendEmulation::default()
+            ..BackendEmulation::new(false)
         }
     }
 }
@@ -498,24 +589,45 @@ impl BackendSide for BackendEmulation {
     fn delivered(&mut self, _frame: &[u8], meta: &Meta) {
         let Some(v) = meta.view else { return };
         let t = v.tuple();
+        let now = meta.ts.as_nanos();
+        self.forget(now);
         // A SYN (re)opens the connection. Without pickup, no other packet reaches a backend
-        // before its flow's SYN did, so only SYNs cost a hash here.
-        let ends = (t.dst, t.dport, t.src, t.sport);
+        // before its flow's SYN did; without forgetting, only SYNs cost a hash here.
+        let ends = Ends {
+            backend: (t.dst, t.dport),
+            nat: (t.src, t.sport),
+            last: now,
+        };
+        let key = (meta.vnet, meta.orig);
         if v.is_syn() {
-            self.ends.insert((meta.vnet, meta.orig), ends);
+            self.ends.insert(key, ends);
         } else if self.pickup {
-            self.ends.entry((meta.vnet, meta.orig)).or_insert(ends);
+            self.ends.entry(key).or_insert(ends).last = now;
+        } else if self.horizon_ns != u64::MAX
+            && let Some(e) = self.ends.get_mut(&key)
+        {
+            e.last = now;
         }
     }
 
     fn enter(&mut self, frame: &mut [u8], meta: &mut Meta) -> Result<(), DropReason> {
+        let now = meta.ts.as_nanos();
+        self.forget(now);
         let key = (meta.vnet, meta.orig.reversed());
         let found = if self.once {
             self.ends.remove(&key)
         } else {
-            self.ends.get(&key).copied()
+            self.ends.get_mut(&key).map(|e| {
+                e.last = now;
+                *e
+            })
         };
-        let Some((b, bp, n, np)) = found else {
+        let Some(Ends {
+            backend: (b, bp),
+            nat: (n, np),
+            ..
+        }) = found
+        else {
             return Err(DropReason::NoFlow);
         };
         let v = meta.view.as_mut().ok_or(DropReason::NoFlow)?;

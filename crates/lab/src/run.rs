@@ -98,6 +98,7 @@ pub fn run<S: PacketSource, T: Taps>(
     };
     let mut feeder = Progress {
         inner: CaptureFeeder::new(source, sim.routes.clone(), sim.provider.clone(), sim.events)
+            .forgetting_after(sim.horizon)
             .stop_on(spec.stop.cloned()),
         call: spec.progress,
         packets: 0,
@@ -105,7 +106,7 @@ pub fn run<S: PacketSource, T: Taps>(
     let parts = Parts {
         edge: sim.endpoint,
         core: (sim.lb, sim.snat),
-        backend: BackendEmulation::new(spec.pickup),
+        backend: BackendEmulation::new(spec.pickup).forgetting_after(sim.horizon),
     };
     let mut fin = plsim_engine::run(parts, &mut feeder, taps, opts);
     let feeder = feeder.inner;
