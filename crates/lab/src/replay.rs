@@ -459,8 +459,19 @@ impl<S: PacketSource> Feeder<Event> for CaptureFeeder<'_, S> {
             self.interrupted = true;
             return Fill::Done;
         }
+        if let Some(p) = &self.stash {
+            // Every event due by the kept packet's time goes before it, not only the first.
+            if let Some(&(at, _)) = self.events.front() {
+                let first = self.st.first_ns.unwrap_or(p.ts_ns);
+                let due = self.st.due(at, first);
+                if due <= self.st.time(p.ts_ns) {
+                    let (_, ev) = self.events.pop_front().expect("an event is due");
+                    return Fill::Event(ev, due);
+                }
+            }
+        }
         if let Some(p) = self.stash.take() {
-            // An event stood before this packet; it has been applied now.
+            // The events that stood before this packet have been applied now.
             let packet = Packet {
                 ts_ns: p.ts_ns,
                 link: p.link,
