@@ -264,7 +264,10 @@ pub fn sweep(a: SweepArgs) -> Result<()> {
             "--load multiplies a workload's arrival rate: it does not apply to a capture".into(),
         ));
     }
-    if let Some(p) = &a.pcap {
+    if let Some(p) = &a.pcap
+        && a.point.is_none()
+        && !a.list
+    {
         once_is_not_enough(p, "sweep")?;
     }
     let grid = Grid {
@@ -283,30 +286,54 @@ pub fn sweep(a: SweepArgs) -> Result<()> {
         workload: a.workload.into(),
         stop: Some(interrupts()),
     };
-    // Each run is itself two threads: one run per core at a time.
-    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     let points = grid.points();
-    let swept = sweep.run_all(&points, workers)?;
-    let rows = swept.rows;
-    files::create_dir(&a.out)?;
-    let csv = plsim_lab::sweep::csv(&rows);
-    files::write_file(&a.out.join("sweep.csv"), csv.as_bytes())?;
+    if points.len() > plsim_lab::sweep::MAX_POINTS {
+        return Err(Error::Usage(format!(
+            "the grid has {} points; at most {}",
+            points.len(),
+            plsim_lab::sweep::MAX_POINTS
+        )));
+    }
+    if a.list {
+        for (index, p) in points.iter().enumerate() {
+            let mut line = serde_json::to_value(p).expect("a point serializes");
+            line["index"] = index.into();
+            println!("{line}");
+        }
+        return Ok(());
+    }
+    let out = a.out.expect("clap requires --out unless --list");
+    // The file's name, not its path: nodes of a cluster may mount it in different places.
     let title = match &a.pcap {
-        Some(p) => format!("sweep of {}", p.display()),
+        Some(p) if p == Path::new(plsim_pcap::STDIN) => "sweep of standard input".to_string(),
+        Some(p) => format!(
+            "sweep of {}",
+            p.file_name().map_or(p.as_os_str(), |n| n).to_string_lossy()
+        ),
         None => "sweep of the synthetic workload".to_string(),
     };
-    if let Err(e) = plsim_lab::sweep::plot(&a.out.join("sweep"), &title, &rows) {
-        warn(&format!("no sweep plot: {e}"));
+    if let Some(k) = a.point {
+        let Some(result) = sweep.run_one(&points, k, &title)? else {
+            return Err(Error::Interrupted(format!(
+                "point {k} did not run to its end: no result written"
+            )));
+        };
+        files::create_dir(&out)?;
+        let file = out.join(plsim_lab::sweep::point_file(k));
+        let text = serde_json::to_string_pretty(&result).expect("a result serializes") + "\n";
+        files::write_file(&file, text.as_bytes())?;
+        if a.json {
+            json(&result);
+        } else {
+            eprintln!("plsim: wrote {}", file.display());
+        }
+        return Ok(());
     }
-    if a.json {
-        json(&rows);
-    } else {
-        print!("{csv}");
-        eprintln!(
-            "plsim: wrote {} and the plot",
-            a.out.join("sweep.csv").display()
-        );
-    }
+    // Each run is itself two threads: one run per core at a time.
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let swept = sweep.run_all(&points, workers)?;
+    let rows = swept.rows;
+    write_sweep(&out, &title, &rows, a.json)?;
     if swept.interrupted {
         return Err(Error::Interrupted(format!(
             "{} of the {} points ran to their end; sweep.csv holds those",
@@ -315,6 +342,56 @@ pub fn sweep(a: SweepArgs) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// Writes `sweep.csv` and the plot into `out` and prints the rows.
+fn write_sweep(
+    out: &Path,
+    title: &str,
+    rows: &[plsim_lab::sweep::Row],
+    as_json: bool,
+) -> Result<()> {
+    files::create_dir(out)?;
+    let csv = plsim_lab::sweep::csv(rows);
+    files::write_file(&out.join("sweep.csv"), csv.as_bytes())?;
+    if let Err(e) = plsim_lab::sweep::plot(&out.join("sweep"), title, rows) {
+        warn(&format!("no sweep plot: {e}"));
+    }
+    if as_json {
+        json(&rows);
+    } else {
+        print!("{csv}");
+        eprintln!(
+            "plsim: wrote {} and the plot",
+            out.join("sweep.csv").display()
+        );
+    }
+    Ok(())
+}
+
+/// `plsim sweep merge`: every `point-*.json` of `dirs` into `sweep.csv` and the plot.
+pub fn sweep_merge(dirs: &[std::path::PathBuf], out: &Path, as_json: bool) -> Result<()> {
+    let mut results = Vec::new();
+    for dir in dirs {
+        let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, &e))?;
+        let mut files: Vec<std::path::PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+                    n.starts_with("point-") && n.ends_with(".json") && !n.contains(".partial.")
+                })
+            })
+            .collect();
+        files.sort();
+        for f in files {
+            let text = std::fs::read_to_string(&f).map_err(|e| Error::io(&f, &e))?;
+            let r: plsim_lab::sweep::PointResult = serde_json::from_str(&text)
+                .map_err(|e| Error::Input(format!("{}: not a point result: {e}", f.display())))?;
+            results.push((f, r));
+        }
+    }
+    let (rows, title) = plsim_lab::sweep::merge(&results)?;
+    write_sweep(out, &title, &rows, as_json)
 }
 
 /// `plsim bench`.

@@ -41,8 +41,9 @@ enum Command {
     Inspect(InspectArgs),
     /// Run a scenario's synthetic workload through the path.
     Simulate(SimulateArgs),
-    /// Run one workload over many settings; write a CSV and a plot.
-    Sweep(SweepArgs),
+    /// Run one workload over many settings; write a CSV and a plot. On a cluster: `--list`
+    /// the points, run each with `--point K`, then `sweep merge` their results.
+    Sweep(SweepCommand),
     /// How many NAT IPs (and which timers) a capture needs to lose no flow.
     Plan(PlanArgs),
     /// In-memory throughput of the whole path.
@@ -207,8 +208,38 @@ impl From<WorkloadArgs> for WorkloadFlags {
 }
 
 #[derive(Args)]
+#[command(args_conflicts_with_subcommands = true)]
+struct SweepCommand {
+    #[command(subcommand)]
+    merge: Option<SweepMerge>,
+    #[command(flatten)]
+    args: SweepArgs,
+}
+
+#[derive(Subcommand)]
+enum SweepMerge {
+    /// Merge point results (`point-K.json`, from `plsim sweep ... --point K`) into sweep.csv
+    /// and the plot, exactly as one `plsim sweep` of the whole grid writes them.
+    Merge(MergeArgs),
+}
+
+#[derive(Args)]
+struct MergeArgs {
+    /// Directories holding point results (every `point-*.json` in each).
+    #[arg(required = true, value_name = "DIR")]
+    dirs: Vec<PathBuf>,
+    /// Write sweep.csv, sweep.svg and sweep.png into DIR.
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// Print the results as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
 struct SweepArgs {
-    /// A capture to sweep; without it, the scenario's synthetic workload.
+    /// A capture to sweep (`-`: standard input, with --point); without it, the scenario's
+    /// synthetic workload.
     pcap: Option<PathBuf>,
     /// The scenario file (TOML); the built-in scenario without it.
     #[arg(long, value_name = "FILE")]
@@ -237,9 +268,15 @@ struct SweepArgs {
     /// Let packets of a flow whose SYN is not in the capture open it.
     #[arg(long)]
     pickup: bool,
-    /// Write sweep.csv, sweep.svg and sweep.png into DIR.
-    #[arg(long, value_name = "DIR")]
-    out: PathBuf,
+    /// Write sweep.csv, sweep.svg and sweep.png into DIR (with --point: `point-K.json`).
+    #[arg(long, value_name = "DIR", required_unless_present = "list")]
+    out: Option<PathBuf>,
+    /// Print the grid's points, one a line (JSON: index and settings), and run nothing.
+    #[arg(long, conflicts_with = "point")]
+    list: bool,
+    /// Run point K of the grid alone and write its result to `point-K.json` in --out.
+    #[arg(long, value_name = "K")]
+    point: Option<usize>,
     /// Print the results as JSON.
     #[arg(long)]
     json: bool,
@@ -330,7 +367,11 @@ fn run(cli: Cli) -> plsim_lab::Result<()> {
             commands::simulate_tcp(&a.run, a.connections, a.bytes)
         }
         Command::Simulate(a) => commands::simulate(&a.run, &a.synthetic.into()),
-        Command::Sweep(a) => commands::sweep(a),
+        Command::Sweep(SweepCommand {
+            merge: Some(SweepMerge::Merge(m)),
+            ..
+        }) => commands::sweep_merge(&m.dirs, &m.out, m.json),
+        Command::Sweep(a) => commands::sweep(a.args),
         Command::Plan(a) => commands::plan(a),
         Command::Bench(a) => commands::bench(a),
         Command::Scenario(ScenarioCommand::Default) => {

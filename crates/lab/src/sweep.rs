@@ -2,10 +2,11 @@
 //! (in parallel, one per core), and what they give: one row per point, a CSV and a plot of the
 //! SNAT failure rate and the peak port use against the settings.
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use plsim_control::Scenario;
@@ -13,7 +14,8 @@ use plsim_control::scenario::{Allocator, PortRange, ReuseScope};
 use plsim_engine::NoTaps;
 use plsim_pcap::Reader;
 use plsim_traffic::workload::Arrivals;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use xxhash_rust::xxh3::Xxh3;
 
 use crate::files::load_scenario;
 use crate::path::Overrides;
@@ -81,7 +83,7 @@ pub struct Grid {
 }
 
 /// One point of a grid.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Point {
     /// NAT IPs of each service.
     pub nat_ips: Option<u8>,
@@ -136,7 +138,7 @@ impl Grid {
 }
 
 /// One run's result.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Row {
     /// The settings.
     #[serde(flatten)]
@@ -210,9 +212,105 @@ pub struct Swept {
     pub interrupted: bool,
 }
 
+/// A byte stream read through a hash: the fingerprint of a capture, taken as it is read (from a
+/// file or from standard input alike).
+struct Hashing {
+    input: Box<dyn Read + Send>,
+    hash: Arc<Mutex<Xxh3>>,
+}
+
+impl Read for Hashing {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.input.read(buf)?;
+        self.hash.lock().expect("not poisoned").update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+/// One point's result as `plsim sweep --point K` writes it (`point-K.json`) and `plsim sweep
+/// merge` reads it back.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PointResult {
+    /// The fingerprint of the sweep: its grid, scenario, flags, plsim's version and its input
+    /// (the capture's bytes as read). Every point of one sweep carries the same.
+    pub sweep: String,
+    /// The point's index in the grid.
+    pub index: usize,
+    /// How many points the grid has.
+    pub points: usize,
+    /// The plot's title.
+    pub title: String,
+    /// The result.
+    pub row: Row,
+}
+
+/// The name of point `index`'s result in its directory.
+pub fn point_file(index: usize) -> String {
+    format!("point-{index}.json")
+}
+
 impl Sweep {
     /// Runs one point; `None` when it was stopped before its end.
     pub fn run_point(&self, p: &Point) -> Result<Option<Row>> {
+        self.run_hashed(p, None)
+    }
+
+    /// Runs point `index` of `points` alone and gives its result with the sweep's fingerprint;
+    /// `None` when it was stopped before its end.
+    pub fn run_one(
+        &self,
+        points: &[Point],
+        index: usize,
+        title: &str,
+    ) -> Result<Option<PointResult>> {
+        let Some(p) = points.get(index) else {
+            return Err(Error::Usage(format!(
+                "--point {index}: the grid has {} points, 0 to {}",
+                points.len(),
+                points.len().saturating_sub(1)
+            )));
+        };
+        let input = Arc::new(Mutex::new(Xxh3::new()));
+        let Some(row) = self.run_hashed(p, Some(&input))? else {
+            return Ok(None);
+        };
+        let mut h = Xxh3::new();
+        h.update(self.describe(points)?.as_bytes());
+        h.update(
+            &input
+                .lock()
+                .expect("not poisoned")
+                .digest128()
+                .to_le_bytes(),
+        );
+        Ok(Some(PointResult {
+            sweep: format!("{:032x}", h.digest128()),
+            index,
+            points: points.len(),
+            title: title.to_owned(),
+            row,
+        }))
+    }
+
+    /// Everything a point's result depends on but its input's bytes, in words.
+    fn describe(&self, points: &[Point]) -> Result<String> {
+        let scenario = match &self.scenario {
+            Some(f) => std::fs::read_to_string(f).map_err(|e| Error::io(f, &e))?,
+            None => "the built-in scenario".to_owned(),
+        };
+        Ok(format!(
+            "plsim {}\ngrid {}\nscenario {scenario}\nreuse {:?}\npickup {}\nworkload {:?}\ncapture {}",
+            env!("CARGO_PKG_VERSION"),
+            serde_json::to_string(points).expect("points serialize"),
+            self.reuse,
+            self.pickup,
+            self.workload,
+            self.capture.is_some(),
+        ))
+    }
+
+    /// Runs one point, reading a capture through `hash` when given.
+    fn run_hashed(&self, p: &Point, hash: Option<&Arc<Mutex<Xxh3>>>) -> Result<Option<Row>> {
         let overrides = Overrides {
             nat_ips: p.nat_ips,
             ports: p.ports,
@@ -246,7 +344,14 @@ impl Sweep {
                             .into(),
                     ));
                 }
-                run::run(&mut Reader::open(pcap)?, &spec, NoTaps)?.0.summary
+                let mut reader = match hash {
+                    Some(h) => Reader::open_through(pcap, |input| Hashing {
+                        input,
+                        hash: Arc::clone(h),
+                    })?,
+                    None => Reader::open(pcap)?,
+                };
+                run::run(&mut reader, &spec, NoTaps)?.0.summary
             }
             None => {
                 let mut specs = specs(&scenario, &self.workload)?;
@@ -333,6 +438,92 @@ fn cells(p: &Point) -> [String; 6] {
         o(&p.fin_hold),
         o(&p.load),
     ]
+}
+
+/// The rows of a sweep from its points' results, in the grid's order, and the plot's title;
+/// refused, naming the files, when a result is from another sweep, a point is there twice or
+/// some are missing.
+pub fn merge(results: &[(PathBuf, PointResult)]) -> Result<(Vec<Row>, String)> {
+    let Some((first_file, first)) = results.first() else {
+        return Err(Error::Input(
+            "no point results to merge (point-K.json)".into(),
+        ));
+    };
+    let mut by_index: Vec<Option<&Path>> = vec![None; first.points];
+    for (file, r) in results {
+        if r.title != first.title {
+            return Err(Error::Input(format!(
+                "{} and {} name their input differently (`{}`, `{}`): give every point the \
+                 capture the same way (a file of the same name, or standard input)",
+                file.display(),
+                first_file.display(),
+                r.title,
+                first.title
+            )));
+        }
+        if r.sweep != first.sweep || r.points != first.points {
+            return Err(Error::Input(format!(
+                "{} is from another sweep than {} (fingerprint {} against {})",
+                file.display(),
+                first_file.display(),
+                r.sweep,
+                first.sweep
+            )));
+        }
+        let Some(slot) = by_index.get_mut(r.index) else {
+            return Err(Error::Input(format!(
+                "{}: point {} of a grid of {}",
+                file.display(),
+                r.index,
+                r.points
+            )));
+        };
+        if let Some(before) = slot {
+            return Err(Error::Input(format!(
+                "point {} is there twice: {} and {}",
+                r.index,
+                before.display(),
+                file.display()
+            )));
+        }
+        *slot = Some(file);
+    }
+    let missing: Vec<usize> = (0..first.points)
+        .filter(|&i| by_index[i].is_none())
+        .collect();
+    if !missing.is_empty() {
+        return Err(Error::Input(format!(
+            "{} of the {} points are missing: {}",
+            missing.len(),
+            first.points,
+            ranges(&missing)
+        )));
+    }
+    let mut rows: Vec<&PointResult> = results.iter().map(|(_, r)| r).collect();
+    rows.sort_by_key(|r| r.index);
+    Ok((
+        rows.into_iter().map(|r| r.row.clone()).collect(),
+        first.title.clone(),
+    ))
+}
+
+/// Sorted indices as ranges: `0-3, 7, 9-10`.
+fn ranges(v: &[usize]) -> String {
+    let mut out: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < v.len() {
+        let mut j = i;
+        while j + 1 < v.len() && v[j + 1] == v[j] + 1 {
+            j += 1;
+        }
+        out.push(if i == j {
+            v[i].to_string()
+        } else {
+            format!("{}-{}", v[i], v[j])
+        });
+        i = j + 1;
+    }
+    out.join(", ")
 }
 
 /// The rows as `sweep.csv`: the settings (empty where not swept), then the results.

@@ -120,15 +120,24 @@ impl Reader {
     /// "standard input" in errors. Fails, naming the file, if it is missing, unreadable, empty,
     /// or not a pcap or pcapng capture.
     pub fn open(path: impl AsRef<Path>) -> Result<Reader, ReadError> {
+        Reader::open_through(path, |input| input)
+    }
+
+    /// Opens a capture as [`open`](Reader::open) does, reading its bytes through `through`
+    /// (which may hash them, say, and must pass them on unchanged).
+    pub fn open_through<R: Read + Send + 'static>(
+        path: impl AsRef<Path>,
+        through: impl FnOnce(Box<dyn Read + Send>) -> R,
+    ) -> Result<Reader, ReadError> {
         let path = path.as_ref();
         if path == Path::new(STDIN) {
-            return Reader::from_read("standard input", io::stdin());
+            return Reader::from_read("standard input", through(Box::new(io::stdin())));
         }
         let file = File::open(path).map_err(|e| ReadError::new(path, io_reason(&e)))?;
         if file.metadata().map(|m| m.is_dir()).unwrap_or(false) {
             return Err(ReadError::new(path, "is a directory, not a capture"));
         }
-        Reader::from_read(path, file)
+        Reader::from_read(path, through(Box::new(file)))
     }
 
     /// Reads a capture from any byte stream; `name` is used in errors and warnings.
