@@ -233,20 +233,54 @@ fn once_is_not_enough(pcap: &std::path::Path, command: &str) -> Result<()> {
 
 /// `plsim plan`.
 pub fn plan(a: PlanArgs) -> Result<()> {
+    // Optional for clap only, so that `plan merge` needs none.
+    let Some(pcap) = a.pcap.as_deref() else {
+        return Err(Error::Usage(
+            "plsim plan needs a capture: plsim plan PCAP [flags]".into(),
+        ));
+    };
     let overrides = Overrides {
         ports: a.ports,
         reuse: a.reuse,
         pickup: a.pickup,
         ..Overrides::default()
     };
-    once_is_not_enough(&a.pcap, "plan")?;
     let base = load_scenario(a.scenario.as_deref(), &overrides)?;
+    let available = base.services.first().map_or(0, |s| s.nat_ips.len());
+    if a.list {
+        for index in 0..available {
+            println!("{{\"index\":{index},\"nat_ips\":{}}}", index + 1);
+        }
+        return Ok(());
+    }
     let stop = interrupts();
-    let plan = plsim_lab::plan::plan(&base, a.pickup, Some(&stop), || Ok(Reader::open(&a.pcap)?))?;
+    if let Some(k) = a.point {
+        let out = a.out.expect("clap requires --out with --point");
+        let Some(result) = plsim_lab::plan::run_one(&base, a.pickup, Some(&stop), k, pcap)? else {
+            return Err(Error::Interrupted(format!(
+                "point {k} did not run to its end: no result written"
+            )));
+        };
+        files::create_dir(&out)?;
+        let file = out.join(plsim_lab::plan::point_file(k));
+        let text = serde_json::to_string_pretty(&result).expect("a result serializes") + "\n";
+        files::write_file(&file, text.as_bytes())?;
+        if a.json {
+            json(&result);
+        } else {
+            eprintln!("plsim: wrote {}", file.display());
+        }
+        return Ok(());
+    }
+    once_is_not_enough(pcap, "plan")?;
+    let plan = plsim_lab::plan::plan(&base, a.pickup, Some(&stop), || Ok(Reader::open(pcap)?))?;
     if a.json {
         json(&plan);
     } else {
-        print!("{}", report::plan(&a.pcap, &plan));
+        print!(
+            "{}",
+            report::plan(&plsim_lab::plan::input_name(pcap), &plan)
+        );
     }
     if plan.interrupted {
         return Err(Error::Interrupted(format!(
@@ -255,6 +289,45 @@ pub fn plan(a: PlanArgs) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// `plsim plan merge`: every `plan-point-*.json` of `dirs` into the plan.
+pub fn plan_merge(dirs: &[std::path::PathBuf], as_json: bool) -> Result<()> {
+    let results = read_points(dirs, "plan-point-")?;
+    let (plan, input) = plsim_lab::plan::merge(&results)?;
+    if as_json {
+        json(&plan);
+    } else {
+        print!("{}", report::plan(&input, &plan));
+    }
+    Ok(())
+}
+
+/// Every `PREFIX*.json` of `dirs` (partial files left out), parsed, with its path.
+fn read_points<T: serde::de::DeserializeOwned>(
+    dirs: &[std::path::PathBuf],
+    prefix: &str,
+) -> Result<Vec<(std::path::PathBuf, T)>> {
+    let mut results = Vec::new();
+    for dir in dirs {
+        let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, &e))?;
+        let mut files: Vec<std::path::PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+                    n.starts_with(prefix) && n.ends_with(".json") && !n.contains(".partial.")
+                })
+            })
+            .collect();
+        files.sort();
+        for f in files {
+            let text = std::fs::read_to_string(&f).map_err(|e| Error::io(&f, &e))?;
+            let r: T = serde_json::from_str(&text)
+                .map_err(|e| Error::Input(format!("{}: not a point result: {e}", f.display())))?;
+            results.push((f, r));
+        }
+    }
+    Ok(results)
 }
 
 /// `plsim sweep`.
@@ -371,25 +444,7 @@ fn write_sweep(
 
 /// `plsim sweep merge`: every `point-*.json` of `dirs` into `sweep.csv` and the plot.
 pub fn sweep_merge(dirs: &[std::path::PathBuf], out: &Path, as_json: bool) -> Result<()> {
-    let mut results = Vec::new();
-    for dir in dirs {
-        let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, &e))?;
-        let mut files: Vec<std::path::PathBuf> = entries
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| {
-                p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
-                    n.starts_with("point-") && n.ends_with(".json") && !n.contains(".partial.")
-                })
-            })
-            .collect();
-        files.sort();
-        for f in files {
-            let text = std::fs::read_to_string(&f).map_err(|e| Error::io(&f, &e))?;
-            let r: plsim_lab::sweep::PointResult = serde_json::from_str(&text)
-                .map_err(|e| Error::Input(format!("{}: not a point result: {e}", f.display())))?;
-            results.push((f, r));
-        }
-    }
+    let results = read_points(dirs, "point-")?;
     let (rows, title) = plsim_lab::sweep::merge(&results)?;
     write_sweep(out, &title, &rows, as_json)
 }

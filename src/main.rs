@@ -44,8 +44,9 @@ enum Command {
     /// Run one workload over many settings; write a CSV and a plot. On a cluster: `--list`
     /// the points, run each with `--point K`, then `sweep merge` their results.
     Sweep(SweepCommand),
-    /// How many NAT IPs (and which timers) a capture needs to lose no flow.
-    Plan(PlanArgs),
+    /// How many NAT IPs (and which timers) a capture needs to lose no flow. On a cluster:
+    /// `--list` the NAT IP counts, replay each with `--point K`, then `plan merge`.
+    Plan(PlanCommand),
     /// In-memory throughput of the whole path.
     Bench(BenchArgs),
     /// Print the built-in scenario, validate a scenario file, or show what it builds.
@@ -285,9 +286,35 @@ struct SweepArgs {
 }
 
 #[derive(Args)]
+#[command(args_conflicts_with_subcommands = true)]
+struct PlanCommand {
+    #[command(subcommand)]
+    merge: Option<PlanMerge>,
+    #[command(flatten)]
+    args: PlanArgs,
+}
+
+#[derive(Subcommand)]
+enum PlanMerge {
+    /// Answer from replays run apart (`plan-point-K.json`, from `plsim plan ... --point K`):
+    /// the fewest NAT IPs that lose no flow, with every count's run.
+    Merge(PlanMergeArgs),
+}
+
+#[derive(Args)]
+struct PlanMergeArgs {
+    /// Directories holding point results (every `plan-point-*.json` in each).
+    #[arg(required = true, value_name = "DIR")]
+    dirs: Vec<PathBuf>,
+    /// Print the plan as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
 struct PlanArgs {
-    /// The capture (pcap or pcapng).
-    pcap: PathBuf,
+    /// The capture (pcap or pcapng; `-`: standard input, with --point).
+    pcap: Option<PathBuf>,
     /// The scenario file (TOML); the built-in scenario (eight NAT IPs) without it.
     #[arg(long, value_name = "FILE")]
     scenario: Option<PathBuf>,
@@ -300,6 +327,17 @@ struct PlanArgs {
     /// The port reuse scope: per-backend or per-ip.
     #[arg(long, value_name = "SCOPE")]
     reuse: Option<ReuseScope>,
+    /// Print the points (NAT IP counts 1 to the scenario's), one a line (JSON), and replay
+    /// nothing.
+    #[arg(long, conflicts_with = "point")]
+    list: bool,
+    /// Replay point K alone (K + 1 NAT IPs) and write its result to `plan-point-K.json` in
+    /// --out.
+    #[arg(long, value_name = "K", requires = "out")]
+    point: Option<usize>,
+    /// With --point: the directory for its result.
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
     /// Print the plan as JSON.
     #[arg(long)]
     json: bool,
@@ -372,7 +410,11 @@ fn run(cli: Cli) -> plsim_lab::Result<()> {
             ..
         }) => commands::sweep_merge(&m.dirs, &m.out, m.json),
         Command::Sweep(a) => commands::sweep(a.args),
-        Command::Plan(a) => commands::plan(a),
+        Command::Plan(PlanCommand {
+            merge: Some(PlanMerge::Merge(m)),
+            ..
+        }) => commands::plan_merge(&m.dirs, m.json),
+        Command::Plan(a) => commands::plan(a.args),
         Command::Bench(a) => commands::bench(a),
         Command::Scenario(ScenarioCommand::Default) => {
             print!("{}", plsim_control::Scenario::builtin().to_toml());

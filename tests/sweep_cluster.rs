@@ -207,3 +207,66 @@ fn a_point_streams_its_capture_from_standard_input() {
     args.extend(["--out", "x"]);
     assert_eq!(plsim(&args).status.code(), Some(2));
 }
+
+/// A plan split the same way: every NAT IP count replayed alone (`plan --point K`), merged
+/// (`plan merge`) into the answer the bisection finds on one machine.
+#[test]
+fn a_plan_from_its_counts_run_apart_is_the_one_machine_plan() {
+    let dir = scratch("plan_cluster");
+    let cap = Path::new(env!("CARGO_MANIFEST_DIR")).join("pcaps/syns-3000.pcap");
+    let flags = ["--ports", "1024-2023", "--reuse", "per-ip"];
+    let mut args = vec!["plan", cap.to_str().unwrap()];
+    args.extend(flags);
+    let list = plsim(&[args.clone(), vec!["--list"]].concat());
+    assert!(list.status.success());
+    assert_eq!(stdout(&list).lines().count(), 8);
+    assert_eq!(
+        stdout(&list).lines().next(),
+        Some(r#"{"index":0,"nat_ips":1}"#)
+    );
+    let pts = dir.join("pts");
+    for k in [7, 2, 0, 5, 1, 6, 3, 4] {
+        let k = k.to_string();
+        let r = plsim(
+            &[
+                args.clone(),
+                vec!["--point", &k, "--out", pts.to_str().unwrap()],
+            ]
+            .concat(),
+        );
+        assert!(r.status.success(), "{}", stderr(&r));
+    }
+    let merged = json(&plsim(&["plan", "merge", pts.to_str().unwrap(), "--json"]));
+    let alone = json(&plsim(&[args.clone(), vec!["--json"]].concat()));
+    // 3,000 concurrent SYNs on 1,000 ports a NAT IP: three.
+    assert_eq!(merged["nat_ips_needed"], 3);
+    for key in [
+        "nat_ips_needed",
+        "nat_ips_enough",
+        "nat_ips_available",
+        "ports_per_nat_ip",
+        "peak_concurrent_flows",
+        "peak_ports_per_nat_ip",
+        "ports_total_per_nat_ip",
+        "headroom",
+        "snat_failures",
+        "interrupted",
+    ] {
+        assert_eq!(merged[key], alone[key], "{key}");
+    }
+    // The bisection ran 8, 4, 2, 3; the merge has every count, and agrees where both ran.
+    assert_eq!(merged["runs"].as_array().unwrap().len(), 8);
+    for run in alone["runs"].as_array().unwrap() {
+        let n = run["nat_ips"].as_u64().unwrap() as usize;
+        assert_eq!(&merged["runs"][n - 1], run);
+    }
+    // A count missing: refused, naming it.
+    std::fs::remove_file(pts.join("plan-point-4.json")).unwrap();
+    let m = plsim(&["plan", "merge", pts.to_str().unwrap()]);
+    assert_eq!(m.status.code(), Some(1));
+    assert!(
+        stderr(&m).contains("the replays with 5 NAT IPs are missing (points 4)"),
+        "{}",
+        stderr(&m)
+    );
+}

@@ -16,6 +16,7 @@
 pub mod bench;
 mod error;
 pub mod files;
+pub mod fingerprint;
 pub mod inspect;
 pub mod path;
 pub mod plan;

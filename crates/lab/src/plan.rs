@@ -4,7 +4,7 @@
 use plsim_control::Scenario;
 use plsim_control::scenario::{ReuseScope, Timers};
 use plsim_engine::NoTaps;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::replay::PacketSource;
 use crate::run::{self, RunSpec};
@@ -47,7 +47,7 @@ pub struct Plan {
 }
 
 /// One replay of the search.
-#[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct PlanRun {
     /// NAT IPs of each service.
     pub nat_ips: usize,
@@ -55,6 +55,65 @@ pub struct PlanRun {
     pub flows: u64,
     /// SYNs refused for want of a port.
     pub snat_failures: u64,
+}
+
+/// What one replay, with one count of NAT IPs, found: enough to answer when it is the answer.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PlanPoint {
+    /// The replay.
+    pub run: PlanRun,
+    /// The most flow records at once.
+    pub peak_concurrent_flows: u64,
+    /// The most ports in use or held at once on the busiest NAT IP.
+    pub peak_ports_per_nat_ip: u64,
+    /// The ports that NAT IP offers.
+    pub ports_total_per_nat_ip: u64,
+}
+
+impl PlanPoint {
+    fn of(n: usize, s: &Summary) -> PlanPoint {
+        // Held ports (after a FIN or RST) are as unavailable as ports in use.
+        let busiest = s.nat_ips.iter().max_by_key(|n| n.ports_busy_peak);
+        PlanPoint {
+            run: PlanRun {
+                nat_ips: n,
+                flows: s.flows.created,
+                snat_failures: s.flows.snat_failures,
+            },
+            peak_concurrent_flows: s.flows.active_peak,
+            peak_ports_per_nat_ip: busiest.map_or(0, |n| n.ports_busy_peak),
+            ports_total_per_nat_ip: busiest.map_or(0, |n| n.ports_total),
+        }
+    }
+}
+
+/// The service whose NAT IPs are planned: the scenario's first.
+fn planned(base: &Scenario) -> Result<&plsim_control::scenario::Service> {
+    base.services
+        .first()
+        .ok_or_else(|| Error::Input("the scenario has no service".into()))
+}
+
+/// Replays the capture `open` gives with `n` NAT IPs for every service; `None` when stopped
+/// before its end.
+pub fn run_point<S: PacketSource>(
+    base: &Scenario,
+    pickup: bool,
+    stop: Option<&crate::stop::Stop>,
+    n: usize,
+    open: impl FnOnce() -> Result<S>,
+) -> Result<Option<PlanPoint>> {
+    let mut s = base.clone();
+    for svc in &mut s.services {
+        svc.nat_ips.truncate(n);
+    }
+    let spec = RunSpec {
+        pickup,
+        stop,
+        ..RunSpec::new(&s)
+    };
+    let (out, _) = run::run(&mut open()?, &spec, NoTaps)?;
+    Ok((!out.summary.interrupted).then(|| PlanPoint::of(n, &out.summary)))
 }
 
 /// Plans the NAT IPs of the first service of `base` for the capture `open` reads (it is
@@ -66,35 +125,12 @@ pub fn plan<S: PacketSource>(
     stop: Option<&crate::stop::Stop>,
     mut open: impl FnMut() -> Result<S>,
 ) -> Result<Plan> {
-    let service = base
-        .services
-        .first()
-        .ok_or_else(|| Error::Input("the scenario has no service".into()))?
-        .clone();
-    let available = service.nat_ips.len();
+    let available = planned(base)?.nat_ips.len();
     let mut runs: Vec<PlanRun> = Vec::new();
-    // `None`: stopped before its end.
-    let mut run_with = |n: usize| -> Result<Option<(PlanRun, Summary)>> {
-        let mut s = base.clone();
-        for svc in &mut s.services {
-            svc.nat_ips.truncate(n);
-        }
-        let spec = RunSpec {
-            pickup,
-            stop,
-            ..RunSpec::new(&s)
-        };
-        let (out, _) = run::run(&mut open()?, &spec, NoTaps)?;
-        if out.summary.interrupted {
-            return Ok(None);
-        }
-        let r = PlanRun {
-            nat_ips: n,
-            flows: out.summary.flows.created,
-            snat_failures: out.summary.flows.snat_failures,
-        };
-        runs.push(r);
-        Ok(Some((r, out.summary)))
+    let mut run_with = |n: usize| -> Result<Option<PlanPoint>> {
+        let p = run_point(base, pickup, stop, n, &mut open)?;
+        runs.extend(p.map(|p| p.run));
+        Ok(p)
     };
     let mut interrupted = false;
     let (needed, enough, at) = match run_with(available)? {
@@ -102,18 +138,18 @@ pub fn plan<S: PacketSource>(
             interrupted = true;
             (None, None, None)
         }
-        Some((top, top_summary)) if top.snat_failures > 0 => (None, None, Some(top_summary)),
-        Some((_, top_summary)) => {
-            let (mut lo, mut hi, mut best) = (1usize, available, top_summary);
+        Some(top) if top.run.snat_failures > 0 => (None, None, Some(top)),
+        Some(top) => {
+            let (mut lo, mut hi, mut best) = (1usize, available, top);
             while lo < hi {
                 let mid = (lo + hi) / 2;
-                let Some((r, s)) = run_with(mid)? else {
+                let Some(p) = run_with(mid)? else {
                     interrupted = true;
                     break;
                 };
-                if r.snat_failures == 0 {
+                if p.run.snat_failures == 0 {
                     hi = mid;
-                    best = s;
+                    best = p;
                 } else {
                     lo = mid + 1;
                 }
@@ -121,51 +157,194 @@ pub fn plan<S: PacketSource>(
             ((!interrupted).then_some(lo), Some(hi), Some(best))
         }
     };
-    let Some(at) = at else {
-        // Stopped in the first replay: nothing is known.
-        return Ok(Plan {
-            nat_ips_needed: None,
-            nat_ips_available: available,
-            ports_per_nat_ip: service.ports.len(),
-            reuse: service.reuse,
-            timers: service.timers,
-            peak_concurrent_flows: 0,
-            peak_ports_per_nat_ip: 0,
-            ports_total_per_nat_ip: 0,
-            headroom: 0.0,
-            snat_failures: 0,
-            runs,
-            interrupted,
-            nat_ips_enough: None,
-        });
-    };
-    // Held ports (after a FIN or RST) are as unavailable as ports in use.
-    let busiest = at.nat_ips.iter().max_by_key(|n| n.ports_busy_peak);
-    let peak_ports = busiest.map_or(0, |n| n.ports_busy_peak);
-    let total = busiest
-        .map_or(0, |n| n.ports_total)
-        .max(u64::from(service.ports.len()));
     // The bisection never runs a count twice.
     runs.sort_by_key(|r| r.nat_ips);
-    Ok(Plan {
+    Ok(assemble(base, needed, enough, at, runs, interrupted))
+}
+
+/// The plan from what the replays found.
+fn assemble(
+    base: &Scenario,
+    needed: Option<usize>,
+    enough: Option<usize>,
+    at: Option<PlanPoint>,
+    runs: Vec<PlanRun>,
+    interrupted: bool,
+) -> Plan {
+    let service = planned(base).expect("checked before any replay");
+    let ports = service.ports.len();
+    let (peak, total, flows, failures) = match at {
+        Some(a) => (
+            a.peak_ports_per_nat_ip,
+            a.ports_total_per_nat_ip.max(u64::from(ports)),
+            a.peak_concurrent_flows,
+            a.run.snat_failures,
+        ),
+        // Stopped in the first replay: nothing is known.
+        None => (0, 0, 0, 0),
+    };
+    Plan {
         nat_ips_needed: needed,
-        nat_ips_available: available,
-        ports_per_nat_ip: service.ports.len(),
+        nat_ips_available: service.nat_ips.len(),
+        ports_per_nat_ip: ports,
         reuse: service.reuse,
         timers: service.timers,
-        peak_concurrent_flows: at.flows.active_peak,
-        peak_ports_per_nat_ip: peak_ports,
+        peak_concurrent_flows: flows,
+        peak_ports_per_nat_ip: peak,
         ports_total_per_nat_ip: total,
         headroom: if total == 0 {
             0.0
         } else {
-            1.0 - peak_ports as f64 / total as f64
+            1.0 - peak as f64 / total as f64
         },
-        snat_failures: at.flows.snat_failures,
+        snat_failures: failures,
         runs,
         interrupted,
         nat_ips_enough: enough,
-    })
+    }
+}
+
+/// One count's result as `plsim plan --point K` writes it (`plan-point-K.json`, K NAT IPs
+/// less one) and `plsim plan merge` reads it back.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct PointResult {
+    /// The fingerprint of the plan: its scenario, flags, plsim's version and the capture's
+    /// bytes as read. Every point of one plan carries the same.
+    pub plan: String,
+    /// The capture's name (its file name, or "standard input").
+    pub input: String,
+    /// The scenario as the replays ran it (TOML; NAT IP counts aside): the merge answers
+    /// from it.
+    pub scenario: String,
+    /// The replay.
+    pub point: PlanPoint,
+}
+
+/// Runs point `index` of a plan alone (`index + 1` NAT IPs) on the capture `pcap` (a file or
+/// standard input) and gives its result with the plan's fingerprint; `None` when stopped.
+pub fn run_one(
+    base: &Scenario,
+    pickup: bool,
+    stop: Option<&crate::stop::Stop>,
+    index: usize,
+    pcap: &std::path::Path,
+) -> Result<Option<PointResult>> {
+    let available = planned(base)?.nat_ips.len();
+    if index >= available {
+        return Err(Error::Usage(format!(
+            "--point {index}: the plan has {available} points (1 to {available} NAT IPs), 0 to {}",
+            available - 1
+        )));
+    }
+    let input = crate::fingerprint::InputHash::default();
+    let Some(point) = run_point(base, pickup, stop, index + 1, || input.open(pcap))? else {
+        return Ok(None);
+    };
+    let scenario = base.to_toml();
+    let described = format!(
+        "plsim {}\nplan\npickup {pickup}\nscenario {scenario}",
+        env!("CARGO_PKG_VERSION")
+    );
+    Ok(Some(PointResult {
+        plan: input.with(&described),
+        input: input_name(pcap),
+        scenario,
+        point,
+    }))
+}
+
+/// A capture's name for people: its file name (nodes of a cluster may mount it in different
+/// places), or "standard input".
+pub fn input_name(pcap: &std::path::Path) -> String {
+    if pcap == std::path::Path::new(plsim_pcap::STDIN) {
+        "standard input".to_owned()
+    } else {
+        pcap.file_name()
+            .map_or(pcap.as_os_str(), |n| n)
+            .to_string_lossy()
+            .into_owned()
+    }
+}
+
+/// The name of point `index`'s result (`index + 1` NAT IPs) in its directory.
+pub fn point_file(index: usize) -> String {
+    format!("plan-point-{index}.json")
+}
+
+/// The plan from every count's replay, run apart (`plan --point`): the fewest NAT IPs that
+/// lose no flow, as the bisection finds it, with every count's run; and the capture's name.
+/// Refused, naming the files, when a result is from another plan, a count is there twice or
+/// one is missing.
+pub fn merge(results: &[(std::path::PathBuf, PointResult)]) -> Result<(Plan, String)> {
+    let Some((first_file, first)) = results.first() else {
+        return Err(Error::Input(
+            "no plan point results to merge (plan-point-K.json)".into(),
+        ));
+    };
+    let scenario =
+        Scenario::from_toml_str(&first.scenario).map_err(|problems| Error::Scenario {
+            name: format!("the scenario in {}", first_file.display()),
+            problems,
+        })?;
+    let available = planned(&scenario)?.nat_ips.len();
+    let mut by_count: Vec<Option<(&std::path::Path, PlanPoint)>> = vec![None; available];
+    for (file, r) in results {
+        if r.plan != first.plan {
+            return Err(Error::Input(format!(
+                "{} is from another plan than {} (fingerprint {} against {})",
+                file.display(),
+                first_file.display(),
+                r.plan,
+                first.plan
+            )));
+        }
+        let n = r.point.run.nat_ips;
+        let Some(slot) = n.checked_sub(1).and_then(|i| by_count.get_mut(i)) else {
+            return Err(Error::Input(format!(
+                "{}: {n} NAT IPs, of 1 to {available}",
+                file.display()
+            )));
+        };
+        if let Some((before, _)) = slot {
+            return Err(Error::Input(format!(
+                "{n} NAT IPs are there twice: {} and {}",
+                before.display(),
+                file.display()
+            )));
+        }
+        *slot = Some((file, r.point));
+    }
+    let missing: Vec<String> = (0..available)
+        .filter(|&i| by_count[i].is_none())
+        .map(|i| (i + 1).to_string())
+        .collect();
+    if !missing.is_empty() {
+        return Err(Error::Input(format!(
+            "the replays with {} NAT IPs are missing (points {})",
+            missing.join(", "),
+            (0..available)
+                .filter(|&i| by_count[i].is_none())
+                .map(|i| i.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
+    let points: Vec<PlanPoint> = by_count.into_iter().flatten().map(|(_, p)| p).collect();
+    let top = points[available - 1];
+    // Fewer NAT IPs never lose fewer flows: the answer is the fewest that lose none.
+    let needed = (top.run.snat_failures == 0)
+        .then(|| points.iter().find(|p| p.run.snat_failures == 0))
+        .flatten()
+        .copied();
+    let plan = assemble(
+        &scenario,
+        needed.map(|p| p.run.nat_ips),
+        needed.map(|p| p.run.nat_ips),
+        Some(needed.unwrap_or(top)),
+        points.iter().map(|p| p.run).collect(),
+        false,
+    );
+    Ok((plan, first.input.clone()))
 }
 
 #[cfg(test)]

@@ -1,7 +1,6 @@
 //! What the commands print for people, as text (`--json` prints the structures themselves).
 
 use std::fmt::Write as _;
-use std::path::Path;
 
 use plsim_engine::Engine;
 
@@ -189,13 +188,13 @@ pub fn inspect(r: &Report) -> String {
 }
 
 /// `plsim plan`.
-pub fn plan(pcap: &Path, plan: &Plan) -> String {
+pub fn plan(input: &str, plan: &Plan) -> String {
     let mut o = String::new();
     match plan.nat_ips_needed {
         None if plan.interrupted => wl!(
             o,
             "{}: INTERRUPTED after {} replays: {}",
-            pcap.display(),
+            input,
             plan.runs.len(),
             match plan.nat_ips_enough {
                 Some(n) => format!("{n} NAT IPs lose no flow, fewer were not all tried"),
@@ -205,13 +204,13 @@ pub fn plan(pcap: &Path, plan: &Plan) -> String {
         Some(n) => wl!(
             o,
             "{}: {n} NAT IP{} lose no flow to port exhaustion",
-            pcap.display(),
+            input,
             if n == 1 { "" } else { "s" }
         ),
         None => wl!(
             o,
             "{}: even {} NAT IPs lose {} flows to port exhaustion",
-            pcap.display(),
+            input,
             plan.nat_ips_available,
             plan.snat_failures
         ),

@@ -2,11 +2,10 @@
 //! (in parallel, one per core), and what they give: one row per point, a CSV and a plot of the
 //! SNAT failure rate and the peak port use against the settings.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use plsim_control::Scenario;
@@ -15,9 +14,9 @@ use plsim_engine::NoTaps;
 use plsim_pcap::Reader;
 use plsim_traffic::workload::Arrivals;
 use serde::{Deserialize, Serialize};
-use xxhash_rust::xxh3::Xxh3;
 
 use crate::files::load_scenario;
+use crate::fingerprint::{InputHash, scenario_text};
 use crate::path::Overrides;
 use crate::plot::{Line, Panel};
 use crate::run::{self, RunSpec};
@@ -212,21 +211,6 @@ pub struct Swept {
     pub interrupted: bool,
 }
 
-/// A byte stream read through a hash: the fingerprint of a capture, taken as it is read (from a
-/// file or from standard input alike).
-struct Hashing {
-    input: Box<dyn Read + Send>,
-    hash: Arc<Mutex<Xxh3>>,
-}
-
-impl Read for Hashing {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.input.read(buf)?;
-        self.hash.lock().expect("not poisoned").update(&buf[..n]);
-        Ok(n)
-    }
-}
-
 /// One point's result as `plsim sweep --point K` writes it (`point-K.json`) and `plsim sweep
 /// merge` reads it back.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -270,21 +254,12 @@ impl Sweep {
                 points.len().saturating_sub(1)
             )));
         };
-        let input = Arc::new(Mutex::new(Xxh3::new()));
+        let input = InputHash::default();
         let Some(row) = self.run_hashed(p, Some(&input))? else {
             return Ok(None);
         };
-        let mut h = Xxh3::new();
-        h.update(self.describe(points)?.as_bytes());
-        h.update(
-            &input
-                .lock()
-                .expect("not poisoned")
-                .digest128()
-                .to_le_bytes(),
-        );
         Ok(Some(PointResult {
-            sweep: format!("{:032x}", h.digest128()),
+            sweep: input.with(&self.describe(points)?),
             index,
             points: points.len(),
             title: title.to_owned(),
@@ -294,10 +269,7 @@ impl Sweep {
 
     /// Everything a point's result depends on but its input's bytes, in words.
     fn describe(&self, points: &[Point]) -> Result<String> {
-        let scenario = match &self.scenario {
-            Some(f) => std::fs::read_to_string(f).map_err(|e| Error::io(f, &e))?,
-            None => "the built-in scenario".to_owned(),
-        };
+        let scenario = scenario_text(self.scenario.as_deref())?;
         Ok(format!(
             "plsim {}\ngrid {}\nscenario {scenario}\nreuse {:?}\npickup {}\nworkload {:?}\ncapture {}",
             env!("CARGO_PKG_VERSION"),
@@ -310,7 +282,7 @@ impl Sweep {
     }
 
     /// Runs one point, reading a capture through `hash` when given.
-    fn run_hashed(&self, p: &Point, hash: Option<&Arc<Mutex<Xxh3>>>) -> Result<Option<Row>> {
+    fn run_hashed(&self, p: &Point, hash: Option<&InputHash>) -> Result<Option<Row>> {
         let overrides = Overrides {
             nat_ips: p.nat_ips,
             ports: p.ports,
@@ -345,10 +317,7 @@ impl Sweep {
                     ));
                 }
                 let mut reader = match hash {
-                    Some(h) => Reader::open_through(pcap, |input| Hashing {
-                        input,
-                        hash: Arc::clone(h),
-                    })?,
+                    Some(h) => h.open(pcap)?,
                     None => Reader::open(pcap)?,
                 };
                 run::run(&mut reader, &spec, NoTaps)?.0.summary
