@@ -3,6 +3,7 @@
 # shared real ones, the docs' scenarios and every earlier finding. A finding (a crash, a failed
 # assertion, a leak or a timeout) is copied into fuzz/regressions/TARGET/, where CI's short runs
 # replay it every time from then on; commit it with the fix.
+# Exits 1 when something was found, 2 when a target did not run at all.
 # Needs cargo-fuzz (cargo install cargo-fuzz). Usage: scripts/fuzz-long.sh [SECONDS] [TARGET...]
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -24,7 +25,9 @@ for t in "${targets[@]}"; do
     echo "=== $t for ${secs}s"
     before=$(ls "fuzz/artifacts/$t" | wc -l)
     RUSTC_BOOTSTRAP=1 cargo fuzz run "$t" "fuzz/corpus/$t" "${seeds[@]}" -- \
-        -max_total_time="$secs" -max_len=65536 -rss_limit_mb=4096 2>&1 | grep -E "^(Done|#[0-9]+ +DONE)|ERROR|SUMMARY|panicked"
+        -max_total_time="$secs" -max_len=65536 -rss_limit_mb=4096 > "fuzz/artifacts/$t.log" 2>&1
+    status=$?
+    grep -E "^(Done|#[0-9]+ +DONE)|ERROR|SUMMARY|panicked" "fuzz/artifacts/$t.log"
     for a in "fuzz/artifacts/$t"/*; do
         [ -e "$a" ] || continue
         cp -n "$a" "fuzz/regressions/$t/"
@@ -33,8 +36,14 @@ for t in "${targets[@]}"; do
     if [ "$after" -gt "$before" ]; then
         echo "$t: $((after - before)) finding(s), copied into fuzz/regressions/$t/"
         found=1
+    elif [ "$status" -ne 0 ]; then
+        # No finding, yet it failed: it did not run (a build error, a full disk). Say so.
+        tail -5 "fuzz/artifacts/$t.log"
+        echo "$t: did not run (exit $status; fuzz/artifacts/$t.log has all of it)"
+        found=2
     else
-        echo "$t: nothing found"
+        runs=$(grep -oE "Done [0-9]+ runs" "fuzz/artifacts/$t.log" | tail -1)
+        echo "$t: nothing found${runs:+ ($runs)}"
     fi
 done
 exit $found

@@ -17,7 +17,7 @@ for h in 1 "$hours"; do
     secs=$(python3 -c "print(int($h * 3600))")
     /usr/bin/time -f '%M %e' -o "$dir/time.$h" ./target/release/plsim simulate \
         --scenario scripts/soak.toml --until "$secs" --sample-every 10 \
-        --out "$dir/run.$h" --json > "$dir/summary.$h.json"
+        --out "$dir/run.$h" --no-pcaps --json > "$dir/summary.$h.json"
 done
 python3 - "$dir" "$hours" <<'PY'
 import csv, json, sys

@@ -80,7 +80,11 @@ fn run_and_report<S: PacketSource>(
         batch: flags.batch,
         ..RunSpec::new(scenario)
     };
-    let taps = flags.out.as_deref().map(PcapTaps::in_dir);
+    let taps = flags
+        .out
+        .as_deref()
+        .filter(|_| !flags.no_pcaps)
+        .map(PcapTaps::in_dir);
     let (outcome, taps) = run::run(source, &spec, taps)?;
     if let Some(b) = &bar {
         b.finish_and_clear();
@@ -91,13 +95,15 @@ fn run_and_report<S: PacketSource>(
     if let Some(w) = warning {
         warn(&w);
     }
-    if let (Some(dir), Some(taps)) = (&flags.out, taps) {
-        let written = taps.finish_in_dir()?;
-        if written.skipped > 0 {
-            warn(&format!(
-                "{} frames of another link type left out of the pcaps",
-                written.skipped
-            ));
+    if let Some(dir) = &flags.out {
+        if let Some(taps) = taps {
+            let written = taps.finish_in_dir()?;
+            if written.skipped > 0 {
+                warn(&format!(
+                    "{} frames of another link type left out of the pcaps",
+                    written.skipped
+                ));
+            }
         }
         if let Some(w) = files::write_run(dir, &summary, &outcome.series, what)? {
             warn(&w);

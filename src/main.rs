@@ -109,6 +109,10 @@ struct RunArgs {
     /// Print the summary as JSON on stdout.
     #[arg(long)]
     json: bool,
+    /// With --out: leave out consumer.pcap and backend.pcap (a long run's captures may take
+    /// gigabytes; the summary and the time series do not).
+    #[arg(long, requires = "out")]
+    no_pcaps: bool,
     /// No progress bar.
     #[arg(long, short)]
     quiet: bool,

@@ -68,6 +68,7 @@ impl Scenario {
             selection: Selection::Paired,
             timers: Timers::default(),
             rst_on_exhaustion: false,
+            enable_proxy_protocol: false,
         };
         let target = service.resource_id();
         Scenario {

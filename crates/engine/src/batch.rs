@@ -40,6 +40,9 @@ pub struct Meta {
     pub dir: Dir,
     /// Why it was dropped, once it is.
     pub drop: Option<DropReason>,
+    /// For a segment a stage injected (see [`crate::Stage::take_injected`]): it goes to the
+    /// backend just after the packet `seq`, not just before it. False for every input packet.
+    pub after: bool,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -226,6 +229,7 @@ mod tests {
             orig: t,
             dir,
             drop: None,
+            after: false,
         };
         (frame, meta)
     }

@@ -57,7 +57,7 @@ mod threaded;
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
-use plsim_wire::{DropCounts, DropReason, SimTime};
+use plsim_wire::{DropCounts, DropReason, Place, SimTime};
 
 pub use batch::{Batch, Dir, Meta};
 pub use plsim_wire::LinkId;
@@ -89,6 +89,20 @@ pub trait Stage<Ev>: Send {
     fn take_answer(&mut self, out: &mut Vec<u8>) -> bool {
         let _ = out;
         false
+    }
+    /// Whether this stage may send a segment of its own to the backends just before a packet
+    /// it passes (a PROXY protocol header): then the engine walks forward runs packet after
+    /// packet, as for answers.
+    fn may_inject(&self) -> bool {
+        false
+    }
+    /// The segment to deliver to the backends with the packet [`Stage::forward`] just passed,
+    /// if the stage has one: its bytes appended to `out` (the packet's link layer), and whether
+    /// it goes just before or just after the packet. It goes through the stages after this one
+    /// (before the packet does), then to the backend.
+    fn take_injected(&mut self, out: &mut Vec<u8>) -> Option<Place> {
+        let _ = out;
+        None
     }
     /// Simulated time has reached `now`: run the timers that are due. Called before every input
     /// packet (whether or not it reaches this stage), and before every event.
@@ -124,6 +138,12 @@ pub trait Edge<Ev>: Send + Sync {
 pub trait BackendSide: Send {
     /// A forward packet was delivered to a backend.
     fn delivered(&mut self, frame: &[u8], meta: &Meta);
+    /// A segment a stage sent of its own (see [`Stage::take_injected`]) was delivered to a
+    /// backend, just before or after (`meta.after`) the packet whose `meta.seq` it carries.
+    /// Like `delivered` unless the backend side cares.
+    fn injected(&mut self, frame: &[u8], meta: &Meta) {
+        self.delivered(frame, meta);
+    }
     /// A backend-side packet is about to enter: address it, or say why it can't be.
     fn enter(&mut self, frame: &mut [u8], meta: &mut Meta) -> Result<(), DropReason>;
 }
@@ -289,6 +309,8 @@ pub struct RunStats {
     pub to_consumer: u64,
     /// Answers the path sent to the consumers (RSTs for refused SYNs), beside the input.
     pub answers: u64,
+    /// Segments the path sent to the backends beside the input (PROXY protocol headers).
+    pub injected: u64,
     /// Drops by reason, every stage together: each dropped packet once.
     pub dropped: DropCounts,
     /// Wall-clock nanoseconds each packet spent in the engine, from its batch's creation to its
@@ -316,6 +338,7 @@ impl RunStats {
             to_backend: 0,
             to_consumer: 0,
             answers: 0,
+            injected: 0,
             dropped: DropCounts::default(),
             latency_ns: histogram(),
             wall: Duration::ZERO,

@@ -51,14 +51,26 @@ where
                         stats.dropped.add(r);
                     }
                     let dropped_before = m.drop.is_some();
-                    match core.forward(frame, m, &mut answer) {
-                        None => {
-                            backend.delivered(frame, m);
-                            stats.to_backend += 1;
-                            taps.backend(frame, m);
+                    let verdict = core.forward(frame, m, &mut answer);
+                    let injected = answer.injected_meta.take().filter(|im| im.drop.is_none());
+                    // What goes just before the packet, the packet, what goes after.
+                    for after in [false, true] {
+                        if after {
+                            match verdict {
+                                None => {
+                                    backend.delivered(frame, m);
+                                    stats.to_backend += 1;
+                                    taps.backend(frame, m);
+                                }
+                                Some(r) if !dropped_before => stats.dropped.add(r),
+                                Some(_) => {}
+                            }
                         }
-                        Some(r) if !dropped_before => stats.dropped.add(r),
-                        Some(_) => {}
+                        if let Some(im) = injected.filter(|im| im.after == after) {
+                            backend.injected(&answer.injected, &im);
+                            stats.injected += 1;
+                            taps.backend(&answer.injected, &im);
+                        }
                     }
                     if let Some(mut am) = answer.meta.take()
                         && am.drop.is_none()

@@ -5,7 +5,7 @@
 use std::ops::Range;
 use std::time::{Duration, Instant};
 
-use plsim_wire::{DropCounts, DropReason, SimTime};
+use plsim_wire::{DropCounts, DropReason, Place, SimTime};
 
 use crate::{Batch, Dir, Meta, Stage};
 
@@ -18,17 +18,50 @@ pub struct RunCx {
     pub busy: Option<Vec<Duration>>,
 }
 
-/// A packet a core stage sent back in answer to one it refused (a RST for a SYN no port was
-/// free for, say), on its way to the consumer.
+/// What core stages sent of their own beside one packet: an answer to a packet they refused (a
+/// RST for a SYN no port was free for, say), on its way to the consumer, or a segment for the
+/// backend with a packet they passed (a PROXY protocol header).
 #[derive(Debug, Default)]
 pub struct Answer {
-    /// Its bytes (the same link layer as the packet it answers).
+    /// The answer's bytes (the same link layer as the packet it answers).
     pub frame: Vec<u8>,
     /// Its metadata, when there is an answer (`drop` set if a stage on the way back refused it).
     pub meta: Option<Meta>,
+    /// The injected segment's bytes (the same link layer as the packet it goes with).
+    pub injected: Vec<u8>,
+    /// Its metadata, when there is one: the packet's, travelling forward, `after` saying where
+    /// it goes (`drop` set if a stage after the one that sent it refused it).
+    pub injected_meta: Option<Meta>,
 }
 
 impl Answer {
+    /// Takes the segment `stage` injects ahead of the packet `m` it just passed, if it has one.
+    fn take_injected<Ev, S: Stage<Ev>>(&mut self, stage: &mut S, m: &Meta) -> bool {
+        self.injected.clear();
+        let Some(place) = stage.take_injected(&mut self.injected) else {
+            return false;
+        };
+        let view = plsim_wire::classify(m.linktype, &self.injected, self.injected.len()).ok();
+        self.injected_meta = Some(Meta {
+            wire_len: self.injected.len() as u32,
+            view,
+            drop: view.is_none().then_some(DropReason::Malformed),
+            after: place == Place::After,
+            ..*m
+        });
+        true
+    }
+
+    /// Sends the injected segment on through one stage after the one that sent it.
+    fn inject_through<Ev, S: Stage<Ev>>(&mut self, stage: &mut S) {
+        if let Some(m) = self.injected_meta.as_mut()
+            && m.drop.is_none()
+            && let Err(r) = stage.forward(&mut self.injected, m)
+        {
+            m.drop = Some(r);
+        }
+    }
+
     /// Takes the answer of `stage` to the packet `m` it just refused, if it has one.
     fn take<Ev, S: Stage<Ev>>(&mut self, stage: &mut S, m: &Meta) -> bool {
         self.frame.clear();
@@ -73,12 +106,15 @@ pub trait Stages<Ev>: Send {
     ) -> Option<DropReason>;
     /// One packet back through every stage in reverse path order, as [`Stages::forward`].
     fn reverse(&mut self, frame: &mut [u8], meta: &mut Meta) -> Option<DropReason>;
-    /// Whether some stage may answer a packet it refuses (see [`Stage::may_answer`]).
-    fn may_answer(&self) -> bool;
+    /// Whether some stage may answer a packet it refuses or inject a segment ahead of one it
+    /// passes (see [`Stage::may_answer`], [`Stage::may_inject`]).
+    fn packet_major(&self) -> bool;
     /// A run of packets that all travel forward. Exactly what [`Stages::forward`] does to
     /// each packet in turn: stage after stage, each stage over the whole run (prefetching it
-    /// first); packet after packet when a stage may answer (an answer must pass the stages
-    /// before it before they see the next packet). Answers are appended to `answers`.
+    /// first); packet after packet when a stage may answer or inject (an answer must pass the
+    /// stages before it before they see the next packet). Answers and injected segments are
+    /// appended to `answers`, in input order (an injected segment before an answer of the same
+    /// packet, which can't have both).
     fn forward_run(
         &mut self,
         batch: &mut Batch,
@@ -164,6 +200,9 @@ fn packet_major<Ev, C: Stages<Ev>>(
         {
             cx.dropped.add(r);
         }
+        if let Some(im) = answer.injected_meta.take() {
+            answers.push(&answer.injected, im);
+        }
         if let Some(am) = answer.meta.take() {
             answers.push(&answer.frame, am);
         }
@@ -180,6 +219,8 @@ impl<Ev, A: Stage<Ev>> Stages<Ev> for (A,) {
     ) -> Option<DropReason> {
         if step(&mut self.0, frame, m, Dir::Forward) {
             answer.take(&mut self.0, m);
+        } else if m.drop.is_none() {
+            answer.take_injected(&mut self.0, m);
         }
         m.drop
     }
@@ -187,8 +228,8 @@ impl<Ev, A: Stage<Ev>> Stages<Ev> for (A,) {
         step(&mut self.0, frame, m, Dir::Return);
         m.drop
     }
-    fn may_answer(&self) -> bool {
-        self.0.may_answer()
+    fn packet_major(&self) -> bool {
+        self.0.may_answer() || self.0.may_inject()
     }
     fn forward_run(
         &mut self,
@@ -197,7 +238,7 @@ impl<Ev, A: Stage<Ev>> Stages<Ev> for (A,) {
         cx: &mut RunCx,
         answers: &mut Batch,
     ) {
-        if self.may_answer() {
+        if self.packet_major() {
             prefetch(&self.0, batch, run.clone(), Dir::Forward);
             packet_major(self, batch, run, cx, answers);
         } else {
@@ -225,9 +266,18 @@ impl<Ev, A: Stage<Ev>, B: Stage<Ev>> Stages<Ev> for (A, B) {
     ) -> Option<DropReason> {
         if step(&mut self.0, frame, m, Dir::Forward) {
             answer.take(&mut self.0, m);
+        } else if m.drop.is_none() && answer.take_injected(&mut self.0, m) {
+            // Ahead of the packet through the second stage.
+            self.1.tick(m.ts);
+            answer.inject_through(&mut self.1);
         }
-        if step(&mut self.1, frame, m, Dir::Forward) && answer.take(&mut self.1, m) {
-            answer.back(&mut self.0);
+        if step(&mut self.1, frame, m, Dir::Forward) {
+            if answer.take(&mut self.1, m) {
+                answer.back(&mut self.0);
+            }
+        } else if m.drop.is_none() && answer.injected_meta.is_none() {
+            // One injected segment a packet at most: the first stage's wins.
+            answer.take_injected(&mut self.1, m);
         }
         m.drop
     }
@@ -236,8 +286,8 @@ impl<Ev, A: Stage<Ev>, B: Stage<Ev>> Stages<Ev> for (A, B) {
         step(&mut self.0, frame, m, Dir::Return);
         m.drop
     }
-    fn may_answer(&self) -> bool {
-        self.0.may_answer() || self.1.may_answer()
+    fn packet_major(&self) -> bool {
+        self.0.may_answer() || self.1.may_answer() || self.0.may_inject() || self.1.may_inject()
     }
     fn forward_run(
         &mut self,
@@ -246,7 +296,7 @@ impl<Ev, A: Stage<Ev>, B: Stage<Ev>> Stages<Ev> for (A, B) {
         cx: &mut RunCx,
         answers: &mut Batch,
     ) {
-        if self.may_answer() {
+        if self.packet_major() {
             prefetch(&self.0, batch, run.clone(), Dir::Forward);
             packet_major(self, batch, run, cx, answers);
         } else {

@@ -18,7 +18,8 @@ use plsim_wire::SimTime;
 
 use crate::stages::RunCx;
 use crate::{
-    BackendSide, Batch, Dir, Edge, Feeder, Fill, Finished, Options, Parts, RunStats, Stages, Taps,
+    BackendSide, Batch, Dir, Edge, Feeder, Fill, Finished, Meta, Options, Parts, RunStats, Stages,
+    Taps,
 };
 
 /// Batches the driver keeps in flight (sent to the core, not yet back).
@@ -75,8 +76,8 @@ fn core_loop<Ev, C: Stages<Ev>, B: BackendSide>(
     pool: &Pool,
     tapping: bool,
     cx: &mut RunCx,
-) -> u64 {
-    let mut to_backend = 0;
+) -> (u64, u64) {
+    let (mut to_backend, mut injected) = (0, 0);
     for msg in rx {
         match msg {
             Msg::Batch(mut b) => {
@@ -84,15 +85,31 @@ fn core_loop<Ev, C: Stages<Ev>, B: BackendSide>(
                 let mut answers = pool.get();
                 let n = b.len();
                 let mut i = 0;
+                // The next of `answers` to look at for segments injected ahead of a packet.
+                let mut next = 0;
                 while i < n {
                     let end = b.run_end(i);
                     if b.meta(i).dir == Dir::Forward {
                         core.forward_run(&mut b, i..end, cx, &mut answers);
                         for k in i..end {
                             let (frame, m) = b.get(k);
-                            if m.drop.is_none() {
-                                backend.delivered(frame, m);
-                                to_backend += 1;
+                            // What goes just before the packet, the packet, what goes after.
+                            for after in [false, true] {
+                                if after && m.drop.is_none() {
+                                    backend.delivered(frame, m);
+                                    to_backend += 1;
+                                }
+                                while next < answers.len()
+                                    && answers.meta(next).seq == m.seq
+                                    && (after || !answers.meta(next).after)
+                                {
+                                    let (f, a) = answers.get(next);
+                                    if a.dir == Dir::Forward && a.drop.is_none() {
+                                        backend.injected(f, a);
+                                        injected += 1;
+                                    }
+                                    next += 1;
+                                }
                             }
                         }
                     } else {
@@ -127,7 +144,7 @@ fn core_loop<Ev, C: Stages<Ev>, B: BackendSide>(
             Msg::Stop => break,
         }
     }
-    to_backend
+    (to_backend, injected)
 }
 
 /// The taps' loop: writes each batch's packets as each side saw them, in input order.
@@ -155,8 +172,17 @@ fn write_batch<T: Taps>(taps: &mut T, w: &TapWork) {
                 let (f, sm) = sent.next().expect("every consumer-side packet was copied");
                 debug_assert_eq!(sm.seq, m.seq);
                 taps.consumer(f, sm);
+                let injected = |a: &Meta, after: bool| {
+                    a.seq == m.seq && a.dir == Dir::Forward && a.after == after
+                };
+                while let Some((f, a)) = answers.next_if(|(_, a)| injected(a, false)) {
+                    taps.backend(f, a);
+                }
                 if m.drop.is_none() {
                     taps.backend(frame, m);
+                }
+                while let Some((f, a)) = answers.next_if(|(_, a)| injected(a, true)) {
+                    taps.backend(f, a);
                 }
                 if let Some((f, a)) = answers.next_if(|(_, a)| a.seq == m.seq) {
                     taps.consumer(f, a);
@@ -203,7 +229,7 @@ where
     let mut stats = RunStats::new(C::LEN);
     let timed = opts.stage_times;
 
-    let (core, backend, core_cx, to_backend, taps) = thread::scope(|scope| {
+    let (core, backend, core_cx, (to_backend, injected), taps) = thread::scope(|scope| {
         let core_pool = pool.clone();
         let core_thread = scope.spawn(move || {
             let (mut core, mut backend) = (core, backend);
@@ -211,7 +237,7 @@ where
                 busy: timed.then(|| vec![Duration::ZERO; C::LEN]),
                 ..RunCx::default()
             };
-            let to_backend = core_loop(
+            let (to_backend, injected) = core_loop(
                 &mut core,
                 &mut backend,
                 core_rx,
@@ -220,7 +246,7 @@ where
                 tapping,
                 &mut cx,
             );
-            (core, backend, cx, to_backend)
+            (core, backend, cx, to_backend, injected)
         });
         let tap_pool = pool.clone();
         let tap_thread = scope.spawn(move || {
@@ -253,7 +279,7 @@ where
                 stats.count(m);
             }
             for (frame, m) in answers.iter_mut() {
-                if m.drop.is_none() {
+                if m.dir == Dir::Return && m.drop.is_none() {
                     match edge.reverse(frame, m) {
                         Ok(()) => stats.answers += 1,
                         Err(r) => m.drop = Some(r),
@@ -366,12 +392,14 @@ where
         }
         drop(to_core);
         drop(tap_tx);
-        let (core, backend, cx, to_backend) = core_thread.join().expect("the core thread");
+        let (core, backend, cx, to_backend, injected) =
+            core_thread.join().expect("the core thread");
         let taps = tap_thread.join().expect("the tap thread");
-        (core, backend, cx, to_backend, taps)
+        (core, backend, cx, (to_backend, injected), taps)
     });
 
     stats.to_backend = to_backend;
+    stats.injected = injected;
     stats.dropped.merge(&core_cx.dropped);
     if let Some(busy) = core_cx.busy {
         stats.busy[1..].copy_from_slice(&busy);

@@ -9,7 +9,7 @@ use plsim_engine::{
     BackendSide, Batch, Dir, Edge, Engine, Feeder, Fill, Meta, Options, Parts, Stage, Taps, run,
 };
 use plsim_wire::build::{TcpSegment, tuple};
-use plsim_wire::{DropReason, LinkId, LinkType, SimTime, TcpFlags, classify};
+use plsim_wire::{DropReason, LinkId, LinkType, Place, SimTime, TcpFlags, classify};
 use proptest::prelude::*;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,6 +32,10 @@ struct Recorder {
     /// Answer every packet it refuses (with the packet, one byte changed).
     answers: bool,
     answer: Vec<u8>,
+    /// Send a segment of its own with some packets it passes (the packet, one byte changed),
+    /// before or after it as its state says.
+    injects: bool,
+    injected: Option<(Vec<u8>, Place)>,
 }
 
 impl Recorder {
@@ -44,6 +48,8 @@ impl Recorder {
             byte,
             answers: false,
             answer: Vec::new(),
+            injects: false,
+            injected: None,
         }
     }
     fn mix(&mut self, x: u64) {
@@ -62,6 +68,16 @@ impl Recorder {
             }
             Err(self.reason)
         } else {
+            if self.injects && tag == 3 && self.state % 5 < 2 {
+                let mut seg = frame.to_vec();
+                seg[62] ^= 0x11;
+                let place = if self.state.is_multiple_of(5) {
+                    Place::Before
+                } else {
+                    Place::After
+                };
+                self.injected = Some((seg, place));
+            }
             Ok(())
         }
     }
@@ -87,6 +103,14 @@ impl Stage<u32> for Recorder {
         } else {
             false
         }
+    }
+    fn may_inject(&self) -> bool {
+        self.injects
+    }
+    fn take_injected(&mut self, out: &mut Vec<u8>) -> Option<Place> {
+        let (seg, place) = self.injected.take()?;
+        out.extend_from_slice(&seg);
+        Some(place)
     }
     const PREFETCH: bool = true;
     fn tick(&mut self, now: SimTime) {
@@ -215,6 +239,7 @@ impl Feeder<u32> for Toy {
                     orig: t,
                     dir,
                     drop: pre.then_some(DropReason::NonTcp),
+                    after: false,
                 },
             );
             if step.event {
@@ -244,6 +269,7 @@ impl Taps for Collect {
 struct Result_ {
     counts: (u64, u64, u64, u64, Vec<(DropReason, u64)>),
     answers: u64,
+    injected: u64,
     links: Vec<plsim_engine::LinkCounts>,
     span: (Option<SimTime>, Option<SimTime>),
     lb: Vec<Seen>,
@@ -265,14 +291,28 @@ fn go_answering(
     after: u32,
     answers: bool,
 ) -> Result_ {
+    go_with(steps, engine, batch, after, answers, false)
+}
+
+fn go_with(
+    steps: &[Step],
+    engine: Engine,
+    batch: usize,
+    after: u32,
+    answers: bool,
+    injects: bool,
+) -> Result_ {
     let mut snat = Recorder::new(11, DropReason::PortExhausted, 57);
     snat.answers = answers;
+    snat.injects = injects;
+    let mut lb = Recorder::new(7, DropReason::NoRule, 56);
+    lb.injects = injects;
     let parts = Parts {
         edge: Gate {
             closed_every: 5,
             events: 0,
         },
-        core: (Recorder::new(7, DropReason::NoRule, 56), snat),
+        core: (lb, snat),
         backend: Backends::default(),
     };
     let mut toy = Toy {
@@ -303,6 +343,7 @@ fn go_answering(
         ),
         span: (s.first_ts, s.last_ts),
         answers: s.answers,
+        injected: s.injected,
         links: s.links.clone(),
         lb_state: lb.state,
         snat_state: snat.state,
@@ -437,6 +478,43 @@ fn answers_reach_the_consumer_right_after_what_they_answer() {
 }
 
 #[test]
+fn injected_segments_reach_the_backend_right_before_or_after_their_packet() {
+    let st = steps(5_000, 5);
+    let r = go_with(&st, Engine::Threaded, 64, 0, true, true);
+    assert!(r.injected > 100, "{}", r.injected);
+    // On the backend side, an injected segment shares its packet's `seq`: every repeated
+    // `seq` there is one injected segment, a copy of a passed packet with byte 62 changed.
+    let mut repeats = 0;
+    for w in r.taps.backend.windows(2) {
+        if w[0].0 == w[1].0 {
+            repeats += 1;
+            assert!(w.iter().all(|(_, d, _)| *d == Dir::Forward));
+            let (a, b) = (&w[0].2, &w[1].2);
+            let differ: Vec<usize> = (0..a.len()).filter(|&i| a[i] != b[i]).collect();
+            // The packet went on through the second stage after the copy was made (or the
+            // copy passed it): they differ where the copy was changed and where the second
+            // stage stamped each.
+            assert!(differ.contains(&62) || differ.contains(&57), "{differ:?}");
+        }
+    }
+    // A segment the first stage injected may reach the backend without its packet (the
+    // second stage refused the packet), never the other way round.
+    assert!(
+        repeats > 0 && repeats <= r.injected,
+        "{repeats} of {}",
+        r.injected
+    );
+    let forward = r.taps.backend.iter().filter(|(_, d, _)| *d == Dir::Forward);
+    assert_eq!(forward.count() as u64, r.counts.2 + r.injected);
+    assert_eq!(r.backends.0.len() as u64, r.counts.2 + r.injected);
+    // Outside the balance: every input packet counted once.
+    let (cin, bin, to_b, to_c, drops) = &r.counts;
+    let dropped: u64 = drops.iter().map(|(_, n)| n).sum();
+    assert_eq!(cin + bin, to_b + to_c + dropped);
+    assert_eq!(r, go_with(&st, Engine::Sequential, 1, 0, true, true));
+}
+
+#[test]
 fn threaded_equals_sequential_on_a_long_input() {
     let st = steps(20_000, 99);
     let reference = go(&st, Engine::Sequential, 1, 3);
@@ -476,6 +554,18 @@ proptest! {
     ) {
         let reference = go_answering(&st, Engine::Sequential, 1, 1, true);
         prop_assert_eq!(go_answering(&st, Engine::Threaded, batch, 1, true), reference);
+    }
+
+    /// Stages that inject segments before and after packets they pass, and answer what
+    /// they refuse: still the sequential result, every byte in its place.
+    #[test]
+    fn threaded_equals_sequential_with_injections(
+        st in prop::collection::vec(step_strategy(), 0..300),
+        batch in prop_oneof![Just(1usize), Just(3), 1usize..80, Just(1024)],
+        answers in any::<bool>(),
+    ) {
+        let reference = go_with(&st, Engine::Sequential, 1, 1, answers, true);
+        prop_assert_eq!(go_with(&st, Engine::Threaded, batch, 1, answers, true), reference);
     }
 
     /// Any input, any batch size: the threaded engine gives the sequential result.

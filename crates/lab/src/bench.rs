@@ -176,6 +176,7 @@ fn meta(seq: u64, view: Ipv4Tcp, dir: Dir, vnet: u32) -> Meta {
         orig: view.tuple(),
         dir,
         drop: None,
+        after: false,
     }
 }
 

@@ -176,6 +176,7 @@ pub fn snat_configs(scenario: &Scenario, plane: &ControlPlane, pickup: bool) -> 
             timers: s.timers,
             pickup,
             rst_on_exhaustion: s.rst_on_exhaustion,
+            proxy_protocol: s.enable_proxy_protocol,
         })
         .collect()
 }
@@ -333,7 +334,7 @@ impl Path {
                     .iter()
                     .map(|s| service_backends(scenario, &s.frontend))
                     .collect(),
-                links.iter().map(|l| (l.id, l.service)),
+                links.iter().map(|l| (l.id, l.service, l.private_ip)),
             ),
             events,
             routes,

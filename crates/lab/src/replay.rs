@@ -407,6 +407,7 @@ impl FeedState {
             },
             dir: Dir::Forward,
             drop: None,
+            after: false,
         };
         let view = match classify(p.link, p.data, p.wire_len) {
             Ok(v) => v,
@@ -549,6 +550,9 @@ struct Ends {
     backend: (Ipv4Addr, u16),
     nat: (Ipv4Addr, u16),
     last: u64,
+    /// Once a PROXY protocol header reached the backend: where it starts in the consumer's
+    /// stream and its length. The backend's acknowledgements cover it from then on.
+    header: Option<(u32, u32)>,
 }
 
 impl BackendEmulation {
@@ -608,6 +612,7 @@ impl BackendSide for BackendEmulation {
             backend: (t.dst, t.dport),
             nat: (t.src, t.sport),
             last: now,
+            header: None,
         };
         let key = (meta.vnet, meta.orig);
         if v.is_syn() {
@@ -618,6 +623,15 @@ impl BackendSide for BackendEmulation {
             && let Some(e) = self.ends.get_mut(&key)
         {
             e.last = now;
+        }
+    }
+
+    fn injected(&mut self, frame: &[u8], meta: &Meta) {
+        // A PROXY protocol header: the backend received it, so its acknowledgements (taken
+        // from the capture's server, who never saw it) must cover it.
+        let Some(v) = meta.view else { return };
+        if let Some(e) = self.ends.get_mut(&(meta.vnet, meta.orig)) {
+            e.header = Some((v.seq(frame), v.payload_len() as u32));
         }
     }
 
@@ -636,6 +650,7 @@ impl BackendSide for BackendEmulation {
         let Some(Ends {
             backend: (b, bp),
             nat: (n, np),
+            header,
             ..
         }) = found
         else {
@@ -644,6 +659,19 @@ impl BackendSide for BackendEmulation {
         let v = meta.view.as_mut().ok_or(DropReason::NoFlow)?;
         v.set_source(frame, b, bp);
         v.set_destination(frame, n, np);
+        if let Some((start, len)) = header
+            && v.has(plsim_wire::TcpFlags::ACK)
+        {
+            let cover = |a: u32| {
+                if a.wrapping_sub(start) as i32 >= 0 {
+                    a.wrapping_add(len)
+                } else {
+                    a
+                }
+            };
+            v.set_ack(frame, cover(v.ack(frame)));
+            v.map_sack(frame, cover);
+        }
         Ok(())
     }
 }

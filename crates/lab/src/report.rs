@@ -80,6 +80,13 @@ pub fn summary(what: &str, s: &Summary) -> String {
             s.packets.rst_to_consumer
         );
     }
+    if s.packets.proxy_headers > 0 {
+        wl!(
+            o,
+            "  PROXY headers  {} (PROXY protocol v2, to the backends)",
+            s.packets.proxy_headers
+        );
+    }
     for c in &s.connections {
         let drops: Vec<String> = c
             .dropped
@@ -122,6 +129,13 @@ pub fn summary(what: &str, s: &Summary) -> String {
             t.connections,
             t.bytes_verified
         );
+        if let Some(n) = t.proxy_headers_verified {
+            wl!(
+                o,
+                "  PROXY headers  {n} of {} verified by the backends",
+                t.connections
+            );
+        }
     } else {
         wl!(
             o,

@@ -257,7 +257,7 @@ pub fn show(scenario: &Scenario) -> Result<Show> {
             backends,
             nat_subnet: s.nat_subnet.clone(),
             nat_ips: p.nat_ips.clone(),
-            proxy_protocol: false,
+            proxy_protocol: s.enable_proxy_protocol,
             connections: p.connections.clone(),
         });
     }

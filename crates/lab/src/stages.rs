@@ -7,7 +7,7 @@ use std::time::Duration;
 use plsim_endpoint::{Endpoint, EndpointTable, VnetId};
 use plsim_lb::Lb;
 use plsim_snat::Snat;
-use plsim_wire::{DropReason, Ipv4Tcp, LinkId, SimTime};
+use plsim_wire::{DropReason, Ipv4Tcp, LinkId, Place, SimTime};
 
 use plsim_engine::{Dir, Edge, Meta, Stage};
 
@@ -165,15 +165,23 @@ pub struct SnatStage {
     answers: bool,
     /// The RST for the SYN the last `forward` refused (its link header, then the IPv4 packet).
     answer: Vec<u8>,
+    /// Some service sends PROXY protocol headers.
+    proxies: bool,
+    /// The private endpoint's address by link id (what a PROXY protocol header names).
+    endpoints: Vec<Ipv4Addr>,
+    /// The PROXY protocol segment due with the packet the last `forward` passed, and where.
+    injected: Vec<u8>,
+    injected_place: Option<Place>,
 }
 
 impl SnatStage {
     /// One engine per service (in service order), with the NAT IPs each owns, the number of
-    /// backends each serves, and the service of each link known at the start.
+    /// backends each serves, and the service and private endpoint address of each link known
+    /// at the start.
     pub fn new(
         engines: Vec<Snat>,
         backends: Vec<u64>,
-        links: impl IntoIterator<Item = (LinkId, usize)>,
+        links: impl IntoIterator<Item = (LinkId, usize, Ipv4Addr)>,
     ) -> SnatStage {
         let owners = engines
             .iter()
@@ -181,6 +189,7 @@ impl SnatStage {
             .flat_map(|(i, e)| e.config().nat_ips.iter().map(move |&ip| (ip, i)))
             .collect();
         let answers = engines.iter().any(|e| e.config().rst_on_exhaustion);
+        let proxies = engines.iter().any(|e| e.config().proxy_protocol);
         let mut s = SnatStage {
             engines,
             series: None,
@@ -189,19 +198,25 @@ impl SnatStage {
             backends,
             answers,
             answer: Vec::new(),
+            proxies,
+            endpoints: Vec::new(),
+            injected: Vec::new(),
+            injected_place: None,
         };
-        for (link, service) in links {
-            s.set_service(link, service);
+        for (link, service, endpoint) in links {
+            s.set_service(link, service, endpoint);
         }
         s
     }
 
-    fn set_service(&mut self, link: LinkId, service: usize) {
+    fn set_service(&mut self, link: LinkId, service: usize, endpoint: Ipv4Addr) {
         let i = link.0 as usize;
         if self.services.len() <= i {
             self.services.resize(i + 1, None);
+            self.endpoints.resize(i + 1, Ipv4Addr::UNSPECIFIED);
         }
         self.services[i] = Some(service as u16);
+        self.endpoints[i] = endpoint;
     }
 
     /// Makes room in every engine for `flows` more flows without growing on the packet path.
@@ -315,6 +330,14 @@ impl Stage<Event> for SnatStage {
         out.append(&mut self.answer);
         true
     }
+    fn may_inject(&self) -> bool {
+        self.proxies
+    }
+    fn take_injected(&mut self, out: &mut Vec<u8>) -> Option<Place> {
+        let place = self.injected_place.take()?;
+        out.append(&mut self.injected);
+        Some(place)
+    }
     #[inline]
     fn forward(&mut self, frame: &mut [u8], meta: &mut Meta) -> Result<(), DropReason> {
         let (link, ts) = (meta.link, meta.ts);
@@ -326,6 +349,17 @@ impl Stage<Event> for SnatStage {
             .ok_or(DropReason::NoFlow)?;
         let engine = &mut self.engines[usize::from(s)];
         let r = engine.outbound(link, frame, view(meta), ts);
+        if self.proxies {
+            self.injected.clear();
+            self.injected_place = None;
+            if r.is_ok() {
+                // The header names the private endpoint as the consumer addressed it.
+                let pe = self.endpoints[link.0 as usize];
+                let endpoint = std::net::SocketAddrV4::new(pe, meta.orig.dport);
+                self.injected_place =
+                    engine.proxy_segment(endpoint, frame, view(meta), &mut self.injected);
+            }
+        }
         if let Some(rst) = engine.rst_reply() {
             // The answer: the SYN's link header (addresses swapped), then the RST.
             self.answer.clear();
@@ -380,7 +414,12 @@ impl Stage<Event> for SnatStage {
     }
     fn apply(&mut self, event: &Event, now: SimTime) -> Vec<Event> {
         match event {
-            &Event::LinkApproved { link, service, .. } => self.set_service(link, service),
+            &Event::LinkApproved {
+                link,
+                service,
+                endpoint,
+                ..
+            } => self.set_service(link, service, endpoint),
             &Event::LinkClosed { link, service } => {
                 if let Some(e) = self.engines.get_mut(service) {
                     e.teardown(link, now);

@@ -45,6 +45,11 @@ pub struct Tcp {
     pub completed: u32,
     /// Bytes the clients verified.
     pub bytes_verified: u64,
+    /// With a service that sends PROXY protocol v2 headers: the backend connections whose
+    /// header the backend parsed (with the `ppp` crate) and found naming its client, the
+    /// private endpoint and the connection's link id. Absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub proxy_headers_verified: Option<u32>,
 }
 
 /// What was read.
@@ -81,6 +86,10 @@ pub struct Packets {
     /// RSTs the path sent to consumers for SYNs it had no NAT port for (services with
     /// `rst_on_exhaustion`); not input packets, so outside the balance above.
     pub rst_to_consumer: u64,
+    /// PROXY protocol v2 headers the path sent to backends, one per connection of a service
+    /// with `enable_proxy_protocol` (each its own segment ahead of the connection's first
+    /// packet after the SYN); not input packets, so outside the balance above.
+    pub proxy_headers: u64,
 }
 
 /// Drops by reason: in JSON, one key per reason (every reason, zero or not), in the order of
@@ -316,6 +325,7 @@ pub fn summarize<B, T>(
             to_consumer: s.to_consumer,
             dropped: Dropped::from(&s.dropped),
             rst_to_consumer: s.answers,
+            proxy_headers: s.injected,
         },
         flows,
         nat_ips,

@@ -7,8 +7,8 @@ use std::net::SocketAddrV4;
 use std::time::{Duration, Instant};
 
 use plsim_control::Scenario;
-use plsim_traffic::tcp::{EchoOutcome, EchoSpec, Path as TcpPath, run_echo};
-use plsim_wire::{DropReason, Ipv4Tcp, LinkId, LinkType, SimTime};
+use plsim_traffic::tcp::{EchoOutcome, EchoSpec, Path as TcpPath, ProxyExpect, run_echo};
+use plsim_wire::{DropReason, Ipv4Tcp, LinkId, LinkType, Place, SimTime};
 
 use plsim_engine::{AsIs, Dir, Edge, LinkCounts, Meta, NoTaps, Parts, RunStats, Stage};
 
@@ -71,6 +71,7 @@ impl Serial {
             orig: view.tuple(),
             dir,
             drop: None,
+            after: false,
         }
     }
 
@@ -129,6 +130,10 @@ impl TcpPath for Serial {
         self.lb.tick(now);
         self.snat.tick(now);
     }
+
+    fn take_injected(&mut self, out: &mut Vec<u8>) -> Option<Place> {
+        self.snat.take_injected(out)
+    }
 }
 
 /// The path of `scenario` as a serial path, and an echo spec aimed at its first endpoint (port
@@ -162,6 +167,18 @@ pub fn serial(scenario: &Scenario, connections: u32, bytes: u64) -> Result<(Seri
         .max()
         .unwrap_or(Duration::from_secs(240));
     spec.linger = hold + Duration::from_secs(1);
+    // The backends check the PROXY protocol header when the endpoint's service sends one.
+    spec.proxy = built
+        .connections
+        .iter()
+        .find(|c| c.endpoint == route.name)
+        .filter(|c| {
+            scenario
+                .services
+                .iter()
+                .any(|s| s.name == c.service && s.enable_proxy_protocol)
+        })
+        .map(|c| ProxyExpect { link_id: c.link.0 });
     let serial = Serial {
         endpoint: built.endpoint,
         lb: built.lb,
@@ -182,6 +199,7 @@ pub fn echo_summary(
     bytes: u64,
 ) -> Result<(Summary, EchoOutcome<Serial>)> {
     let (path, spec) = serial(scenario, connections, bytes)?;
+    let proxied = spec.proxy.is_some();
     let start = Instant::now();
     let out = run_echo(path, &spec)?;
     let wall = start.elapsed();
@@ -201,6 +219,7 @@ pub fn echo_summary(
         to_backend: out.to_backend,
         to_consumer: out.to_consumer,
         answers: 0,
+        injected: out.injected,
         dropped,
         latency_ns: plsim_engine::histogram(),
         wall,
@@ -227,6 +246,7 @@ pub fn echo_summary(
         connections: out.connections,
         completed: out.completed,
         bytes_verified: out.bytes_verified,
+        proxy_headers_verified: proxied.then_some(out.proxy_verified),
     });
     let (lb, snat) = fin.parts.core;
     let path = Serial {

@@ -265,6 +265,8 @@ struct Setting {
     reject: Option<f64>,
     down: Option<(f64, f64)>,
     add_nat_ip: Option<f64>,
+    /// The service sends PROXY protocol v2 headers.
+    proxy: bool,
 }
 
 fn setting() -> impl Strategy<Value = Setting> {
@@ -275,15 +277,17 @@ fn setting() -> impl Strategy<Value = Setting> {
         prop::option::weighted(0.3, 0.0f64..2_000.0),
         prop::option::weighted(0.4, (0.0f64..1_000.0, 0.0f64..5_000.0)),
         prop::option::weighted(0.3, 0.0f64..3_000.0),
+        any::<bool>(),
     )
         .prop_map(
-            |(nat_ips, ports, per_ip, reject, down, add_nat_ip)| Setting {
+            |(nat_ips, ports, per_ip, reject, down, add_nat_ip, proxy)| Setting {
                 nat_ips,
                 ports,
                 per_ip,
                 reject,
                 down,
                 add_nat_ip,
+                proxy,
             },
         )
 }
@@ -306,6 +310,7 @@ fn scenario_of(s: &Setting) -> Scenario {
     svc.timers.transitory = Duration::from_secs(30);
     svc.timers.fin_hold = Duration::from_secs(20);
     svc.timers.rst_hold = Duration::from_secs(5);
+    svc.enable_proxy_protocol = s.proxy;
     let backend = sc.load_balancer.pools[0].backends[1];
     if let Some(at) = s.reject {
         sc.timeline.push(Timeline::Reject {
@@ -354,6 +359,23 @@ proptest! {
             n(&p["consumer_in"]) + n(&p["backend_in"]),
             n(&p["to_backend"]) + n(&p["to_consumer"]) + dropped
         );
+        // PROXY protocol headers change the backend side only: the consumer's capture and
+        // every count are those of the same run without them.
+        if setting.proxy {
+            let plain = scenario_of(&Setting { proxy: false, ..setting.clone() });
+            let without = replay(&mut FrameSource::new(&frames, LinkType::Ethernet), &plain, pickup, Engine::Sequential, 1);
+            prop_assert!(found.consumer == without.consumer, "consumer.pcap differs with headers");
+            let mut a = found.summary.clone();
+            let headers = a["packets"].as_object_mut().unwrap().remove("proxy_headers");
+            let mut b = without.summary.clone();
+            b["packets"].as_object_mut().unwrap().remove("proxy_headers");
+            for s in [&mut a, &mut b] {
+                s.as_object_mut().unwrap().remove("throughput");
+                s.as_object_mut().unwrap().remove("latency_ns");
+            }
+            prop_assert_eq!(a, b);
+            prop_assert!(headers.unwrap().as_u64().unwrap() <= n(&found.summary["flows"]["created"]));
+        }
     }
 }
 

@@ -48,6 +48,7 @@ fn packet(t: FlowTuple, flags: u8, vnet: u32, dir: Dir, seq: u64) -> (Vec<u8>, M
         orig: t,
         dir,
         drop: None,
+        after: false,
     };
     (frame, meta)
 }

@@ -33,6 +33,10 @@ pub struct SnatConfig {
     /// Answer a SYN refused for port exhaustion with a RST to the consumer (see
     /// [`crate::Snat::rst_reply`]). Azure drops it silently, which is the default.
     pub rst_on_exhaustion: bool,
+    /// Start the backend side of every connection with a PROXY protocol v2 header carrying the
+    /// consumer's address and the connection's link id (Azure's "TCP proxy v2"; see
+    /// [`crate::proxy`] and [`crate::Snat::proxy_segment`]). Off by default.
+    pub proxy_protocol: bool,
 }
 
 impl Default for SnatConfig {
@@ -46,6 +50,7 @@ impl Default for SnatConfig {
             timers: Timers::default(),
             pickup: false,
             rst_on_exhaustion: false,
+            proxy_protocol: false,
         }
     }
 }

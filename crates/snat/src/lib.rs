@@ -73,6 +73,7 @@ mod bitmap;
 mod config;
 mod flow;
 mod ports;
+pub mod proxy;
 mod stats;
 mod tcp;
 mod translate;
@@ -129,6 +130,8 @@ pub struct Snat {
     created_by_link: Vec<u64>,
     drops: DropCounts,
     rst: Vec<u8>,
+    /// With [`SnatConfig::proxy_protocol`]: the PROXY protocol state of every flow.
+    proxy: Option<proxy::Proxy>,
 }
 
 impl Snat {
@@ -152,6 +155,7 @@ impl Snat {
             live_peak: 0,
             drops: DropCounts::default(),
             rst: Vec::new(),
+            proxy: cfg.proxy_protocol.then(proxy::Proxy::default),
             cfg,
         })
     }
@@ -272,6 +276,22 @@ impl Snat {
         (!self.rst.is_empty()).then_some(&self.rst[..])
     }
 
+    /// With [`SnatConfig::proxy_protocol`]: when the packet the last [`Snat::outbound`] passed
+    /// (`frame`, as it left, and its view) is the first of its connection after the SYN, writes
+    /// the PROXY protocol v2 segment the backend gets with it into `out` (the same link layer;
+    /// see [`proxy`]) and says whether it goes just before or just after the packet.
+    /// `endpoint` is the private endpoint's address and port as the consumer addressed them.
+    /// `None` after any other call.
+    pub fn proxy_segment(
+        &self,
+        endpoint: std::net::SocketAddrV4,
+        frame: &[u8],
+        view: &plsim_wire::Ipv4Tcp,
+        out: &mut Vec<u8>,
+    ) -> Option<plsim_wire::Place> {
+        self.proxy.as_ref()?.segment(endpoint, frame, view, out)
+    }
+
     /// The flow of connection `link` whose consumer-side tuple (after the load balancer) is
     /// `consumer` (`C:cp -> B:bp`), if there is one.
     pub fn flow(&self, link: LinkId, consumer: FlowTuple) -> Option<FlowInfo> {
@@ -309,7 +329,9 @@ impl Snat {
     /// Heap bytes of all the flow state: slab, both tables, timers, port bitmaps, host and
     /// block maps (capacities, not lengths: what the allocator really handed out).
     pub fn memory_bytes(&self) -> usize {
-        self.table.memory_bytes() + self.ports.memory_bytes()
+        self.table.memory_bytes()
+            + self.ports.memory_bytes()
+            + self.proxy.as_ref().map_or(0, proxy::Proxy::memory_bytes)
     }
 
     // ---- timers ----

@@ -930,6 +930,7 @@ fn config_strategy() -> impl Strategy<Value = SnatConfig> {
                     rst_hold: Duration::from_secs(15),
                 },
                 rst_on_exhaustion: false,
+                proxy_protocol: false,
             },
         )
 }

@@ -26,7 +26,11 @@ impl Snat {
         now: SimTime,
     ) -> Result<(), DropReason> {
         self.rst.clear();
+        if let Some(p) = self.proxy.as_mut() {
+            p.clear_due();
+        }
         let now = self.advance(now);
+        let created = self.created;
         let t = view.tuple();
         let (c_ip, b_ip) = (u32::from(t.src), u32::from(t.dst));
         let h = out_hash(link, t);
@@ -61,6 +65,10 @@ impl Snat {
                 i
             }
         };
+        if let Some(p) = self.proxy.as_mut() {
+            // Opened or reopened by this packet: `created` moved.
+            p.outbound(idx, self.created != created, link, frame, view);
+        }
         let f = self.table.get(idx);
         view.set_source(frame, self.ports.nat_ip(f.nat), f.n_port);
         Ok(())
@@ -76,6 +84,9 @@ impl Snat {
         now: SimTime,
     ) -> Result<LinkId, DropReason> {
         self.rst.clear();
+        if let Some(p) = self.proxy.as_mut() {
+            p.clear_due();
+        }
         let now = self.advance(now);
         let t = view.tuple();
         let Some(nat) = self.ports.nat_index(u32::from(t.dst)) else {
@@ -92,6 +103,9 @@ impl Snat {
             return Err(DropReason::NoFlow);
         };
         self.on_packet(idx, Dir::In, view.flags(), now);
+        if let Some(p) = self.proxy.as_ref() {
+            p.inbound(idx, frame, view);
+        }
         let f = self.table.get(idx);
         view.set_destination(frame, Ipv4Addr::from(f.c_ip), f.c_port);
         Ok(LinkId(f.link))

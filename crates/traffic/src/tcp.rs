@@ -19,7 +19,7 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 
 use plsim_wire::hash::splitmix64;
-use plsim_wire::{DropCounts, DropReason, Ipv4Tcp, SimTime, classify_l3};
+use plsim_wire::{DropCounts, DropReason, Ipv4Tcp, Place, SimTime, classify_l3};
 use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
 use smoltcp::socket::tcp::{self, State};
 use smoltcp::time::{Duration as SmolDuration, Instant};
@@ -53,6 +53,21 @@ pub trait Path {
     /// Virtual time has reached `now`: run every timer due (expire idle flows, free the ports
     /// whose hold ended). Called whenever the clock moves, and once after the linger.
     fn tick(&mut self, now: SimTime);
+    /// After a `to_backend` that passed: a segment the path sends to the same backend with
+    /// that packet (a PROXY protocol header), its bare IPv4 bytes appended to `out`, and
+    /// whether it goes just before or just after the packet.
+    fn take_injected(&mut self, out: &mut Vec<u8>) -> Option<Place> {
+        let _ = out;
+        None
+    }
+}
+
+/// What the backends expect at the start of every connection: a PROXY protocol v2 header (the
+/// service's `enable_proxy_protocol`), parsed with the `ppp` crate, not with plsim's writer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProxyExpect {
+    /// The link id the Azure TLV must carry (the private endpoint's connection).
+    pub link_id: u32,
 }
 
 /// The first port a client host connects from; connection `i` of a run uses host
@@ -98,6 +113,10 @@ pub struct EchoSpec {
     /// retransmit. 0 (the default) never. Not every `n`-th: a fixed period can line up with a
     /// retransmission pattern and corrupt the same segment's every retry.
     pub corrupt_every: u64,
+    /// When set, every backend connection must start with a PROXY protocol v2 header naming
+    /// its client and the endpoint, with this link id; the backend checks it, strips it and
+    /// echoes the rest. `None` (the default): the stream is echoed as it comes.
+    pub proxy: Option<ProxyExpect>,
 }
 
 impl EchoSpec {
@@ -122,6 +141,7 @@ impl EchoSpec {
             time_limit: Duration::from_secs(3600),
             max_steps: 10_000_000,
             corrupt_every: 0,
+            proxy: None,
         }
     }
 
@@ -260,6 +280,15 @@ pub struct EchoOutcome<P> {
     pub in_flight: u64,
     /// Packets [`EchoSpec::corrupt_every`] corrupted.
     pub corrupted: u64,
+    /// Segments the path sent to the backends of its own (PROXY protocol headers), delivered
+    /// (outside the balance above).
+    pub injected: u64,
+    /// With [`EchoSpec::proxy`]: backend connections whose PROXY protocol header parsed and
+    /// named a client of the run (each once), the endpoint and the link id expected.
+    pub proxy_verified: u32,
+    /// With [`EchoSpec::proxy`]: backend connections whose stream did not start with such a
+    /// header (missing, malformed, or naming anything else).
+    pub proxy_bad: u32,
     /// TCP payload bytes every host sent, retransmissions included: `2 * connections * bytes`
     /// when nothing was lost.
     pub payload_sent: u64,
@@ -331,6 +360,8 @@ struct ClientConn {
 struct ServerConn {
     handle: SocketHandle,
     closing: bool,
+    /// A PROXY protocol header is still expected at the start of its stream.
+    header_due: bool,
 }
 
 enum Role {
@@ -357,6 +388,8 @@ struct InFlight {
     at: i64,
     host: usize,
     buf: Vec<u8>,
+    /// A segment the path sent of its own (counted as `injected`, not as delivered).
+    injected: bool,
 }
 
 /// Counters of a run, everything but the path.
@@ -377,6 +410,11 @@ struct Tally {
     corrupted: u64,
     with_payload: u64,
     payload_sent: u64,
+    injected: u64,
+    proxy_verified: u32,
+    proxy_bad: u32,
+    /// The clients PROXY protocol headers named so far.
+    proxied: std::collections::HashSet<SocketAddrV4>,
     first_ts: Option<SimTime>,
     last_ts: Option<SimTime>,
 }
@@ -462,6 +500,9 @@ pub fn run_echo<P: Path>(path: P, spec: &EchoSpec) -> Result<EchoOutcome<P>, Ech
         undeliverable: t.undeliverable,
         in_flight,
         corrupted: t.corrupted,
+        injected: t.injected,
+        proxy_verified: t.proxy_verified,
+        proxy_bad: t.proxy_bad,
         payload_sent: t.payload_sent,
         first_ts: t.first_ts,
         last_ts: t.last_ts,
@@ -544,7 +585,9 @@ impl<'s, P: Path> Sim<'s, P> {
             }
             while self.flight.front().is_some_and(|f| f.at <= now) {
                 let f = self.flight.pop_front().expect("checked");
-                if f.host < self.clients {
+                if f.injected {
+                    self.t.injected += 1;
+                } else if f.host < self.clients {
                     self.t.to_consumer += 1;
                 } else {
                     self.t.to_backend += 1;
@@ -669,6 +712,7 @@ impl<'s, P: Path> Sim<'s, P> {
                 conns.push(ServerConn {
                     handle: *listener,
                     closing: false,
+                    header_due: spec.proxy.is_some(),
                 });
                 *listener = listen(sockets, *p, spec);
             }
@@ -683,7 +727,9 @@ impl<'s, P: Path> Sim<'s, P> {
                     }
                 }
                 Role::Server { conns, .. } => {
-                    conns.retain_mut(|c| server_app(c, sockets, &mut self.scratch, &mut self.t));
+                    conns.retain_mut(|c| {
+                        server_app(c, sockets, spec, &mut self.scratch, &mut self.t)
+                    });
                 }
             }
             // smoltcp sends at most one segment per socket per egress pass: pass until quiet.
@@ -736,6 +782,33 @@ impl<'s, P: Path> Sim<'s, P> {
             self.bufs.give(buf);
             return;
         }
+        let mut injected = self.bufs.take(0);
+        let place = if from_client {
+            self.path.take_injected(&mut injected)
+        } else {
+            None
+        };
+        // To the same backend as the packet, after the same delay, before or after it.
+        let mut after = None;
+        match (place, self.by_addr.get(&view.tuple().dst).copied()) {
+            (None, _) => self.bufs.give(injected),
+            (Some(_), Some(host)) if host >= self.clients => {
+                let f = InFlight {
+                    at: now.saturating_add(delay),
+                    host,
+                    buf: injected,
+                    injected: true,
+                };
+                match place {
+                    Some(Place::Before) => self.flight.push_back(f),
+                    _ => after = Some(f),
+                }
+            }
+            (Some(_), _) => {
+                self.t.undeliverable += 1;
+                self.bufs.give(injected);
+            }
+        }
         let host = self
             .by_addr
             .get(&view.tuple().dst)
@@ -758,7 +831,9 @@ impl<'s, P: Path> Sim<'s, P> {
             at: now.saturating_add(delay),
             host,
             buf,
+            injected: false,
         });
+        self.flight.extend(after);
     }
 }
 
@@ -831,11 +906,18 @@ fn client_app(
 fn server_app(
     c: &mut ServerConn,
     sockets: &mut SocketSet<'static>,
+    spec: &EchoSpec,
     scratch: &mut [u8],
     t: &mut Tally,
 ) -> bool {
     let s = sockets.get_mut::<tcp::Socket>(c.handle);
-    while s.can_recv() && s.may_send() {
+    if c.header_due
+        && let Some(expect) = spec.proxy
+        && s.can_recv()
+    {
+        proxy_header(c, s, spec, expect, scratch, t);
+    }
+    while !c.header_due && s.can_recv() && s.may_send() {
         let room = s.send_capacity() - s.send_queue();
         let room = room.min(scratch.len());
         if room == 0 {
@@ -864,6 +946,73 @@ fn server_app(
         }
         _ => true,
     }
+}
+
+/// Reads the PROXY protocol v2 header at the start of a backend connection's stream with the
+/// `ppp` crate, checks it names a client of the run (each client once), the endpoint and the
+/// expected link id, and strips it. A stream that can't start with one counts as bad and is
+/// echoed as it is.
+fn proxy_header(
+    c: &mut ServerConn,
+    s: &mut tcp::Socket<'static>,
+    spec: &EchoSpec,
+    expect: ProxyExpect,
+    scratch: &mut [u8],
+    t: &mut Tally,
+) {
+    let n = s.peek_slice(scratch).unwrap_or(0);
+    let parsed = match ppp::v2::Header::try_from(&scratch[..n]) {
+        Err(ppp::v2::ParseError::Incomplete(_) | ppp::v2::ParseError::Partial(..)) => return,
+        Err(_) => None,
+        Ok(h) => Some((h.len(), header_ok(&h, spec, expect))),
+    };
+    c.header_due = false;
+    match parsed {
+        Some((len, Some(client))) if t.proxied.insert(client) => {
+            t.proxy_verified += 1;
+            let _ = s.recv_slice(&mut scratch[..len]);
+        }
+        Some((len, _)) => {
+            t.proxy_bad += 1;
+            let _ = s.recv_slice(&mut scratch[..len]);
+        }
+        None => t.proxy_bad += 1,
+    }
+}
+
+/// The client a parsed header names, when it is what the run expects: PROXY over TCP/IPv4,
+/// from a client host of the run on a client port, to the endpoint, and one Azure TLV holding
+/// the link id.
+fn header_ok(
+    h: &ppp::v2::Header<'_>,
+    spec: &EchoSpec,
+    expect: ProxyExpect,
+) -> Option<SocketAddrV4> {
+    use ppp::v2::{Addresses, Command, Protocol};
+    if h.command != Command::Proxy || h.protocol != Protocol::Stream {
+        return None;
+    }
+    let Addresses::IPv4(a) = h.addresses else {
+        return None;
+    };
+    let first = u32::from(spec.first_client);
+    let host = u32::from(a.source_address).wrapping_sub(first);
+    let client_ok = host < spec.hosts_used() && a.source_port >= FIRST_CLIENT_PORT;
+    let endpoint = SocketAddrV4::new(a.destination_address, a.destination_port);
+    let mut tlvs = h.tlvs();
+    let link = match (tlvs.next(), tlvs.next()) {
+        (Some(Ok(tlv)), None) if tlv.kind == 0xEE && tlv.value.len() == 5 && tlv.value[0] == 1 => {
+            Some(u32::from_le_bytes([
+                tlv.value[1],
+                tlv.value[2],
+                tlv.value[3],
+                tlv.value[4],
+            ]))
+        }
+        _ => None,
+    };
+    (client_ok && endpoint == spec.endpoint && link == Some(expect.link_id))
+        .then(|| SocketAddrV4::new(a.source_address, a.source_port))
 }
 
 #[cfg(test)]

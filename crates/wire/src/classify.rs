@@ -189,6 +189,76 @@ impl Ipv4Tcp {
         self.tuple.dport = port;
     }
 
+    /// Rewrites the TCP sequence number, updating the TCP checksum incrementally.
+    #[inline]
+    pub fn set_seq(&self, frame: &mut [u8], seq: u32) {
+        self.set_word(frame, self.l4_offset() + 4, seq);
+    }
+
+    /// Rewrites the TCP acknowledgement number, updating the TCP checksum incrementally.
+    #[inline]
+    pub fn set_ack(&self, frame: &mut [u8], ack: u32) {
+        self.set_word(frame, self.l4_offset() + 8, ack);
+    }
+
+    /// Rewrites every edge of every SACK block (TCP option 5) through `map`, updating the TCP
+    /// checksum incrementally; returns how many edges it saw. Options the capture snapped are
+    /// left alone; a malformed option list ends the walk where it goes wrong.
+    pub fn map_sack(&self, frame: &mut [u8], mut map: impl FnMut(u32) -> u32) -> usize {
+        let end = self.payload_offset().min(self.end as usize);
+        let mut at = self.l4_offset() + 20;
+        let mut edges = 0;
+        while at < end {
+            match frame[at] {
+                0 => break, // end of the option list
+                1 => at += 1,
+                kind => {
+                    let Some(&len) = frame.get(at + 1) else { break };
+                    let len = usize::from(len);
+                    if len < 2 || at + len > end {
+                        break;
+                    }
+                    if kind == 5 && (len - 2) % 8 == 0 {
+                        let mut e = at + 2;
+                        while e < at + len {
+                            let old = u32::from_be_bytes([
+                                frame[e],
+                                frame[e + 1],
+                                frame[e + 2],
+                                frame[e + 3],
+                            ]);
+                            self.set_word(frame, e, map(old));
+                            edges += 1;
+                            e += 4;
+                        }
+                    }
+                    at += len;
+                }
+            }
+        }
+        edges
+    }
+
+    /// Writes a 32-bit word of the TCP header at `at`, updating the TCP checksum
+    /// incrementally. A word at an odd offset of the segment (a SACK option after a lone NOP)
+    /// straddles the checksum's 16-bit words: its delta is the aligned one byte-swapped (the
+    /// one's-complement sum commutes with swapping bytes, RFC 1071 section 2(B)).
+    #[inline]
+    fn set_word(&self, frame: &mut [u8], at: usize, new: u32) {
+        let old = u32::from_be_bytes([frame[at], frame[at + 1], frame[at + 2], frame[at + 3]]);
+        let mut delta = sum_words(&[
+            !(old >> 16) as u16,
+            !old as u16,
+            (new >> 16) as u16,
+            new as u16,
+        ]);
+        if (at - self.l4_offset()) % 2 == 1 {
+            delta = u32::from(fold(delta).swap_bytes());
+        }
+        frame[at..at + 4].copy_from_slice(&new.to_be_bytes());
+        update_field(frame, self.l4_offset() + 16, delta);
+    }
+
     #[allow(clippy::too_many_arguments)]
     #[inline]
     fn rewrite(

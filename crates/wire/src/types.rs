@@ -113,3 +113,13 @@ impl fmt::Display for FlowTuple {
         )
     }
 }
+
+/// Where a segment a stage sends of its own (a PROXY protocol header) goes, relative to the
+/// packet that made the stage send it: the same way, just before or just after it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Place {
+    /// Just before the packet.
+    Before,
+    /// Just after the packet.
+    After,
+}

@@ -218,3 +218,60 @@ fn snapped_frame_rewrite_matches_the_full_frame() {
         }
     );
 }
+
+/// TCP options holding one SACK block list of `edges` edges, after `nops` NOP options (one NOP
+/// puts the edges at odd offsets of the segment, where they straddle the checksum's words).
+fn sack_options(nops: usize, edges: &[u32]) -> Vec<u8> {
+    let mut o = vec![1u8; nops];
+    o.push(5);
+    o.push((2 + edges.len() * 4) as u8);
+    for e in edges {
+        o.extend_from_slice(&e.to_be_bytes());
+    }
+    o
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    /// Shifting the sequence number, the acknowledgement number and every SACK edge keeps both
+    /// checksums equal to a full recompute (pnet's), wherever the SACK option sits, and
+    /// shifting back restores the packet byte for byte.
+    #[test]
+    fn seq_ack_and_sack_shifts_keep_checksums_and_reverse(
+        t in flow(),
+        seq in any::<u32>(),
+        nops in 0usize..=3,
+        edges in proptest::collection::vec(any::<u32>(), 0..=4).prop_map(|mut e| { e.truncate(e.len() / 2 * 2); e }),
+        payload in proptest::collection::vec(any::<u8>(), 0..100),
+        shift in any::<u32>(),
+        ip_opts in 0usize..=3,
+    ) {
+        let options = if edges.is_empty() { vec![1u8; nops] } else { sack_options(nops, &edges) };
+        let original = frame(t, TcpFlags::ACK | TcpFlags::PSH, seq, &options, &payload, ip_opts);
+        let len = original.len();
+        let mut f = original.clone();
+        let v = classify(LinkType::Ethernet, &f, len).unwrap();
+        let ack = v.ack(&f);
+        v.set_seq(&mut f, seq.wrapping_add(shift));
+        v.set_ack(&mut f, ack.wrapping_sub(shift));
+        let seen = v.map_sack(&mut f, |e| e.wrapping_sub(shift));
+        prop_assert_eq!(seen, edges.len());
+
+        let fresh = classify(LinkType::Ethernet, &f, len).unwrap();
+        prop_assert_eq!(fresh.seq(&f), seq.wrapping_add(shift));
+        prop_assert_eq!(fresh.ack(&f), ack.wrapping_sub(shift));
+        let mut got = Vec::new();
+        fresh.map_sack(&mut f.clone(), |e| { got.push(e); e });
+        let want: Vec<u32> = edges.iter().map(|e| e.wrapping_sub(shift)).collect();
+        prop_assert_eq!(got, want);
+        let (l4, end) = (fresh.l4_offset(), fresh.l3_offset() + fresh.ip_len());
+        prop_assert_eq!(u16::from_be_bytes([f[l4 + 16], f[l4 + 17]]), checksum::tcp(&f[l4..end], t.src, t.dst));
+        prop_assert!(verify(&f, &fresh).ok());
+
+        v.set_seq(&mut f, seq);
+        v.set_ack(&mut f, ack);
+        v.map_sack(&mut f, |e| e.wrapping_add(shift));
+        prop_assert_eq!(&f, &original);
+    }
+}
