@@ -457,7 +457,7 @@ pub fn sweep_merge(dirs: &[std::path::PathBuf], out: &Path, as_json: bool) -> Re
 
 /// `plsim bench`.
 pub fn bench(a: BenchArgs) -> Result<()> {
-    let r = plsim_lab::bench::run_builtin(a.flows, a.packets, a.engine, a.batch)?;
+    let r = plsim_lab::bench::run_builtin(a.flows, a.packets, a.engine, a.batch, a.proxy_protocol)?;
     if a.json {
         json(&r);
     } else {

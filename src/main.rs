@@ -361,6 +361,10 @@ struct BenchArgs {
     /// threaded, or sequential (one thread, for comparison).
     #[arg(long, value_name = "ENGINE", default_value_t = Engine::Threaded)]
     engine: Engine,
+    /// The service sends PROXY protocol v2 headers (one per flow as it opens; every timed
+    /// frame then has its sequence number shifted): what the option costs.
+    #[arg(long)]
+    proxy_protocol: bool,
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,

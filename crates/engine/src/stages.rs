@@ -41,14 +41,7 @@ impl Answer {
         let Some(place) = stage.take_injected(&mut self.injected) else {
             return false;
         };
-        let view = plsim_wire::classify(m.linktype, &self.injected, self.injected.len()).ok();
-        self.injected_meta = Some(Meta {
-            wire_len: self.injected.len() as u32,
-            view,
-            drop: view.is_none().then_some(DropReason::Malformed),
-            after: place == Place::After,
-            ..*m
-        });
+        self.injected_meta = Some(injected_meta(&self.injected, m, place));
         true
     }
 
@@ -90,6 +83,18 @@ impl Answer {
     }
 }
 
+/// The metadata of a segment injected with the packet `m`: the packet's, for its own bytes.
+fn injected_meta(bytes: &[u8], m: &Meta, place: Place) -> Meta {
+    let view = plsim_wire::classify(m.linktype, bytes, bytes.len()).ok();
+    Meta {
+        wire_len: bytes.len() as u32,
+        view,
+        drop: view.is_none().then_some(DropReason::Malformed),
+        after: place == Place::After,
+        ..*m
+    }
+}
+
 /// A chain of stages, implemented for tuples of one and two [`Stage`]s in path order.
 pub trait Stages<Ev>: Send {
     /// How many stages.
@@ -106,8 +111,10 @@ pub trait Stages<Ev>: Send {
     ) -> Option<DropReason>;
     /// One packet back through every stage in reverse path order, as [`Stages::forward`].
     fn reverse(&mut self, frame: &mut [u8], meta: &mut Meta) -> Option<DropReason>;
-    /// Whether some stage may answer a packet it refuses or inject a segment ahead of one it
-    /// passes (see [`Stage::may_answer`], [`Stage::may_inject`]).
+    /// Whether forward runs must go packet after packet: some stage may answer a packet it
+    /// refuses, or a stage before the last may inject a segment with one it passes (see
+    /// [`Stage::may_answer`], [`Stage::may_inject`]). What the last stage injects is collected
+    /// in a stage-major pass.
     fn packet_major(&self) -> bool;
     /// A run of packets that all travel forward. Exactly what [`Stages::forward`] does to
     /// each packet in turn: stage after stage, each stage over the whole run (prefetching it
@@ -158,12 +165,32 @@ fn pass<Ev, S: Stage<Ev>>(
     dir: Dir,
     cx: &mut RunCx,
     index: usize,
+    injected: Option<&mut Batch>,
 ) {
     let start = cx.busy.is_some().then(Instant::now);
     prefetch(stage, batch, run.clone(), dir);
-    for (frame, m) in batch.range_mut(run) {
-        if step(stage, frame, m, dir) {
-            cx.dropped.add(m.drop.expect("refused"));
+    match injected {
+        // The last stage injects: nothing after it has to see its segments before the next
+        // packet, so the run stays stage-major; each segment is kept with its packet's place.
+        Some(out) if stage.may_inject() => {
+            let mut seg = Vec::new();
+            for (frame, m) in batch.range_mut(run) {
+                if step(stage, frame, m, dir) {
+                    cx.dropped.add(m.drop.expect("refused"));
+                } else if m.drop.is_none() {
+                    seg.clear();
+                    if let Some(place) = stage.take_injected(&mut seg) {
+                        out.push(&seg, injected_meta(&seg, m, place));
+                    }
+                }
+            }
+        }
+        _ => {
+            for (frame, m) in batch.range_mut(run) {
+                if step(stage, frame, m, dir) {
+                    cx.dropped.add(m.drop.expect("refused"));
+                }
+            }
         }
     }
     if let (Some(start), Some(busy)) = (start, cx.busy.as_mut()) {
@@ -229,7 +256,7 @@ impl<Ev, A: Stage<Ev>> Stages<Ev> for (A,) {
         m.drop
     }
     fn packet_major(&self) -> bool {
-        self.0.may_answer() || self.0.may_inject()
+        self.0.may_answer()
     }
     fn forward_run(
         &mut self,
@@ -242,11 +269,11 @@ impl<Ev, A: Stage<Ev>> Stages<Ev> for (A,) {
             prefetch(&self.0, batch, run.clone(), Dir::Forward);
             packet_major(self, batch, run, cx, answers);
         } else {
-            pass(&mut self.0, batch, run, Dir::Forward, cx, 0);
+            pass(&mut self.0, batch, run, Dir::Forward, cx, 0, Some(answers));
         }
     }
     fn reverse_run(&mut self, batch: &mut Batch, run: Range<usize>, cx: &mut RunCx) {
-        pass(&mut self.0, batch, run, Dir::Return, cx, 0);
+        pass(&mut self.0, batch, run, Dir::Return, cx, 0, None);
     }
     fn tick(&mut self, now: SimTime) {
         self.0.tick(now);
@@ -287,7 +314,8 @@ impl<Ev, A: Stage<Ev>, B: Stage<Ev>> Stages<Ev> for (A, B) {
         m.drop
     }
     fn packet_major(&self) -> bool {
-        self.0.may_answer() || self.1.may_answer() || self.0.may_inject() || self.1.may_inject()
+        // What the first stage injects must pass the second before the packet does.
+        self.0.may_answer() || self.1.may_answer() || self.0.may_inject()
     }
     fn forward_run(
         &mut self,
@@ -300,13 +328,13 @@ impl<Ev, A: Stage<Ev>, B: Stage<Ev>> Stages<Ev> for (A, B) {
             prefetch(&self.0, batch, run.clone(), Dir::Forward);
             packet_major(self, batch, run, cx, answers);
         } else {
-            pass(&mut self.0, batch, run.clone(), Dir::Forward, cx, 0);
-            pass(&mut self.1, batch, run, Dir::Forward, cx, 1);
+            pass(&mut self.0, batch, run.clone(), Dir::Forward, cx, 0, None);
+            pass(&mut self.1, batch, run, Dir::Forward, cx, 1, Some(answers));
         }
     }
     fn reverse_run(&mut self, batch: &mut Batch, run: Range<usize>, cx: &mut RunCx) {
-        pass(&mut self.1, batch, run.clone(), Dir::Return, cx, 1);
-        pass(&mut self.0, batch, run, Dir::Return, cx, 0);
+        pass(&mut self.1, batch, run.clone(), Dir::Return, cx, 1, None);
+        pass(&mut self.0, batch, run, Dir::Return, cx, 0, None);
     }
     fn tick(&mut self, now: SimTime) {
         self.0.tick(now);

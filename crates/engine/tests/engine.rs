@@ -291,7 +291,7 @@ fn go_answering(
     after: u32,
     answers: bool,
 ) -> Result_ {
-    go_with(steps, engine, batch, after, answers, false)
+    go_with(steps, engine, batch, after, answers, (false, false))
 }
 
 fn go_with(
@@ -300,13 +300,13 @@ fn go_with(
     batch: usize,
     after: u32,
     answers: bool,
-    injects: bool,
+    injects: (bool, bool),
 ) -> Result_ {
     let mut snat = Recorder::new(11, DropReason::PortExhausted, 57);
     snat.answers = answers;
-    snat.injects = injects;
+    snat.injects = injects.1;
     let mut lb = Recorder::new(7, DropReason::NoRule, 56);
-    lb.injects = injects;
+    lb.injects = injects.0;
     let parts = Parts {
         edge: Gate {
             closed_every: 5,
@@ -480,7 +480,7 @@ fn answers_reach_the_consumer_right_after_what_they_answer() {
 #[test]
 fn injected_segments_reach_the_backend_right_before_or_after_their_packet() {
     let st = steps(5_000, 5);
-    let r = go_with(&st, Engine::Threaded, 64, 0, true, true);
+    let r = go_with(&st, Engine::Threaded, 64, 0, true, (true, true));
     assert!(r.injected > 100, "{}", r.injected);
     // On the backend side, an injected segment shares its packet's `seq`: every repeated
     // `seq` there is one injected segment, a copy of a passed packet with byte 62 changed.
@@ -511,7 +511,18 @@ fn injected_segments_reach_the_backend_right_before_or_after_their_packet() {
     let (cin, bin, to_b, to_c, drops) = &r.counts;
     let dropped: u64 = drops.iter().map(|(_, n)| n).sum();
     assert_eq!(cin + bin, to_b + to_c + dropped);
-    assert_eq!(r, go_with(&st, Engine::Sequential, 1, 0, true, true));
+    assert_eq!(
+        r,
+        go_with(&st, Engine::Sequential, 1, 0, true, (true, true))
+    );
+    // Only the last stage injecting (the SNAT stage's PROXY protocol headers): the run stays
+    // stage-major, and still gives the sequential result.
+    let last = go_with(&st, Engine::Threaded, 64, 0, false, (false, true));
+    assert!(last.injected > 100);
+    assert_eq!(
+        last,
+        go_with(&st, Engine::Sequential, 1, 0, false, (false, true))
+    );
 }
 
 #[test]
@@ -563,9 +574,10 @@ proptest! {
         st in prop::collection::vec(step_strategy(), 0..300),
         batch in prop_oneof![Just(1usize), Just(3), 1usize..80, Just(1024)],
         answers in any::<bool>(),
+        first in any::<bool>(),
     ) {
-        let reference = go_with(&st, Engine::Sequential, 1, 1, answers, true);
-        prop_assert_eq!(go_with(&st, Engine::Threaded, batch, 1, answers, true), reference);
+        let reference = go_with(&st, Engine::Sequential, 1, 1, answers, (first, true));
+        prop_assert_eq!(go_with(&st, Engine::Threaded, batch, 1, answers, (first, true)), reference);
     }
 
     /// Any input, any batch size: the threaded engine gives the sequential result.

@@ -282,6 +282,11 @@ pub struct BenchReport {
     pub stage_ns_per_packet: StageNs,
     /// Packets per batch.
     pub batch: usize,
+    /// The service sent PROXY protocol v2 headers (`--proxy-protocol`): the timed frames were
+    /// shifted past them.
+    pub proxy_protocol: bool,
+    /// PROXY protocol headers sent while the flows were opened (one per flow when on).
+    pub proxy_headers: u64,
 }
 
 /// Heap bytes of flow state per live flow (capacities: what the allocator handed out).
@@ -316,25 +321,23 @@ pub fn peak_rss_bytes() -> u64 {
         .map_or(0, |kb| kb * 1024)
 }
 
-/// `plsim bench`: `flows` live flows on [`scenario_for`]'s scenario, then `packets` frames.
+/// `plsim bench`: `flows` live flows on [`scenario_for`]'s scenario (its service sending PROXY
+/// protocol v2 headers with `proxy_protocol`), then `packets` frames.
 pub fn run_builtin(
     flows: u32,
     packets: u64,
     engine: plsim_engine::Engine,
     batch: usize,
+    proxy_protocol: bool,
 ) -> crate::Result<BenchReport> {
     if flows == 0 || packets == 0 {
         return Err(crate::Error::Usage(
             "--flows and --packets must be at least 1".into(),
         ));
     }
-    run_on(
-        &scenario_for(u64::from(flows))?,
-        flows,
-        packets,
-        engine,
-        batch,
-    )
+    let mut scenario = scenario_for(u64::from(flows))?;
+    scenario.services[0].enable_proxy_protocol = proxy_protocol;
+    run_on(&scenario, flows, packets, engine, batch)
 }
 
 /// The bench on `scenario` (its first endpoint's VNet and address; its first pool's backends).
@@ -351,6 +354,7 @@ pub fn run_on(
     // The tables take every flow without growing on the packet path.
     sim.lb.0.reserve(flows as usize);
     sim.snat.reserve(flows as usize);
+    let proxy_protocol = scenario.services[0].enable_proxy_protocol;
     let route = &sim.routes[0];
     let addrs = BenchAddrs {
         clients: Ipv4Addr::new(10, 1, 0, 0),
@@ -400,6 +404,8 @@ pub fn run_on(
             snat: per(busy(2)),
         },
         batch,
+        proxy_protocol,
+        proxy_headers: res.setup.injected,
     })
 }
 

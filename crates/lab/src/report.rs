@@ -270,6 +270,13 @@ pub fn bench(engine: Engine, r: &BenchReport) -> String {
         r.backends,
         r.packets
     );
+    if r.proxy_protocol {
+        wl!(
+            o,
+            "  PROXY protocol v2 on: {} headers sent as the flows opened, every timed frame shifted",
+            r.proxy_headers
+        );
+    }
     if !r.complete {
         wl!(
             o,

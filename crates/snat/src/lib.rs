@@ -168,6 +168,9 @@ impl Snat {
     /// Makes room for `additional` more flows without growing the tables on the packet path.
     pub fn reserve(&mut self, additional: usize) {
         self.table.reserve(additional);
+        if let Some(p) = self.proxy.as_mut() {
+            p.reserve(self.table.len() + additional);
+        }
     }
 
     /// Adds a NAT IP at run time (the control plane may, up to eight; they are never removed).

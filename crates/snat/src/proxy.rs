@@ -234,6 +234,12 @@ impl Proxy {
         Some(due.place)
     }
 
+    /// Makes room for flow slots up to `slots` without growing on the packet path.
+    pub(crate) fn reserve(&mut self, slots: usize) {
+        self.flows
+            .reserve_exact(slots.saturating_sub(self.flows.len()));
+    }
+
     /// Heap bytes.
     pub(crate) fn memory_bytes(&self) -> usize {
         self.flows.capacity() * size_of::<Shift>()
