@@ -15,12 +15,13 @@ use plsim_lab::sweep::{Grid, Sweep};
 use plsim_lab::workload::{WorkloadFlags, Workloads, specs};
 use plsim_lab::{Error, Result};
 use plsim_pcap::Reader;
+use serde::Serialize;
 
 use plsim_lab::report;
 
 use crate::{BenchArgs, PlanArgs, RunArgs, SweepArgs};
 
-fn json<T: serde::Serialize>(v: &T) {
+fn json<T: Serialize>(v: &T) {
     println!(
         "{}",
         serde_json::to_string_pretty(v).expect("results serialize")
@@ -48,20 +49,13 @@ fn run_and_report<S: PacketSource>(
     source: &mut S,
     scenario: &Scenario,
     flags: &RunArgs,
-    what: &str,
+    (what, verb): (&str, &str),
     cut: impl FnOnce(&S) -> (bool, Option<String>),
 ) -> Result<()> {
     if let Some(dir) = &flags.out {
         files::create_dir(dir)?;
     }
-    let bar = spinner(
-        flags,
-        if what.ends_with("pcap") || what.ends_with("pcapng") {
-            "replayed"
-        } else {
-            "simulated"
-        },
-    );
+    let bar = spinner(flags, verb);
     let progress = |n: u64| {
         if let Some(b) = &bar {
             b.set_position(n);
@@ -96,16 +90,7 @@ fn run_and_report<S: PacketSource>(
         warn(&w);
     }
     if let Some(dir) = &flags.out {
-        if let Some(taps) = taps {
-            let written = taps.finish_in_dir()?;
-            if written.skipped > 0 {
-                warn(&format!(
-                    "{} frames of another link type left out of the pcaps",
-                    written.skipped
-                ));
-            }
-        }
-        if let Some(w) = files::write_run(dir, &summary, &outcome.series, what)? {
+        for w in files::write_run(dir, taps, &summary, &outcome.series, what)? {
             warn(&w);
         }
     }
@@ -123,60 +108,45 @@ fn run_and_report<S: PacketSource>(
     Ok(())
 }
 
-/// Ctrl-C (SIGINT) and SIGTERM: the first asks the runs holding the returned [`Stop`] to stop
-/// and report what they processed; a second one ends the process at once (status 130).
+/// The stop Ctrl-C and SIGTERM request (see [`Stop::on_signals`]).
 fn interrupts() -> Stop {
-    let stop = Stop::new();
-    #[cfg(unix)]
-    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        // The first registration exits only when the flag is already set, which the second
-        // does: the order makes the first signal a request and the second the end.
-        let registered = signal_hook::flag::register_conditional_shutdown(signal, 130, stop.flag())
-            .and_then(|_| signal_hook::flag::register(signal, stop.flag()));
-        if let Err(e) = registered {
-            warn(&format!("Ctrl-C will end the run without its results: {e}"));
-        }
+    let (stop, failed) = Stop::on_signals();
+    if let Some(w) = failed {
+        warn(&w);
     }
     stop
 }
 
 /// `plsim replay`.
 pub fn replay(pcap: &Path, flags: &RunArgs) -> Result<()> {
-    let scenario = load_scenario(flags.scenario.as_deref(), &flags.overrides.into())?;
+    let scenario = load_scenario(flags.scenario.as_deref(), &flags.overrides)?;
     let mut reader = Reader::open(pcap)?;
     run_and_report(
         &mut reader,
         &scenario,
         flags,
-        &pcap.display().to_string(),
+        (&pcap.display().to_string(), "replayed"),
         |r| (r.truncated(), r.warning().map(str::to_string)),
     )
 }
 
 /// `plsim simulate` with the synthetic workload.
 pub fn simulate(flags: &RunArgs, workload: &WorkloadFlags) -> Result<()> {
-    let scenario = load_scenario(flags.scenario.as_deref(), &flags.overrides.into())?;
+    let scenario = load_scenario(flags.scenario.as_deref(), &flags.overrides)?;
     let specs = specs(&scenario, workload)?;
-    let what = match &specs[..] {
-        [(_, spec, _)] => format!(
-            "workload ({} flows max, {})",
-            spec.flows.map_or("no limit".into(), |n| n.to_string()),
-            spec.arrivals
-        ),
-        many => format!("workloads of {} endpoints", many.len()),
-    };
+    let what = plsim_lab::workload::describe(&specs);
     let mut source = Workloads::new(&scenario, specs)?;
-    run_and_report(&mut source, &scenario, flags, &what, |_| (false, None))
+    run_and_report(&mut source, &scenario, flags, (&what, "simulated"), |_| {
+        (false, None)
+    })
 }
 
 /// `plsim simulate --workload tcp`: real TCP stacks echo through the path.
 pub fn simulate_tcp(flags: &RunArgs, connections: u32, bytes: u64) -> Result<()> {
-    let scenario = load_scenario(flags.scenario.as_deref(), &flags.overrides.into())?;
+    let scenario = load_scenario(flags.scenario.as_deref(), &flags.overrides)?;
     let (summary, _) = plsim_lab::tcp::echo_summary(&scenario, connections, bytes)?;
     if let Some(dir) = &flags.out {
-        files::create_dir(dir)?;
-        let text = serde_json::to_string_pretty(&summary).expect("a summary serializes") + "\n";
-        files::write_file(&dir.join("summary.json"), text.as_bytes())?;
+        files::write_point(dir, "summary.json", &summary)?;
         eprintln!("plsim: a TCP run writes summary.json only (no pcaps, no time series)");
     }
     if flags.json {
@@ -204,13 +174,9 @@ pub fn inspect(pcap: &Path, as_json: bool) -> Result<()> {
 
 /// `plsim scenario check`.
 pub fn scenario_check(file: &Path) -> Result<()> {
-    let s = files::read_scenario(file)?;
-    println!(
-        "{}: ok ({} services, {} endpoints, {} timeline events)",
-        file.display(),
-        s.services.len(),
-        s.endpoints.len(),
-        s.timeline.len()
+    print!(
+        "{}",
+        report::scenario_ok(file, &files::read_scenario(file)?)
     );
     Ok(())
 }
@@ -223,16 +189,6 @@ pub fn scenario_show(file: Option<&Path>, as_json: bool) -> Result<()> {
         json(&show);
     } else {
         print!("{}", plsim_lab::show::text(&show));
-    }
-    Ok(())
-}
-
-/// Standard input can be read once: `command` reads its capture once per run.
-fn once_is_not_enough(pcap: &std::path::Path, command: &str) -> Result<()> {
-    if pcap == std::path::Path::new(plsim_pcap::STDIN) {
-        return Err(Error::Usage(format!(
-            "`plsim {command}` reads its capture once per run: give a file, not - (standard input)"
-        )));
     }
     Ok(())
 }
@@ -254,31 +210,16 @@ pub fn plan(a: PlanArgs) -> Result<()> {
     let base = load_scenario(a.scenario.as_deref(), &overrides)?;
     let available = base.services.first().map_or(0, |s| s.nat_ips.len());
     if a.list {
-        for index in 0..available {
-            println!("{{\"index\":{index},\"nat_ips\":{}}}", index + 1);
-        }
+        print!("{}", plsim_lab::plan::list(available));
         return Ok(());
     }
     let stop = interrupts();
     if let Some(k) = a.point {
         let out = a.out.expect("clap requires --out with --point");
-        let Some(result) = plsim_lab::plan::run_one(&base, a.pickup, Some(&stop), k, pcap)? else {
-            return Err(Error::Interrupted(format!(
-                "point {k} did not run to its end: no result written"
-            )));
-        };
-        files::create_dir(&out)?;
-        let file = out.join(plsim_lab::plan::point_file(k));
-        let text = serde_json::to_string_pretty(&result).expect("a result serializes") + "\n";
-        files::write_file(&file, text.as_bytes())?;
-        if a.json {
-            json(&result);
-        } else {
-            eprintln!("plsim: wrote {}", file.display());
-        }
-        return Ok(());
+        let result = plsim_lab::plan::run_one(&base, a.pickup, Some(&stop), k, pcap)?;
+        return point_out(result, k, &out, &plsim_lab::plan::point_file(k), a.json);
     }
-    once_is_not_enough(pcap, "plan")?;
+    files::refuse_stdin(pcap, "plan")?;
     let plan = plsim_lab::plan::plan(&base, a.pickup, Some(&stop), || Ok(Reader::open(pcap)?))?;
     if a.json {
         json(&plan);
@@ -288,18 +229,12 @@ pub fn plan(a: PlanArgs) -> Result<()> {
             report::plan(&plsim_lab::plan::input_name(pcap), &plan)
         );
     }
-    if plan.interrupted {
-        return Err(Error::Interrupted(format!(
-            "{} replays ran to their end",
-            plan.runs.len()
-        )));
-    }
-    Ok(())
+    plan.check_whole()
 }
 
 /// `plsim plan merge`: every `plan-point-*.json` of `dirs` into the plan.
 pub fn plan_merge(dirs: &[std::path::PathBuf], as_json: bool) -> Result<()> {
-    let results = read_points(dirs, "plan-point-")?;
+    let results = files::read_points(dirs, "plan-point-")?;
     let (plan, input) = plsim_lab::plan::merge(&results)?;
     if as_json {
         json(&plan);
@@ -307,33 +242,6 @@ pub fn plan_merge(dirs: &[std::path::PathBuf], as_json: bool) -> Result<()> {
         print!("{}", report::plan(&input, &plan));
     }
     Ok(())
-}
-
-/// Every `PREFIX*.json` of `dirs` (partial files left out), parsed, with its path.
-fn read_points<T: serde::de::DeserializeOwned>(
-    dirs: &[std::path::PathBuf],
-    prefix: &str,
-) -> Result<Vec<(std::path::PathBuf, T)>> {
-    let mut results = Vec::new();
-    for dir in dirs {
-        let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, &e))?;
-        let mut files: Vec<std::path::PathBuf> = entries
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| {
-                p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
-                    n.starts_with(prefix) && n.ends_with(".json") && !n.contains(".partial.")
-                })
-            })
-            .collect();
-        files.sort();
-        for f in files {
-            let text = std::fs::read_to_string(&f).map_err(|e| Error::io(&f, &e))?;
-            let r: T = serde_json::from_str(&text)
-                .map_err(|e| Error::Input(format!("{}: not a point result: {e}", f.display())))?;
-            results.push((f, r));
-        }
-    }
-    Ok(results)
 }
 
 /// `plsim sweep`.
@@ -347,7 +255,7 @@ pub fn sweep(a: SweepArgs) -> Result<()> {
         && a.point.is_none()
         && !a.list
     {
-        once_is_not_enough(p, "sweep")?;
+        files::refuse_stdin(p, "sweep")?;
     }
     let grid = Grid {
         nat_ips: a.nat_ips.map(|v| v.0).unwrap_or_default(),
@@ -362,63 +270,45 @@ pub fn sweep(a: SweepArgs) -> Result<()> {
         scenario: a.scenario,
         reuse: a.reuse,
         pickup: a.pickup,
-        workload: a.workload.into(),
+        workload: a.workload,
         stop: Some(interrupts()),
     };
-    let points = grid.points();
-    if points.len() > plsim_lab::sweep::MAX_POINTS {
-        return Err(Error::Usage(format!(
-            "the grid has {} points; at most {}",
-            points.len(),
-            plsim_lab::sweep::MAX_POINTS
-        )));
-    }
+    let points = grid.checked_points()?;
     if a.list {
-        for (index, p) in points.iter().enumerate() {
-            let mut line = serde_json::to_value(p).expect("a point serializes");
-            line["index"] = index.into();
-            println!("{line}");
-        }
+        print!("{}", plsim_lab::sweep::list(&points));
         return Ok(());
     }
     let out = a.out.expect("clap requires --out unless --list");
-    // The file's name, not its path: nodes of a cluster may mount it in different places.
-    let title = match &a.pcap {
-        Some(p) if p == Path::new(plsim_pcap::STDIN) => "sweep of standard input".to_string(),
-        Some(p) => format!(
-            "sweep of {}",
-            p.file_name().map_or(p.as_os_str(), |n| n).to_string_lossy()
-        ),
-        None => "sweep of the synthetic workload".to_string(),
-    };
+    let title = plsim_lab::sweep::title(a.pcap.as_deref());
     if let Some(k) = a.point {
-        let Some(result) = sweep.run_one(&points, k, &title)? else {
-            return Err(Error::Interrupted(format!(
-                "point {k} did not run to its end: no result written"
-            )));
-        };
-        files::create_dir(&out)?;
-        let file = out.join(plsim_lab::sweep::point_file(k));
-        let text = serde_json::to_string_pretty(&result).expect("a result serializes") + "\n";
-        files::write_file(&file, text.as_bytes())?;
-        if a.json {
-            json(&result);
-        } else {
-            eprintln!("plsim: wrote {}", file.display());
-        }
-        return Ok(());
+        let result = sweep.run_one(&points, k, &title)?;
+        return point_out(result, k, &out, &plsim_lab::sweep::point_file(k), a.json);
     }
     // Each run is itself two threads: one run per core at a time.
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     let swept = sweep.run_all(&points, workers)?;
-    let rows = swept.rows;
-    write_sweep(&out, &title, &rows, a.json)?;
-    if swept.interrupted {
-        return Err(Error::Interrupted(format!(
-            "{} of the {} points ran to their end; sweep.csv holds those",
-            rows.len(),
-            points.len()
-        )));
+    write_sweep(&out, &title, &swept.rows, a.json)?;
+    swept.check_whole(points.len())
+}
+
+/// Writes point `k`'s result as `name` into `dir` (none: the point was interrupted) and prints
+/// it or where it went.
+fn point_out<T: Serialize>(
+    r: Option<T>,
+    k: usize,
+    dir: &Path,
+    name: &str,
+    as_json: bool,
+) -> Result<()> {
+    let Some(result) = r else {
+        let why = format!("point {k} did not run to its end: no result written");
+        return Err(Error::Interrupted(why));
+    };
+    let file = files::write_point(dir, name, &result)?;
+    if as_json {
+        json(&result);
+    } else {
+        eprintln!("plsim: wrote {}", file.display());
     }
     Ok(())
 }
@@ -430,11 +320,9 @@ fn write_sweep(
     rows: &[plsim_lab::sweep::Row],
     as_json: bool,
 ) -> Result<()> {
-    files::create_dir(out)?;
-    let csv = plsim_lab::sweep::csv(rows);
-    files::write_file(&out.join("sweep.csv"), csv.as_bytes())?;
-    if let Err(e) = plsim_lab::sweep::plot(&out.join("sweep"), title, rows) {
-        warn(&format!("no sweep plot: {e}"));
+    let (csv, no_plot) = plsim_lab::sweep::write(out, title, rows)?;
+    if let Some(w) = no_plot {
+        warn(&w);
     }
     if as_json {
         json(&rows);
@@ -450,7 +338,7 @@ fn write_sweep(
 
 /// `plsim sweep merge`: every `point-*.json` of `dirs` into `sweep.csv` and the plot.
 pub fn sweep_merge(dirs: &[std::path::PathBuf], out: &Path, as_json: bool) -> Result<()> {
-    let results = read_points(dirs, "point-")?;
+    let results = files::read_points(dirs, "point-")?;
     let (rows, title) = plsim_lab::sweep::merge(&results)?;
     write_sweep(out, &title, &rows, as_json)
 }
@@ -463,14 +351,5 @@ pub fn bench(a: BenchArgs) -> Result<()> {
     } else {
         print!("{}", report::bench(a.engine, &r));
     }
-    if r.complete {
-        Ok(())
-    } else {
-        // Drops are results elsewhere; here they make the figures meaningless.
-        Err(plsim_lab::Error::Input(format!(
-            "the bench dropped {} packets ({} while opening the flows): its figures are not throughput",
-            r.dropped + r.setup_dropped,
-            r.setup_dropped
-        )))
-    }
+    r.check()
 }

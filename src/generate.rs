@@ -10,8 +10,6 @@ use plsim_lab::files::{load_scenario, write_capture};
 use plsim_lab::workload::{WorkloadFlags, Workloads, specs};
 use plsim_lab::{Error, Result};
 
-use crate::WorkloadArgs;
-
 #[derive(Clone, Copy, ValueEnum)]
 pub enum Kind {
     /// One frame of every class plsim tells apart (TCP, UDP, ICMP, IPv6, ARP, fragments, each
@@ -44,7 +42,7 @@ pub struct GenerateArgs {
     #[arg(long, value_name = "FILE")]
     out: PathBuf,
     #[command(flatten)]
-    workload: WorkloadArgs,
+    workload: WorkloadFlags,
 }
 
 pub fn run(a: GenerateArgs) -> Result<()> {
@@ -56,7 +54,7 @@ pub fn run(a: GenerateArgs) -> Result<()> {
     let packets = match a.kind {
         Kind::Workload => {
             let scenario = load_scenario(a.scenario.as_deref(), &Default::default())?;
-            let specs = specs(&scenario, &WorkloadFlags::from(a.workload))?;
+            let specs = specs(&scenario, &a.workload)?;
             write_capture(&a.out, &mut Workloads::new(&scenario, specs)?)?
         }
         kind => {

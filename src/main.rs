@@ -12,11 +12,10 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use plsim_control::scenario::{Allocator, PortRange, ReuseScope};
-use plsim_engine::{DEFAULT_BATCH, Engine, MAX_BATCH};
+use plsim_engine::{DEFAULT_BATCH, Engine};
 use plsim_lab::path::Overrides;
 use plsim_lab::sweep::Values;
 use plsim_lab::workload::WorkloadFlags;
-use plsim_traffic::workload::{Arrivals, Close, FlowDuration};
 
 mod commands;
 mod generate;
@@ -65,38 +64,6 @@ struct InspectArgs {
     json: bool,
 }
 
-/// Overrides of the scenario's NAT settings.
-#[derive(Args, Clone, Copy)]
-struct OverrideArgs {
-    /// Use the first N NAT IPs of the scenario (1..=8).
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(1..=8))]
-    nat_ips: Option<u8>,
-    /// The port range of every NAT IP, e.g. 1024-65535.
-    #[arg(long, value_name = "LO-HI")]
-    ports: Option<PortRange>,
-    /// The port allocator: sequential, random, random:SEED or block:N.
-    #[arg(long, value_name = "NAME")]
-    allocator: Option<Allocator>,
-    /// The port reuse scope: per-backend (Azure's) or per-ip.
-    #[arg(long, value_name = "SCOPE")]
-    reuse: Option<ReuseScope>,
-    /// Let packets of a flow whose SYN is not in the capture open it.
-    #[arg(long)]
-    pickup: bool,
-}
-
-impl From<OverrideArgs> for Overrides {
-    fn from(o: OverrideArgs) -> Self {
-        Overrides {
-            nat_ips: o.nat_ips,
-            ports: o.ports,
-            allocator: o.allocator,
-            reuse: o.reuse,
-            pickup: o.pickup,
-        }
-    }
-}
-
 /// What `replay` and `simulate` share: the scenario, the outputs, the engine, the overrides.
 #[derive(Args)]
 struct RunArgs {
@@ -117,18 +84,18 @@ struct RunArgs {
     #[arg(long, short)]
     quiet: bool,
     /// With --out: sample the gauges every SECS of simulated time.
-    #[arg(long, value_name = "SECS", default_value_t = 1.0, value_parser = positive_secs)]
+    #[arg(long, value_name = "SECS", default_value_t = 1.0, value_parser = plsim_lab::series::parse_interval)]
     sample_every: f64,
     /// Packets per batch of the threaded engine: changes how fast a run goes, never what it
     /// finds (1 to 1048576).
-    #[arg(long, value_name = "N", default_value_t = DEFAULT_BATCH, value_parser = batch_size)]
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_BATCH, value_parser = plsim_engine::parse_batch)]
     batch: usize,
     /// threaded (the default), or sequential: the reference run, one packet at a time in input
     /// order, that defines the result; the threaded engine gives exactly the same.
     #[arg(long, value_name = "ENGINE", default_value_t = Engine::Threaded)]
     engine: Engine,
     #[command(flatten)]
-    overrides: OverrideArgs,
+    overrides: Overrides,
 }
 
 #[derive(Args)]
@@ -155,61 +122,13 @@ struct SimulateArgs {
     #[arg(long, value_name = "B", default_value_t = 100_000)]
     bytes: u64,
     #[command(flatten)]
-    synthetic: WorkloadArgs,
+    synthetic: WorkloadFlags,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum WorkloadKind {
     Synthetic,
     Tcp,
-}
-
-/// The synthetic workload, over the scenario's `[workload]` section.
-#[derive(Args, Clone, Copy)]
-pub struct WorkloadArgs {
-    /// Flows to start.
-    #[arg(long, value_name = "N")]
-    flows: Option<u64>,
-    /// Flow arrivals: constant:RATE or poisson:RATE (flows per second).
-    #[arg(long, value_name = "KIND:RATE")]
-    arrivals: Option<Arrivals>,
-    /// Flow durations: fixed:S, exp:MEAN, lognormal:MU,SIGMA or pareto:SCALE,SHAPE (seconds).
-    #[arg(long, value_name = "DIST")]
-    durations: Option<FlowDuration>,
-    /// How flows end: fin, rst or idle.
-    #[arg(long, value_name = "HOW")]
-    close: Option<Close>,
-    /// Consumer hosts behind the endpoint.
-    #[arg(long, value_name = "N")]
-    hosts: Option<u32>,
-    /// Data packets per flow (both directions, after the handshake).
-    #[arg(long, value_name = "N")]
-    packets_per_flow: Option<u32>,
-    /// Payload bytes per flow (both directions).
-    #[arg(long, value_name = "N")]
-    bytes_per_flow: Option<u64>,
-    /// Start no flow after SECS.
-    #[arg(long, value_name = "SECS")]
-    until: Option<f64>,
-    /// The workload's seed.
-    #[arg(long, value_name = "N")]
-    seed: Option<u64>,
-}
-
-impl From<WorkloadArgs> for WorkloadFlags {
-    fn from(a: WorkloadArgs) -> Self {
-        WorkloadFlags {
-            flows: a.flows,
-            arrivals: a.arrivals,
-            durations: a.durations,
-            close: a.close,
-            hosts: a.hosts,
-            packets_per_flow: a.packets_per_flow,
-            bytes_per_flow: a.bytes_per_flow,
-            until: a.until,
-            seed: a.seed,
-        }
-    }
 }
 
 #[derive(Args)]
@@ -286,7 +205,7 @@ struct SweepArgs {
     #[arg(long)]
     json: bool,
     #[command(flatten)]
-    workload: WorkloadArgs,
+    workload: WorkloadFlags,
 }
 
 #[derive(Args)]
@@ -356,7 +275,7 @@ struct BenchArgs {
     #[arg(long, default_value_t = 20_000_000)]
     packets: u64,
     /// Packets per batch.
-    #[arg(long, default_value_t = DEFAULT_BATCH, value_parser = batch_size)]
+    #[arg(long, default_value_t = DEFAULT_BATCH, value_parser = plsim_engine::parse_batch)]
     batch: usize,
     /// threaded, or sequential (one thread, for comparison).
     #[arg(long, value_name = "ENGINE", default_value_t = Engine::Threaded)]
@@ -390,20 +309,6 @@ enum ScenarioCommand {
     },
 }
 
-fn batch_size(s: &str) -> Result<usize, String> {
-    match s.parse::<usize>() {
-        Ok(n) if (1..=MAX_BATCH).contains(&n) => Ok(n),
-        _ => Err(format!("`{s}` is not a batch size: 1 to {MAX_BATCH}")),
-    }
-}
-
-fn positive_secs(s: &str) -> Result<f64, String> {
-    match s.parse::<f64>() {
-        Ok(v) if v > 0.0 && v.is_finite() => Ok(v),
-        _ => Err(format!("`{s}` is not a positive number of seconds")),
-    }
-}
-
 fn run(cli: Cli) -> plsim_lab::Result<()> {
     match cli.command {
         Command::Inspect(a) => commands::inspect(&a.pcap, a.json),
@@ -412,7 +317,7 @@ fn run(cli: Cli) -> plsim_lab::Result<()> {
         Command::Simulate(a) if a.workload == WorkloadKind::Tcp => {
             commands::simulate_tcp(&a.run, a.connections, a.bytes)
         }
-        Command::Simulate(a) => commands::simulate(&a.run, &a.synthetic.into()),
+        Command::Simulate(a) => commands::simulate(&a.run, &a.synthetic),
         Command::Sweep(SweepCommand {
             merge: Some(SweepMerge::Merge(m)),
             ..

@@ -67,7 +67,7 @@ fuzz_target!(|data: &[u8]| {
     );
     let (mut ps, pwritten, pconsumer, pbackend) = go(Engine::Sequential, 1, true).expect("again");
     assert!(pconsumer == consumer, "PROXY headers changed the consumer side");
-    assert!(ps.packets.proxy_headers <= ps.flows.created);
+    assert!(ps.packets.proxy_headers <= ps.packets.to_backend);
     assert_eq!(pwritten.consumer, written.consumer);
     assert_eq!(pwritten.backend, written.backend + ps.packets.proxy_headers);
     let proxied = go(Engine::Threaded, 3, true).expect("again");

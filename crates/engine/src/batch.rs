@@ -43,6 +43,11 @@ pub struct Meta {
     /// For a segment a stage injected (see [`crate::Stage::take_injected`]): it goes to the
     /// backend just after the packet `seq`, not just before it. False for every input packet.
     pub after: bool,
+    /// Set by a core stage that adds bytes of its own to the backend side of this packet's
+    /// connection (a PROXY protocol header), on the forward packets it passes once they went:
+    /// where those bytes start in the backend-side stream, so that the backend side can
+    /// acknowledge them as a real backend does. `None` for everything else.
+    pub stream_start: Option<u32>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -230,6 +235,7 @@ mod tests {
             dir,
             drop: None,
             after: false,
+            stream_start: None,
         };
         (frame, meta)
     }

@@ -260,6 +260,14 @@ pub const DEFAULT_BATCH: usize = 1024;
 /// The largest batch the threaded engine takes.
 pub const MAX_BATCH: usize = 1 << 20;
 
+/// Parses a batch size: 1 to [`MAX_BATCH`] (the command line's `--batch`).
+pub fn parse_batch(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if (1..=MAX_BATCH).contains(&n) => Ok(n),
+        _ => Err(format!("`{s}` is not a batch size: 1 to {MAX_BATCH}")),
+    }
+}
+
 /// Options of a run.
 #[derive(Clone, Copy, Debug)]
 pub struct Options {

@@ -240,6 +240,7 @@ impl Feeder<u32> for Toy {
                     dir,
                     drop: pre.then_some(DropReason::NonTcp),
                     after: false,
+                    stream_start: None,
                 },
             );
             if step.event {

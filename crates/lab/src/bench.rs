@@ -177,6 +177,7 @@ fn meta(seq: u64, view: Ipv4Tcp, dir: Dir, vnet: u32) -> Meta {
         dir,
         drop: None,
         after: false,
+        stream_start: None,
     }
 }
 
@@ -319,6 +320,21 @@ pub fn peak_rss_bytes() -> u64 {
                 .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
         })
         .map_or(0, |kb| kb * 1024)
+}
+
+impl BenchReport {
+    /// Ok when every packet was delivered; otherwise the error that says its figures are not
+    /// throughput (drops are results elsewhere; here they make the figures meaningless).
+    pub fn check(&self) -> crate::Result<()> {
+        if self.complete {
+            return Ok(());
+        }
+        Err(crate::Error::Input(format!(
+            "the bench dropped {} packets ({} while opening the flows): its figures are not throughput",
+            self.dropped + self.setup_dropped,
+            self.setup_dropped
+        )))
+    }
 }
 
 /// `plsim bench`: `flows` live flows on [`scenario_for`]'s scenario (its service sending PROXY

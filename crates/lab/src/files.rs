@@ -5,10 +5,12 @@ use std::path::{Path, PathBuf};
 use plsim_control::Scenario;
 
 use crate::path::Overrides;
-use crate::replay::PacketSource;
+use crate::replay::{PacketSource, PcapTaps};
 use crate::series::{Sample, series_csv};
 use crate::summary::Summary;
 use crate::{Error, Result};
+use std::fs::File;
+use std::io::BufWriter;
 
 /// Reads and checks a scenario file: every problem, with its line.
 pub fn read_scenario(file: &Path) -> Result<Scenario> {
@@ -73,20 +75,34 @@ pub fn create_dir(dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, &e))
 }
 
-/// Writes `summary.json`, `timeseries.csv` and the time series plot (`timeseries.svg`, `.png`)
-/// of a run into `dir`. A plot that can't be drawn is a warning (returned), not an error.
+/// Writes a run's outputs into `dir`: the captures its taps wrote (given their names; see
+/// [`PcapTaps::finish_in_dir`]), `summary.json`, `timeseries.csv` and its plot. Returns the
+/// warnings: frames of another link type left out of the captures, a plot that could not be
+/// drawn.
 pub fn write_run(
     dir: &Path,
+    taps: Option<PcapTaps<BufWriter<File>>>,
     summary: &Summary,
     series: &[Sample],
     title: &str,
-) -> Result<Option<String>> {
+) -> Result<Vec<String>> {
+    let mut warnings = Vec::new();
+    if let Some(taps) = taps {
+        let written = taps.finish_in_dir()?;
+        if written.skipped > 0 {
+            warnings.push(format!(
+                "{} frames of another link type left out of the pcaps",
+                written.skipped
+            ));
+        }
+    }
     let json = serde_json::to_string_pretty(summary).expect("a summary serializes") + "\n";
     write_file(&dir.join("summary.json"), json.as_bytes())?;
     write_file(&dir.join("timeseries.csv"), series_csv(series).as_bytes())?;
-    Ok(crate::plot::series(&dir.join("timeseries"), title, series)
-        .err()
-        .map(|e| format!("no time series plot: {e}")))
+    if let Err(e) = crate::plot::series(&dir.join("timeseries"), title, series) {
+        warnings.push(format!("no time series plot: {e}"));
+    }
+    Ok(warnings)
 }
 
 /// Writes every packet of a source (Ethernet frames) to a classic pcap, whole or not at all;
@@ -113,4 +129,52 @@ fn write_capture_to<S: PacketSource>(tmp: &Path, path: &Path, source: &mut S) ->
         .into_inner()
         .map_err(|e| io(e.into_error()))?;
     Ok(n)
+}
+
+/// Refuses standard input (`-`) for a command that reads its capture more than once.
+pub fn refuse_stdin(pcap: &Path, command: &str) -> Result<()> {
+    if pcap == Path::new(plsim_pcap::STDIN) {
+        return Err(Error::Usage(format!(
+            "`plsim {command}` reads its capture once per run: give a file, not - (standard input)"
+        )));
+    }
+    Ok(())
+}
+
+/// Writes one point's result (a sweep's or a plan's) as `out/name`, pretty JSON, whole or not
+/// at all; returns the file's path.
+pub fn write_point<T: serde::Serialize>(out: &Path, name: &str, result: &T) -> Result<PathBuf> {
+    create_dir(out)?;
+    let file = out.join(name);
+    let text = serde_json::to_string_pretty(result).expect("a result serializes") + "\n";
+    write_file(&file, text.as_bytes())?;
+    Ok(file)
+}
+
+/// Every `PREFIX*.json` of `dirs` (partial files left out), in name order within each
+/// directory, parsed, with its path.
+pub fn read_points<T: serde::de::DeserializeOwned>(
+    dirs: &[PathBuf],
+    prefix: &str,
+) -> Result<Vec<(PathBuf, T)>> {
+    let mut results = Vec::new();
+    for dir in dirs {
+        let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, &e))?;
+        let mut files: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+                    n.starts_with(prefix) && n.ends_with(".json") && !n.contains(".partial.")
+                })
+            })
+            .collect();
+        files.sort();
+        for f in files {
+            let text = std::fs::read_to_string(&f).map_err(|e| Error::io(&f, &e))?;
+            let r: T = serde_json::from_str(&text)
+                .map_err(|e| Error::Input(format!("{}: not a point result: {e}", f.display())))?;
+            results.push((f, r));
+        }
+    }
+    Ok(results)
 }

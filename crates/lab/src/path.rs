@@ -15,17 +15,28 @@ use crate::stages::{EndpointStage, LbStage, SnatStage};
 use crate::{Error, Event, Result};
 
 /// Overrides of a scenario's NAT settings, from the command line. They apply to every service.
+/// (With the `cli` feature, clap parses the flags straight into it.)
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "cli", derive(clap::Args))]
 pub struct Overrides {
-    /// Use the first N NAT IPs of each service.
+    /// Use the first N NAT IPs of the scenario (1..=8).
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(1..=8))
+    )]
     pub nat_ips: Option<u8>,
-    /// The port range of every NAT IP.
+    /// The port range of every NAT IP, e.g. 1024-65535.
+    #[cfg_attr(feature = "cli", arg(long, value_name = "LO-HI"))]
     pub ports: Option<PortRange>,
-    /// The port allocator.
+    /// The port allocator: sequential, random, random:SEED or block:N.
+    #[cfg_attr(feature = "cli", arg(long, value_name = "NAME"))]
     pub allocator: Option<Allocator>,
-    /// The port reuse scope.
+    /// The port reuse scope: per-backend (Azure's) or per-ip.
+    #[cfg_attr(feature = "cli", arg(long, value_name = "SCOPE"))]
     pub reuse: Option<ReuseScope>,
-    /// Mid-stream pickup (not a scenario setting: the run takes it).
+    /// Let packets of a flow whose SYN is not in the capture open it (mid-stream pickup: not a
+    /// scenario setting, the run takes it).
+    #[cfg_attr(feature = "cli", arg(long))]
     pub pickup: bool,
 }
 

@@ -46,6 +46,19 @@ pub struct Plan {
     pub nat_ips_enough: Option<usize>,
 }
 
+impl Plan {
+    /// Ok when every replay ran to its end; the interrupt, saying how many did, when not.
+    pub fn check_whole(&self) -> Result<()> {
+        if !self.interrupted {
+            return Ok(());
+        }
+        Err(Error::Interrupted(format!(
+            "{} replays ran to their end",
+            self.runs.len()
+        )))
+    }
+}
+
 /// One replay of the search.
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct PlanRun {
@@ -266,7 +279,14 @@ pub fn input_name(pcap: &std::path::Path) -> String {
     }
 }
 
-/// The name of point `index`'s result (`index + 1` NAT IPs) in its directory.
+/// `--list`: a JSON line per point (NAT IP counts 1 to `nat_ips`), its index and count.
+pub fn list(nat_ips: usize) -> String {
+    (0..nat_ips)
+        .map(|index| format!("{{\"index\":{index},\"nat_ips\":{}}}\n", index + 1))
+        .collect()
+}
+
+/// The file of point `index`'s result.
 pub fn point_file(index: usize) -> String {
     format!("plan-point-{index}.json")
 }

@@ -9,7 +9,7 @@ use std::collections::VecDeque;
 use hashbrown::HashMap;
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -408,6 +408,7 @@ impl FeedState {
             dir: Dir::Forward,
             drop: None,
             after: false,
+            stream_start: None,
         };
         let view = match classify(p.link, p.data, p.wire_len) {
             Ok(v) => v,
@@ -535,6 +536,10 @@ pub struct BackendEmulation {
     horizon_ns: u64,
     /// When to look for flows to forget next (ns).
     next_forget: u64,
+    /// Flows whose backend-side stream starts with a PROXY protocol header, by their backend
+    /// side (NAT end, backend end), as the SNAT stage said on their last forward packet: where
+    /// the header starts, and when that packet went. Empty unless some service sends headers.
+    headers: HashMap<(SocketAddrV4, SocketAddrV4), (u32, u64)>,
 }
 
 impl Default for BackendEmulation {
@@ -550,9 +555,6 @@ struct Ends {
     backend: (Ipv4Addr, u16),
     nat: (Ipv4Addr, u16),
     last: u64,
-    /// Once a PROXY protocol header reached the backend: where it starts in the consumer's
-    /// stream and its length. The backend's acknowledgements cover it from then on.
-    header: Option<(u32, u32)>,
 }
 
 impl BackendEmulation {
@@ -565,6 +567,7 @@ impl BackendEmulation {
             once: false,
             horizon_ns: u64::MAX,
             next_forget: u64::MAX,
+            headers: HashMap::new(),
         }
     }
 
@@ -586,6 +589,8 @@ impl BackendEmulation {
         if self.next_forget > 0 {
             let h = self.horizon_ns;
             self.ends.retain(|_, e| now.saturating_sub(e.last) <= h);
+            self.headers
+                .retain(|_, &mut (_, last)| now.saturating_sub(last) <= h);
         }
         self.next_forget = now.saturating_add((self.horizon_ns / 4).max(1));
     }
@@ -612,8 +617,22 @@ impl BackendSide for BackendEmulation {
             backend: (t.dst, t.dport),
             nat: (t.src, t.sport),
             last: now,
-            header: None,
         };
+        // The SNAT stage's word on the flow's PROXY protocol header, on every forward packet
+        // of a service that sends them (the flow may be a new one on the same ports).
+        let flow = (
+            SocketAddrV4::new(t.src, t.sport),
+            SocketAddrV4::new(t.dst, t.dport),
+        );
+        match meta.stream_start {
+            Some(start) => {
+                self.headers.insert(flow, (start, now));
+            }
+            None if !self.headers.is_empty() => {
+                self.headers.remove(&flow);
+            }
+            None => {}
+        }
         let key = (meta.vnet, meta.orig);
         if v.is_syn() {
             self.ends.insert(key, ends);
@@ -623,15 +642,6 @@ impl BackendSide for BackendEmulation {
             && let Some(e) = self.ends.get_mut(&key)
         {
             e.last = now;
-        }
-    }
-
-    fn injected(&mut self, frame: &[u8], meta: &Meta) {
-        // A PROXY protocol header: the backend received it, so its acknowledgements (taken
-        // from the capture's server, who never saw it) must cover it.
-        let Some(v) = meta.view else { return };
-        if let Some(e) = self.ends.get_mut(&(meta.vnet, meta.orig)) {
-            e.header = Some((v.seq(frame), v.payload_len() as u32));
         }
     }
 
@@ -650,7 +660,6 @@ impl BackendSide for BackendEmulation {
         let Some(Ends {
             backend: (b, bp),
             nat: (n, np),
-            header,
             ..
         }) = found
         else {
@@ -659,9 +668,16 @@ impl BackendSide for BackendEmulation {
         let v = meta.view.as_mut().ok_or(DropReason::NoFlow)?;
         v.set_source(frame, b, bp);
         v.set_destination(frame, n, np);
-        if let Some((start, len)) = header
+        // A backend that received a PROXY protocol header acknowledges it; the capture's
+        // server never saw one, so its acknowledgements (and SACK edges) past the header's
+        // start move up by its length, as the SNAT stage moves them back down.
+        if !self.headers.is_empty()
             && v.has(plsim_wire::TcpFlags::ACK)
+            && let Some(&(start, _)) = self
+                .headers
+                .get(&(SocketAddrV4::new(n, np), SocketAddrV4::new(b, bp)))
         {
+            let len = plsim_snat::proxy::HEADER_LEN as u32;
             let cover = |a: u32| {
                 if a.wrapping_sub(start) as i32 >= 0 {
                     a.wrapping_add(len)

@@ -148,6 +148,17 @@ pub fn summary(what: &str, s: &Summary) -> String {
     o
 }
 
+/// `plsim scenario check` of a scenario that passed: what it holds.
+pub fn scenario_ok(file: &std::path::Path, s: &plsim_control::Scenario) -> String {
+    format!(
+        "{}: ok ({} services, {} endpoints, {} timeline events)\n",
+        file.display(),
+        s.services.len(),
+        s.endpoints.len(),
+        s.timeline.len()
+    )
+}
+
 /// `plsim inspect`.
 pub fn inspect(r: &Report) -> String {
     let mut o = String::new();

@@ -124,6 +124,14 @@ pub fn series_csv(series: &[Sample]) -> String {
     out
 }
 
+/// Parses a sampling interval in seconds: a positive, finite number (`--sample-every`).
+pub fn parse_interval(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v > 0.0 && v.is_finite() => Ok(v),
+        _ => Err(format!("`{s}` is not a positive number of seconds")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -358,6 +358,7 @@ impl Stage<Event> for SnatStage {
                 let endpoint = std::net::SocketAddrV4::new(pe, meta.orig.dport);
                 self.injected_place =
                     engine.proxy_segment(endpoint, frame, view(meta), &mut self.injected);
+                meta.stream_start = engine.proxy_sent();
             }
         }
         if let Some(rst) = engine.rst_reply() {

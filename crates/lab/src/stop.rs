@@ -40,3 +40,26 @@ impl Stop {
         Arc::clone(&self.0)
     }
 }
+
+impl Stop {
+    /// A stop that Ctrl-C (SIGINT) and SIGTERM request: the first signal asks the runs
+    /// holding it to stop and report what they processed; a second one ends the process at
+    /// once (status 130). With the reason, when the handlers can't be installed (the signals
+    /// then end the process as they would anyway).
+    pub fn on_signals() -> (Stop, Option<String>) {
+        let stop = Stop::new();
+        let mut failed = None;
+        #[cfg(unix)]
+        for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+            // The first registration exits only when the flag is already set, which the
+            // second does: the order makes the first signal a request and the second the end.
+            let registered =
+                signal_hook::flag::register_conditional_shutdown(signal, 130, stop.flag())
+                    .and_then(|_| signal_hook::flag::register(signal, stop.flag()));
+            if let Err(e) = registered {
+                failed = Some(format!("Ctrl-C will end the run without its results: {e}"));
+            }
+        }
+        (stop, failed)
+    }
+}

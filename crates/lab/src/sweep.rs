@@ -108,6 +108,18 @@ fn each<T: Clone>(v: &[T]) -> Vec<Option<T>> {
 }
 
 impl Grid {
+    /// Every point, or a usage error for a grid of more than [`MAX_POINTS`].
+    pub fn checked_points(&self) -> Result<Vec<Point>> {
+        let points = self.points();
+        if points.len() > MAX_POINTS {
+            return Err(Error::Usage(format!(
+                "the grid has {} points; at most {MAX_POINTS}",
+                points.len()
+            )));
+        }
+        Ok(points)
+    }
+
     /// Every point, the first setting varying slowest (nat_ips, allocator, ports, idle,
     /// fin_hold, load).
     pub fn points(&self) -> Vec<Point> {
@@ -209,6 +221,20 @@ pub struct Swept {
     pub rows: Vec<Row>,
     /// Whether the sweep was stopped early (then some points are missing).
     pub interrupted: bool,
+}
+
+impl Swept {
+    /// Ok when every one of `points` ran to its end; the interrupt, saying how many did, when
+    /// not.
+    pub fn check_whole(&self, points: usize) -> Result<()> {
+        if !self.interrupted {
+            return Ok(());
+        }
+        Err(Error::Interrupted(format!(
+            "{} of the {points} points ran to their end; sweep.csv holds those",
+            self.rows.len()
+        )))
+    }
 }
 
 /// One point's result as `plsim sweep --point K` writes it (`point-K.json`) and `plsim sweep
@@ -496,6 +522,37 @@ fn ranges(v: &[usize]) -> String {
 }
 
 /// The rows as `sweep.csv`: the settings (empty where not swept), then the results.
+/// The title of a sweep's CSV and plot: the capture's file name (not its path: the nodes of a
+/// cluster may mount it in different places), standard input, or the synthetic workload.
+pub fn title(capture: Option<&Path>) -> String {
+    match capture {
+        Some(p) => format!("sweep of {}", crate::plan::input_name(p)),
+        None => "sweep of the synthetic workload".to_string(),
+    }
+}
+
+/// `--list`: a JSON line per point, its index and its settings.
+pub fn list(points: &[Point]) -> String {
+    let mut out = String::new();
+    for (index, p) in points.iter().enumerate() {
+        let mut line = serde_json::to_value(p).expect("a point serializes");
+        line["index"] = index.into();
+        out += &format!("{line}\n");
+    }
+    out
+}
+
+/// Writes `sweep.csv` and the plot (`sweep.svg`, `sweep.png`) into `out`; returns the CSV and,
+/// when the plot could not be drawn, why.
+pub fn write(out: &Path, title: &str, rows: &[Row]) -> Result<(String, Option<String>)> {
+    crate::files::create_dir(out)?;
+    let text = csv(rows);
+    crate::files::write_file(&out.join("sweep.csv"), text.as_bytes())?;
+    let plotted = plot(&out.join("sweep"), title, rows);
+    Ok((text, plotted.err().map(|e| format!("no sweep plot: {e}"))))
+}
+
+/// The CSV of a sweep's rows.
 pub fn csv(rows: &[Row]) -> String {
     let mut s = COLUMNS.join(",")
         + ",flows,snat_failures,failure_rate,peak_ports_in_use,peak_ports_busy,peak_flows,packets,dropped\n";

@@ -72,6 +72,7 @@ impl Serial {
             dir,
             drop: None,
             after: false,
+            stream_start: None,
         }
     }
 

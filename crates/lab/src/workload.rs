@@ -11,27 +11,51 @@ use plsim_wire::{LinkType, SimTime};
 use crate::replay::{Packet, PacketSource};
 use crate::{Error, Result};
 
-/// Workload settings from the command line, each over the scenario's `[workload]`.
+/// Workload settings from the command line, each over the scenario's `[workload]` (with the
+/// `cli` feature, clap parses the flags straight into it).
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
+#[cfg_attr(feature = "cli", derive(clap::Args))]
 pub struct WorkloadFlags {
     /// Flows to start.
+    #[cfg_attr(feature = "cli", arg(long, value_name = "N"))]
     pub flows: Option<u64>,
-    /// How flows arrive.
+    /// Flow arrivals: constant:RATE or poisson:RATE (flows per second).
+    #[cfg_attr(feature = "cli", arg(long, value_name = "KIND:RATE"))]
     pub arrivals: Option<Arrivals>,
-    /// How long flows last.
+    /// Flow durations: fixed:S, exp:MEAN, lognormal:MU,SIGMA or pareto:SCALE,SHAPE (seconds).
+    #[cfg_attr(feature = "cli", arg(long, value_name = "DIST"))]
     pub durations: Option<FlowDuration>,
-    /// How flows end.
+    /// How flows end: fin, rst or idle.
+    #[cfg_attr(feature = "cli", arg(long, value_name = "HOW"))]
     pub close: Option<Close>,
     /// Consumer hosts behind the endpoint.
+    #[cfg_attr(feature = "cli", arg(long, value_name = "N"))]
     pub hosts: Option<u32>,
-    /// Data packets per flow.
+    /// Data packets per flow (both directions, after the handshake).
+    #[cfg_attr(feature = "cli", arg(long, value_name = "N"))]
     pub packets_per_flow: Option<u32>,
-    /// Payload bytes per flow.
+    /// Payload bytes per flow (both directions).
+    #[cfg_attr(feature = "cli", arg(long, value_name = "N"))]
     pub bytes_per_flow: Option<u64>,
-    /// Start no flow after this many seconds.
+    /// Start no flow after SECS.
+    #[cfg_attr(feature = "cli", arg(long, value_name = "SECS"))]
     pub until: Option<f64>,
     /// The workload's seed.
+    #[cfg_attr(feature = "cli", arg(long, value_name = "N"))]
     pub seed: Option<u64>,
+}
+
+/// What a run of these workloads is, in words: one endpoint's flows and arrivals, or how many
+/// endpoints run theirs.
+pub fn describe(specs: &[(usize, WorkloadSpec, SimTime)]) -> String {
+    match specs {
+        [(_, spec, _)] => format!(
+            "workload ({} flows max, {})",
+            spec.flows.map_or("no limit".into(), |n| n.to_string()),
+            spec.arrivals
+        ),
+        many => format!("workloads of {} endpoints", many.len()),
+    }
 }
 
 /// The synthetic workload of the first endpoint of a scenario (see [`spec_of`]).

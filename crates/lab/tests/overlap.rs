@@ -49,6 +49,7 @@ fn packet(t: FlowTuple, flags: u8, vnet: u32, dir: Dir, seq: u64) -> (Vec<u8>, M
         dir,
         drop: None,
         after: false,
+        stream_start: None,
     };
     (frame, meta)
 }

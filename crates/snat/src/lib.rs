@@ -279,6 +279,15 @@ impl Snat {
         (!self.rst.is_empty()).then_some(&self.rst[..])
     }
 
+    /// With [`SnatConfig::proxy_protocol`]: when the flow of the packet the last
+    /// [`Snat::outbound`] passed has sent its PROXY protocol header (with this packet or
+    /// before), where the header starts in its backend-side stream (ISN + 1; the header is
+    /// [`proxy::HEADER_LEN`] bytes). A backend acknowledges the header: its acknowledgements
+    /// past that point are `HEADER_LEN` higher than the consumer's. `None` otherwise.
+    pub fn proxy_sent(&self) -> Option<u32> {
+        self.proxy.as_ref()?.sent()
+    }
+
     /// With [`SnatConfig::proxy_protocol`]: when the packet the last [`Snat::outbound`] passed
     /// (`frame`, as it left, and its view) is the first of its connection after the SYN, writes
     /// the PROXY protocol v2 segment the backend gets with it into `out` (the same link layer;

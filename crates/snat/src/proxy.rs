@@ -33,8 +33,13 @@
 //! valid stream that starts with the header; the consumer sees exactly its own. Checksums are
 //! updated incrementally, as every rewrite.
 //!
-//! A flow opened without its SYN (`pickup`) gets no header: where its stream starts is unknown.
-//! Neither does a connection whose first packet after the SYN is a RST. The path never loses
+//! Each SYN from the consumer starts a connection and makes a header due anew (a SYN on a live
+//! flow, a tuple reused at once, is a new connection to the backend, as to the replay's backend
+//! emulation). A flow opened without its SYN (`pickup`) gets no header: where its stream starts
+//! is unknown. Neither does a connection whose first packet after the SYN is a RST.
+//! [`crate::Snat::proxy_sent`] says, for each packet passed, whether its flow's header went and
+//! where it starts, so that a backend emulation can acknowledge it exactly as the engine
+//! expects. The path never loses
 //! the header segment (a simulated path loses nothing), so it never needs sending again.
 
 use std::net::SocketAddrV4;
@@ -109,12 +114,22 @@ struct Due {
 pub(crate) struct Proxy {
     flows: Vec<Shift>,
     due: Option<Due>,
+    /// Where the header starts in the stream of the flow of the packet the last outbound call
+    /// passed, when its header went.
+    sent: Option<u32>,
 }
 
 impl Proxy {
     /// Nothing is due (every packet call starts so).
     pub(crate) fn clear_due(&mut self) {
         self.due = None;
+        self.sent = None;
+    }
+
+    /// Where the header starts in the backend-side stream of the last passed packet's flow,
+    /// once the header went (with that packet or before).
+    pub(crate) fn sent(&self) -> Option<u32> {
+        self.sent
     }
 
     fn slot(&mut self, idx: u32) -> &mut Shift {
@@ -140,13 +155,13 @@ impl Proxy {
         let syn = view.is_syn();
         let seq = view.seq(frame);
         let s = self.slot(idx);
-        if opened {
+        if opened || syn {
+            // A SYN starts a connection (again: the backend takes a SYN on a live tuple for a
+            // new one, as the replay's backends do), and its header is due anew.
             *s = Shift {
                 start: seq.wrapping_add(1),
                 phase: if syn { Phase::Awaiting } else { Phase::None },
             };
-        } else if syn && s.phase == Phase::Awaiting {
-            s.start = seq.wrapping_add(1); // a SYN sent again
         }
         if syn {
             return;
@@ -171,6 +186,10 @@ impl Proxy {
             }
             Phase::Sent => view.set_seq(frame, seq.wrapping_add(SHIFT)),
             Phase::None => {}
+        }
+        let s = self.flows[idx as usize];
+        if s.phase == Phase::Sent {
+            self.sent = Some(s.start);
         }
     }
 
