@@ -19,13 +19,17 @@ fuzz_target!(|input: &[u8]| {
         2 => LinkType::LinuxSll2,
         3 => LinkType::RawIp,
         4 => LinkType::RawIpv4,
-        5 => LinkType::Loopback { big_endian: head[1] & 1 == 1 },
+        5 => LinkType::Loopback {
+            big_endian: head[1] & 1 == 1,
+        },
         6 => LinkType::RawIpv6,
         _ => LinkType::Other(147),
     };
     let snap = usize::from(head[1]) * 4;
     let wire_len = frame.len() + if head[2] & 1 == 1 { snap } else { 0 };
-    let Ok(mut v) = classify(link, frame, wire_len) else { return };
+    let Ok(mut v) = classify(link, frame, wire_len) else {
+        return;
+    };
     let mut f = frame.to_vec();
     let before = checksum::verify(&f, &v);
     let addr = Ipv4Addr::new(head[3], head[4], head[5], head[6]);

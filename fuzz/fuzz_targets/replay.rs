@@ -45,7 +45,11 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let p = &s.packets;
-    assert_eq!(p.consumer_in + p.backend_in, s.input.packets, "every packet read enters");
+    assert_eq!(
+        p.consumer_in + p.backend_in,
+        s.input.packets,
+        "every packet read enters"
+    );
     assert_eq!(
         p.consumer_in + p.backend_in,
         p.to_backend + p.to_consumer + p.dropped.total(),
@@ -66,7 +70,10 @@ fuzz_target!(|data: &[u8]| {
         "the threaded engine differs from the sequential one"
     );
     let (mut ps, pwritten, pconsumer, pbackend) = go(Engine::Sequential, 1, true).expect("again");
-    assert!(pconsumer == consumer, "PROXY headers changed the consumer side");
+    assert!(
+        pconsumer == consumer,
+        "PROXY headers changed the consumer side"
+    );
     assert!(ps.packets.proxy_headers <= ps.packets.to_backend);
     assert_eq!(pwritten.consumer, written.consumer);
     assert_eq!(pwritten.backend, written.backend + ps.packets.proxy_headers);
