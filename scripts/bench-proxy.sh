@@ -3,7 +3,8 @@
 # three binaries in one session: BASE (a revision before the option existed, built in a
 # worktree), this tree with the option off, and this tree with `--proxy-protocol`. Prints each
 # run's Mpps, its ratio to the same run's reference loop, and the bytes per flow of each stage.
-# Usage: scripts/bench-proxy.sh [BASE] [FLOWS] [ROUNDS]   (defaults: 3780ff9 1000000 3)
+# Usage: scripts/bench-proxy.sh [BASE] [FLOWS] [ROUNDS]   (defaults: 3780ff9 1000000 3); set
+# BASE_BIN to a plsim built from BASE to skip building it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 base=${1:-3780ff9}
@@ -14,9 +15,13 @@ cargo build --release -q
 lscpu | sed -n 's/^Model name: *//p; s/^L3 cache: *//p' | paste -sd ',' | sed 's/^/machine: /'
 dir=$(mktemp -d)
 trap 'git worktree remove --force "$dir/base" >/dev/null 2>&1; rm -rf "$dir"' EXIT
-git worktree add -q --detach "$dir/base" "$base"
-(cd "$dir/base" && CARGO_TARGET_DIR="$dir/target" cargo build --release -q)
-cp "$dir/target/release/plsim" "$dir/plsim-base"
+if [ -n "${BASE_BIN:-}" ]; then
+    cp "$BASE_BIN" "$dir/plsim-base" # built from BASE already
+else
+    git worktree add -q --detach "$dir/base" "$base"
+    (cd "$dir/base" && CARGO_TARGET_DIR="$dir/target" cargo build --release -q)
+    cp "$dir/target/release/plsim" "$dir/plsim-base"
+fi
 run() {
     local bin=$1
     shift
