@@ -144,7 +144,8 @@ pub fn simulate(flags: &RunArgs, workload: &WorkloadFlags) -> Result<()> {
 /// `plsim simulate --workload tcp`: real TCP stacks echo through the path.
 pub fn simulate_tcp(flags: &RunArgs, connections: u32, bytes: u64) -> Result<()> {
     let scenario = load_scenario(flags.scenario.as_deref(), &flags.overrides)?;
-    let (summary, _) = plsim_lab::tcp::echo_summary(&scenario, connections, bytes)?;
+    let stop = interrupts();
+    let (summary, _) = plsim_lab::tcp::echo_summary(&scenario, connections, bytes, Some(&stop))?;
     if let Some(dir) = &flags.out {
         files::write_point(dir, "summary.json", &summary)?;
         eprintln!("plsim: a TCP run writes summary.json only (no pcaps, no time series)");
@@ -154,6 +155,11 @@ pub fn simulate_tcp(flags: &RunArgs, connections: u32, bytes: u64) -> Result<()>
     } else {
         let what = format!("{connections} TCP connections of {bytes} bytes");
         print!("{}", report::summary(&what, &summary));
+    }
+    if summary.interrupted {
+        return Err(Error::Interrupted(
+            "the TCP run stopped where it was".into(),
+        ));
     }
     Ok(())
 }

@@ -414,3 +414,32 @@ fn a_generated_workload_replays_as_it_simulates() {
     assert_eq!(simulated["flows"]["created"], 500);
     assert_eq!(simulated["flows"]["closed"], 500, "closed by RST");
 }
+
+/// Ctrl-C during `simulate --workload tcp`: the real TCP stacks stop where they are, the summary
+/// says `interrupted` and counts what ran, and the exit status is 130.
+#[test]
+#[cfg(unix)]
+fn an_interrupted_tcp_run_keeps_its_summary() {
+    // Far more than runs in the second before the signal.
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_plsim"))
+        .args(["simulate", "--workload", "tcp", "--connections", "2000"])
+        .args(["--bytes", "10000000", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    // SAFETY: sending a signal to our own child process.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+    let done = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&done.stderr);
+    assert_eq!(done.status.code(), Some(130), "{err}");
+    assert!(err.contains("interrupted: the TCP run stopped"), "{err}");
+    let s: serde_json::Value = serde_json::from_slice(&done.stdout).expect("the summary");
+    assert_eq!(s["interrupted"], true);
+    assert!(s["tcp"]["completed"].as_u64().unwrap() < 2000);
+    assert!(
+        s["packets"]["consumer_in"].as_u64().unwrap() > 0,
+        "it ran a while"
+    );
+}

@@ -193,13 +193,16 @@ pub fn serial(scenario: &Scenario, connections: u32, bytes: u64) -> Result<(Seri
     Ok((serial, spec))
 }
 
-/// Runs the echo workload and summarizes it like any other run, with its `tcp` section.
+/// Runs the echo workload and summarizes it like any other run, with its `tcp` section. With
+/// `stop`, a requested stop ends the run at its next step, and the summary says `interrupted`.
 pub fn echo_summary(
     scenario: &Scenario,
     connections: u32,
     bytes: u64,
+    stop: Option<&crate::stop::Stop>,
 ) -> Result<(Summary, EchoOutcome<Serial>)> {
-    let (path, spec) = serial(scenario, connections, bytes)?;
+    let (path, mut spec) = serial(scenario, connections, bytes)?;
+    spec.stop = stop.map(crate::stop::Stop::flag);
     let proxied = spec.proxy.is_some();
     let start = Instant::now();
     let out = run_echo(path, &spec)?;
@@ -243,6 +246,7 @@ pub fn echo_summary(
         ..Input::default()
     };
     let mut summary = summarize(&fin, input, out.sim_time, &connections);
+    summary.interrupted = out.end == plsim_traffic::tcp::End::Interrupted;
     summary.tcp = Some(Tcp {
         connections: out.connections,
         completed: out.completed,

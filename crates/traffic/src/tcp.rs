@@ -75,7 +75,7 @@ pub struct ProxyExpect {
 pub const FIRST_CLIENT_PORT: u16 = 40000;
 
 /// What to run: who connects where, how much each sends, and the bounds of the run.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct EchoSpec {
     /// Where the clients connect: the private endpoint's address and port.
     pub endpoint: SocketAddrV4,
@@ -107,6 +107,9 @@ pub struct EchoSpec {
     pub time_limit: Duration,
     /// The run stops after this many steps (a step handles one instant of virtual time).
     pub max_steps: u64,
+    /// When set and raised (a Ctrl-C handler, say), the run stops at the next step and says so
+    /// ([`End::Interrupted`]).
+    pub stop: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
     /// Fault injection, for tests: when `n > 0`, on average one in `n` packets with a payload
     /// that the path delivers (a seeded pseudo-random choice) gets its first payload byte
     /// inverted (checksums untouched), so the receiving smoltcp must drop it and TCP must
@@ -142,6 +145,7 @@ impl EchoSpec {
             max_steps: 10_000_000,
             corrupt_every: 0,
             proxy: None,
+            stop: None,
         }
     }
 
@@ -241,6 +245,8 @@ pub enum End {
     TimeLimit,
     /// [`EchoSpec::max_steps`] was reached.
     StepLimit,
+    /// [`EchoSpec::stop`] was raised.
+    Interrupted,
 }
 
 /// What a run did. The packet counts balance: `consumer_in + backend_in == to_backend +
@@ -573,6 +579,14 @@ impl<'s, P: Path> Sim<'s, P> {
         loop {
             if steps >= spec.max_steps {
                 end = End::StepLimit;
+                break;
+            }
+            if spec
+                .stop
+                .as_ref()
+                .is_some_and(|s| s.load(std::sync::atomic::Ordering::Relaxed))
+            {
+                end = End::Interrupted;
                 break;
             }
             steps += 1;
