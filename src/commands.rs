@@ -147,7 +147,7 @@ pub fn simulate_tcp(flags: &RunArgs, connections: u32, bytes: u64) -> Result<()>
     let stop = interrupts();
     let (summary, _) = plsim_lab::tcp::echo_summary(&scenario, connections, bytes, Some(&stop))?;
     if let Some(dir) = &flags.out {
-        files::write_point(dir, "summary.json", &summary)?;
+        files::write_json(dir, "summary.json", &summary)?;
         eprintln!("plsim: a TCP run writes summary.json only (no pcaps, no time series)");
     }
     if flags.json {
@@ -310,7 +310,7 @@ fn point_out<T: Serialize>(
         let why = format!("point {k} did not run to its end: no result written");
         return Err(Error::Interrupted(why));
     };
-    let file = files::write_point(dir, name, &result)?;
+    let file = files::write_json(dir, name, &result)?;
     if as_json {
         json(&result);
     } else {

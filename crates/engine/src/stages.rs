@@ -16,6 +16,8 @@ pub struct RunCx {
     pub dropped: DropCounts,
     /// Per stage (path order), time spent processing, when timed.
     pub busy: Option<Vec<Duration>>,
+    /// A buffer for segments stages inject, reused from run to run.
+    pub scratch: Vec<u8>,
 }
 
 /// What core stages sent of their own beside one packet: an answer to a packet they refused (a
@@ -173,14 +175,14 @@ fn pass<Ev, S: Stage<Ev>>(
         // The last stage injects: nothing after it has to see its segments before the next
         // packet, so the run stays stage-major; each segment is kept with its packet's place.
         Some(out) if stage.may_inject() => {
-            let mut seg = Vec::new();
+            let seg = &mut cx.scratch;
             for (frame, m) in batch.range_mut(run) {
                 if step(stage, frame, m, dir) {
                     cx.dropped.add(m.drop.expect("refused"));
                 } else if m.drop.is_none() {
                     seg.clear();
-                    if let Some(place) = stage.take_injected(&mut seg) {
-                        out.push(&seg, injected_meta(&seg, m, place));
+                    if let Some(place) = stage.take_injected(seg) {
+                        out.push(seg, injected_meta(seg, m, place));
                     }
                 }
             }

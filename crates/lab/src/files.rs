@@ -96,8 +96,7 @@ pub fn write_run(
             ));
         }
     }
-    let json = serde_json::to_string_pretty(summary).expect("a summary serializes") + "\n";
-    write_file(&dir.join("summary.json"), json.as_bytes())?;
+    write_json(dir, "summary.json", summary)?;
     write_file(&dir.join("timeseries.csv"), series_csv(series).as_bytes())?;
     if let Err(e) = crate::plot::series(&dir.join("timeseries"), title, series) {
         warnings.push(format!("no time series plot: {e}"));
@@ -141,12 +140,12 @@ pub fn refuse_stdin(pcap: &Path, command: &str) -> Result<()> {
     Ok(())
 }
 
-/// Writes one point's result (a sweep's or a plan's) as `out/name`, pretty JSON, whole or not
-/// at all; returns the file's path.
-pub fn write_point<T: serde::Serialize>(out: &Path, name: &str, result: &T) -> Result<PathBuf> {
+/// Writes `value` as `out/name` (a point's result, a summary), pretty JSON, whole or not at
+/// all, creating `out` if needed; returns the file's path.
+pub fn write_json<T: serde::Serialize>(out: &Path, name: &str, value: &T) -> Result<PathBuf> {
     create_dir(out)?;
     let file = out.join(name);
-    let text = serde_json::to_string_pretty(result).expect("a result serializes") + "\n";
+    let text = serde_json::to_string_pretty(value).expect("results serialize") + "\n";
     write_file(&file, text.as_bytes())?;
     Ok(file)
 }

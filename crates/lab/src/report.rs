@@ -16,6 +16,14 @@ macro_rules! wl {
     }};
 }
 
+/// The drop reasons that counted anything, as `reason count`.
+fn nonzero(d: &crate::summary::Dropped) -> Vec<String> {
+    d.by_reason()
+        .filter(|&(_, n)| n > 0)
+        .map(|(k, n)| format!("{k} {n}"))
+        .collect()
+}
+
 /// A run's summary.
 pub fn summary(what: &str, s: &Summary) -> String {
     let mut o = String::new();
@@ -45,12 +53,7 @@ pub fn summary(what: &str, s: &Summary) -> String {
         p.backend_in,
         p.to_backend
     );
-    let reasons: Vec<String> = p
-        .dropped
-        .by_reason()
-        .filter(|&(_, n)| n > 0)
-        .map(|(k, n)| format!("{k} {n}"))
-        .collect();
+    let reasons = nonzero(&p.dropped);
     wl!(
         o,
         "  dropped        {:>10}{}",
@@ -88,12 +91,7 @@ pub fn summary(what: &str, s: &Summary) -> String {
         );
     }
     for c in &s.connections {
-        let drops: Vec<String> = c
-            .dropped
-            .by_reason()
-            .filter(|&(_, n)| n > 0)
-            .map(|(k, n)| format!("{k} {n}"))
-            .collect();
+        let drops = nonzero(&c.dropped);
         wl!(
             o,
             "  link {:<3} {} -> {} ({}): {} to the backends, {} to the consumer, {} flows{}",

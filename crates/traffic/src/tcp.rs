@@ -796,40 +796,21 @@ impl<'s, P: Path> Sim<'s, P> {
             self.bufs.give(buf);
             return;
         }
-        let mut injected = self.bufs.take(0);
+        // A segment the path sends with the packet (a PROXY protocol header) goes to the same
+        // backend after the same delay, just before or after it. No buffer until there is one.
+        let mut injected = Vec::new();
         let place = if from_client {
             self.path.take_injected(&mut injected)
         } else {
             None
         };
-        // To the same backend as the packet, after the same delay, before or after it.
-        let mut after = None;
-        match (place, self.by_addr.get(&view.tuple().dst).copied()) {
-            (None, _) => self.bufs.give(injected),
-            (Some(_), Some(host)) if host >= self.clients => {
-                let f = InFlight {
-                    at: now.saturating_add(delay),
-                    host,
-                    buf: injected,
-                    injected: true,
-                };
-                match place {
-                    Some(Place::Before) => self.flight.push_back(f),
-                    _ => after = Some(f),
-                }
-            }
-            (Some(_), _) => {
-                self.t.undeliverable += 1;
-                self.bufs.give(injected);
-            }
-        }
         let host = self
             .by_addr
             .get(&view.tuple().dst)
             .copied()
             .filter(|&h| (h >= self.clients) == from_client);
         let Some(host) = host else {
-            self.t.undeliverable += 1;
+            self.t.undeliverable += 1 + u64::from(place.is_some());
             self.bufs.give(buf);
             return;
         };
@@ -841,13 +822,24 @@ impl<'s, P: Path> Sim<'s, P> {
                 self.t.corrupted += 1;
             }
         }
-        self.flight.push_back(InFlight {
-            at: now.saturating_add(delay),
-            host,
-            buf,
-            injected: false,
-        });
-        self.flight.extend(after);
+        let (before, after) = match place {
+            Some(Place::Before) => (Some(injected), None),
+            Some(Place::After) => (None, Some(injected)),
+            None => (None, None),
+        };
+        let at = now.saturating_add(delay);
+        let segments = before.map(|b| (b, true)).into_iter();
+        let segments = segments
+            .chain(std::iter::once((buf, false)))
+            .chain(after.map(|b| (b, true)));
+        for (buf, injected) in segments {
+            self.flight.push_back(InFlight {
+                at,
+                host,
+                buf,
+                injected,
+            });
+        }
     }
 }
 
