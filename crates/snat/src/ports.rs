@@ -78,7 +78,7 @@ pub(crate) struct Host {
 }
 
 /// The NAT IPs, their scopes and allocators.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct Ports {
     range: PortRange,
     /// Ports in the range: in one scope.
@@ -162,16 +162,18 @@ impl Ports {
                 len += 1;
             }
         }
-        order[..len].sort_unstable();
-        let candidates = first
-            .into_iter()
-            .chain(order[..len].iter().map(|&(_, n)| n));
-        let mut got = None;
-        for nat in candidates {
-            let sid = self.scope_for(b, nat);
-            if let Some(off) = self.take_port(sid, link, c_ip) {
-                got = Some((nat, off));
-                break;
+        let mut got = first.and_then(|nat| self.take_on(b, nat, link, c_ip));
+        if got.is_none() && len > 0 {
+            // The least loaded, found in one scan; the others are put in order only when its
+            // scope is full too (rare): the same sequence as sorting them all first.
+            let min = (0..len).min_by_key(|&i| order[i]).expect("a candidate");
+            order.swap(0, min);
+            got = self.take_on(b, order[0].1, link, c_ip);
+            if got.is_none() {
+                order[1..len].sort_unstable();
+                got = order[1..len]
+                    .iter()
+                    .find_map(|&(_, nat)| self.take_on(b, nat, link, c_ip));
             }
         }
         let (nat, off) = got?;
@@ -192,6 +194,12 @@ impl Ports {
         n.flows += 1;
         n.created += 1;
         Some((nat as u8, (u32::from(self.range.lo) + off) as u16))
+    }
+
+    /// Takes a port in the scope of backend `b` on NAT IP `nat` for host `(link, C)`.
+    fn take_on(&mut self, b: usize, nat: usize, link: u32, c_ip: u32) -> Option<(usize, u32)> {
+        let sid = self.scope_for(b, nat);
+        self.take_port(sid, link, c_ip).map(|off| (nat, off))
     }
 
     /// Gives back the port of flow `f` (leaving the table) and uncounts the flow.
@@ -432,6 +440,71 @@ impl Ports {
                         self.owners.remove(&key);
                     }
                 }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::config::PortRange;
+
+    /// The candidate order as it was first written: every NAT IP sorted by (load, index)
+    /// behind the host's own, each tried in turn; run on a copy.
+    fn sorted_order(p: &Ports, link: u32, c_ip: u32, b_ip: u32) -> Option<(u8, u16)> {
+        let mut p = p.clone();
+        let b = p.backend_index(b_ip);
+        let first = (p.selection == Selection::Paired)
+            .then(|| p.hosts.get(&(link, c_ip)).map(|h| usize::from(h.nat)))
+            .flatten();
+        let mut order: Vec<(u32, usize)> = (0..p.nats.len())
+            .filter(|&n| Some(n) != first)
+            .map(|n| (p.load(b, n), n))
+            .collect();
+        order.sort_unstable();
+        first
+            .into_iter()
+            .chain(order.into_iter().map(|(_, n)| n))
+            .find_map(|nat| {
+                let sid = p.scope_for(b, nat);
+                let off = p.take_port(sid, link, c_ip)?;
+                Some((nat as u8, (u32::from(p.range.lo) + off) as u16))
+            })
+    }
+
+    proptest! {
+        /// The scan for the least loaded NAT IP (sorting the others only when its scope is
+        /// full) picks exactly what sorting them all first picked, flow after flow, up to and
+        /// past exhaustion, under every allocator, reuse scope and selection.
+        #[test]
+        fn the_least_loaded_scan_picks_as_sorting_did(
+            nats in 1u8..=8,
+            ports in 1u16..12,
+            allocator in prop_oneof![
+                Just(Allocator::Sequential),
+                any::<u64>().prop_map(|seed| Allocator::Random { seed }),
+                (1u16..4).prop_map(Allocator::Block),
+            ],
+            per_backend in any::<bool>(),
+            paired in any::<bool>(),
+            flows in prop::collection::vec((0u32..2, 0u32..6, 0u32..3), 1..200),
+        ) {
+            let cfg = SnatConfig {
+                nat_ips: (0..nats).map(|i| Ipv4Addr::new(100, 64, 0, i + 1)).collect(),
+                ports: PortRange::new(20_000, 20_000 + ports - 1),
+                allocator,
+                reuse: if per_backend { ReuseScope::PerBackend } else { ReuseScope::PerIp },
+                selection: if paired { Selection::Paired } else { Selection::LeastLoaded },
+                ..SnatConfig::default()
+            };
+            let mut p = Ports::new(&cfg);
+            for (link, c, b) in flows {
+                let (c_ip, b_ip) = (0x0a00_0100 + c, 0x0a00_0200 + b);
+                let want = sorted_order(&p, link, c_ip, b_ip);
+                prop_assert_eq!(p.allocate(link, c_ip, b_ip), want);
             }
         }
     }
