@@ -2,7 +2,9 @@
 # `plsim bench` against its same-run single-core reference NAT loop (one frame per flow, round
 # robin: make the frame, one hashbrown lookup, the source rewrite with its checksum update), at
 # 1M and 10M live flows, ROUNDS times each; then the sequential engine (one thread) against the
-# threaded one (two working threads) at 1M. Prints the machine first: figures depend on it.
+# threaded one (two working threads) at 1M. Each bench alternates the path and the loop over
+# five rounds of its frames (`--rounds`), and prints each round's ratio too. Prints the machine
+# first: figures depend on it.
 # Usage: scripts/bench-vs-reference.sh [ROUNDS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,8 +17,9 @@ import json, sys
 d = json.load(sys.stdin)
 assert d["complete"], "the bench dropped packets: not a throughput figure"
 s = d["stage_ns_per_packet"]
-print("  %9d flows %-10s: %6.2f Mpps, reference %6.2f Mpps, ratio %.2fx (stage ns: endpoint %.0f, lb %.0f, snat %.0f)"
-      % (d["flows"], sys.argv[1], d["mpps"], d["reference_mpps"], d["ratio"], s["endpoint"], s["lb"], s["snat"]))
+rounds = ", ".join("%.2fx" % r["ratio"] for r in d["rounds"])
+print("  %9d flows %-10s: %6.2f Mpps, reference %6.2f Mpps, ratio %.2fx (its %d rounds: %s; stage ns: endpoint %.0f, lb %.0f, snat %.0f)"
+      % (d["flows"], sys.argv[1], d["mpps"], d["reference_mpps"], d["ratio"], len(d["rounds"]), rounds, s["endpoint"], s["lb"], s["snat"]))
 ' "$1"
 }
 for i in $(seq "$rounds"); do

@@ -351,11 +351,11 @@ pub fn sweep_merge(dirs: &[std::path::PathBuf], out: &Path, as_json: bool) -> Re
 
 /// `plsim bench`.
 pub fn bench(a: BenchArgs) -> Result<()> {
-    let r = plsim_lab::bench::run_builtin(a.flows, a.packets, a.engine, a.batch, a.proxy_protocol)?;
+    let r = plsim_lab::bench::run_builtin(&a.options)?;
     if a.json {
         json(&r);
     } else {
-        print!("{}", report::bench(a.engine, &r));
+        print!("{}", report::bench(a.options.engine, &r));
     }
     r.check()
 }

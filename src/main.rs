@@ -268,22 +268,8 @@ struct PlanArgs {
 
 #[derive(Args)]
 struct BenchArgs {
-    /// Live flows to build before timing.
-    #[arg(long, default_value_t = 1_000_000)]
-    flows: u32,
-    /// 64-byte frames to push through the path.
-    #[arg(long, default_value_t = 20_000_000)]
-    packets: u64,
-    /// Packets per batch.
-    #[arg(long, default_value_t = DEFAULT_BATCH, value_parser = plsim_engine::parse_batch)]
-    batch: usize,
-    /// threaded, or sequential (one thread, for comparison).
-    #[arg(long, value_name = "ENGINE", default_value_t = Engine::Threaded)]
-    engine: Engine,
-    /// The service sends PROXY protocol v2 headers (one per flow as it opens; every timed
-    /// frame then has its sequence number shifted): what the option costs.
-    #[arg(long)]
-    proxy_protocol: bool,
+    #[command(flatten)]
+    options: plsim_lab::bench::BenchOptions,
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,

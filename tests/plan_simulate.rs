@@ -352,6 +352,54 @@ fn bench_reports_its_figures() {
     assert_eq!((&b["dropped"], &b["setup_dropped"]), (&0.into(), &0.into()));
     assert_eq!(b["complete"], true);
     assert!(b["mpps"].as_f64().unwrap() > 0.0);
+    // Five rounds by default, the path then the reference loop in each, 4,000 frames apiece;
+    // the ratio is the path's rate over the loop's, both over all rounds.
+    let rounds = b["rounds"].as_array().unwrap();
+    assert_eq!(rounds.len(), 5);
+    for r in rounds {
+        assert_eq!(r["packets"], 4000, "{r}");
+        let (p, q) = (
+            r["mpps"].as_f64().unwrap(),
+            r["reference_mpps"].as_f64().unwrap(),
+        );
+        assert!(
+            (r["ratio"].as_f64().unwrap() - p / q).abs() < 1e-9 * (p / q),
+            "{r}"
+        );
+    }
+    let (p, q) = (
+        b["mpps"].as_f64().unwrap(),
+        b["reference_mpps"].as_f64().unwrap(),
+    );
+    assert!(
+        (b["ratio"].as_f64().unwrap() - p / q).abs() < 1e-9 * (p / q),
+        "{b}"
+    );
+    // Without the reference loop: no reference figures; rounds as asked, even when there are
+    // fewer frames than rounds (a round a frame then).
+    let n = json(&plsim(&[
+        "bench",
+        "--flows",
+        "2000",
+        "--packets",
+        "3",
+        "--rounds",
+        "7",
+        "--no-reference",
+        "--json",
+    ]));
+    assert_eq!(
+        (&n["reference_mpps"], &n["ratio"]),
+        (&().into(), &().into())
+    );
+    let rounds = n["rounds"].as_array().unwrap();
+    assert_eq!(rounds.len(), 3, "{n}");
+    assert!(
+        rounds
+            .iter()
+            .all(|r| r["packets"] == 1 && r["ratio"].is_null())
+    );
+    assert_eq!((&n["delivered"], &n["complete"]), (&3.into(), &true.into()));
     // Flow state per live flow: the lb's 40-byte record, the SNAT's 32, their indexes and
     // timers.
     let lb = b["bytes_per_flow"]["lb"].as_f64().unwrap();

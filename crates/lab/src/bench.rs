@@ -10,10 +10,15 @@
 //! Frames are made on the fly, never stored per flow: each is a copy of one 64-byte template
 //! with its client end written in (the source rewrite with its incremental checksum update), so
 //! the process holds the path's flow state and little else. The reference loop makes its frames
-//! the same way, and runs once the path's state is gone.
+//! the same way.
+//!
+//! The timed frames go in rounds: each round pushes its share through the path, then through
+//! the reference loop. A shared machine's slow minutes then hit both alike, and the ratio
+//! compares like with like (on the 2-vCPU machine the README names, the reference alone varied
+//! twofold between two consecutive runs).
 
 use std::net::Ipv4Addr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use plsim_control::Scenario;
 use plsim_control::net::Prefix;
@@ -22,7 +27,8 @@ use plsim_wire::build::{CONSUMER_MAC, PROVIDER_MAC, TcpSegment, tuple};
 use plsim_wire::{FlowTuple, Ipv4Tcp, LinkType, SimTime, TcpFlags, classify};
 
 use plsim_engine::{
-    AsIs, Batch, Dir, Edge, Feeder, Fill, Meta, NoTaps, Options, Parts, RunStats, Stages,
+    AsIs, Batch, DEFAULT_BATCH, Dir, Edge, Engine, Feeder, Fill, Meta, NoTaps, Options, Parts,
+    RunStats, Stages,
 };
 
 use serde::Serialize;
@@ -49,6 +55,61 @@ const MAX_BACKENDS: u64 = 1_000;
 /// How full the bench lets a backend's ports get: flows spread over backends by hash, so a
 /// backend gets its share give or take a little; 90% leaves room for that.
 const FILL: f64 = 0.9;
+
+/// How `plsim bench` runs. (With the `cli` feature, clap parses the flags straight into it.)
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "cli", derive(clap::Args))]
+pub struct BenchOptions {
+    /// Live flows to build before timing.
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = 1_000_000))]
+    pub flows: u32,
+    /// 64-byte frames to push through the path.
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = 20_000_000))]
+    pub packets: u64,
+    /// Packets per batch.
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, default_value_t = DEFAULT_BATCH, value_parser = plsim_engine::parse_batch)
+    )]
+    pub batch: usize,
+    /// threaded, or sequential (one thread, for comparison).
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, value_name = "ENGINE", default_value_t = Engine::Threaded)
+    )]
+    pub engine: Engine,
+    /// Split the timed frames into N rounds, each through the path and then through the
+    /// reference loop, so that a shared machine's slow spells hit both alike (1 to 100).
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, value_name = "N", default_value_t = 5,
+            value_parser = clap::value_parser!(u32).range(1..=100))
+    )]
+    pub rounds: u32,
+    /// Leave out the reference loop: its table would count in the peak memory
+    /// (`scripts/memory.sh` measures the path alone).
+    #[cfg_attr(feature = "cli", arg(long))]
+    pub no_reference: bool,
+    /// The service sends PROXY protocol v2 headers (one per flow as it opens; every timed
+    /// frame then has its sequence number shifted): what the option costs.
+    #[cfg_attr(feature = "cli", arg(long))]
+    pub proxy_protocol: bool,
+}
+
+impl Default for BenchOptions {
+    /// The command's defaults: 1M flows, 20M frames, five rounds, the threaded engine.
+    fn default() -> Self {
+        BenchOptions {
+            flows: 1_000_000,
+            packets: 20_000_000,
+            batch: DEFAULT_BATCH,
+            engine: Engine::Threaded,
+            rounds: 5,
+            no_reference: false,
+            proxy_protocol: false,
+        }
+    }
+}
 
 /// The most flows the bench's scenario can hold.
 pub fn max_flows() -> u64 {
@@ -250,10 +311,13 @@ pub struct BenchReport {
     /// Million packets per second through the engine (wall clock); a throughput figure only
     /// when `complete`.
     pub mpps: f64,
-    /// The single-core reference NAT loop over the same frames, in the same run.
-    pub reference_mpps: f64,
-    /// `mpps / reference_mpps`.
-    pub ratio: f64,
+    /// The single-core reference NAT loop over the same frames, in the same run (`None` with
+    /// `--no-reference`).
+    pub reference_mpps: Option<f64>,
+    /// `mpps / reference_mpps`: the path's time against the loop's over all rounds.
+    pub ratio: Option<f64>,
+    /// Each round's figures, in order.
+    pub rounds: Vec<Round>,
     /// Live flows built before timing.
     pub flows: u32,
     /// Frames pushed.
@@ -288,6 +352,20 @@ pub struct BenchReport {
     pub proxy_protocol: bool,
     /// PROXY protocol headers sent while the flows were opened (one per flow when on).
     pub proxy_headers: u64,
+}
+
+/// One round of the timed phase: its share of the frames through the path, then through the
+/// reference loop.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct Round {
+    /// Frames in the round.
+    pub packets: u64,
+    /// Million packets per second through the path.
+    pub mpps: f64,
+    /// Million packets per second through the reference loop (`None` without it).
+    pub reference_mpps: Option<f64>,
+    /// `mpps / reference_mpps`.
+    pub ratio: Option<f64>,
 }
 
 /// Heap bytes of flow state per live flow (capacities: what the allocator handed out).
@@ -339,32 +417,21 @@ impl BenchReport {
 
 /// `plsim bench`: `flows` live flows on [`scenario_for`]'s scenario (its service sending PROXY
 /// protocol v2 headers with `proxy_protocol`), then `packets` frames.
-pub fn run_builtin(
-    flows: u32,
-    packets: u64,
-    engine: plsim_engine::Engine,
-    batch: usize,
-    proxy_protocol: bool,
-) -> crate::Result<BenchReport> {
-    if flows == 0 || packets == 0 {
+pub fn run_builtin(o: &BenchOptions) -> crate::Result<BenchReport> {
+    if o.flows == 0 || o.packets == 0 {
         return Err(crate::Error::Usage(
             "--flows and --packets must be at least 1".into(),
         ));
     }
-    let mut scenario = scenario_for(u64::from(flows))?;
-    scenario.services[0].enable_proxy_protocol = proxy_protocol;
-    run_on(&scenario, flows, packets, engine, batch)
+    let mut scenario = scenario_for(u64::from(o.flows))?;
+    scenario.services[0].enable_proxy_protocol = o.proxy_protocol;
+    run_on(&scenario, o)
 }
 
 /// The bench on `scenario` (its first endpoint's VNet and address; its first pool's backends).
 /// A scenario that can't give every flow a port makes an incomplete report, not an error.
-pub fn run_on(
-    scenario: &Scenario,
-    flows: u32,
-    packets: u64,
-    engine: plsim_engine::Engine,
-    batch: usize,
-) -> crate::Result<BenchReport> {
+pub fn run_on(scenario: &Scenario, o: &BenchOptions) -> crate::Result<BenchReport> {
+    let (flows, packets, engine, batch) = (o.flows, o.packets, o.engine, o.batch);
     let backends = scenario.load_balancer.pools[0].backends.len();
     let mut sim = crate::path::Path::build(scenario, false)?;
     // The tables take every flow without growing on the packet path.
@@ -382,7 +449,23 @@ pub fn run_on(
         core: (sim.lb, sim.snat),
         backend: AsIs,
     };
-    let (res, parts) = bench(parts, addrs, flows, packets, engine, batch);
+    // The reference's table is built before the rounds, so both run on warm, built state.
+    let mut reference = (!o.no_reference).then(|| Reference::new(addrs, flows));
+    let mut reference_times = Vec::new();
+    let (res, parts) = bench(
+        parts,
+        addrs,
+        flows,
+        packets,
+        engine,
+        batch,
+        o.rounds,
+        |from, n| {
+            if let Some(r) = reference.as_mut() {
+                reference_times.push(r.run(from, n));
+            }
+        },
+    );
     let (lb, snat) = &parts.core;
     let live: u64 = snat.engines().iter().map(|e| e.stats().live).sum();
     let per_flow = |bytes: usize| bytes as f64 / live.max(1) as f64;
@@ -390,10 +473,25 @@ pub fn run_on(
         lb: per_flow(lb.0.memory_bytes()),
         snat: per_flow(snat.engines().iter().map(|e| e.memory_bytes()).sum()),
     };
-    // The reference loop runs once the path's state is gone: the process's peak memory is
-    // the path's, or the loop's if that is more.
     drop(parts);
-    let reference_mpps = reference_loop(addrs, flows, packets);
+    let mpps = |n: u64, d: Duration| n as f64 / d.as_secs_f64() / 1e6;
+    let reference_mpps = reference
+        .is_some()
+        .then(|| mpps(packets, reference_times.iter().sum()));
+    let rounds = res
+        .rounds
+        .iter()
+        .enumerate()
+        .map(|(i, &(n, path))| {
+            let reference_mpps = reference_times.get(i).map(|&d| mpps(n, d));
+            Round {
+                packets: n,
+                mpps: mpps(n, path),
+                reference_mpps,
+                ratio: reference_mpps.map(|r| mpps(n, path) / r),
+            }
+        })
+        .collect();
     let per = |d: std::time::Duration| d.as_nanos() as f64 / packets as f64;
     let busy = |i: usize| res.stats.busy.get(i).copied().unwrap_or_default();
     let dropped = res.stats.dropped.total();
@@ -401,7 +499,8 @@ pub fn run_on(
     Ok(BenchReport {
         mpps: res.mpps,
         reference_mpps,
-        ratio: res.mpps / reference_mpps,
+        ratio: reference_mpps.map(|r| res.mpps / r),
+        rounds,
         flows,
         packets,
         backends,
@@ -440,45 +539,66 @@ pub struct BenchResult {
     pub stats: RunStats,
     /// The counts of the setup.
     pub setup: RunStats,
+    /// Each round's packets and the time the path took for them.
+    pub rounds: Vec<(u64, Duration)>,
 }
 
 /// The hand-written single-core NAT loop the engine must beat, with the same access pattern:
 /// for each packet, flow after flow round robin, make its frame as the bench's feeder does
 /// (copy the template, write the client end in), one hash lookup of its flow (`hashbrown`
 /// with its default hasher, foldhash), the source rewrite with the incremental checksum
-/// update. Returns million packets per second.
-pub fn reference_loop(addrs: BenchAddrs, flows: u32, packets: u64) -> f64 {
-    let ack = Template::new(addrs.clients, addrs.endpoint, TcpFlags::ACK, false);
-    let mut table: hashbrown::HashMap<FlowTuple, (Ipv4Addr, u16)> =
-        hashbrown::HashMap::with_capacity(flows as usize);
-    let mut buf = [0u8; FRAME_LEN];
-    for i in 0..flows {
-        let t = ack.write(i, &mut buf, false).tuple();
-        table.insert(
-            t,
-            (
-                Ipv4Addr::from(0x0a0a_0104 + (i & 7)),
-                1024 + ((i >> 3) % 64_512) as u16,
-            ),
-        );
-    }
-    let mut sum = 0u64;
-    let start = Instant::now();
-    let mut i = 0u32;
-    for _ in 0..packets {
-        let mut v = ack.write(i, &mut buf, false);
-        if let Some(&(ip, port)) = table.get(&v.tuple()) {
-            v.set_source(&mut buf, ip, port);
+/// update.
+pub struct Reference {
+    ack: Template,
+    table: hashbrown::HashMap<FlowTuple, (Ipv4Addr, u16)>,
+    flows: u32,
+}
+
+impl Reference {
+    /// The loop's table of `flows` flows, each with a NAT end.
+    pub fn new(addrs: BenchAddrs, flows: u32) -> Reference {
+        let ack = Template::new(addrs.clients, addrs.endpoint, TcpFlags::ACK, false);
+        let mut table = hashbrown::HashMap::with_capacity(flows as usize);
+        let mut buf = [0u8; FRAME_LEN];
+        for i in 0..flows {
+            let t = ack.write(i, &mut buf, false).tuple();
+            table.insert(
+                t,
+                (
+                    Ipv4Addr::from(0x0a0a_0104 + (i & 7)),
+                    1024 + ((i >> 3) % 64_512) as u16,
+                ),
+            );
         }
-        sum = sum.wrapping_add(u64::from(buf[24]));
-        i += 1;
-        if i == flows {
-            i = 0;
+        Reference {
+            ack,
+            table,
+            flows: flows.max(1),
         }
     }
-    let wall = start.elapsed().as_secs_f64();
-    std::hint::black_box(sum);
-    packets as f64 / wall / 1e6
+
+    /// Runs packets `from .. from + n` of the round robin (packet `k` is flow `k % flows`'s);
+    /// returns the time they took.
+    pub fn run(&mut self, from: u64, n: u64) -> Duration {
+        let mut buf = [0u8; FRAME_LEN];
+        let mut sum = 0u64;
+        let start = Instant::now();
+        let mut i = (from % u64::from(self.flows)) as u32;
+        for _ in 0..n {
+            let mut v = self.ack.write(i, &mut buf, false);
+            if let Some(&(ip, port)) = self.table.get(&v.tuple()) {
+                v.set_source(&mut buf, ip, port);
+            }
+            sum = sum.wrapping_add(u64::from(buf[24]));
+            i += 1;
+            if i == self.flows {
+                i = 0;
+            }
+        }
+        let wall = start.elapsed();
+        std::hint::black_box(sum);
+        wall
+    }
 }
 
 /// Where the bench's flows come from and go to.
@@ -493,15 +613,19 @@ pub struct BenchAddrs {
 }
 
 /// Builds `flows` live flows through the path, then pushes `packets` 64-byte frames of them
-/// through `engine` (the threaded one, or the sequential reference for comparison), and hands
-/// the parts back.
+/// through `engine` (the threaded one, or the sequential reference for comparison) in
+/// `rounds` rounds (at most one a packet), calling `between(from, n)` after each round's `n`
+/// packets (numbered from `from` in the round robin), and hands the parts back.
+#[allow(clippy::too_many_arguments)]
 pub fn bench<E, C>(
     parts: Parts<E, C, AsIs>,
     addrs: BenchAddrs,
     flows: u32,
     packets: u64,
-    engine: plsim_engine::Engine,
+    engine: Engine,
     batch_size: usize,
+    rounds: u32,
+    mut between: impl FnMut(u64, u64),
 ) -> (BenchResult, Parts<E, C, AsIs>)
 where
     E: Edge<Event>,
@@ -535,31 +659,61 @@ where
     let done = plsim_engine::run(with_backends, &mut setup, NoTaps, opts);
     let setup_s = t0.elapsed().as_secs_f64();
 
-    let mut traffic = Traffic {
-        ack: template(TcpFlags::ACK, false),
-        vnet: addrs.vnet,
-        flows,
-        packets,
-        sent: 0,
-        seq: setup.seq,
-    };
-    let timed = Parts {
+    let mut timed = Parts {
         edge: done.parts.edge,
         core: done.parts.core,
         backend: AsIs,
     };
-    let t1 = Instant::now();
-    let fin = plsim_engine::run(timed, &mut traffic, NoTaps, opts);
-    let wall = t1.elapsed().as_secs_f64();
+    let rounds = u64::from(rounds.max(1)).min(packets.max(1));
+    let (mut seq, mut wall) = (setup.seq, Duration::ZERO);
+    let mut stats: Option<RunStats> = None;
+    let mut each = Vec::new();
+    for r in 0..rounds {
+        let (from, to) = (packets * r / rounds, packets * (r + 1) / rounds);
+        let mut traffic = Traffic {
+            ack: template(TcpFlags::ACK, false),
+            vnet: addrs.vnet,
+            flows,
+            packets: to,
+            sent: from,
+            seq,
+        };
+        let t1 = Instant::now();
+        let fin = plsim_engine::run(timed, &mut traffic, NoTaps, opts);
+        let took = t1.elapsed();
+        wall += took;
+        each.push((to - from, took));
+        seq = traffic.seq;
+        timed = fin.parts;
+        match stats.as_mut() {
+            None => stats = Some(fin.stats),
+            Some(s) => add_stats(s, &fin.stats),
+        }
+        between(from, to - from);
+    }
     let result = BenchResult {
-        mpps: packets as f64 / wall / 1e6,
+        mpps: packets as f64 / wall.as_secs_f64() / 1e6,
         flows,
         packets,
         setup_per_sec: f64::from(flows) / setup_s,
-        stats: fin.stats,
+        stats: stats.expect("at least one round"),
         setup: done.stats,
+        rounds: each,
     };
-    (result, fin.parts)
+    (result, timed)
+}
+
+/// Adds the counts of one timed round to those of the rounds before it (what the report
+/// reads: deliveries, drops, stage times, latency, wall time).
+fn add_stats(to: &mut RunStats, round: &RunStats) {
+    to.consumer_in += round.consumer_in;
+    to.to_backend += round.to_backend;
+    to.dropped.merge(&round.dropped);
+    to.wall += round.wall;
+    for (a, b) in to.busy.iter_mut().zip(&round.busy) {
+        *a += *b;
+    }
+    let _ = to.latency_ns.add(&round.latency_ns);
 }
 
 #[cfg(test)]
@@ -616,8 +770,14 @@ mod tests {
 
     #[test]
     fn a_bench_that_dropped_anything_is_incomplete() {
-        let engine = plsim_engine::Engine::Threaded;
-        let ok = run_on(&Scenario::builtin(), 500, 2_000, engine, 64).unwrap();
+        let o = BenchOptions {
+            flows: 500,
+            packets: 2_000,
+            batch: 64,
+            rounds: 3,
+            ..BenchOptions::default()
+        };
+        let ok = run_on(&Scenario::builtin(), &o).unwrap();
         assert!(ok.complete);
         assert_eq!((ok.delivered, ok.dropped, ok.setup_dropped), (2_000, 0, 0));
         // One NAT IP of 10 ports to 4 backends: 40 flows get a port, 460 SYNs are refused,
@@ -630,7 +790,7 @@ mod tests {
         }
         .apply(&mut tight)
         .unwrap();
-        let r = run_on(&tight, 500, 2_000, engine, 64).unwrap();
+        let r = run_on(&tight, &o).unwrap();
         assert!(!r.complete);
         assert_eq!(r.setup_dropped, 3 * 460);
         // Round robin over 500 flows, 40 of them live: 4 frames each of the live ones.

@@ -296,14 +296,35 @@ pub fn bench(engine: Engine, r: &BenchReport) -> String {
             r.packets
         );
     }
-    wl!(
-        o,
-        "  throughput     {:.2} Mpps ({:.3} s); the single-core reference NAT loop: {:.2} Mpps ({:.2}x)",
-        r.mpps,
-        r.wall_s,
-        r.reference_mpps,
-        r.ratio
-    );
+    match (r.reference_mpps, r.ratio) {
+        (Some(reference), Some(ratio)) => {
+            wl!(
+                o,
+                "  throughput     {:.2} Mpps ({:.3} s); the single-core reference NAT loop: {:.2} Mpps ({:.2}x)",
+                r.mpps,
+                r.wall_s,
+                reference,
+                ratio
+            );
+            let each: Vec<String> = r
+                .rounds
+                .iter()
+                .filter_map(|x| x.ratio.map(|q| format!("{q:.2}x")))
+                .collect();
+            wl!(
+                o,
+                "  rounds         {} (the path, then the reference loop, each round): {}",
+                r.rounds.len(),
+                each.join(", ")
+            );
+        }
+        _ => wl!(
+            o,
+            "  throughput     {:.2} Mpps ({:.3} s); the reference loop left out (--no-reference)",
+            r.mpps,
+            r.wall_s
+        ),
+    }
     wl!(
         o,
         "  flow setup     {:.0} flows/s (SYN, SYN-ACK, ACK through the whole path)",
