@@ -357,6 +357,40 @@ impl RunStats {
         }
     }
 
+    /// Adds the counts of `later`, a run of the same path that came after this one (a bench's
+    /// next round, say): counts, drops, latency, wall and busy times add up, per connection
+    /// too; the simulated span runs from this run's first instant to `later`'s last.
+    pub fn merge(&mut self, later: &RunStats) {
+        self.consumer_in += later.consumer_in;
+        self.backend_in += later.backend_in;
+        self.to_backend += later.to_backend;
+        self.to_consumer += later.to_consumer;
+        self.answers += later.answers;
+        self.injected += later.injected;
+        self.dropped.merge(&later.dropped);
+        // Both histograms come from `histogram()`, with the same bounds: adding can't fail.
+        let _ = self.latency_ns.add(&later.latency_ns);
+        self.wall += later.wall;
+        if self.busy.len() < later.busy.len() {
+            self.busy.resize(later.busy.len(), Duration::ZERO);
+        }
+        for (a, b) in self.busy.iter_mut().zip(&later.busy) {
+            *a += *b;
+        }
+        if self.links.len() < later.links.len() {
+            self.links.resize(later.links.len(), LinkCounts::default());
+        }
+        for (a, b) in self.links.iter_mut().zip(&later.links) {
+            a.consumer_in += b.consumer_in;
+            a.backend_in += b.backend_in;
+            a.to_backend += b.to_backend;
+            a.to_consumer += b.to_consumer;
+            a.dropped.merge(&b.dropped);
+        }
+        self.first_ts = self.first_ts.or(later.first_ts);
+        self.last_ts = later.last_ts.or(self.last_ts);
+    }
+
     /// Counts a packet that has been through everything, under its link.
     #[inline]
     fn count(&mut self, m: &Meta) {

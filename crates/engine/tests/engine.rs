@@ -526,6 +526,66 @@ fn injected_segments_reach_the_backend_right_before_or_after_their_packet() {
     );
 }
 
+/// Two runs of the same parts one after the other, their stats merged, count exactly what one
+/// run over both inputs counts (a bench's rounds add up this way).
+#[test]
+fn the_stats_of_consecutive_runs_merge_into_the_whole_run() {
+    let all = steps(3_000, 7);
+    for engine in [Engine::Sequential, Engine::Threaded] {
+        let whole = go(&all, engine, 64, 0);
+        let parts = Parts {
+            edge: Gate {
+                closed_every: 5,
+                events: 0,
+            },
+            core: (
+                Recorder::new(7, DropReason::NoRule, 56),
+                Recorder::new(11, DropReason::PortExhausted, 57),
+            ),
+            backend: Backends::default(),
+        };
+        let opts = Options {
+            engine,
+            batch_size: 64,
+            ..Options::default()
+        };
+        let mut first = Toy {
+            steps: all[..1_234].to_vec(),
+            next: 0,
+            t: 1_000,
+            events_after_end: 0,
+        };
+        let a = run(parts, &mut first, Collect::default(), opts);
+        let mut second = Toy {
+            steps: all.clone(),
+            next: 1_234,
+            t: first.t,
+            events_after_end: 0,
+        };
+        let b = run(a.parts, &mut second, Collect::default(), opts);
+        let mut s = a.stats.clone();
+        s.merge(&b.stats);
+        let counts = (
+            s.consumer_in,
+            s.backend_in,
+            s.to_backend,
+            s.to_consumer,
+            s.dropped.iter().filter(|(_, n)| *n > 0).collect(),
+        );
+        assert_eq!(counts, whole.counts, "{engine:?}");
+        assert_eq!((s.answers, s.injected), (whole.answers, whole.injected));
+        assert_eq!(s.links, whole.links);
+        assert_eq!((s.first_ts, s.last_ts), whole.span);
+        assert_eq!(s.wall, a.stats.wall + b.stats.wall);
+        assert_eq!(
+            s.latency_ns.len(),
+            a.stats.latency_ns.len() + b.stats.latency_ns.len()
+        );
+        // Something was dropped and something delivered: the comparison is not of zeros.
+        assert!(s.to_backend > 0 && s.dropped.total() > 0);
+    }
+}
+
 #[test]
 fn threaded_equals_sequential_on_a_long_input() {
     let st = steps(20_000, 99);

@@ -474,7 +474,9 @@ pub fn run_on(scenario: &Scenario, o: &BenchOptions) -> crate::Result<BenchRepor
         snat: per_flow(snat.engines().iter().map(|e| e.memory_bytes()).sum()),
     };
     drop(parts);
-    let mpps = |n: u64, d: Duration| n as f64 / d.as_secs_f64() / 1e6;
+    // A round of a frame or two may take less than the clock can tell: a nanosecond at least,
+    // so no rate is infinite.
+    let mpps = |n: u64, d: Duration| n as f64 / d.max(Duration::from_nanos(1)).as_secs_f64() / 1e6;
     let reference_mpps = reference
         .is_some()
         .then(|| mpps(packets, reference_times.iter().sum()));
@@ -669,7 +671,9 @@ where
     let mut stats: Option<RunStats> = None;
     let mut each = Vec::new();
     for r in 0..rounds {
-        let (from, to) = (packets * r / rounds, packets * (r + 1) / rounds);
+        // In u128: `packets * rounds` may pass u64 for a `--packets` near its limit.
+        let part = |r: u64| (u128::from(packets) * u128::from(r) / u128::from(rounds)) as u64;
+        let (from, to) = (part(r), part(r + 1));
         let mut traffic = Traffic {
             ack: template(TcpFlags::ACK, false),
             vnet: addrs.vnet,
@@ -687,12 +691,12 @@ where
         timed = fin.parts;
         match stats.as_mut() {
             None => stats = Some(fin.stats),
-            Some(s) => add_stats(s, &fin.stats),
+            Some(s) => s.merge(&fin.stats),
         }
         between(from, to - from);
     }
     let result = BenchResult {
-        mpps: packets as f64 / wall.as_secs_f64() / 1e6,
+        mpps: packets as f64 / wall.max(Duration::from_nanos(1)).as_secs_f64() / 1e6,
         flows,
         packets,
         setup_per_sec: f64::from(flows) / setup_s,
@@ -701,19 +705,6 @@ where
         rounds: each,
     };
     (result, timed)
-}
-
-/// Adds the counts of one timed round to those of the rounds before it (what the report
-/// reads: deliveries, drops, stage times, latency, wall time).
-fn add_stats(to: &mut RunStats, round: &RunStats) {
-    to.consumer_in += round.consumer_in;
-    to.to_backend += round.to_backend;
-    to.dropped.merge(&round.dropped);
-    to.wall += round.wall;
-    for (a, b) in to.busy.iter_mut().zip(&round.busy) {
-        *a += *b;
-    }
-    let _ = to.latency_ns.add(&round.latency_ns);
 }
 
 #[cfg(test)]

@@ -475,6 +475,28 @@ mod tests {
             })
     }
 
+    /// The least loaded NAT IP can refuse a host that another one serves (`block:N`: the host
+    /// owns no block on it and none is free): the next in order takes the flow.
+    #[test]
+    fn a_host_refused_by_the_least_loaded_nat_ip_gets_the_next() {
+        let cfg = SnatConfig {
+            nat_ips: vec![Ipv4Addr::new(100, 64, 0, 1), Ipv4Addr::new(100, 64, 0, 2)],
+            ports: PortRange::new(20_000, 20_001),
+            allocator: Allocator::Block(2),
+            selection: Selection::LeastLoaded,
+            ..SnatConfig::default()
+        };
+        let mut p = Ports::new(&cfg);
+        let (h1, h2, b) = (0x0a00_0001, 0x0a00_0002, 0x0a00_0101);
+        // One block of two ports per NAT IP: host 1 takes the first's, host 2 the second's.
+        assert_eq!(p.allocate(1, h1, b), Some((0, 20_000)));
+        assert_eq!(p.allocate(1, h2, b), Some((1, 20_000)));
+        // Both carry one flow; the first wins the tie but has no block for host 2.
+        assert_eq!(p.allocate(1, h2, b), Some((1, 20_001)));
+        assert_eq!(p.allocate(1, h1, b), Some((0, 20_001)));
+        assert_eq!(p.allocate(1, 0x0a00_0003, b), None);
+    }
+
     proptest! {
         /// The scan for the least loaded NAT IP (sorting the others only when its scope is
         /// full) picks exactly what sorting them all first picked, flow after flow, up to and
