@@ -381,11 +381,7 @@ impl RunStats {
             self.links.resize(later.links.len(), LinkCounts::default());
         }
         for (a, b) in self.links.iter_mut().zip(&later.links) {
-            a.consumer_in += b.consumer_in;
-            a.backend_in += b.backend_in;
-            a.to_backend += b.to_backend;
-            a.to_consumer += b.to_consumer;
-            a.dropped.merge(&b.dropped);
+            a.merge(b);
         }
         self.first_ts = self.first_ts.or(later.first_ts);
         self.last_ts = later.last_ts.or(self.last_ts);
@@ -420,6 +416,15 @@ pub struct LinkCounts {
 }
 
 impl LinkCounts {
+    /// Adds the counts of `other` (the same connection in another run).
+    pub fn merge(&mut self, other: &LinkCounts) {
+        self.consumer_in += other.consumer_in;
+        self.backend_in += other.backend_in;
+        self.to_backend += other.to_backend;
+        self.to_consumer += other.to_consumer;
+        self.dropped.merge(&other.dropped);
+    }
+
     /// Counts a packet that has been through everything in `links`, indexed by its link id
     /// (grown as needed).
     #[inline]

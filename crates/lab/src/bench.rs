@@ -485,12 +485,12 @@ pub fn run_on(scenario: &Scenario, o: &BenchOptions) -> crate::Result<BenchRepor
         .iter()
         .enumerate()
         .map(|(i, &(n, path))| {
-            let reference_mpps = reference_times.get(i).map(|&d| mpps(n, d));
+            let (path, reference) = (mpps(n, path), reference_times.get(i).map(|&d| mpps(n, d)));
             Round {
                 packets: n,
-                mpps: mpps(n, path),
-                reference_mpps,
-                ratio: reference_mpps.map(|r| mpps(n, path) / r),
+                mpps: path,
+                reference_mpps: reference,
+                ratio: reference.map(|r| path / r),
             }
         })
         .collect();
@@ -667,12 +667,12 @@ where
         backend: AsIs,
     };
     let rounds = u64::from(rounds.max(1)).min(packets.max(1));
-    let (mut seq, mut wall) = (setup.seq, Duration::ZERO);
+    // Where round `r` starts; in u128, as `packets * rounds` may pass u64 near its limit.
+    let part = |r: u64| (u128::from(packets) * u128::from(r) / u128::from(rounds)) as u64;
+    let mut seq = setup.seq;
     let mut stats: Option<RunStats> = None;
     let mut each = Vec::new();
     for r in 0..rounds {
-        // In u128: `packets * rounds` may pass u64 for a `--packets` near its limit.
-        let part = |r: u64| (u128::from(packets) * u128::from(r) / u128::from(rounds)) as u64;
         let (from, to) = (part(r), part(r + 1));
         let mut traffic = Traffic {
             ack: template(TcpFlags::ACK, false),
@@ -684,9 +684,7 @@ where
         };
         let t1 = Instant::now();
         let fin = plsim_engine::run(timed, &mut traffic, NoTaps, opts);
-        let took = t1.elapsed();
-        wall += took;
-        each.push((to - from, took));
+        each.push((to - from, t1.elapsed()));
         seq = traffic.seq;
         timed = fin.parts;
         match stats.as_mut() {
@@ -695,6 +693,7 @@ where
         }
         between(from, to - from);
     }
+    let wall: Duration = each.iter().map(|&(_, took)| took).sum();
     let result = BenchResult {
         mpps: packets as f64 / wall.max(Duration::from_nanos(1)).as_secs_f64() / 1e6,
         flows,
