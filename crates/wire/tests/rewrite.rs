@@ -100,6 +100,29 @@ proptest! {
     }
 }
 
+/// Every length of a last partial word (0 to 7 bytes after the 8-byte words), with every byte
+/// set so that a misplaced tail byte changes the sum: the fast sum equals pnet's.
+#[test]
+fn ones_sum_tail_of_every_length() {
+    for len in 0..40usize {
+        let data: Vec<u8> = (0..len)
+            .map(|i| 0x81u8.wrapping_add(37 * i as u8))
+            .collect();
+        if data.is_empty() {
+            assert_eq!(checksum::ones_sum(&data), 0);
+            continue;
+        }
+        let pnet = pnet_packet::util::checksum(&data, usize::MAX);
+        assert_eq!(!checksum::ones_sum(&data), pnet, "{len} bytes");
+    }
+    // An odd last byte is the high byte of a word: [0x12] sums to 0x1200.
+    assert_eq!(checksum::ones_sum(&[0x12]), 0x1200);
+    assert_eq!(
+        checksum::ones_sum(&[0, 0, 0, 0, 0, 0, 0, 0, 0xab, 0xcd, 0x01]),
+        0xaccd
+    );
+}
+
 proptest! {
     /// The fast one's-complement sum agrees with pnet's word-by-word checksum on any bytes.
     #[test]
