@@ -106,7 +106,7 @@ proptest! {
 fn ones_sum_tail_of_every_length() {
     for len in 0..40usize {
         let data: Vec<u8> = (0..len)
-            .map(|i| 0x81u8.wrapping_add(37 * i as u8))
+            .map(|i| 0x81u8.wrapping_add((i as u8).wrapping_mul(37)))
             .collect();
         if data.is_empty() {
             assert_eq!(checksum::ones_sum(&data), 0);
