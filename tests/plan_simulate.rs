@@ -354,27 +354,23 @@ fn bench_reports_its_figures() {
     assert!(b["mpps"].as_f64().unwrap() > 0.0);
     // Five rounds by default, the path then the reference loop in each, 4,000 frames apiece;
     // the ratio is the path's rate over the loop's, both over all rounds.
+    let ratio_is_the_quotient = |v: &serde_json::Value| {
+        let (p, q) = (
+            v["mpps"].as_f64().unwrap(),
+            v["reference_mpps"].as_f64().unwrap(),
+        );
+        assert!(
+            (v["ratio"].as_f64().unwrap() - p / q).abs() < 1e-9 * (p / q),
+            "{v}"
+        );
+    };
     let rounds = b["rounds"].as_array().unwrap();
     assert_eq!(rounds.len(), 5);
     for r in rounds {
         assert_eq!(r["packets"], 4000, "{r}");
-        let (p, q) = (
-            r["mpps"].as_f64().unwrap(),
-            r["reference_mpps"].as_f64().unwrap(),
-        );
-        assert!(
-            (r["ratio"].as_f64().unwrap() - p / q).abs() < 1e-9 * (p / q),
-            "{r}"
-        );
+        ratio_is_the_quotient(r);
     }
-    let (p, q) = (
-        b["mpps"].as_f64().unwrap(),
-        b["reference_mpps"].as_f64().unwrap(),
-    );
-    assert!(
-        (b["ratio"].as_f64().unwrap() - p / q).abs() < 1e-9 * (p / q),
-        "{b}"
-    );
+    ratio_is_the_quotient(&b);
     // Without the reference loop: no reference figures; rounds as asked, even when there are
     // fewer frames than rounds (a round a frame then).
     let n = json(&plsim(&[

@@ -431,7 +431,7 @@ pub fn run_builtin(o: &BenchOptions) -> crate::Result<BenchReport> {
 /// The bench on `scenario` (its first endpoint's VNet and address; its first pool's backends).
 /// A scenario that can't give every flow a port makes an incomplete report, not an error.
 pub fn run_on(scenario: &Scenario, o: &BenchOptions) -> crate::Result<BenchReport> {
-    let (flows, packets, engine, batch) = (o.flows, o.packets, o.engine, o.batch);
+    let (flows, packets, batch) = (o.flows, o.packets, o.batch);
     let backends = scenario.load_balancer.pools[0].backends.len();
     let mut sim = crate::path::Path::build(scenario, false)?;
     // The tables take every flow without growing on the packet path.
@@ -452,20 +452,11 @@ pub fn run_on(scenario: &Scenario, o: &BenchOptions) -> crate::Result<BenchRepor
     // The reference's table is built before the rounds, so both run on warm, built state.
     let mut reference = (!o.no_reference).then(|| Reference::new(addrs, flows));
     let mut reference_times = Vec::new();
-    let (res, parts) = bench(
-        parts,
-        addrs,
-        flows,
-        packets,
-        engine,
-        batch,
-        o.rounds,
-        |from, n| {
-            if let Some(r) = reference.as_mut() {
-                reference_times.push(r.run(from, n));
-            }
-        },
-    );
+    let (res, parts) = bench(parts, addrs, o, |from, n| {
+        if let Some(r) = reference.as_mut() {
+            reference_times.push(r.run(from, n));
+        }
+    });
     let (lb, snat) = &parts.core;
     let live: u64 = snat.engines().iter().map(|e| e.stats().live).sum();
     let per_flow = |bytes: usize| bytes as f64 / live.max(1) as f64;
@@ -474,9 +465,6 @@ pub fn run_on(scenario: &Scenario, o: &BenchOptions) -> crate::Result<BenchRepor
         snat: per_flow(snat.engines().iter().map(|e| e.memory_bytes()).sum()),
     };
     drop(parts);
-    // A round of a frame or two may take less than the clock can tell: a nanosecond at least,
-    // so no rate is infinite.
-    let mpps = |n: u64, d: Duration| n as f64 / d.max(Duration::from_nanos(1)).as_secs_f64() / 1e6;
     let reference_mpps = reference
         .is_some()
         .then(|| mpps(packets, reference_times.iter().sum()));
@@ -614,30 +602,32 @@ pub struct BenchAddrs {
     pub vnet: u32,
 }
 
-/// Builds `flows` live flows through the path, then pushes `packets` 64-byte frames of them
-/// through `engine` (the threaded one, or the sequential reference for comparison) in
-/// `rounds` rounds (at most one a packet), calling `between(from, n)` after each round's `n`
-/// packets (numbered from `from` in the round robin), and hands the parts back.
-#[allow(clippy::too_many_arguments)]
+/// Million packets per second of `n` packets in `took`. A round of a frame or two may take less
+/// than the clock can tell: a nanosecond at least, so no rate is infinite.
+fn mpps(n: u64, took: Duration) -> f64 {
+    n as f64 / took.max(Duration::from_nanos(1)).as_secs_f64() / 1e6
+}
+
+/// Builds `o.flows` live flows through the path, then pushes `o.packets` 64-byte frames of them
+/// through `o.engine` (the threaded one, or the sequential reference for comparison) in batches
+/// of `o.batch` and `o.rounds` rounds (at most one a packet), calling `between(from, n)` after
+/// each round's `n` packets (numbered from `from` in the round robin), and hands the parts back.
 pub fn bench<E, C>(
     parts: Parts<E, C, AsIs>,
     addrs: BenchAddrs,
-    flows: u32,
-    packets: u64,
-    engine: Engine,
-    batch_size: usize,
-    rounds: u32,
+    o: &BenchOptions,
     mut between: impl FnMut(u64, u64),
 ) -> (BenchResult, Parts<E, C, AsIs>)
 where
     E: Edge<Event>,
     C: Stages<Event>,
 {
+    let (flows, packets) = (o.flows, o.packets);
     let opts = Options {
-        batch_size,
+        batch_size: o.batch,
         latency: true,
         stage_times: true,
-        engine,
+        engine: o.engine,
     };
     let template =
         |flags: u8, back: bool| Template::new(addrs.clients, addrs.endpoint, flags, back);
@@ -666,7 +656,7 @@ where
         core: done.parts.core,
         backend: AsIs,
     };
-    let rounds = u64::from(rounds.max(1)).min(packets.max(1));
+    let rounds = u64::from(o.rounds.max(1)).min(packets.max(1));
     // Where round `r` starts; in u128, as `packets * rounds` may pass u64 near its limit.
     let part = |r: u64| (u128::from(packets) * u128::from(r) / u128::from(rounds)) as u64;
     let mut seq = setup.seq;
@@ -695,7 +685,7 @@ where
     }
     let wall: Duration = each.iter().map(|&(_, took)| took).sum();
     let result = BenchResult {
-        mpps: packets as f64 / wall.max(Duration::from_nanos(1)).as_secs_f64() / 1e6,
+        mpps: mpps(packets, wall),
         flows,
         packets,
         setup_per_sec: f64::from(flows) / setup_s,

@@ -822,23 +822,20 @@ impl<'s, P: Path> Sim<'s, P> {
                 self.t.corrupted += 1;
             }
         }
-        let (before, after) = match place {
-            Some(Place::Before) => (Some(injected), None),
-            Some(Place::After) => (None, Some(injected)),
-            None => (None, None),
-        };
         let at = now.saturating_add(delay);
-        let segments = before.map(|b| (b, true)).into_iter();
-        let segments = segments
-            .chain(std::iter::once((buf, false)))
-            .chain(after.map(|b| (b, true)));
-        for (buf, injected) in segments {
-            self.flight.push_back(InFlight {
-                at,
-                host,
-                buf,
-                injected,
-            });
+        let flight = |buf, injected| InFlight {
+            at,
+            host,
+            buf,
+            injected,
+        };
+        let header = place.map(|p| (p, flight(injected, true)));
+        if let Some((Place::Before, f)) = header {
+            self.flight.push_back(f);
+            self.flight.push_back(flight(buf, false));
+        } else {
+            self.flight.push_back(flight(buf, false));
+            self.flight.extend(header.map(|(_, f)| f));
         }
     }
 }
