@@ -4,16 +4,7 @@ use std::ops::Range;
 use std::time::Instant;
 
 use bytes::BytesMut;
-use plsim_wire::{DropReason, FlowTuple, Ipv4Tcp, LinkId, LinkType, SimTime};
-
-/// Which way a packet travels.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Dir {
-    /// Consumer to backend: it enters at the consumer side.
-    Forward,
-    /// Backend to consumer: it enters at the backend side.
-    Return,
-}
+use plsim_wire::{Dir, DropReason, FlowTuple, Ipv4Tcp, LinkId, LinkType, Place, SimTime};
 
 /// What travels with a packet through the stages.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -40,9 +31,11 @@ pub struct Meta {
     pub dir: Dir,
     /// Why it was dropped, once it is.
     pub drop: Option<DropReason>,
-    /// For a segment a stage injected (see [`crate::Stage::take_injected`]): it goes to the
-    /// backend just after the packet `seq`, not just before it. False for every input packet.
-    pub after: bool,
+    /// For a segment the path sent of its own beside the input packet `seq` (one a stage
+    /// injected, see [`crate::Stage::take_injected`], or an answer, see
+    /// [`crate::Stage::take_answer`]): where it goes, just before or just after that packet.
+    /// `None` for every input packet.
+    pub own: Option<Place>,
     /// Set by a core stage that adds bytes of its own to the backend side of this packet's
     /// connection (a PROXY protocol header), on the forward packets it passes once they went:
     /// where those bytes start in the backend-side stream, so that the backend side can
@@ -234,7 +227,7 @@ mod tests {
             orig: t,
             dir,
             drop: None,
-            after: false,
+            own: None,
             stream_start: None,
         };
         (frame, meta)

@@ -50,18 +50,20 @@
 #![forbid(unsafe_code)]
 
 mod batch;
-mod sequential;
 mod stages;
 mod threaded;
+mod trip;
 
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
 use plsim_wire::{DropCounts, DropReason, Place, SimTime};
 
-pub use batch::{Batch, Dir, Meta};
+pub use batch::{Batch, Meta};
+pub use plsim_wire::Dir;
 pub use plsim_wire::LinkId;
 pub use stages::{Answer, RunCx, Stages};
+pub use trip::Trip;
 
 /// A stage of the core: it sees every packet in input order, both ways.
 pub trait Stage<Ev>: Send {
@@ -139,7 +141,7 @@ pub trait BackendSide: Send {
     /// A forward packet was delivered to a backend.
     fn delivered(&mut self, frame: &[u8], meta: &Meta);
     /// A segment a stage sent of its own (see [`Stage::take_injected`]) was delivered to a
-    /// backend, just before or after (`meta.after`) the packet whose `meta.seq` it carries.
+    /// backend, just before or after (`meta.own`) the packet whose `meta.seq` it carries.
     /// Like `delivered` unless the backend side cares.
     fn injected(&mut self, frame: &[u8], meta: &Meta) {
         self.delivered(frame, meta);
@@ -487,7 +489,7 @@ where
         opts.batch_size
     );
     match opts.engine {
-        Engine::Sequential => sequential::run(parts, feeder, taps, opts),
+        Engine::Sequential => trip::run(parts, feeder, taps, opts),
         Engine::Threaded => threaded::run(parts, feeder, taps, opts),
     }
 }

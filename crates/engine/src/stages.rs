@@ -69,6 +69,7 @@ impl Answer {
             view,
             dir: Dir::Return,
             drop: view.is_none().then_some(DropReason::Malformed),
+            own: Some(Place::After),
             ..*m
         });
         true
@@ -92,7 +93,7 @@ fn injected_meta(bytes: &[u8], m: &Meta, place: Place) -> Meta {
         wire_len: bytes.len() as u32,
         view,
         drop: view.is_none().then_some(DropReason::Malformed),
-        after: place == Place::After,
+        own: Some(place),
         ..*m
     }
 }

@@ -17,9 +17,9 @@ use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
 use plsim_wire::SimTime;
 
 use crate::stages::RunCx;
+use crate::trip;
 use crate::{
-    BackendSide, Batch, Dir, Edge, Feeder, Fill, Finished, Meta, Options, Parts, RunStats, Stages,
-    Taps,
+    BackendSide, Batch, Dir, Edge, Feeder, Fill, Finished, Options, Parts, RunStats, Stages, Taps,
 };
 
 /// Batches the driver keeps in flight (sent to the core, not yet back).
@@ -93,41 +93,30 @@ fn core_loop<Ev, C: Stages<Ev>, B: BackendSide>(
                         core.forward_run(&mut b, i..end, cx, &mut answers);
                         for k in i..end {
                             let (frame, m) = b.get(k);
-                            // What goes just before the packet, the packet, what goes after.
-                            for after in [false, true] {
-                                if after && m.drop.is_none() {
-                                    backend.delivered(frame, m);
+                            let (from, to) = beside(&answers, next, m.seq);
+                            next = to;
+                            let segments = (from..to).map(|j| answers.get(j));
+                            trip::to_backends(frame, m, segments, |f, s, ours| {
+                                if ours {
+                                    backend.injected(f, s);
+                                    injected += 1;
+                                } else {
+                                    backend.delivered(f, s);
                                     to_backend += 1;
                                 }
-                                while next < answers.len()
-                                    && answers.meta(next).seq == m.seq
-                                    && (after || !answers.meta(next).after)
-                                {
-                                    let (f, a) = answers.get(next);
-                                    if a.dir == Dir::Forward && a.drop.is_none() {
-                                        backend.injected(f, a);
-                                        injected += 1;
-                                    }
-                                    next += 1;
-                                }
-                            }
+                            });
                         }
                     } else {
                         for k in i..end {
                             let (frame, m) = b.get_mut(k);
-                            if m.drop.is_some() {
-                                continue; // dropped before it entered
-                            }
-                            match backend.enter(frame, m) {
-                                Ok(()) => {
+                            match trip::backend_in(backend, frame, m) {
+                                Some(r) => cx.dropped.add(r),
+                                None if m.drop.is_none() => {
                                     if let Some(e) = entered.as_mut() {
                                         e.push(frame, *m);
                                     }
                                 }
-                                Err(r) => {
-                                    m.drop = Some(r);
-                                    cx.dropped.add(r);
-                                }
+                                None => {} // dropped before it entered
                             }
                         }
                         core.reverse_run(&mut b, i..end, cx);
@@ -138,6 +127,7 @@ fn core_loop<Ev, C: Stages<Ev>, B: BackendSide>(
                     .expect("the driver takes every batch back");
             }
             Msg::Event(ev, now) => {
+                // The core's part of `trip::apply` (the driver applied the edge's).
                 core.tick(now);
                 core.apply(&ev, now);
             }
@@ -158,33 +148,30 @@ fn tap_loop<T: Taps>(taps: &mut T, rx: Receiver<TapWork>, pool: &Pool) {
     }
 }
 
+/// The range of `answers`, from `from` on, of what the core sent beside the packet `seq`.
+fn beside(answers: &Batch, from: usize, seq: u64) -> (usize, usize) {
+    let mut to = from;
+    while to < answers.len() && answers.meta(to).seq == seq {
+        to += 1;
+    }
+    (from, to)
+}
+
 fn write_batch<T: Taps>(taps: &mut T, w: &TapWork) {
     let mut sent = w.sent.iter();
     let mut entered = w.entered.iter().peekable();
-    let mut answers = w
-        .answers
-        .iter()
-        .filter(|(_, a)| a.drop.is_none())
-        .peekable();
+    let mut next = 0;
     for (frame, m) in w.batch.iter() {
         match m.dir {
             Dir::Forward => {
                 let (f, sm) = sent.next().expect("every consumer-side packet was copied");
                 debug_assert_eq!(sm.seq, m.seq);
                 taps.consumer(f, sm);
-                let injected = |a: &Meta, after: bool| {
-                    a.seq == m.seq && a.dir == Dir::Forward && a.after == after
-                };
-                while let Some((f, a)) = answers.next_if(|(_, a)| injected(a, false)) {
-                    taps.backend(f, a);
-                }
-                if m.drop.is_none() {
-                    taps.backend(frame, m);
-                }
-                while let Some((f, a)) = answers.next_if(|(_, a)| injected(a, true)) {
-                    taps.backend(f, a);
-                }
-                if let Some((f, a)) = answers.next_if(|(_, a)| a.seq == m.seq) {
+                let (from, to) = beside(&w.answers, next, m.seq);
+                next = to;
+                let segments = (from..to).map(|j| w.answers.get(j));
+                trip::to_backends(frame, m, segments.clone(), |f, s, _| taps.backend(f, s));
+                for (f, a) in segments.filter(|(_, a)| a.dir == Dir::Return && a.drop.is_none()) {
                     taps.consumer(f, a);
                 }
             }
@@ -268,22 +255,19 @@ where
             let t0 = timed.then(Instant::now);
             for (frame, m) in b.iter_mut() {
                 if m.dir == Dir::Return && m.drop.is_none() {
-                    match edge.reverse(frame, m) {
-                        Ok(()) => stats.to_consumer += 1,
-                        Err(r) => {
-                            m.drop = Some(r);
-                            stats.dropped.add(r);
-                        }
+                    match trip::edge_out(edge, frame, m) {
+                        None => stats.to_consumer += 1,
+                        Some(r) => stats.dropped.add(r),
                     }
                 }
                 stats.count(m);
             }
             for (frame, m) in answers.iter_mut() {
-                if m.dir == Dir::Return && m.drop.is_none() {
-                    match edge.reverse(frame, m) {
-                        Ok(()) => stats.answers += 1,
-                        Err(r) => m.drop = Some(r),
-                    }
+                if m.dir == Dir::Return
+                    && m.drop.is_none()
+                    && trip::edge_out(edge, frame, m).is_none()
+                {
+                    stats.answers += 1;
                 }
             }
             if let Some(t0) = t0 {
@@ -323,11 +307,7 @@ where
                         if let Some(s) = sent.as_mut() {
                             s.push(frame, *m);
                         }
-                        if let Some(r) = m.drop {
-                            // Dropped before any stage (not IPv4 TCP, no endpoint).
-                            stats.dropped.add(r);
-                        } else if let Err(r) = edge.forward(frame, m) {
-                            m.drop = Some(r);
+                        if let Some(r) = trip::edge_in(&edge, frame, m) {
                             stats.dropped.add(r);
                         }
                     }
@@ -384,6 +364,7 @@ where
             }
             if let Fill::Event(ev, now) = fill {
                 stats.saw(now);
+                // The edge's part of `trip::apply`: the core's follows on its thread, in order.
                 edge.apply(&ev, now);
                 to_core
                     .send(Msg::Event(ev, now))

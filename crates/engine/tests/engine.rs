@@ -239,7 +239,7 @@ impl Feeder<u32> for Toy {
                     orig: t,
                     dir,
                     drop: pre.then_some(DropReason::NonTcp),
-                    after: false,
+                    own: None,
                     stream_start: None,
                 },
             );

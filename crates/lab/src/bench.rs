@@ -237,7 +237,7 @@ fn meta(seq: u64, view: Ipv4Tcp, dir: Dir, vnet: u32) -> Meta {
         orig: view.tuple(),
         dir,
         drop: None,
-        after: false,
+        own: None,
         stream_start: None,
     }
 }

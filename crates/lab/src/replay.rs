@@ -407,7 +407,7 @@ impl FeedState {
             },
             dir: Dir::Forward,
             drop: None,
-            after: false,
+            own: None,
             stream_start: None,
         };
         let view = match classify(p.link, p.data, p.wire_len) {

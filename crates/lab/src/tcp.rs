@@ -1,85 +1,106 @@
-//! Real TCP stacks (smoltcp, in `plsim_traffic::tcp`) through the path built from a scenario: the
-//! three stages called in order in one thread, on the stacks' virtual clock (which starts at
-//! zero: the scenario's timeline applies at its times on it).
+//! Real TCP stacks (smoltcp, in `plsim_traffic::tcp`) through the path built from a scenario.
+//! The stacks make their packets one at a time and answer what they receive, so the path is
+//! driven one packet at a time through the engine's [`Trip`]: the very definition of a packet's
+//! trip that the sequential engine is, answers and injected segments included. Time is the
+//! stacks' virtual clock, from zero: the scenario's timeline applies at its times on it.
 
 use std::collections::VecDeque;
 use std::net::SocketAddrV4;
 use std::time::{Duration, Instant};
 
 use plsim_control::Scenario;
-use plsim_traffic::tcp::{EchoOutcome, EchoSpec, Path as TcpPath, ProxyExpect, run_echo};
-use plsim_wire::{DropReason, Ipv4Tcp, LinkId, LinkType, Place, SimTime};
+use plsim_engine::{AsIs, Dir, Meta, Taps, Trip};
+use plsim_traffic::tcp::{Delivery, EchoOutcome, EchoSpec, Path as TcpPath, ProxyExpect, run_echo};
+use plsim_wire::{DropReason, LinkId, LinkType, SimTime, classify_l3};
 
-use plsim_engine::{AsIs, Dir, Edge, LinkCounts, Meta, NoTaps, Parts, RunStats, Stage};
-
-use crate::path::Path;
-use crate::stages::{EndpointStage, LbStage, SnatStage};
+use crate::path::{ConnectionInfo, Path};
+use crate::stages::EndpointStage;
 use crate::summary::{Input, Summary, Tcp, summarize};
-use crate::{Error, Event, Finished, Result};
+use crate::{Core, Error, Event, Finished, Result};
 
-/// The stages, called in order in one thread.
-pub struct Serial {
-    /// The private endpoints.
-    pub endpoint: EndpointStage,
-    /// The load balancer.
-    pub lb: LbStage,
-    /// The SNAT engines.
-    pub snat: SnatStage,
+/// What the hosts receive: every packet the path delivers, in order (the trip's taps).
+#[derive(Debug, Default)]
+pub struct Deliveries(Vec<Delivery>);
+
+impl Taps for Deliveries {
+    fn consumer(&mut self, frame: &[u8], meta: &Meta) {
+        // What leaves at the consumer side (the forward calls are what the hosts sent).
+        if meta.dir == Dir::Return {
+            self.0.push(delivery(frame, meta));
+        }
+    }
+    fn backend(&mut self, frame: &[u8], meta: &Meta) {
+        if meta.dir == Dir::Forward {
+            self.0.push(delivery(frame, meta));
+        }
+    }
+}
+
+fn delivery(frame: &[u8], meta: &Meta) -> Delivery {
+    Delivery {
+        dir: meta.dir,
+        own: meta.own.is_some(),
+        packet: frame.to_vec(),
+    }
+}
+
+/// One step of what went into the path, in order: a packet a host sent (as it entered, with
+/// the metadata it entered with), or a timeline event (at its instant).
+#[derive(Clone, Debug)]
+pub enum Entry {
+    /// A packet.
+    Packet(Vec<u8>, Meta),
+    /// An event.
+    Event(Event, SimTime),
+}
+
+/// The path of a scenario as the TCP stacks see it: a [`Trip`] through its stages, and the
+/// timeline still to come.
+pub struct TcpStages {
+    trip: Trip<Event, EndpointStage, Core, AsIs, Deliveries>,
     /// The consumer VNet the clients live in.
     vnet: u32,
     seq: u64,
     /// The scenario's timeline, still to come (simulated time from zero).
     events: VecDeque<(SimTime, Event)>,
-    /// Packets per connection, as the engine counts them.
-    links: Vec<LinkCounts>,
     /// The run's connections.
-    connections: Vec<crate::path::ConnectionInfo>,
+    connections: Vec<ConnectionInfo>,
+    /// Everything that went in, when asked for ([`TcpStages::record`]).
+    log: Option<Vec<Entry>>,
 }
 
-impl Serial {
-    /// Counts a packet's fate under its connection.
-    fn counted(&mut self, mut meta: Meta, r: Result<(), DropReason>) -> Result<(), DropReason> {
-        meta.drop = r.err();
-        LinkCounts::count(&mut self.links, &meta);
-        r
+impl TcpStages {
+    /// Keeps everything that goes in from now on ([`TcpStages::input`]), so that the same input
+    /// can be run through the engines and compared.
+    pub fn record(&mut self) {
+        self.log = Some(Vec::new());
+    }
+
+    /// What went in since [`TcpStages::record`], in order.
+    pub fn input(&self) -> &[Entry] {
+        self.log.as_deref().unwrap_or_default()
     }
 
     /// Applies the events due by `now`, in order.
     fn catch_up(&mut self, now: SimTime) {
         while self.events.front().is_some_and(|(at, _)| *at <= now) {
             let (at, ev) = self.events.pop_front().expect("an event is due");
-            self.endpoint.apply(&ev, at);
-            // What the load balancer makes of it (flows it reset) goes to the SNAT stage too.
-            let derived = self.lb.apply(&ev, at);
-            self.snat.apply(&ev, at);
-            for d in &derived {
-                self.snat.apply(d, at);
+            self.trip.event(&ev, at);
+            if let Some(log) = self.log.as_mut() {
+                log.push(Entry::Event(ev, at));
             }
         }
     }
 
-    fn meta(&mut self, packet: &[u8], view: &Ipv4Tcp, now: SimTime, dir: Dir) -> Meta {
-        self.seq += 1;
-        Meta {
-            seq: self.seq,
-            ts: now,
-            wire_len: packet.len() as u32,
-            linktype: LinkType::RawIpv4,
-            view: Some(*view),
-            link: LinkId::default(),
-            vnet: self.vnet,
-            orig: view.tuple(),
-            dir,
-            drop: None,
-            after: false,
-            stream_start: None,
-        }
+    /// The load balancer and the SNAT engines, as the packets so far left them.
+    pub fn core(&self) -> &Core {
+        self.trip.core()
     }
 
     /// NAT ports (in use, held), over every NAT IP of every service.
     pub fn ports_busy(&self) -> (u64, u64) {
         let mut busy = (0, 0);
-        for e in self.snat.engines() {
+        for e in self.core().1.engines() {
             for n in e.stats().nat_ips {
                 busy.0 += n.in_use;
                 busy.1 += n.held;
@@ -87,60 +108,61 @@ impl Serial {
         }
         busy
     }
+
+    /// The end of the run: what the trip counted, the stages, and the run's connections.
+    pub fn finish(self) -> (Finished<AsIs, Deliveries>, Vec<ConnectionInfo>) {
+        (self.trip.finish(), self.connections)
+    }
 }
 
-impl TcpPath for Serial {
-    fn to_backend(
+impl TcpPath for TcpStages {
+    fn send(
         &mut self,
         packet: &mut [u8],
-        view: &mut Ipv4Tcp,
+        dir: Dir,
         now: SimTime,
-    ) -> Result<(), DropReason> {
+        out: &mut Vec<Delivery>,
+    ) -> Option<DropReason> {
         self.catch_up(now);
-        let mut meta = self.meta(packet, view, now, Dir::Forward);
-        let r = self
-            .endpoint
-            .forward(packet, &mut meta)
-            .and_then(|()| self.lb.forward(packet, &mut meta))
-            .and_then(|()| self.snat.forward(packet, &mut meta));
-        self.counted(meta, r)?;
-        *view = meta.view.expect("the stages keep the view");
-        Ok(())
-    }
-
-    fn to_consumer(
-        &mut self,
-        packet: &mut [u8],
-        view: &mut Ipv4Tcp,
-        now: SimTime,
-    ) -> Result<(), DropReason> {
-        self.catch_up(now);
-        let mut meta = self.meta(packet, view, now, Dir::Return);
-        let r = self
-            .snat
-            .reverse(packet, &mut meta)
-            .and_then(|()| self.lb.reverse(packet, &mut meta))
-            .and_then(|()| self.endpoint.reverse(packet, &mut meta));
-        self.counted(meta, r)?;
-        *view = meta.view.expect("the stages keep the view");
-        Ok(())
+        // A packet as a feeder makes it: bare IPv4, classified (or dropped as it fails to be).
+        let view = classify_l3(packet);
+        let mut meta = Meta {
+            seq: self.seq,
+            ts: now,
+            wire_len: packet.len() as u32,
+            linktype: LinkType::RawIpv4,
+            view: view.ok(),
+            link: LinkId::default(),
+            vnet: self.vnet,
+            orig: view.map(|v| v.tuple()).unwrap_or_default(),
+            dir,
+            drop: view.err(),
+            own: None,
+            stream_start: None,
+        };
+        self.seq += 1;
+        if let Some(log) = self.log.as_mut() {
+            log.push(Entry::Packet(packet.to_vec(), meta));
+        }
+        self.trip.packet(packet, &mut meta);
+        out.append(&mut self.trip.taps_mut().0);
+        meta.drop
     }
 
     fn tick(&mut self, now: SimTime) {
         self.catch_up(now);
-        self.lb.tick(now);
-        self.snat.tick(now);
-    }
-
-    fn take_injected(&mut self, out: &mut Vec<u8>) -> Option<Place> {
-        self.snat.take_injected(out)
+        self.trip.tick(now);
     }
 }
 
-/// The path of `scenario` as a serial path, and an echo spec aimed at its first endpoint (port
+/// The path of `scenario` for TCP stacks, and an echo spec aimed at its first endpoint (port
 /// 443) and its first pool's backends (listening on 443, as an HA-ports rule keeps the port), with
-/// clients from the scenario's workload hosts, lingering past the first service's FIN hold.
-pub fn serial(scenario: &Scenario, connections: u32, bytes: u64) -> Result<(Serial, EchoSpec)> {
+/// clients from the scenario's workload hosts, lingering past the longest FIN or RST hold.
+pub fn tcp_path(
+    scenario: &Scenario,
+    connections: u32,
+    bytes: u64,
+) -> Result<(TcpStages, EchoSpec)> {
     let built = Path::build(scenario, false)?;
     let route = built
         .routes
@@ -180,69 +202,41 @@ pub fn serial(scenario: &Scenario, connections: u32, bytes: u64) -> Result<(Seri
                 .any(|s| s.name == c.service && s.enable_proxy_protocol)
         })
         .map(|c| ProxyExpect { link_id: c.link.0 });
-    let serial = Serial {
-        endpoint: built.endpoint,
-        lb: built.lb,
-        snat: built.snat,
+    let parts = plsim_engine::Parts {
+        edge: built.endpoint,
+        core: (built.lb, built.snat),
+        backend: AsIs,
+    };
+    let stages = TcpStages {
+        trip: Trip::new(parts, Deliveries::default()),
         vnet,
         seq: 0,
         events: built.events.into(),
-        links: Vec::new(),
         connections: built.connections,
+        log: None,
     };
-    Ok((serial, spec))
+    Ok((stages, spec))
 }
 
-/// Runs the echo workload and summarizes it like any other run, with its `tcp` section. With
-/// `stop`, a requested stop ends the run at its next step, and the summary says `interrupted`.
+/// Runs the echo workload and summarizes it like any other run, from what the trip counted,
+/// with its `tcp` section. With `stop`, a requested stop ends the run at its next step, and the
+/// summary says `interrupted`. Hands back the outcome without its path (the summary has it).
 pub fn echo_summary(
     scenario: &Scenario,
     connections: u32,
     bytes: u64,
     stop: Option<&crate::stop::Stop>,
-) -> Result<(Summary, EchoOutcome<Serial>)> {
-    let (path, mut spec) = serial(scenario, connections, bytes)?;
+) -> Result<(Summary, EchoOutcome)> {
+    let (path, mut spec) = tcp_path(scenario, connections, bytes)?;
     spec.stop = stop.map(crate::stop::Stop::flag);
     let proxied = spec.proxy.is_some();
     let start = Instant::now();
-    let out = run_echo(path, &spec)?;
+    let (out, path) = run_echo(path, &spec)?;
     let wall = start.elapsed();
-    let mut path = out.path;
-    let connections = std::mem::take(&mut path.connections);
-    let links = std::mem::take(&mut path.links);
-    let out = EchoOutcome { path, ..out };
-    let mut dropped = out.dropped;
-    // Packets the path passed to nobody are none of the path's drops, but they were not
-    // delivered: count them as `no_flow`, so the summary still adds up.
-    for _ in 0..out.undeliverable + out.in_flight {
-        dropped.add(DropReason::NoFlow);
-    }
-    let stats = RunStats {
-        consumer_in: out.consumer_in,
-        backend_in: out.backend_in,
-        to_backend: out.to_backend,
-        to_consumer: out.to_consumer,
-        answers: 0,
-        injected: out.injected,
-        dropped,
-        latency_ns: plsim_engine::histogram(),
-        wall,
-        busy: Vec::new(),
-        links,
-        first_ts: out.first_ts,
-        last_ts: out.last_ts,
-    };
-    let fin: Finished<AsIs, NoTaps> = Finished {
-        stats,
-        parts: Parts {
-            edge: out.path.endpoint,
-            core: (out.path.lb, out.path.snat),
-            backend: AsIs,
-        },
-        taps: NoTaps,
-    };
+    let (mut fin, connections) = path.finish();
+    fin.stats.wall = wall;
     let input = Input {
-        packets: out.consumer_in + out.backend_in,
+        packets: fin.stats.consumer_in + fin.stats.backend_in,
         ..Input::default()
     };
     let mut summary = summarize(&fin, input, out.sim_time, &connections);
@@ -253,17 +247,5 @@ pub fn echo_summary(
         bytes_verified: out.bytes_verified,
         proxy_headers_verified: proxied.then_some(out.proxy_verified),
     });
-    let (lb, snat) = fin.parts.core;
-    let path = Serial {
-        endpoint: fin.parts.edge,
-        lb,
-        snat,
-        vnet: 0,
-        seq: 0,
-        events: VecDeque::new(),
-        links: Vec::new(),
-        connections,
-    };
-    let outcome = EchoOutcome { path, ..out };
-    Ok((summary, outcome))
+    Ok((summary, out))
 }

@@ -48,7 +48,7 @@ fn packet(t: FlowTuple, flags: u8, vnet: u32, dir: Dir, seq: u64) -> (Vec<u8>, M
         orig: t,
         dir,
         drop: None,
-        after: false,
+        own: None,
         stream_start: None,
     };
     (frame, meta)

@@ -85,6 +85,18 @@ pub struct FlowTuple {
 /// first.
 pub type Connection = ((Ipv4Addr, u16), (Ipv4Addr, u16));
 
+/// No addresses, no ports (the tuple of a packet that has none: not IPv4 TCP).
+impl Default for FlowTuple {
+    fn default() -> FlowTuple {
+        FlowTuple {
+            src: Ipv4Addr::UNSPECIFIED,
+            sport: 0,
+            dst: Ipv4Addr::UNSPECIFIED,
+            dport: 0,
+        }
+    }
+}
+
 impl FlowTuple {
     /// The connection this packet belongs to, the same for both directions: its two ends,
     /// lower first.
@@ -112,6 +124,15 @@ impl fmt::Display for FlowTuple {
             self.src, self.sport, self.dst, self.dport
         )
     }
+}
+
+/// Which way a packet travels through the path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Dir {
+    /// From a consumer to a backend: it enters at the consumer side.
+    Forward,
+    /// From a backend back to a consumer: it enters at the backend side.
+    Return,
 }
 
 /// Where a segment a stage sends of its own (a PROXY protocol header) goes, relative to the

@@ -1,16 +1,18 @@
 //! The driver on its own, through a toy path (the real stages are in `tests/tcp*.rs`).
 
 use super::*;
-use plsim_wire::checksum;
+use plsim_wire::{Ipv4Tcp, TcpFlags, checksum};
 
 const PE: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 4);
 const B: Ipv4Addr = Ipv4Addr::new(10, 10, 2, 4);
 
 /// Rewrites the destination PE -> B on the way in and the source B -> PE on the way back
-/// (no NAT), checking every checksum it sees; or drops everything with `drop`.
+/// (no NAT), checking every checksum it sees; or drops everything with `drop`; or, with
+/// `refuse_syns`, drops every SYN and answers it with a RST, as a path out of NAT ports does.
 #[derive(Default)]
 struct Toy {
     drop: Option<DropReason>,
+    refuse_syns: bool,
     seen: u64,
     bad_checksums: u64,
     ticks: u64,
@@ -26,32 +28,45 @@ impl Toy {
 }
 
 impl Path for Toy {
-    fn to_backend(
+    fn send(
         &mut self,
         packet: &mut [u8],
-        view: &mut Ipv4Tcp,
+        dir: Dir,
         _now: SimTime,
-    ) -> Result<(), DropReason> {
-        self.check(packet, view);
-        if let Some(r) = self.drop {
-            return Err(r);
+        out: &mut Vec<Delivery>,
+    ) -> Option<DropReason> {
+        let view = plsim_wire::classify_l3(packet).expect("hosts send IPv4 TCP");
+        self.check(packet, &view);
+        let t = view.tuple();
+        if dir == Dir::Forward {
+            if let Some(r) = self.drop {
+                return Some(r);
+            }
+            if self.refuse_syns && view.flags() & TcpFlags::SYN != 0 {
+                let mut rst =
+                    plsim_wire::build::TcpSegment::new(t.reversed(), TcpFlags::RST | TcpFlags::ACK);
+                rst.ack = view.seq(packet).wrapping_add(1);
+                out.push(Delivery {
+                    dir: Dir::Return,
+                    own: true,
+                    packet: rst.to_vec()[14..].to_vec(),
+                });
+                return Some(DropReason::PortExhausted);
+            }
+            assert_eq!(t.dst, PE);
+            let mut view = view;
+            view.set_destination(packet, B, t.dport);
+        } else {
+            assert_eq!(t.src, B);
+            let mut view = view;
+            view.set_source(packet, PE, t.sport);
         }
-        let t = view.tuple();
-        assert_eq!(t.dst, PE);
-        view.set_destination(packet, B, t.dport);
-        Ok(())
-    }
-    fn to_consumer(
-        &mut self,
-        packet: &mut [u8],
-        view: &mut Ipv4Tcp,
-        _now: SimTime,
-    ) -> Result<(), DropReason> {
-        self.check(packet, view);
-        let t = view.tuple();
-        assert_eq!(t.src, B);
-        view.set_source(packet, PE, t.sport);
-        Ok(())
+        out.push(Delivery {
+            dir,
+            own: false,
+            packet: packet.to_vec(),
+        });
+        None
     }
     fn tick(&mut self, _now: SimTime) {
         self.ticks += 1;
@@ -66,29 +81,14 @@ fn spec(connections: u32, bytes: u64) -> EchoSpec {
     s
 }
 
-fn balanced<P>(o: &EchoOutcome<P>) -> bool {
+fn balanced(o: &EchoOutcome) -> bool {
     o.consumer_in + o.backend_in
         == o.to_backend + o.to_consumer + o.dropped.total() + o.undeliverable + o.in_flight
 }
 
 #[test]
-fn pattern_fill_and_count_agree_with_the_byte_function() {
-    let mut buf = vec![0u8; 37];
-    fill_pattern(3, 9, 5, &mut buf);
-    for (i, &b) in buf.iter().enumerate() {
-        assert_eq!(b, pattern_byte(3, 9, 5 + i as u64));
-    }
-    assert_eq!(count_matching(3, 9, 5, &buf), 37);
-    buf[10] ^= 1;
-    assert_eq!(count_matching(3, 9, 5, &buf), 36);
-    // Another connection or seed gives another stream.
-    assert_ne!(count_matching(3, 10, 5, &buf), 36);
-    assert_ne!(count_matching(4, 9, 5, &buf), 36);
-}
-
-#[test]
 fn one_small_echo_completes_with_exact_counts() {
-    let o = run_echo(Toy::default(), &spec(1, 3000)).unwrap();
+    let (o, toy) = run_echo(Toy::default(), &spec(1, 3000)).unwrap();
     assert_eq!(o.end, End::AllClosed);
     assert_eq!(
         (o.connections, o.completed, o.servers_closed, o.aborted),
@@ -96,8 +96,8 @@ fn one_small_echo_completes_with_exact_counts() {
     );
     assert_eq!((o.bytes_verified, o.bytes_mismatched), (3000, 0));
     assert_eq!(o.payload_sent, 6000);
-    assert_eq!(o.path.bad_checksums, 0);
-    assert_eq!(o.path.seen, o.consumer_in + o.backend_in);
+    assert_eq!(toy.bad_checksums, 0);
+    assert_eq!(toy.seen, o.consumer_in + o.backend_in);
     assert_eq!(o.dropped.total(), 0);
     assert_eq!((o.undeliverable, o.in_flight, o.corrupted), (0, 0, 0));
     assert!(balanced(&o));
@@ -117,15 +117,15 @@ fn one_small_echo_completes_with_exact_counts() {
 fn a_run_is_deterministic() {
     let a = run_echo(Toy::default(), &spec(5, 20_000)).unwrap();
     let b = run_echo(Toy::default(), &spec(5, 20_000)).unwrap();
-    assert_eq!(a.completed, 5);
-    let key = |o: &EchoOutcome<Toy>| {
+    assert_eq!(a.0.completed, 5);
+    let key = |(o, toy): &(EchoOutcome, Toy)| {
         (
             o.consumer_in,
             o.backend_in,
             o.steps,
             o.sim_time,
             o.last_ts,
-            o.path.ticks,
+            toy.ticks,
         )
     };
     assert_eq!(key(&a), key(&b));
@@ -133,7 +133,7 @@ fn a_run_is_deterministic() {
 
 #[test]
 fn zero_bytes_still_opens_and_closes() {
-    let o = run_echo(Toy::default(), &spec(3, 0)).unwrap();
+    let (o, _) = run_echo(Toy::default(), &spec(3, 0)).unwrap();
     assert_eq!(
         (o.end, o.completed, o.servers_closed, o.aborted),
         (End::AllClosed, 3, 3, 0)
@@ -145,7 +145,7 @@ fn zero_bytes_still_opens_and_closes() {
 fn more_connections_than_hosts_share_hosts_on_other_ports() {
     let mut s = spec(5, 2000);
     s.client_hosts = 2;
-    let o = run_echo(Toy::default(), &s).unwrap();
+    let (o, _) = run_echo(Toy::default(), &s).unwrap();
     assert_eq!(
         (o.completed, o.servers_closed, o.bytes_verified),
         (5, 5, 10_000)
@@ -160,7 +160,7 @@ fn a_path_that_drops_everything_aborts_every_connection() {
         drop: Some(DropReason::NoRule),
         ..Toy::default()
     };
-    let o = run_echo(toy, &s).unwrap();
+    let (o, _) = run_echo(toy, &s).unwrap();
     assert_eq!(o.end, End::AllClosed);
     assert_eq!((o.completed, o.aborted, o.servers_closed), (0, 2, 0));
     assert_eq!(o.backend_in, 0);
@@ -171,10 +171,29 @@ fn a_path_that_drops_everything_aborts_every_connection() {
 }
 
 #[test]
+fn answers_reach_the_clients_and_end_their_connections_at_once() {
+    let mut s = spec(3, 1000);
+    s.give_up = Duration::from_secs(30);
+    let toy = Toy {
+        refuse_syns: true,
+        ..Toy::default()
+    };
+    let (o, _) = run_echo(toy, &s).unwrap();
+    assert_eq!(o.end, End::AllClosed);
+    // One SYN each, refused and answered: each client's connection is reset at once, long
+    // before it would give up.
+    assert_eq!((o.consumer_in, o.answers), (3, 3));
+    assert_eq!((o.completed, o.aborted, o.backend_in), (0, 3, 0));
+    assert_eq!(o.dropped.get(DropReason::PortExhausted), 3);
+    assert!(o.last_ts.unwrap() < SimTime::from_secs(1));
+    assert!(balanced(&o));
+}
+
+#[test]
 fn corrupted_packets_are_dropped_by_smoltcp_and_retransmitted() {
     let mut s = spec(2, 50_000);
     s.corrupt_every = 7;
-    let o = run_echo(Toy::default(), &s).unwrap();
+    let (o, _) = run_echo(Toy::default(), &s).unwrap();
     assert_eq!((o.completed, o.servers_closed, o.aborted), (2, 2, 0));
     // Had smoltcp taken a corrupted byte, the client's verification would have caught it.
     assert_eq!((o.bytes_verified, o.bytes_mismatched), (100_000, 0));
@@ -190,14 +209,14 @@ fn corrupted_packets_are_dropped_by_smoltcp_and_retransmitted() {
 fn step_and_time_limits_stop_a_run() {
     let mut s = spec(3, 100_000);
     s.max_steps = 10;
-    let o = run_echo(Toy::default(), &s).unwrap();
+    let (o, _) = run_echo(Toy::default(), &s).unwrap();
     assert_eq!((o.end, o.steps), (End::StepLimit, 10));
     assert_eq!(o.completed, 0);
     assert!(balanced(&o));
 
     let mut s = spec(3, 100_000);
     s.time_limit = Duration::from_millis(1);
-    let o = run_echo(Toy::default(), &s).unwrap();
+    let (o, _) = run_echo(Toy::default(), &s).unwrap();
     assert_eq!(o.end, End::TimeLimit);
     assert!(o.sim_time <= SimTime::from_millis(1));
     assert!(balanced(&o));

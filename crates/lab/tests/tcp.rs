@@ -10,13 +10,13 @@ use plsim_traffic::tcp::{EchoOutcome, End, run_echo};
 use plsim_wire::DropReason;
 use tcp_common::Stages;
 
-fn balanced(o: &EchoOutcome<Stages>) -> bool {
+fn balanced(o: &EchoOutcome) -> bool {
     o.consumer_in + o.backend_in
         == o.to_backend + o.to_consumer + o.dropped.total() + o.undeliverable + o.in_flight
 }
 
 /// Everything a clean run of `n` connections of `bytes` each must show, to the byte.
-fn assert_clean(o: &EchoOutcome<Stages>, n: u32, bytes: u64) {
+fn assert_clean(o: &EchoOutcome, path: &Stages, n: u32, bytes: u64) {
     assert_eq!(o.end, End::AllClosed);
     assert_eq!(
         (o.connections, o.completed, o.servers_closed, o.aborted),
@@ -33,12 +33,12 @@ fn assert_clean(o: &EchoOutcome<Stages>, n: u32, bytes: u64) {
     assert_eq!(o.to_backend, o.consumer_in);
     assert_eq!(o.to_consumer, o.backend_in);
     assert!(balanced(o));
-    let st = &o.path.snat.engines()[0].stats();
+    let st = &path.core().1.engines()[0].stats();
     assert_eq!(
         (st.created, st.closed, st.expired, st.failed),
         (u64::from(n), u64::from(n), 0, 0)
     );
-    let lb = o.path.lb.0.stats();
+    let lb = path.core().0.0.stats();
     assert_eq!(
         lb.backends.iter().map(|b| b.flows).sum::<u64>(),
         u64::from(n)
@@ -55,15 +55,15 @@ fn twenty_connections_echo_close_and_free_every_port() {
     spec.connections = 20;
     spec.bytes = 10_000;
     spec.seed = 1;
-    let o = run_echo(stages, &spec).unwrap();
-    assert_clean(&o, 20, 10_000);
+    let (o, path) = run_echo(stages, &spec).unwrap();
+    assert_clean(&o, &path, 20, 10_000);
     // Exact packet counts (deterministic; see the toy-path unit tests for their shape).
     // 10,000 bytes are 7 segments of at most 1460. A client sends its SYN, 7 data segments
     // (each also acknowledging the echo so far), its FIN and the last ACK; a backend its SYN-ACK,
     // 7 echo segments and its FIN (acknowledging the client's).
     assert_eq!((o.consumer_in, o.backend_in), (20 * 10, 20 * 9));
-    assert_eq!(o.path.ports_busy(), (0, 0));
-    let st = o.path.snat.engines()[0].stats();
+    assert_eq!(path.ports_busy(), (0, 0));
+    let st = path.core().1.engines()[0].stats();
     assert_eq!(st.live, 0);
     assert_eq!(st.nat_ips.iter().map(|n| n.flows_created).sum::<u64>(), 20);
     // The run lingered past the 240 s FIN hold.
@@ -77,9 +77,9 @@ fn ports_stay_held_until_the_fin_hold_ends() {
         spec.connections = 8;
         spec.bytes = 5_000;
         spec.linger = Duration::from_secs(linger);
-        let o = run_echo(stages, &spec).unwrap();
-        assert_clean(&o, 8, 5_000);
-        assert_eq!(o.path.ports_busy(), (0, held), "linger {linger} s");
+        let (o, path) = run_echo(stages, &spec).unwrap();
+        assert_clean(&o, &path, 8, 5_000);
+        assert_eq!(path.ports_busy(), (0, held), "linger {linger} s");
     }
 }
 
@@ -89,7 +89,7 @@ fn corrupted_rewrites_are_caught_by_smoltcp_and_retransmitted() {
     spec.connections = 10;
     spec.bytes = 30_000;
     spec.corrupt_every = 6;
-    let o = run_echo(stages, &spec).unwrap();
+    let (o, path) = run_echo(stages, &spec).unwrap();
     assert_eq!(o.end, End::AllClosed);
     assert_eq!((o.completed, o.servers_closed, o.aborted), (10, 10, 0));
     // Every corrupted payload byte was refused: the clients saw only right bytes.
@@ -98,7 +98,7 @@ fn corrupted_rewrites_are_caught_by_smoltcp_and_retransmitted() {
     // What was refused was sent again.
     assert!(o.payload_sent > 600_000, "payload sent {}", o.payload_sent);
     assert_eq!(o.dropped.total(), 0);
-    assert_eq!(o.path.ports_busy(), (0, 0));
+    assert_eq!(path.ports_busy(), (0, 0));
 }
 
 #[test]
@@ -108,12 +108,12 @@ fn a_pending_connection_passes_nothing() {
     let (stages, mut spec) = tcp_common::of(&scenario);
     spec.connections = 3;
     spec.give_up = Duration::from_secs(10);
-    let o = run_echo(stages, &spec).unwrap();
+    let (o, path) = run_echo(stages, &spec).unwrap();
     assert_eq!(o.end, End::AllClosed);
     assert_eq!((o.completed, o.aborted, o.backend_in), (0, 3, 0));
     assert!(o.consumer_in >= 6, "SYNs and their retransmissions");
     assert_eq!(o.dropped.get(DropReason::NotApproved), o.consumer_in);
-    assert_eq!(o.path.snat.engines()[0].stats().created, 0);
+    assert_eq!(path.core().1.engines()[0].stats().created, 0);
 }
 
 #[test]
@@ -154,7 +154,7 @@ fn two_hundred_connections_of_100_kb() {
     spec.bytes = 100_000;
     spec.seed = 42;
     let started = std::time::Instant::now();
-    let o = run_echo(stages, &spec).unwrap();
+    let (o, path) = run_echo(stages, &spec).unwrap();
     eprintln!(
         "200 x 100 kB: {:?} wall, {} steps, {} + {} packets, last packet at {:?}",
         started.elapsed(),
@@ -163,13 +163,13 @@ fn two_hundred_connections_of_100_kb() {
         o.backend_in,
         o.last_ts
     );
-    assert_clean(&o, 200, 100_000);
+    assert_clean(&o, &path, 200, 100_000);
     assert_eq!(o.bytes_verified, 20_000_000);
     // 69 segments each way per connection; the rest are handshakes, FINs, ACKs and window
     // updates (measured once; the run is deterministic).
     assert_eq!((o.consumer_in, o.backend_in), (14_800, 14_400));
-    assert_eq!(o.path.ports_busy(), (0, 0));
-    let st = o.path.snat.engines()[0].stats();
+    assert_eq!(path.ports_busy(), (0, 0));
+    let st = path.core().1.engines()[0].stats();
     assert_eq!((st.live, st.open), (0, 0));
     assert!(st.live_peak > 0);
 }
