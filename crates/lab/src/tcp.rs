@@ -18,9 +18,10 @@ use crate::stages::EndpointStage;
 use crate::summary::{Input, Summary, Tcp, summarize};
 use crate::{Core, Error, Event, Finished, Result};
 
-/// What the hosts receive: every packet the path delivers, in order (the trip's taps).
+/// What the hosts receive: every packet the path delivers, in order (the trip's taps; any run's
+/// taps, for a test that compares).
 #[derive(Debug, Default)]
-pub struct Deliveries(Vec<Delivery>);
+pub struct Deliveries(pub Vec<Delivery>);
 
 impl Taps for Deliveries {
     fn consumer(&mut self, frame: &[u8], meta: &Meta) {
@@ -44,16 +45,6 @@ fn delivery(frame: &[u8], meta: &Meta) -> Delivery {
     }
 }
 
-/// One step of what went into the path, in order: a packet a host sent (as it entered, with
-/// the metadata it entered with), or a timeline event (at its instant).
-#[derive(Clone, Debug)]
-pub enum Entry {
-    /// A packet.
-    Packet(Vec<u8>, Meta),
-    /// An event.
-    Event(Event, SimTime),
-}
-
 /// The path of a scenario as the TCP stacks see it: a [`Trip`] through its stages, and the
 /// timeline still to come.
 pub struct TcpStages {
@@ -65,19 +56,20 @@ pub struct TcpStages {
     events: VecDeque<(SimTime, Event)>,
     /// The run's connections.
     connections: Vec<ConnectionInfo>,
-    /// Everything that went in, when asked for ([`TcpStages::record`]).
-    log: Option<Vec<Entry>>,
+    /// The packets that went in, when asked for ([`TcpStages::record`]).
+    log: Option<Vec<(Vec<u8>, Meta)>>,
 }
 
 impl TcpStages {
-    /// Keeps everything that goes in from now on ([`TcpStages::input`]), so that the same input
-    /// can be run through the engines and compared.
+    /// Keeps every packet that goes in from now on ([`TcpStages::input`]), as it enters, so
+    /// that the same input can be run through the engines and compared.
     pub fn record(&mut self) {
         self.log = Some(Vec::new());
     }
 
-    /// What went in since [`TcpStages::record`], in order.
-    pub fn input(&self) -> &[Entry] {
+    /// The packets that went in since [`TcpStages::record`], in order, each with the metadata
+    /// it entered with.
+    pub fn input(&self) -> &[(Vec<u8>, Meta)] {
         self.log.as_deref().unwrap_or_default()
     }
 
@@ -86,9 +78,6 @@ impl TcpStages {
         while self.events.front().is_some_and(|(at, _)| *at <= now) {
             let (at, ev) = self.events.pop_front().expect("an event is due");
             self.trip.event(&ev, at);
-            if let Some(log) = self.log.as_mut() {
-                log.push(Entry::Event(ev, at));
-            }
         }
     }
 
@@ -142,7 +131,7 @@ impl TcpPath for TcpStages {
         };
         self.seq += 1;
         if let Some(log) = self.log.as_mut() {
-            log.push(Entry::Packet(packet.to_vec(), meta));
+            log.push((packet.to_vec(), meta));
         }
         self.trip.packet(packet, &mut meta);
         out.append(&mut self.trip.taps_mut().0);
