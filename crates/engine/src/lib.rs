@@ -10,15 +10,22 @@
 //!
 //! # What a run means
 //!
-//! A run is defined by the **sequential engine** ([`Engine::Sequential`]): one thread, input
-//! order, each packet through its stages with the state every earlier packet left. A packet
-//! that enters at the consumer side goes through the edge and the core stages in path order and
-//! reaches the backend; a packet that enters at the backend side is addressed by the
-//! [`BackendSide`], then goes back through the core stages in reverse order and the edge. Nothing
-//! a later packet does can change the verdict on an earlier one.
+//! A packet's trip is defined once, in [`Trip`]: a packet that enters at the consumer side
+//! goes through the edge and the core stages in path order and reaches the backend, with the
+//! segments a stage sends of its own beside it (a PROXY protocol header just before or after
+//! it, a RST answering a SYN it refused, back through the stages before it and the edge); a
+//! packet that enters at the backend side is addressed by the [`BackendSide`], then goes back
+//! through the core stages in reverse order and the edge; an event reaches the core (its timers
+//! run to the event's instant first) and the edge. A run is defined by the **sequential
+//! engine** ([`Engine::Sequential`]): the input's packets through a [`Trip`], one at a time in
+//! input order, each with the state every earlier packet left. Nothing a later packet does can
+//! change the verdict on an earlier one. A caller whose packets come one at a time (real TCP
+//! stacks answering what they receive) drives a [`Trip`] itself, and so runs the same path.
 //!
 //! The **threaded engine** ([`Engine::Threaded`]) gives exactly that result, every count and
-//! every byte the taps see, for every batch size. It is exact by construction, not by tuning:
+//! every byte the taps see, for every batch size. It calls the same steps (the trip module's
+//! functions and [`Stages`]), scheduled over batches and threads; what it adds is the schedule,
+//! and it is exact by construction, not by tuning:
 //!
 //! * The **core** ([`Stages`]: the load balancer and the SNAT stage, say) runs on one thread and
 //!   sees every packet in input order, both directions interleaved as in the input. It walks a
@@ -236,13 +243,18 @@ pub enum Engine {
     Sequential,
 }
 
+/// A name that is no engine.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not an engine: threaded or sequential")]
+pub struct UnknownEngine(pub String);
+
 impl std::str::FromStr for Engine {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Engine, String> {
+    type Err = UnknownEngine;
+    fn from_str(s: &str) -> Result<Engine, UnknownEngine> {
         match s {
             "threaded" => Ok(Engine::Threaded),
             "sequential" => Ok(Engine::Sequential),
-            _ => Err(format!("`{s}` is not an engine: threaded or sequential")),
+            _ => Err(UnknownEngine(s.to_owned())),
         }
     }
 }
@@ -262,11 +274,16 @@ pub const DEFAULT_BATCH: usize = 1024;
 /// The largest batch the threaded engine takes.
 pub const MAX_BATCH: usize = 1 << 20;
 
+/// A batch size that is not 1 to [`MAX_BATCH`].
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not a batch size: 1 to {MAX_BATCH}")]
+pub struct BadBatchSize(pub String);
+
 /// Parses a batch size: 1 to [`MAX_BATCH`] (the command line's `--batch`).
-pub fn parse_batch(s: &str) -> Result<usize, String> {
+pub fn parse_batch(s: &str) -> Result<usize, BadBatchSize> {
     match s.parse::<usize>() {
         Ok(n) if (1..=MAX_BATCH).contains(&n) => Ok(n),
-        _ => Err(format!("`{s}` is not a batch size: 1 to {MAX_BATCH}")),
+        _ => Err(BadBatchSize(s.to_owned())),
     }
 }
 
