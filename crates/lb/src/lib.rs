@@ -16,8 +16,8 @@
 //!
 //! * A flow is keyed by its link id and its consumer-side 4-tuple (C:cp -> F:fp); its **first
 //!   packet, whatever its flags, picks the backend** (the SNAT stage after this one decides
-//!   whether a non-SYN may open a flow). It stays on that backend for its whole life: health and
-//!   pool changes only affect new flows.
+//!   whether a non-SYN may open a flow). It stays on that backend for its whole life: health
+//!   changes only affect new flows.
 //! * A flow ends when it has been idle (no packet either way) for
 //!   [`LbConfig::idle_timeout`] (4 minutes by default, as Azure), when its connection's link is
 //!   [forgotten](Lb::forget_link), or when its backend goes down under
@@ -250,31 +250,6 @@ impl Lb {
         self.table.memory_bytes()
     }
 
-    /// The backend and port a new flow C:cp -> F:fp of `link` would get now (what
-    /// [`forward`](Lb::forward) would pick for it if no flow had this tuple). Changes nothing.
-    pub fn pick(&self, link: LinkId, consumer: FlowTuple) -> Result<(Ipv4Addr, u16), DropReason> {
-        let h = hash::flow(
-            link.0,
-            u32::from(consumer.src),
-            consumer.sport,
-            u32::from(consumer.dst),
-            consumer.dport,
-        );
-        self.pick_inner(link.0, consumer, h)
-            .map(|(_, b, port)| (self.backends[b as usize].ip, port))
-    }
-
-    /// The backend and port of the live flow C:cp -> F:fp of `link`, if there is one.
-    pub fn flow(&self, link: LinkId, consumer: FlowTuple) -> Option<(Ipv4Addr, u16)> {
-        let (c, f) = (u32::from(consumer.src), u32::from(consumer.dst));
-        let h = hash::flow(link.0, c, consumer.sport, f, consumer.dport);
-        let slot = self.table.find_fwd(h, |x| {
-            x.fwd_is(link.0, c, consumer.sport, f, consumer.dport)
-        })?;
-        let flow = self.table.get(slot);
-        Some((Ipv4Addr::from(flow.backend_ip), flow.bport))
-    }
-
     /// Marks a backend up or down (a health probe's verdict, or a scenario event), in every pool
     /// it is in. A down backend gets no new flow. Its existing flows continue under
     /// [`OnBackendDown::Keep`]; under [`OnBackendDown::Reset`] marking it down removes them and
@@ -310,47 +285,6 @@ impl Lb {
         Ok(closed)
     }
 
-    /// Adds a backend to a pool (up, if the load balancer has not seen it before; with its
-    /// current health otherwise). New flows of the pool's rules may go to it; existing flows
-    /// stay where they are.
-    pub fn add_backend(&mut self, pool: &str, ip: Ipv4Addr) -> Result<(), ConfigError> {
-        if !config::usable(ip) {
-            return Err(ConfigError::BadAddress(ip));
-        }
-        let p = self.pool_index(pool)?;
-        let id = self.backend_id_or_insert(ip);
-        if self.pools[p].members.contains(&id) {
-            return Err(ConfigError::AlreadyMember {
-                pool: pool.to_owned(),
-                ip,
-            });
-        }
-        self.pools[p].members.push(id);
-        self.backends[id as usize].memberships += 1;
-        self.rebuild_rules_of_pool(p);
-        Ok(())
-    }
-
-    /// Removes a backend from a pool. It gets no new flow of the pool's rules; its existing
-    /// flows continue until they end (Azure keeps them until idle). Its counters remain.
-    pub fn remove_backend(&mut self, pool: &str, ip: Ipv4Addr) -> Result<(), ConfigError> {
-        let p = self.pool_index(pool)?;
-        let not_member = || ConfigError::NotMember {
-            pool: pool.to_owned(),
-            ip,
-        };
-        let id = self.backend_id(ip).ok_or_else(not_member)?;
-        let at = self.pools[p]
-            .members
-            .iter()
-            .position(|&m| m == id)
-            .ok_or_else(not_member)?;
-        self.pools[p].members.remove(at);
-        self.backends[id as usize].memberships -= 1;
-        self.rebuild_rules_of_pool(p);
-        Ok(())
-    }
-
     /// Ends every flow idle for the idle timeout or longer at `now`; returns how many.
     /// The work is proportional to the entries due, not to the table.
     pub fn expire(&mut self, now: SimTime) -> usize {
@@ -366,16 +300,6 @@ impl Lb {
         }
         self.flow_stats.forgotten += slots.len() as u64;
         slots.len()
-    }
-
-    /// The number of flows in the table.
-    pub fn active_flows(&self) -> usize {
-        self.table.len()
-    }
-
-    /// The packets dropped so far, by reason.
-    pub fn drops(&self) -> &DropCounts {
-        &self.drops
     }
 
     // ---- internals ----

@@ -7,7 +7,7 @@ use std::net::Ipv4Addr;
 use plsim_wire::{DropReason, FlowTuple};
 
 use crate::stats::BackendStats;
-use crate::{ConfigError, Distribution, Hashing, Lb, RuleKind, hash};
+use crate::{Distribution, Hashing, Lb, RuleKind, hash};
 
 /// A frontend IP and its rules.
 #[derive(Debug)]
@@ -101,13 +101,6 @@ impl Lb {
         self.frontends
             .binary_search_by_key(&u32::from(ip), |f| f.ip)
             .ok()
-    }
-
-    pub(crate) fn pool_index(&self, name: &str) -> Result<usize, ConfigError> {
-        self.pools
-            .iter()
-            .position(|p| p.name == name)
-            .ok_or_else(|| ConfigError::UnknownPool(name.to_owned()))
     }
 
     pub(crate) fn backend_id(&self, ip: Ipv4Addr) -> Option<u32> {

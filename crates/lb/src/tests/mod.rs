@@ -1,4 +1,9 @@
-//! Tests that look inside the forwarder: the prefetch hooks' buckets, the table's invariants.
+//! The forwarder's tests: its behaviour with exact counts, bytes and states (`forwarder`), the
+//! properties (`props`), and what only the inside shows (the prefetch hooks' buckets, the
+//! table's invariants, below).
+
+mod forwarder;
+mod props;
 
 use plsim_flowtab::Record;
 use plsim_wire::build::{TcpSegment, tuple};
@@ -6,6 +11,49 @@ use plsim_wire::{LinkType, TcpFlags, classify};
 
 use super::*;
 use crate::forward::{fwd_hash, rev_hash};
+
+/// What the tests ask of the forwarder beyond what the path does: where a new flow would go,
+/// where a live flow goes, the table's size and the drops.
+impl Lb {
+    /// The backend and port a new flow C:cp -> F:fp of `link` would get now (what
+    /// [`forward`](Lb::forward) would pick for it if no flow had this tuple). Changes nothing.
+    pub(crate) fn pick(
+        &self,
+        link: LinkId,
+        consumer: FlowTuple,
+    ) -> Result<(Ipv4Addr, u16), DropReason> {
+        let h = hash::flow(
+            link.0,
+            u32::from(consumer.src),
+            consumer.sport,
+            u32::from(consumer.dst),
+            consumer.dport,
+        );
+        self.pick_inner(link.0, consumer, h)
+            .map(|(_, b, port)| (self.backends[b as usize].ip, port))
+    }
+
+    /// The backend and port of the live flow C:cp -> F:fp of `link`, if there is one.
+    pub(crate) fn flow(&self, link: LinkId, consumer: FlowTuple) -> Option<(Ipv4Addr, u16)> {
+        let (c, f) = (u32::from(consumer.src), u32::from(consumer.dst));
+        let h = hash::flow(link.0, c, consumer.sport, f, consumer.dport);
+        let slot = self.table.find_fwd(h, |x| {
+            x.fwd_is(link.0, c, consumer.sport, f, consumer.dport)
+        })?;
+        let flow = self.table.get(slot);
+        Some((Ipv4Addr::from(flow.backend_ip), flow.bport))
+    }
+
+    /// The number of flows in the table.
+    pub(crate) fn active_flows(&self) -> usize {
+        self.table.len()
+    }
+
+    /// The packets dropped so far, by reason.
+    pub(crate) fn drops(&self) -> &DropCounts {
+        &self.drops
+    }
+}
 
 /// The prefetch hooks hash a packet exactly as `forward` and `reply` do, so they prefetch the
 /// very bucket the lookup reads (and its first entry is the flow's); they change nothing.
