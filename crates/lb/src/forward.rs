@@ -51,7 +51,7 @@ impl Lb {
                 // Idle past the timeout, not yet collected: it has ended.
                 self.remove_slot(slot);
                 self.flow_stats.expired += 1;
-            } else if !(view.is_syn() && !(b.up && b.memberships > 0)) {
+            } else if !view.is_syn() || b.up {
                 f.last_seen = f.last_seen.max(now_ns);
                 b.counters.packets += 1;
                 self.rules[usize::from(f.rule)].hits += 1;

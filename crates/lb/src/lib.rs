@@ -24,10 +24,8 @@
 //!   [`OnBackendDown::Reset`]. **FIN and RST do not end it early**: the SNAT stage owns TCP
 //!   state and its closing timers, and a late retransmission must reach the same backend. Give
 //!   this stage an idle timeout at least as long as the SNAT stage's longest timer.
-//! * One exception to stickiness: a SYN (without ACK) for a flow whose backend is down, or in no
-//!   pool any more, is a new connection reusing the tuple, and it picks a backend afresh.
-//! * A backend removed from its pool keeps its flows until they end (Azure keeps them until
-//!   idle).
+//! * One exception to stickiness: a SYN (without ACK) for a flow whose backend is down is a new
+//!   connection reusing the tuple, and it picks a backend afresh.
 //! * Expiry is an O(due) heap, never a scan: [`Lb::expire`] does it all, and each new flow also
 //!   expires up to two due entries, so the table stays bounded even without `expire` calls.
 //!   A packet that finds its flow idle past the timeout ends it too, so the verdicts do not
@@ -171,7 +169,6 @@ impl Lb {
                     });
                 }
                 members.push(id);
-                lb.backends[id as usize].memberships += 1;
             }
             lb.pools.push(PoolState {
                 name: p.name.clone(),

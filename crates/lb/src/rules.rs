@@ -32,8 +32,6 @@ pub(crate) struct PoolState {
 pub(crate) struct BackendState {
     pub(crate) ip: Ipv4Addr,
     pub(crate) up: bool,
-    /// How many pools it is in.
-    pub(crate) memberships: u32,
     pub(crate) counters: BackendStats,
 }
 
@@ -115,7 +113,6 @@ impl Lb {
             self.backends.push(BackendState {
                 ip,
                 up: true,
-                memberships: 0,
                 counters: BackendStats {
                     ip,
                     up: true,

@@ -47,8 +47,7 @@ pub struct FlowStats {
     pub reset: u64,
     /// Flows ended by [`Lb::forget_link`].
     pub forgotten: u64,
-    /// Flows replaced by a SYN that picked a new backend (their backend was down or out of
-    /// every pool).
+    /// Flows replaced by a SYN that picked a new backend (their backend was down).
     pub replaced: u64,
     /// New flows refused because their reply would be ambiguous (see the crate docs).
     pub ambiguous: u64,
