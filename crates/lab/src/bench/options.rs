@@ -6,11 +6,17 @@ use plsim_engine::{DEFAULT_BATCH, Engine};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "cli", derive(clap::Args))]
 pub struct BenchOptions {
-    /// Live flows to build before timing.
-    #[cfg_attr(feature = "cli", arg(long, default_value_t = 1_000_000))]
+    /// Live flows to build before timing (at least 1).
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(u32).range(1..))
+    )]
     pub flows: u32,
-    /// 64-byte frames to push through the path.
-    #[cfg_attr(feature = "cli", arg(long, default_value_t = 20_000_000))]
+    /// 64-byte frames to push through the path (at least 1).
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, default_value_t = 20_000_000, value_parser = clap::value_parser!(u64).range(1..))
+    )]
     pub packets: u64,
     /// Packets per batch.
     #[cfg_attr(

@@ -35,12 +35,12 @@ pub fn scenario_for(flows: u64) -> crate::Result<Scenario> {
     let per_backend = (NAT_IPS * PORTS_PER_NAT_IP) as f64 * FILL;
     let backends = ((flows as f64 / per_backend).ceil() as u64).max(MIN_BACKENDS);
     if backends > MAX_BACKENDS {
-        return Err(crate::Error::Usage(format!(
-            "--flows {flows}: the bench's scenario holds at most {} flows ({MAX_BACKENDS} backends, \
-             each with 8 NAT IPs of 64,512 ports, filled to {:.0}%)",
-            max_flows(),
-            FILL * 100.0
-        )));
+        return Err(crate::Error::BenchTooManyFlows {
+            flows,
+            max_flows: max_flows(),
+            max_backends: MAX_BACKENDS,
+            fill_percent: (FILL * 100.0).round() as u32,
+        });
     }
     let mut s = Scenario::builtin();
     let subnet: Prefix = "10.10.4.0/22".parse().expect("a prefix");

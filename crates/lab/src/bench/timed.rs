@@ -107,7 +107,9 @@ where
         let mut traffic = Traffic {
             ack: template(TcpFlags::ACK, false),
             vnet: addrs.vnet,
-            flows,
+            // The round robin's flows: flow 0 alone when none was opened (its frames find no
+            // flow, and the report says so).
+            flows: flows.max(1),
             packets: to,
             sent: from,
             seq,
