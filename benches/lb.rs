@@ -159,7 +159,7 @@ fn forwarder(c: &mut Criterion) {
         });
         eprintln!(
             "lb/forward_new/{name}: {} flows in the table at the end",
-            lb2.active_flows()
+            lb2.stats().flows.active
         );
     }
     g.finish();
@@ -259,7 +259,8 @@ fn batched(c: &mut Criterion) {
         }
     }
     g.finish();
-    assert_eq!((lb.active_flows(), lb.drops().total()), (N, 0));
+    let s = lb.stats();
+    assert_eq!((s.flows.active, s.drops.total()), (N as u64, 0));
 }
 
 criterion_group!(benches, forwarder, batched);

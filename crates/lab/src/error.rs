@@ -12,6 +12,21 @@ pub enum Error {
     /// A flag, or a combination of flags, that can't be used (exit 2).
     #[error("{0}")]
     Usage(String),
+    /// `plsim bench` was asked for more flows than its scenario can give NAT ports to (exit 2).
+    #[error(
+        "--flows {flows}: the bench's scenario holds at most {max_flows} flows ({max_backends} \
+         backends, each with 8 NAT IPs of 64,512 ports, filled to {fill_percent}%)"
+    )]
+    BenchTooManyFlows {
+        /// The flows asked for.
+        flows: u64,
+        /// The most flows the scenario holds.
+        max_flows: u64,
+        /// The most backends it has room for.
+        max_backends: u64,
+        /// How full it lets a backend's ports get, in percent.
+        fill_percent: u32,
+    },
     /// A workload setting from the flags that can't be used (exit 2).
     #[error(transparent)]
     Workload(#[from] plsim_traffic::workload::SpecError),
@@ -58,7 +73,7 @@ impl Error {
     /// The exit status this error ends the process with.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Error::Usage(_) | Error::Workload(_) => 2,
+            Error::Usage(_) | Error::Workload(_) | Error::BenchTooManyFlows { .. } => 2,
             Error::Interrupted(_) => 130,
             _ => 1,
         }

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use plsim_lb::*;
+use crate::*;
 use plsim_wire::build::{TcpSegment, tuple};
 use plsim_wire::{LinkType, TcpFlags, checksum, classify};
 use proptest::prelude::*;
@@ -93,8 +93,6 @@ enum Op {
     /// A reply of flow `i`.
     Reply(u8),
     SetUp(u8, bool),
-    Add(u8),
-    Remove(u8),
     /// Advance the clock by this many seconds and expire.
     Tick(u16),
     Forget(u8),
@@ -105,8 +103,6 @@ fn op() -> impl Strategy<Value = Op> {
         6 => (0..40u8).prop_map(Op::Packet),
         3 => (0..40u8).prop_map(Op::Reply),
         1 => (1..=6u8, any::<bool>()).prop_map(|(b, up)| Op::SetUp(b, up)),
-        1 => (1..=6u8).prop_map(Op::Add),
-        1 => (1..=6u8).prop_map(Op::Remove),
         1 => (0..200u16).prop_map(Op::Tick),
         1 => (0..3u8).prop_map(Op::Forget),
     ]
@@ -147,10 +143,10 @@ proptest! {
         .unwrap();
         let mut now = 0u64;
         let mut up: HashMap<Ipv4Addr, bool> = (1..=6).map(|i| (backend(i), true)).collect();
-        let mut member: HashMap<Ipv4Addr, bool> = (1..=6).map(|i| (backend(i), i <= 3)).collect();
+        let member: HashMap<Ipv4Addr, bool> = (1..=6).map(|i| (backend(i), i <= 3)).collect();
         // flow index -> (backend, last packet second)
         let mut model: HashMap<u8, (Ipv4Addr, u64)> = HashMap::new();
-        let mut known: std::collections::HashSet<u8> = (1..=3).collect();
+        let known: std::collections::HashSet<u8> = (1..=3).collect();
         let mut packets = 0u64;
         let mut replies = 0u64;
         for op in ops {
@@ -217,17 +213,6 @@ proptest! {
                     } else {
                         prop_assert!(closed.is_empty());
                     }
-                }
-                Op::Add(i) => {
-                    let r = lb.add_backend("p", backend(i));
-                    prop_assert_eq!(r.is_ok(), !member[&backend(i)]);
-                    member.insert(backend(i), true);
-                    known.insert(i);
-                }
-                Op::Remove(i) => {
-                    let r = lb.remove_backend("p", backend(i));
-                    prop_assert_eq!(r.is_ok(), member[&backend(i)]);
-                    member.insert(backend(i), false);
                 }
                 Op::Tick(s) => {
                     now += u64::from(s);
