@@ -327,17 +327,21 @@ fn write_sweep(
     as_json: bool,
 ) -> Result<()> {
     let (csv, no_plot) = plsim_lab::sweep::write(out, title, rows)?;
-    if let Some(w) = no_plot {
-        warn(&w);
-    }
+    let csv_file = out.join("sweep.csv");
     if as_json {
         json(&rows);
     } else {
         print!("{csv}");
-        eprintln!(
-            "plsim: wrote {} and the plot",
-            out.join("sweep.csv").display()
-        );
+    }
+    match no_plot {
+        Some(e) => {
+            warn(&format!("no sweep plot: {e}"));
+            if !as_json {
+                eprintln!("plsim: wrote {}", csv_file.display());
+            }
+        }
+        None if !as_json => eprintln!("plsim: wrote {} and the plot", csv_file.display()),
+        None => {}
     }
     Ok(())
 }

@@ -49,6 +49,15 @@ pub enum Error {
     /// The real TCP endpoints could not run (exit 1).
     #[error(transparent)]
     Tcp(#[from] plsim_traffic::tcp::EchoError),
+    /// A plot that could not be drawn (exit 1); one that could not be written is an `Io`
+    /// error.
+    #[error("{}: {why}", file.display())]
+    Plot {
+        /// The file it was to be drawn in.
+        file: PathBuf,
+        /// Why.
+        why: crate::plot::PlotFailure,
+    },
     /// Stopped by Ctrl-C or SIGTERM once what was processed is reported and written (exit 130).
     #[error("interrupted: {0}")]
     Interrupted(String),

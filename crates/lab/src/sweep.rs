@@ -543,13 +543,13 @@ pub fn list(points: &[Point]) -> String {
 }
 
 /// Writes `sweep.csv` and the plot (`sweep.svg`, `sweep.png`) into `out`; returns the CSV and,
-/// when the plot could not be drawn, why.
-pub fn write(out: &Path, title: &str, rows: &[Row]) -> Result<(String, Option<String>)> {
+/// when the plot could not be drawn or written, why (the CSV is written all the same).
+pub fn write(out: &Path, title: &str, rows: &[Row]) -> Result<(String, Option<Error>)> {
     crate::files::create_dir(out)?;
     let text = csv(rows);
     crate::files::write_file(&out.join("sweep.csv"), text.as_bytes())?;
     let plotted = plot(&out.join("sweep"), title, rows);
-    Ok((text, plotted.err().map(|e| format!("no sweep plot: {e}"))))
+    Ok((text, plotted.err()))
 }
 
 /// The CSV of a sweep's rows.
@@ -576,7 +576,7 @@ pub fn csv(rows: &[Row]) -> String {
 /// The plot of a sweep (`stem.svg`, `stem.png`): x is the first setting that varies (its
 /// value, or its index when not a number), one line per combination of the other settings;
 /// the SNAT failure rate above, the peak of busy ports below.
-pub fn plot(stem: &Path, title: &str, rows: &[Row]) -> Result<(), String> {
+pub fn plot(stem: &Path, title: &str, rows: &[Row]) -> Result<()> {
     let cols: Vec<[String; 6]> = rows.iter().map(|r| cells(&r.point)).collect();
     let Some(first) = cols.first() else {
         return Ok(());
