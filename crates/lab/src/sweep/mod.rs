@@ -3,13 +3,12 @@
 //! SNAT failure rate and the peak port use against the settings.
 
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use plsim_control::Scenario;
-use plsim_control::scenario::{Allocator, PortRange, ReuseScope};
+use plsim_control::scenario::ReuseScope;
 use plsim_engine::NoTaps;
 use plsim_pcap::Reader;
 use plsim_traffic::workload::Arrivals;
@@ -18,183 +17,19 @@ use serde::{Deserialize, Serialize};
 use crate::files::load_scenario;
 use crate::fingerprint::{InputHash, scenario_text};
 use crate::path::Overrides;
-use crate::plot::{Line, Panel};
 use crate::run::{self, RunSpec};
 use crate::stop::Stop;
-use crate::summary::Summary;
 use crate::workload::{WorkloadFlags, Workloads, specs};
 use crate::{Error, Result};
 
-/// The most points a grid may have.
-pub const MAX_POINTS: usize = 10_000;
+mod grid;
+mod plot;
+mod table;
 
-/// The values of one swept setting: `a,b,c`, or a range of integers `lo..hi` (inclusive), or
-/// both (`1,4..6`).
-#[derive(Clone, Debug, PartialEq)]
-pub struct Values<T>(pub Vec<T>);
-
-impl<T: FromStr> FromStr for Values<T> {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Values<T>, String> {
-        let bad = || format!("`{s}` is not a list like 1,2,4 or a range like 1..8");
-        let mut out = Vec::new();
-        for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            match part.split_once("..") {
-                Some((a, b)) => {
-                    let a: i64 = a.trim().parse().map_err(|_| bad())?;
-                    let b: i64 = b
-                        .trim()
-                        .trim_start_matches('=')
-                        .parse()
-                        .map_err(|_| bad())?;
-                    if b < a || b - a >= MAX_POINTS as i64 {
-                        return Err(bad());
-                    }
-                    for v in a..=b {
-                        out.push(v.to_string().parse().map_err(|_| bad())?);
-                    }
-                }
-                None => out.push(part.parse().map_err(|_| bad())?),
-            }
-        }
-        if out.is_empty() {
-            return Err(bad());
-        }
-        Ok(Values(out))
-    }
-}
-
-/// The settings swept: each empty list is a setting left as the scenario has it.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Grid {
-    /// NAT IPs of each service.
-    pub nat_ips: Vec<u8>,
-    /// Port allocators.
-    pub allocators: Vec<Allocator>,
-    /// Port ranges.
-    pub ports: Vec<PortRange>,
-    /// Idle timeouts of established flows, in seconds.
-    pub idle: Vec<u64>,
-    /// Port holds after FINs, in seconds.
-    pub fin_hold: Vec<u64>,
-    /// Multipliers of the workload's arrival rate.
-    pub load: Vec<f64>,
-}
-
-/// One point of a grid.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct Point {
-    /// NAT IPs of each service.
-    pub nat_ips: Option<u8>,
-    /// The port allocator.
-    pub allocator: Option<Allocator>,
-    /// The port range.
-    pub ports: Option<PortRange>,
-    /// The idle timeout, seconds.
-    pub idle: Option<u64>,
-    /// The FIN hold, seconds.
-    pub fin_hold: Option<u64>,
-    /// The load multiplier.
-    pub load: Option<f64>,
-}
-
-/// Every value of a list, or "as the scenario has it" once.
-fn each<T: Clone>(v: &[T]) -> Vec<Option<T>> {
-    if v.is_empty() {
-        vec![None]
-    } else {
-        v.iter().cloned().map(Some).collect()
-    }
-}
-
-impl Grid {
-    /// Every point, or a usage error for a grid of more than [`MAX_POINTS`].
-    pub fn checked_points(&self) -> Result<Vec<Point>> {
-        let points = self.points();
-        if points.len() > MAX_POINTS {
-            return Err(Error::Usage(format!(
-                "the grid has {} points; at most {MAX_POINTS}",
-                points.len()
-            )));
-        }
-        Ok(points)
-    }
-
-    /// Every point, the first setting varying slowest (nat_ips, allocator, ports, idle,
-    /// fin_hold, load).
-    pub fn points(&self) -> Vec<Point> {
-        let mut points = Vec::new();
-        for nat_ips in each(&self.nat_ips) {
-            for allocator in each(&self.allocators) {
-                for ports in each(&self.ports) {
-                    for idle in each(&self.idle) {
-                        for fin_hold in each(&self.fin_hold) {
-                            for load in each(&self.load) {
-                                points.push(Point {
-                                    nat_ips,
-                                    allocator,
-                                    ports,
-                                    idle,
-                                    fin_hold,
-                                    load,
-                                });
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        points
-    }
-}
-
-/// One run's result.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Row {
-    /// The settings.
-    #[serde(flatten)]
-    pub point: Point,
-    /// Flows opened.
-    pub flows: u64,
-    /// SYNs refused for want of a port.
-    pub snat_failures: u64,
-    /// SNAT failures over connection attempts (flows opened plus failures).
-    pub failure_rate: f64,
-    /// The most ports in use at once on the busiest NAT IP.
-    pub peak_ports_in_use: u64,
-    /// The most ports in use or held at once on the busiest NAT IP: what runs out.
-    pub peak_ports_busy: u64,
-    /// The most flow records at once.
-    pub peak_flows: u64,
-    /// Packets of the input.
-    pub packets: u64,
-    /// Packets dropped.
-    pub dropped: u64,
-}
-
-impl Row {
-    /// The row of a point from its run's summary.
-    pub fn of(point: Point, s: &Summary) -> Row {
-        let attempts = s.flows.created + s.flows.snat_failures;
-        let peak =
-            |f: fn(&crate::summary::NatIp) -> u64| s.nat_ips.iter().map(f).max().unwrap_or(0);
-        Row {
-            point,
-            flows: s.flows.created,
-            snat_failures: s.flows.snat_failures,
-            failure_rate: if attempts == 0 {
-                0.0
-            } else {
-                s.flows.snat_failures as f64 / attempts as f64
-            },
-            peak_ports_in_use: peak(|n| n.ports_in_use_peak),
-            peak_ports_busy: peak(|n| n.ports_busy_peak),
-            peak_flows: s.flows.active_peak,
-            packets: s.input.packets,
-            dropped: s.packets.dropped.total(),
-        }
-    }
-}
+pub use grid::{Grid, MAX_POINTS, Point, Values};
+pub use plot::plot;
+use table::cells;
+pub use table::{Row, csv};
 
 /// What every point of a sweep runs: its input, its scenario and the settings it keeps.
 #[derive(Clone, Debug)]
@@ -418,23 +253,6 @@ impl Sweep {
     }
 }
 
-/// The CSV's setting columns.
-const COLUMNS: [&str; 6] = ["nat_ips", "allocator", "ports", "idle", "fin_hold", "load"];
-
-fn cells(p: &Point) -> [String; 6] {
-    fn o<T: ToString>(v: &Option<T>) -> String {
-        v.as_ref().map_or(String::new(), ToString::to_string)
-    }
-    [
-        o(&p.nat_ips),
-        o(&p.allocator),
-        o(&p.ports),
-        o(&p.idle),
-        o(&p.fin_hold),
-        o(&p.load),
-    ]
-}
-
 /// The rows of a sweep from its points' results, in the grid's order, and the plot's title;
 /// refused, naming the files, when a result is from another sweep, a point is there twice or
 /// some are missing.
@@ -521,7 +339,6 @@ fn ranges(v: &[usize]) -> String {
     out.join(", ")
 }
 
-/// The rows as `sweep.csv`: the settings (empty where not swept), then the results.
 /// The title of a sweep's CSV and plot: the capture's file name (not its path: the nodes of a
 /// cluster may mount it in different places), standard input, or the synthetic workload.
 pub fn title(capture: Option<&Path>) -> String {
@@ -550,184 +367,4 @@ pub fn write(out: &Path, title: &str, rows: &[Row]) -> Result<(String, Option<Er
     crate::files::write_file(&out.join("sweep.csv"), text.as_bytes())?;
     let plotted = plot(&out.join("sweep"), title, rows);
     Ok((text, plotted.err()))
-}
-
-/// The CSV of a sweep's rows.
-pub fn csv(rows: &[Row]) -> String {
-    let mut s = COLUMNS.join(",")
-        + ",flows,snat_failures,failure_rate,peak_ports_in_use,peak_ports_busy,peak_flows,packets,dropped\n";
-    for r in rows {
-        s += &format!(
-            "{},{},{},{:.6},{},{},{},{},{}\n",
-            cells(&r.point).join(","),
-            r.flows,
-            r.snat_failures,
-            r.failure_rate,
-            r.peak_ports_in_use,
-            r.peak_ports_busy,
-            r.peak_flows,
-            r.packets,
-            r.dropped
-        );
-    }
-    s
-}
-
-/// The plot of a sweep (`stem.svg`, `stem.png`): x is the first setting that varies (its
-/// value, or its index when not a number), one line per combination of the other settings;
-/// the SNAT failure rate above, the peak of busy ports below.
-pub fn plot(stem: &Path, title: &str, rows: &[Row]) -> Result<()> {
-    let cols: Vec<[String; 6]> = rows.iter().map(|r| cells(&r.point)).collect();
-    let Some(first) = cols.first() else {
-        return Ok(());
-    };
-    let varies: Vec<usize> = (0..6)
-        .filter(|&c| cols.iter().any(|r| r[c] != first[c]))
-        .collect();
-    let x_col = varies.first().copied().unwrap_or(0);
-    let mut x_values: Vec<String> = Vec::new();
-    for r in &cols {
-        if !x_values.contains(&r[x_col]) {
-            x_values.push(r[x_col].clone());
-        }
-    }
-    let numeric = x_values.iter().all(|v| v.parse::<f64>().is_ok());
-    let x_of = |v: &str| {
-        if numeric {
-            v.parse::<f64>().unwrap_or(0.0)
-        } else {
-            x_values.iter().position(|x| x == v).unwrap_or(0) as f64
-        }
-    };
-    let mut groups: Vec<(String, Vec<usize>)> = Vec::new();
-    for (i, r) in cols.iter().enumerate() {
-        let key: Vec<String> = varies
-            .iter()
-            .skip(1)
-            .map(|&c| format!("{}={}", COLUMNS[c], r[c]))
-            .collect();
-        let key = key.join(" ");
-        match groups.iter_mut().find(|(k, _)| *k == key) {
-            Some((_, v)) => v.push(i),
-            None => groups.push((key, vec![i])),
-        }
-    }
-    let lines = |f: &dyn Fn(&Row) -> f64| -> Vec<Line> {
-        groups
-            .iter()
-            .map(|(k, idx)| Line {
-                label: k.clone(),
-                points: idx
-                    .iter()
-                    .map(|&i| (x_of(&cols[i][x_col]), f(&rows[i])))
-                    .collect(),
-            })
-            .collect()
-    };
-    let x_label = if numeric {
-        COLUMNS[x_col].replace('_', " ")
-    } else {
-        format!(
-            "{} ({})",
-            COLUMNS[x_col],
-            x_values
-                .iter()
-                .enumerate()
-                .map(|(i, v)| format!("{i}={v}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        )
-    };
-    let panels = [
-        Panel {
-            y_label: "SNAT failure rate".into(),
-            lines: lines(&|r| r.failure_rate),
-        },
-        Panel {
-            y_label: "peak ports busy: in use or held (busiest NAT IP)".into(),
-            lines: lines(&|r| r.peak_ports_busy as f64),
-        },
-    ];
-    crate::plot::write(stem, title, &x_label, &panels)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn values_take_lists_and_integer_ranges() {
-        assert_eq!("1..4".parse::<Values<u8>>().unwrap().0, [1, 2, 3, 4]);
-        assert_eq!(
-            "1,3..=5, 8".parse::<Values<u8>>().unwrap().0,
-            [1, 3, 4, 5, 8]
-        );
-        assert_eq!(
-            "sequential,random:7,block:64"
-                .parse::<Values<Allocator>>()
-                .unwrap()
-                .0,
-            [
-                Allocator::Sequential,
-                Allocator::Random { seed: 7 },
-                Allocator::Block(64)
-            ]
-        );
-        assert_eq!(
-            "1024-2047,1024-65535"
-                .parse::<Values<PortRange>>()
-                .unwrap()
-                .0,
-            [PortRange::new(1024, 2047), PortRange::new(1024, 65535)]
-        );
-        assert_eq!("0.5,2".parse::<Values<f64>>().unwrap().0, [0.5, 2.0]);
-        for bad in ["", ",", "1..x", "5..1", "300", "magic", "1..100000"] {
-            assert!(bad.parse::<Values<u8>>().is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn a_grid_is_every_combination_first_setting_slowest() {
-        let g = Grid {
-            nat_ips: vec![1, 2],
-            load: vec![0.5, 1.0, 2.0],
-            ..Grid::default()
-        };
-        let p = g.points();
-        assert_eq!(p.len(), 6);
-        assert_eq!((p[0].nat_ips, p[0].load), (Some(1), Some(0.5)));
-        assert_eq!((p[2].nat_ips, p[2].load), (Some(1), Some(2.0)));
-        assert_eq!((p[3].nat_ips, p[3].load), (Some(2), Some(0.5)));
-        assert!(p.iter().all(|p| p.allocator.is_none() && p.idle.is_none()));
-        assert_eq!(Grid::default().points(), vec![Point::default()]);
-    }
-
-    #[test]
-    fn rows_come_from_summaries_and_make_the_csv() {
-        let scenario = Scenario::builtin();
-        let frames = plsim_traffic::captures::syn_burst(50);
-        let mut source = crate::replay::FrameSource::new(&frames, plsim_wire::LinkType::Ethernet);
-        let mut tight = scenario.clone();
-        tight.services[0].nat_ips.truncate(1);
-        tight.services[0].ports = PortRange::new(1024, 1063);
-        tight.services[0].reuse = ReuseScope::PerIp;
-        let (out, _) = run::run(&mut source, &RunSpec::new(&tight), NoTaps).unwrap();
-        let point = Point {
-            nat_ips: Some(1),
-            ports: Some(PortRange::new(1024, 1063)),
-            allocator: Some(Allocator::Random { seed: 3 }),
-            ..Point::default()
-        };
-        let row = Row::of(point, &out.summary);
-        assert_eq!((row.flows, row.snat_failures), (40, 10));
-        assert!((row.failure_rate - 0.2).abs() < 1e-12);
-        assert_eq!((row.peak_ports_in_use, row.peak_ports_busy), (40, 40));
-        assert_eq!((row.packets, row.dropped), (50, 10));
-        assert_eq!(
-            csv(&[row]),
-            "nat_ips,allocator,ports,idle,fin_hold,load,flows,snat_failures,failure_rate,\
-             peak_ports_in_use,peak_ports_busy,peak_flows,packets,dropped\n\
-             1,random:3,1024-1063,,,,40,10,0.200000,40,40,40,50,10\n"
-        );
-    }
 }
