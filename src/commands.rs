@@ -8,6 +8,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use plsim_control::Scenario;
 use plsim_lab::files::{self, load_scenario};
 use plsim_lab::path::Overrides;
+use plsim_lab::points::{self, Command, PointFile};
 use plsim_lab::replay::{PacketSource, PcapTaps};
 use plsim_lab::run::{self, RunSpec};
 use plsim_lab::stop::Stop;
@@ -223,7 +224,7 @@ pub fn plan(a: PlanArgs) -> Result<()> {
     if let Some(k) = a.point {
         let out = a.out.expect("clap requires --out with --point");
         let result = plsim_lab::plan::run_one(&base, a.pickup, Some(&stop), k, pcap)?;
-        return point_out(result, k, &out, &plsim_lab::plan::point_file(k), a.json);
+        return point_out(result, k, &out, a.json);
     }
     files::refuse_stdin(pcap, "plan")?;
     let plan = plsim_lab::plan::plan(&base, a.pickup, Some(&stop), || Ok(Reader::open(pcap)?))?;
@@ -232,7 +233,7 @@ pub fn plan(a: PlanArgs) -> Result<()> {
     } else {
         print!(
             "{}",
-            report::plan(&plsim_lab::plan::input_name(pcap), &plan)
+            report::plan(&plsim_lab::points::input_name(pcap), &plan)
         );
     }
     plan.check_whole()
@@ -240,8 +241,7 @@ pub fn plan(a: PlanArgs) -> Result<()> {
 
 /// `plsim plan merge`: every `plan-point-*.json` of `dirs` into the plan.
 pub fn plan_merge(dirs: &[std::path::PathBuf], as_json: bool) -> Result<()> {
-    let results = files::read_points(dirs, "plan-point-")?;
-    let (plan, input) = plsim_lab::plan::merge(&results)?;
+    let (plan, input) = plsim_lab::plan::merge(points::read(Command::Plan, dirs)?)?;
     if as_json {
         json(&plan);
     } else {
@@ -287,8 +287,8 @@ pub fn sweep(a: SweepArgs) -> Result<()> {
     let out = a.out.expect("clap requires --out unless --list");
     let title = plsim_lab::sweep::title(a.pcap.as_deref());
     if let Some(k) = a.point {
-        let result = sweep.run_one(&points, k, &title)?;
-        return point_out(result, k, &out, &plsim_lab::sweep::point_file(k), a.json);
+        let result = sweep.run_one(&points, k)?;
+        return point_out(result, k, &out, a.json);
     }
     // Each run is itself two threads: one run per core at a time.
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -297,20 +297,19 @@ pub fn sweep(a: SweepArgs) -> Result<()> {
     swept.check_whole(points.len())
 }
 
-/// Writes point `k`'s result as `name` into `dir` (none: the point was interrupted) and prints
-/// it or where it went.
-fn point_out<T: Serialize>(
-    r: Option<T>,
+/// Writes point `k`'s result into `dir` (none: the point was interrupted) and prints it or
+/// where it went.
+fn point_out<R: Serialize>(
+    r: Option<PointFile<R>>,
     k: usize,
     dir: &Path,
-    name: &str,
     as_json: bool,
 ) -> Result<()> {
     let Some(result) = r else {
         let why = format!("point {k} did not run to its end: no result written");
         return Err(Error::Interrupted(why));
     };
-    let file = files::write_json(dir, name, &result)?;
+    let file = result.write(dir)?;
     if as_json {
         json(&result);
     } else {
@@ -348,8 +347,7 @@ fn write_sweep(
 
 /// `plsim sweep merge`: every `point-*.json` of `dirs` into `sweep.csv` and the plot.
 pub fn sweep_merge(dirs: &[std::path::PathBuf], out: &Path, as_json: bool) -> Result<()> {
-    let results = files::read_points(dirs, "point-")?;
-    let (rows, title) = plsim_lab::sweep::merge(&results)?;
+    let (rows, title) = plsim_lab::sweep::merge(points::read(Command::Sweep, dirs)?)?;
     write_sweep(out, &title, &rows, as_json)
 }
 

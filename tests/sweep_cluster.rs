@@ -197,10 +197,11 @@ fn a_point_streams_its_capture_from_standard_input() {
         serde_json::from_slice(&std::fs::read(d.join("point-5.json")).unwrap()).unwrap()
     };
     let (a, b) = (read(&from_file), read(&from_pipe));
-    assert_eq!(a["sweep"], b["sweep"]);
-    assert_eq!(a["row"], b["row"]);
-    assert_eq!(a["title"], "sweep of syns-3000.pcap");
-    assert_eq!(b["title"], "sweep of standard input");
+    assert_eq!(a["command"], "sweep");
+    assert_eq!(a["fingerprint"], b["fingerprint"]);
+    assert_eq!(a["result"], b["result"]);
+    assert_eq!(a["input"], "syns-3000.pcap");
+    assert_eq!(b["input"], "standard input");
     // The whole sweep can't read standard input (it reads its capture once per point).
     let mut args = vec!["sweep", "-"];
     args.extend(GRID);

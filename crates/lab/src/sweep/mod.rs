@@ -12,11 +12,11 @@ use plsim_control::scenario::ReuseScope;
 use plsim_engine::NoTaps;
 use plsim_pcap::Reader;
 use plsim_traffic::workload::Arrivals;
-use serde::{Deserialize, Serialize};
 
 use crate::files::load_scenario;
-use crate::fingerprint::{InputHash, scenario_text};
 use crate::path::Overrides;
+use crate::points::fingerprint::{InputHash, scenario_text};
+use crate::points::{self, Command, PointFile};
 use crate::run::{self, RunSpec};
 use crate::stop::Stop;
 use crate::workload::{WorkloadFlags, Workloads, specs};
@@ -72,28 +72,6 @@ impl Swept {
     }
 }
 
-/// One point's result as `plsim sweep --point K` writes it (`point-K.json`) and `plsim sweep
-/// merge` reads it back.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct PointResult {
-    /// The fingerprint of the sweep: its grid, scenario, flags, plsim's version and its input
-    /// (the capture's bytes as read). Every point of one sweep carries the same.
-    pub sweep: String,
-    /// The point's index in the grid.
-    pub index: usize,
-    /// How many points the grid has.
-    pub points: usize,
-    /// The plot's title.
-    pub title: String,
-    /// The result.
-    pub row: Row,
-}
-
-/// The name of point `index`'s result in its directory.
-pub fn point_file(index: usize) -> String {
-    format!("point-{index}.json")
-}
-
 impl Sweep {
     /// Runs one point; `None` when it was stopped before its end.
     pub fn run_point(&self, p: &Point) -> Result<Option<Row>> {
@@ -102,29 +80,19 @@ impl Sweep {
 
     /// Runs point `index` of `points` alone and gives its result with the sweep's fingerprint;
     /// `None` when it was stopped before its end.
-    pub fn run_one(
-        &self,
-        points: &[Point],
-        index: usize,
-        title: &str,
-    ) -> Result<Option<PointResult>> {
-        let Some(p) = points.get(index) else {
-            return Err(Error::Usage(format!(
-                "--point {index}: the grid has {} points, 0 to {}",
-                points.len(),
-                points.len().saturating_sub(1)
-            )));
-        };
+    pub fn run_one(&self, points: &[Point], index: usize) -> Result<Option<PointFile<Row>>> {
+        points::check_index(Command::Sweep, index, points.len())?;
         let input = InputHash::default();
-        let Some(row) = self.run_hashed(p, Some(&input))? else {
+        let Some(row) = self.run_hashed(&points[index], Some(&input))? else {
             return Ok(None);
         };
-        Ok(Some(PointResult {
-            sweep: input.with(&self.describe(points)?),
+        Ok(Some(PointFile {
+            command: Command::Sweep,
+            fingerprint: input.with(&self.describe(points)?),
             index,
             points: points.len(),
-            title: title.to_owned(),
-            row,
+            input: input_name(self.capture.as_deref()),
+            result: row,
         }))
     }
 
@@ -253,110 +221,32 @@ impl Sweep {
     }
 }
 
-/// The rows of a sweep from its points' results, in the grid's order, and the plot's title;
-/// refused, naming the files, when a result is from another sweep, a point is there twice or
-/// some are missing.
-pub fn merge(results: &[(PathBuf, PointResult)]) -> Result<(Vec<Row>, String)> {
-    let Some((first_file, first)) = results.first() else {
-        return Err(Error::Input(
-            "no point results to merge (point-K.json)".into(),
-        ));
-    };
-    let mut by_index: Vec<Option<&Path>> = vec![None; first.points];
-    for (file, r) in results {
-        if r.title != first.title {
-            return Err(Error::Input(format!(
-                "{} and {} name their input differently (`{}`, `{}`): give every point the \
-                 capture the same way (a file of the same name, or standard input)",
-                file.display(),
-                first_file.display(),
-                r.title,
-                first.title
-            )));
-        }
-        if r.sweep != first.sweep || r.points != first.points {
-            return Err(Error::Input(format!(
-                "{} is from another sweep than {} (fingerprint {} against {})",
-                file.display(),
-                first_file.display(),
-                r.sweep,
-                first.sweep
-            )));
-        }
-        let Some(slot) = by_index.get_mut(r.index) else {
-            return Err(Error::Input(format!(
-                "{}: point {} of a grid of {}",
-                file.display(),
-                r.index,
-                r.points
-            )));
-        };
-        if let Some(before) = slot {
-            return Err(Error::Input(format!(
-                "point {} is there twice: {} and {}",
-                r.index,
-                before.display(),
-                file.display()
-            )));
-        }
-        *slot = Some(file);
-    }
-    let missing: Vec<usize> = (0..first.points)
-        .filter(|&i| by_index[i].is_none())
-        .collect();
-    if !missing.is_empty() {
-        return Err(Error::Input(format!(
-            "{} of the {} points are missing: {}",
-            missing.len(),
-            first.points,
-            ranges(&missing)
-        )));
-    }
-    let mut rows: Vec<&PointResult> = results.iter().map(|(_, r)| r).collect();
-    rows.sort_by_key(|r| r.index);
-    Ok((
-        rows.into_iter().map(|r| r.row.clone()).collect(),
-        first.title.clone(),
-    ))
+/// The rows of a sweep from its points' results (as [`points::read`] gives them), in the
+/// grid's order, and the plot's title; refused, naming the files, when a result is from
+/// another sweep, a point is there twice or some are missing (see [`points::merge`]).
+pub fn merge(files: Vec<(PathBuf, PointFile<Row>)>) -> Result<(Vec<Row>, String)> {
+    let merged = points::merge(Command::Sweep, files)?;
+    Ok((merged.results, format!("sweep of {}", merged.input)))
 }
 
-/// Sorted indices as ranges: `0-3, 7, 9-10`.
-fn ranges(v: &[usize]) -> String {
-    let mut out: Vec<String> = Vec::new();
-    let mut i = 0;
-    while i < v.len() {
-        let mut j = i;
-        while j + 1 < v.len() && v[j + 1] == v[j] + 1 {
-            j += 1;
-        }
-        out.push(if i == j {
-            v[i].to_string()
-        } else {
-            format!("{}-{}", v[i], v[j])
-        });
-        i = j + 1;
+/// The name of a sweep's input: the capture's (see [`points::input_name`]), or the synthetic
+/// workload.
+fn input_name(capture: Option<&Path>) -> String {
+    match capture {
+        Some(p) => points::input_name(p),
+        None => "the synthetic workload".to_string(),
     }
-    out.join(", ")
 }
 
 /// The title of a sweep's CSV and plot: the capture's file name (not its path: the nodes of a
 /// cluster may mount it in different places), standard input, or the synthetic workload.
 pub fn title(capture: Option<&Path>) -> String {
-    match capture {
-        Some(p) => format!("sweep of {}", crate::plan::input_name(p)),
-        None => "sweep of the synthetic workload".to_string(),
-    }
+    format!("sweep of {}", input_name(capture))
 }
 
 /// `--list`: a JSON line per point, its index and its settings.
 pub fn list(points: &[Point]) -> String {
-    let mut out = String::new();
-    for (index, p) in points.iter().enumerate() {
-        let mut line = serde_json::to_value(p).expect("a point serializes");
-        line["index"] = index.into();
-        out += &format!("{line}\n");
-    }
-    out
+    points::list(points)
 }
 
 /// Writes `sweep.csv` and the plot (`sweep.svg`, `sweep.png`) into `out`; returns the CSV and,

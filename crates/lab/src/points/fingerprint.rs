@@ -1,8 +1,8 @@
-//! Fingerprints of runs that are split over machines and merged back (`sweep --point`,
-//! `plan --point`): of what the runs depend on, and of the capture's bytes as read, so a result
-//! from another grid, another scenario, another version or another capture can't be merged in
-//! by mistake. The capture's fingerprint is its bytes, not its path: a point read from a file
-//! and one read from standard input agree.
+//! The fingerprint of a run split into points (`sweep --point`, `plan --point`): of what its
+//! points depend on, and of the capture's bytes as read, so a result from another grid,
+//! another scenario, another version or another capture can't be merged in by mistake. The
+//! capture's fingerprint is its bytes, not its path: a point read from a file and one read from
+//! standard input agree.
 
 use std::io::Read;
 use std::path::Path;
