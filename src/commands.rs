@@ -12,7 +12,7 @@ use plsim_lab::points::{self, Command, PointFile};
 use plsim_lab::replay::{PacketSource, PcapTaps};
 use plsim_lab::run::{self, RunSpec};
 use plsim_lab::stop::Stop;
-use plsim_lab::sweep::{Grid, Sweep};
+use plsim_lab::sweep::{Grid, Input, Sweep};
 use plsim_lab::workload::{WorkloadFlags, Workloads, specs};
 use plsim_lab::{Error, Result};
 use plsim_pcap::Reader;
@@ -202,12 +202,10 @@ pub fn scenario_show(file: Option<&Path>, as_json: bool) -> Result<()> {
 
 /// `plsim plan`.
 pub fn plan(a: PlanArgs) -> Result<()> {
-    // Optional for clap only, so that `plan merge` needs none.
-    let Some(pcap) = a.pcap.as_deref() else {
-        return Err(Error::Usage(
-            "plsim plan needs a capture: plsim plan PCAP [flags]".into(),
-        ));
-    };
+    let pcap = a
+        .pcap
+        .as_deref()
+        .expect("clap requires a capture but with `merge`");
     let overrides = Overrides {
         ports: a.ports,
         reuse: a.reuse,
@@ -252,11 +250,6 @@ pub fn plan_merge(dirs: &[std::path::PathBuf], as_json: bool) -> Result<()> {
 
 /// `plsim sweep`.
 pub fn sweep(a: SweepArgs) -> Result<()> {
-    if a.pcap.is_some() && a.load.is_some() {
-        return Err(Error::Usage(
-            "--load multiplies a workload's arrival rate: it does not apply to a capture".into(),
-        ));
-    }
     if let Some(p) = &a.pcap
         && a.point.is_none()
         && !a.list
@@ -269,32 +262,36 @@ pub fn sweep(a: SweepArgs) -> Result<()> {
         ports: a.ports.map(|v| v.0).unwrap_or_default(),
         idle: a.idle.map(|v| v.0).unwrap_or_default(),
         fin_hold: a.fin_hold.map(|v| v.0).unwrap_or_default(),
-        load: a.load.map(|v| v.0).unwrap_or_default(),
+    };
+    // --load with a capture is refused before (SweepArgs::check).
+    let input = match a.pcap {
+        Some(pcap) => Input::Capture(pcap),
+        None => Input::Workload {
+            flags: a.workload,
+            load: a.load.map(|v| v.0).unwrap_or_default(),
+        },
     };
     let sweep = Sweep {
-        capture: a.pcap.clone(),
+        input,
+        grid,
         scenario: a.scenario,
         reuse: a.reuse,
         pickup: a.pickup,
-        workload: a.workload,
         stop: Some(interrupts()),
     };
-    let points = grid.checked_points()?;
     if a.list {
-        print!("{}", plsim_lab::sweep::list(&points));
+        print!("{}", points::list(&sweep.points()));
         return Ok(());
     }
     let out = a.out.expect("clap requires --out unless --list");
-    let title = plsim_lab::sweep::title(a.pcap.as_deref());
     if let Some(k) = a.point {
-        let result = sweep.run_one(&points, k)?;
-        return point_out(result, k, &out, a.json);
+        return point_out(sweep.run_one(k)?, k, &out, a.json);
     }
     // Each run is itself two threads: one run per core at a time.
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let swept = sweep.run_all(&points, workers)?;
-    write_sweep(&out, &title, &swept.rows, a.json)?;
-    swept.check_whole(points.len())
+    let swept = sweep.run_all(workers)?;
+    write_sweep(&out, &sweep.title(), &swept.rows, a.json)?;
+    swept.check_whole(sweep.points().len())
 }
 
 /// Writes point `k`'s result into `dir` (none: the point was interrupted) and prints it or

@@ -26,27 +26,53 @@ mod grid;
 mod plot;
 mod table;
 
-pub use grid::{Grid, MAX_POINTS, Point, Values};
+pub use grid::{Grid, Point};
 pub use plot::plot;
 use table::cells;
 pub use table::{Row, csv};
 
-/// What every point of a sweep runs: its input, its scenario and the settings it keeps.
+/// A sweep: its input, its grid, its scenario and the settings every point keeps.
 #[derive(Clone, Debug)]
 pub struct Sweep {
-    /// A capture, or (`None`) the scenario's synthetic workload.
-    pub capture: Option<PathBuf>,
+    /// What every point runs.
+    pub input: Input,
+    /// The scenario's settings swept.
+    pub grid: Grid,
     /// The scenario file; the built-in scenario without it.
     pub scenario: Option<PathBuf>,
     /// The reuse scope of every run.
     pub reuse: Option<ReuseScope>,
     /// Let mid-stream packets open flows.
     pub pickup: bool,
-    /// The workload flags over the scenario's workload.
-    pub workload: WorkloadFlags,
     /// Stop early when this is requested: no further point starts, and a point cut short is
     /// left out.
     pub stop: Option<Stop>,
+}
+
+/// What every point of a sweep runs.
+#[derive(Clone, Debug)]
+pub enum Input {
+    /// A capture (`-`: standard input, which a point alone can read, not a whole sweep).
+    Capture(PathBuf),
+    /// The scenario's synthetic workload.
+    Workload {
+        /// The workload flags over the scenario's workload.
+        flags: WorkloadFlags,
+        /// Multipliers of its arrival rate, swept after the grid's settings (none: its own
+        /// rate).
+        load: Vec<f64>,
+    },
+}
+
+impl Input {
+    /// The input's name for people: the capture's file name (see [`points::input_name`]), or
+    /// the synthetic workload.
+    pub fn name(&self) -> String {
+        match self {
+            Input::Capture(p) => points::input_name(p),
+            Input::Workload { .. } => "the synthetic workload".to_string(),
+        }
+    }
 }
 
 /// What [`Sweep::run_all`] gives back.
@@ -73,25 +99,35 @@ impl Swept {
 }
 
 impl Sweep {
-    /// Runs one point; `None` when it was stopped before its end.
-    pub fn run_point(&self, p: &Point) -> Result<Option<Row>> {
-        self.run_hashed(p, None)
+    /// Every point: the grid's, each at every load of a workload (see [`Grid::points`]).
+    pub fn points(&self) -> Vec<Point> {
+        match &self.input {
+            Input::Capture(_) => self.grid.points(&[]),
+            Input::Workload { load, .. } => self.grid.points(load),
+        }
     }
 
-    /// Runs point `index` of `points` alone and gives its result with the sweep's fingerprint;
-    /// `None` when it was stopped before its end.
-    pub fn run_one(&self, points: &[Point], index: usize) -> Result<Option<PointFile<Row>>> {
+    /// The title of its CSV and plot: "sweep of " the input's name (the capture's file name,
+    /// not its path: the nodes of a cluster may mount it in different places).
+    pub fn title(&self) -> String {
+        format!("sweep of {}", self.input.name())
+    }
+
+    /// Runs point `index` alone and gives its result with the sweep's fingerprint; `None` when
+    /// it was stopped before its end.
+    pub fn run_one(&self, index: usize) -> Result<Option<PointFile<Row>>> {
+        let points = self.points();
         points::check_index(Command::Sweep, index, points.len())?;
         let input = InputHash::default();
-        let Some(row) = self.run_hashed(&points[index], Some(&input))? else {
+        let Some(row) = self.run_point(&points[index], Some(&input))? else {
             return Ok(None);
         };
         Ok(Some(PointFile {
             command: Command::Sweep,
-            fingerprint: input.with(&self.describe(points)?),
+            fingerprint: input.with(&self.describe(&points)?),
             index,
             points: points.len(),
-            input: input_name(self.capture.as_deref()),
+            input: self.input.name(),
             result: row,
         }))
     }
@@ -105,13 +141,17 @@ impl Sweep {
             serde_json::to_string(points).expect("points serialize"),
             self.reuse,
             self.pickup,
-            self.workload,
-            self.capture.is_some(),
+            match &self.input {
+                Input::Workload { flags, .. } => *flags,
+                Input::Capture(_) => WorkloadFlags::default(),
+            },
+            matches!(self.input, Input::Capture(_)),
         ))
     }
 
-    /// Runs one point, reading a capture through `hash` when given.
-    fn run_hashed(&self, p: &Point, hash: Option<&InputHash>) -> Result<Option<Row>> {
+    /// Runs one point, reading a capture through `hash` when given; `None` when it was
+    /// stopped before its end.
+    fn run_point(&self, p: &Point, hash: Option<&InputHash>) -> Result<Option<Row>> {
         let overrides = Overrides {
             nat_ips: p.nat_ips,
             ports: p.ports,
@@ -137,22 +177,16 @@ impl Sweep {
             stop: self.stop.as_ref(),
             ..RunSpec::new(&scenario)
         };
-        let summary = match &self.capture {
-            Some(pcap) => {
-                if p.load.is_some() {
-                    return Err(Error::Usage(
-                        "--load multiplies a workload's arrival rate: it does not apply to a capture"
-                            .into(),
-                    ));
-                }
+        let summary = match &self.input {
+            Input::Capture(pcap) => {
                 let mut reader = match hash {
                     Some(h) => h.open(pcap)?,
                     None => Reader::open(pcap)?,
                 };
                 run::run(&mut reader, &spec, NoTaps)?.0.summary
             }
-            None => {
-                let mut specs = specs(&scenario, &self.workload)?;
+            Input::Workload { flags, .. } => {
+                let mut specs = specs(&scenario, flags)?;
                 if let Some(m) = p.load {
                     for (_, w, _) in &mut specs {
                         w.arrivals = match w.arrivals {
@@ -175,13 +209,8 @@ impl Sweep {
     /// Runs every point, `workers` at a time (each run is itself two threads), and gives the
     /// rows in the points' order. The first point runs alone first, so a bad setting is one
     /// clear error. Stopped early, it gives the points that ran to their end.
-    pub fn run_all(&self, points: &[Point], workers: usize) -> Result<Swept> {
-        if points.len() > MAX_POINTS {
-            return Err(Error::Usage(format!(
-                "the grid has {} points; at most {MAX_POINTS}",
-                points.len()
-            )));
-        }
+    pub fn run_all(&self, workers: usize) -> Result<Swept> {
+        let points = &self.points();
         let stopped = || self.stop.as_ref().is_some_and(Stop::requested);
         let Some(first) = points.first() else {
             return Ok(Swept {
@@ -189,7 +218,7 @@ impl Sweep {
                 interrupted: false,
             });
         };
-        let first = self.run_point(first)?;
+        let first = self.run_point(first, None)?;
         let results: Mutex<Vec<Option<Result<Option<Row>>>>> =
             Mutex::new((0..points.len()).map(|_| None).collect());
         results.lock().expect("not poisoned")[0] = Some(Ok(first));
@@ -202,7 +231,7 @@ impl Sweep {
                         if i >= points.len() || stopped() {
                             break;
                         }
-                        let r = self.run_point(&points[i]);
+                        let r = self.run_point(&points[i], None);
                         results.lock().expect("not poisoned")[i] = Some(r);
                     }
                 });
@@ -227,26 +256,6 @@ impl Sweep {
 pub fn merge(files: Vec<(PathBuf, PointFile<Row>)>) -> Result<(Vec<Row>, String)> {
     let merged = points::merge(Command::Sweep, files)?;
     Ok((merged.results, format!("sweep of {}", merged.input)))
-}
-
-/// The name of a sweep's input: the capture's (see [`points::input_name`]), or the synthetic
-/// workload.
-fn input_name(capture: Option<&Path>) -> String {
-    match capture {
-        Some(p) => points::input_name(p),
-        None => "the synthetic workload".to_string(),
-    }
-}
-
-/// The title of a sweep's CSV and plot: the capture's file name (not its path: the nodes of a
-/// cluster may mount it in different places), standard input, or the synthetic workload.
-pub fn title(capture: Option<&Path>) -> String {
-    format!("sweep of {}", input_name(capture))
-}
-
-/// `--list`: a JSON line per point, its index and its settings.
-pub fn list(points: &[Point]) -> String {
-    points::list(points)
 }
 
 /// Writes `sweep.csv` and the plot (`sweep.svg`, `sweep.png`) into `out`; returns the CSV and,
