@@ -8,7 +8,7 @@ use plsim_control::scenario::{ReuseScope, Timers};
 use plsim_engine::NoTaps;
 use serde::{Deserialize, Serialize};
 
-use crate::points::fingerprint::InputHash;
+use crate::points::fingerprint::{InputHash, fingerprint};
 use crate::points::{self, Command, PointFile};
 use crate::replay::PacketSource;
 use crate::run::{self, RunSpec};
@@ -243,23 +243,34 @@ pub fn run_one(
 ) -> Result<Option<PointFile<PointResult>>> {
     let available = planned(base)?.nat_ips.len();
     points::check_index(Command::Plan, index, available)?;
-    let input = InputHash::default();
-    let Some(point) = run_point(base, pickup, stop, index + 1, || input.open(pcap))? else {
+    let hash = InputHash::default();
+    let Some(point) = run_point(base, pickup, stop, index + 1, || hash.open(pcap))? else {
         return Ok(None);
     };
     let scenario = base.to_toml();
-    let described = format!(
-        "plsim {}\nplan\npickup {pickup}\nscenario {scenario}",
-        env!("CARGO_PKG_VERSION")
-    );
+    let settings = Settings {
+        scenario: &scenario,
+        pickup,
+    };
     Ok(Some(PointFile {
         command: Command::Plan,
-        fingerprint: input.with(&described),
+        fingerprint: fingerprint(Command::Plan, &settings, Some(&hash)),
         index,
         points: available,
         input: points::input_name(pcap),
         result: PointResult { scenario, point },
     }))
+}
+
+/// What every point of a plan depends on but its index and its capture's bytes: the settings
+/// its fingerprint is made of (see [`points::fingerprint`](crate::points::fingerprint)).
+#[derive(Serialize)]
+struct Settings<'a> {
+    /// The scenario as the replays run it (TOML, the flags applied; the NAT IP count is the
+    /// plan's points).
+    scenario: &'a str,
+    /// Mid-stream pickup.
+    pickup: bool,
 }
 
 /// One point of a plan as `--list` gives it.

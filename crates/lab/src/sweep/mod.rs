@@ -15,7 +15,7 @@ use plsim_traffic::workload::Arrivals;
 
 use crate::files::load_scenario;
 use crate::path::Overrides;
-use crate::points::fingerprint::{InputHash, scenario_text};
+use crate::points::fingerprint::{InputHash, fingerprint};
 use crate::points::{self, Command, PointFile};
 use crate::run::{self, RunSpec};
 use crate::stop::Stop;
@@ -24,6 +24,7 @@ use crate::{Error, Result};
 
 mod grid;
 mod plot;
+mod settings;
 mod table;
 
 pub use grid::{Grid, Point};
@@ -118,35 +119,19 @@ impl Sweep {
     pub fn run_one(&self, index: usize) -> Result<Option<PointFile<Row>>> {
         let points = self.points();
         points::check_index(Command::Sweep, index, points.len())?;
-        let input = InputHash::default();
-        let Some(row) = self.run_point(&points[index], Some(&input))? else {
+        let hash = InputHash::default();
+        let Some(row) = self.run_point(&points[index], Some(&hash))? else {
             return Ok(None);
         };
+        let capture = matches!(self.input, Input::Capture(_)).then_some(&hash);
         Ok(Some(PointFile {
             command: Command::Sweep,
-            fingerprint: input.with(&self.describe(&points)?),
+            fingerprint: fingerprint(Command::Sweep, &self.settings(&points)?, capture),
             index,
             points: points.len(),
             input: self.input.name(),
             result: row,
         }))
-    }
-
-    /// Everything a point's result depends on but its input's bytes, in words.
-    fn describe(&self, points: &[Point]) -> Result<String> {
-        let scenario = scenario_text(self.scenario.as_deref())?;
-        Ok(format!(
-            "plsim {}\ngrid {}\nscenario {scenario}\nreuse {:?}\npickup {}\nworkload {:?}\ncapture {}",
-            env!("CARGO_PKG_VERSION"),
-            serde_json::to_string(points).expect("points serialize"),
-            self.reuse,
-            self.pickup,
-            match &self.input {
-                Input::Workload { flags, .. } => *flags,
-                Input::Capture(_) => WorkloadFlags::default(),
-            },
-            matches!(self.input, Input::Capture(_)),
-        ))
     }
 
     /// Runs one point, reading a capture through `hash` when given; `None` when it was
