@@ -205,7 +205,7 @@ pub fn plan(a: PlanArgs) -> Result<()> {
     let pcap = a
         .pcap
         .as_deref()
-        .expect("clap requires a capture but with `merge`");
+        .expect("clap requires the capture outside `plan merge`");
     let overrides = Overrides {
         ports: a.ports,
         reuse: a.reuse,

@@ -270,4 +270,21 @@ fn a_plan_from_its_counts_run_apart_is_the_one_machine_plan() {
         "{}",
         stderr(&m)
     );
+    // A plan's point among a sweep's: refused, naming it and its command.
+    let mixed = dir.join("mixed");
+    std::fs::create_dir_all(&mixed).unwrap();
+    std::fs::copy(pts.join("plan-point-0.json"), mixed.join("point-0.json")).unwrap();
+    let m = plsim(&[
+        "sweep",
+        "merge",
+        mixed.to_str().unwrap(),
+        "--out",
+        dir.join("never").to_str().unwrap(),
+    ]);
+    assert_eq!(m.status.code(), Some(1));
+    assert!(
+        stderr(&m).contains("point-0.json is a point of `plsim plan`, not of `plsim sweep`"),
+        "{}",
+        stderr(&m)
+    );
 }

@@ -1,6 +1,7 @@
 //! One input over a grid of settings, one run per point (`plsim sweep`): the grid, the runs
-//! (in parallel, one per core), and what they give: one row per point, a CSV and a plot of the
-//! SNAT failure rate and the peak port use against the settings.
+//! (in parallel, one per core, or one point alone for a cluster: see [`points`]), and what
+//! they give: one row per point, a CSV and a plot of the SNAT failure rate and the peak port
+//! use against the settings.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -111,24 +112,24 @@ impl Sweep {
     /// The title of its CSV and plot: "sweep of " the input's name (the capture's file name,
     /// not its path: the nodes of a cluster may mount it in different places).
     pub fn title(&self) -> String {
-        format!("sweep of {}", self.input.name())
+        title(&self.input.name())
     }
 
     /// Runs point `index` alone and gives its result with the sweep's fingerprint; `None` when
     /// it was stopped before its end.
     pub fn run_one(&self, index: usize) -> Result<Option<PointFile<Row>>> {
-        let points = self.points();
-        points::check_index(Command::Sweep, index, points.len())?;
+        let all = self.points();
+        points::check_index(Command::Sweep, index, all.len())?;
         let hash = InputHash::default();
-        let Some(row) = self.run_point(&points[index], Some(&hash))? else {
+        let Some(row) = self.run_point(&all[index], Some(&hash))? else {
             return Ok(None);
         };
         let capture = matches!(self.input, Input::Capture(_)).then_some(&hash);
         Ok(Some(PointFile {
             command: Command::Sweep,
-            fingerprint: fingerprint(Command::Sweep, &self.settings(&points)?, capture),
+            fingerprint: fingerprint(Command::Sweep, &self.settings(&all)?, capture),
             index,
-            points: points.len(),
+            points: all.len(),
             input: self.input.name(),
             result: row,
         }))
@@ -240,7 +241,12 @@ impl Sweep {
 /// another sweep, a point is there twice or some are missing (see [`points::merge`]).
 pub fn merge(files: Vec<(PathBuf, PointFile<Row>)>) -> Result<(Vec<Row>, String)> {
     let merged = points::merge(Command::Sweep, files)?;
-    Ok((merged.results, format!("sweep of {}", merged.input)))
+    Ok((merged.results, title(&merged.input)))
+}
+
+/// The title of the sweep of the input named `input`.
+fn title(input: &str) -> String {
+    format!("sweep of {input}")
 }
 
 /// Writes `sweep.csv` and the plot (`sweep.svg`, `sweep.png`) into `out`; returns the CSV and,
