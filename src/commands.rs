@@ -8,10 +8,11 @@ use indicatif::{ProgressBar, ProgressStyle};
 use plsim_control::Scenario;
 use plsim_lab::files::{self, load_scenario};
 use plsim_lab::path::Overrides;
+use plsim_lab::points::{self, Command, PointFile};
 use plsim_lab::replay::{PacketSource, PcapTaps};
 use plsim_lab::run::{self, RunSpec};
 use plsim_lab::stop::Stop;
-use plsim_lab::sweep::{Grid, Sweep};
+use plsim_lab::sweep::{Grid, Input, Sweep};
 use plsim_lab::workload::{WorkloadFlags, Workloads, specs};
 use plsim_lab::{Error, Result};
 use plsim_pcap::Reader;
@@ -201,12 +202,10 @@ pub fn scenario_show(file: Option<&Path>, as_json: bool) -> Result<()> {
 
 /// `plsim plan`.
 pub fn plan(a: PlanArgs) -> Result<()> {
-    // Optional for clap only, so that `plan merge` needs none.
-    let Some(pcap) = a.pcap.as_deref() else {
-        return Err(Error::Usage(
-            "plsim plan needs a capture: plsim plan PCAP [flags]".into(),
-        ));
-    };
+    let pcap = a
+        .pcap
+        .as_deref()
+        .expect("clap requires the capture outside `plan merge`");
     let overrides = Overrides {
         ports: a.ports,
         reuse: a.reuse,
@@ -223,7 +222,7 @@ pub fn plan(a: PlanArgs) -> Result<()> {
     if let Some(k) = a.point {
         let out = a.out.expect("clap requires --out with --point");
         let result = plsim_lab::plan::run_one(&base, a.pickup, Some(&stop), k, pcap)?;
-        return point_out(result, k, &out, &plsim_lab::plan::point_file(k), a.json);
+        return point_out(result, k, &out, a.json);
     }
     files::refuse_stdin(pcap, "plan")?;
     let plan = plsim_lab::plan::plan(&base, a.pickup, Some(&stop), || Ok(Reader::open(pcap)?))?;
@@ -232,7 +231,7 @@ pub fn plan(a: PlanArgs) -> Result<()> {
     } else {
         print!(
             "{}",
-            report::plan(&plsim_lab::plan::input_name(pcap), &plan)
+            report::plan(&plsim_lab::points::input_name(pcap), &plan)
         );
     }
     plan.check_whole()
@@ -240,8 +239,7 @@ pub fn plan(a: PlanArgs) -> Result<()> {
 
 /// `plsim plan merge`: every `plan-point-*.json` of `dirs` into the plan.
 pub fn plan_merge(dirs: &[std::path::PathBuf], as_json: bool) -> Result<()> {
-    let results = files::read_points(dirs, "plan-point-")?;
-    let (plan, input) = plsim_lab::plan::merge(&results)?;
+    let (plan, input) = plsim_lab::plan::merge(points::read(Command::Plan, dirs)?)?;
     if as_json {
         json(&plan);
     } else {
@@ -252,11 +250,6 @@ pub fn plan_merge(dirs: &[std::path::PathBuf], as_json: bool) -> Result<()> {
 
 /// `plsim sweep`.
 pub fn sweep(a: SweepArgs) -> Result<()> {
-    if a.pcap.is_some() && a.load.is_some() {
-        return Err(Error::Usage(
-            "--load multiplies a workload's arrival rate: it does not apply to a capture".into(),
-        ));
-    }
     if let Some(p) = &a.pcap
         && a.point.is_none()
         && !a.list
@@ -269,48 +262,51 @@ pub fn sweep(a: SweepArgs) -> Result<()> {
         ports: a.ports.map(|v| v.0).unwrap_or_default(),
         idle: a.idle.map(|v| v.0).unwrap_or_default(),
         fin_hold: a.fin_hold.map(|v| v.0).unwrap_or_default(),
-        load: a.load.map(|v| v.0).unwrap_or_default(),
+    };
+    // --load with a capture is refused before (SweepArgs::check).
+    let input = match a.pcap {
+        Some(pcap) => Input::Capture(pcap),
+        None => Input::Workload {
+            flags: a.workload,
+            load: a.load.map(|v| v.0).unwrap_or_default(),
+        },
     };
     let sweep = Sweep {
-        capture: a.pcap.clone(),
+        input,
+        grid,
         scenario: a.scenario,
         reuse: a.reuse,
         pickup: a.pickup,
-        workload: a.workload,
         stop: Some(interrupts()),
     };
-    let points = grid.checked_points()?;
     if a.list {
-        print!("{}", plsim_lab::sweep::list(&points));
+        print!("{}", points::list(&sweep.points()));
         return Ok(());
     }
     let out = a.out.expect("clap requires --out unless --list");
-    let title = plsim_lab::sweep::title(a.pcap.as_deref());
     if let Some(k) = a.point {
-        let result = sweep.run_one(&points, k, &title)?;
-        return point_out(result, k, &out, &plsim_lab::sweep::point_file(k), a.json);
+        return point_out(sweep.run_one(k)?, k, &out, a.json);
     }
     // Each run is itself two threads: one run per core at a time.
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let swept = sweep.run_all(&points, workers)?;
-    write_sweep(&out, &title, &swept.rows, a.json)?;
-    swept.check_whole(points.len())
+    let swept = sweep.run_all(workers)?;
+    write_sweep(&out, &sweep.title(), &swept.rows, a.json)?;
+    swept.check_whole(sweep.points().len())
 }
 
-/// Writes point `k`'s result as `name` into `dir` (none: the point was interrupted) and prints
-/// it or where it went.
-fn point_out<T: Serialize>(
-    r: Option<T>,
+/// Writes point `k`'s result into `dir` (none: the point was interrupted) and prints it or
+/// where it went.
+fn point_out<R: Serialize>(
+    r: Option<PointFile<R>>,
     k: usize,
     dir: &Path,
-    name: &str,
     as_json: bool,
 ) -> Result<()> {
     let Some(result) = r else {
         let why = format!("point {k} did not run to its end: no result written");
         return Err(Error::Interrupted(why));
     };
-    let file = files::write_json(dir, name, &result)?;
+    let file = result.write(dir)?;
     if as_json {
         json(&result);
     } else {
@@ -327,25 +323,28 @@ fn write_sweep(
     as_json: bool,
 ) -> Result<()> {
     let (csv, no_plot) = plsim_lab::sweep::write(out, title, rows)?;
-    if let Some(w) = no_plot {
-        warn(&w);
-    }
+    let csv_file = out.join("sweep.csv");
     if as_json {
         json(&rows);
     } else {
         print!("{csv}");
-        eprintln!(
-            "plsim: wrote {} and the plot",
-            out.join("sweep.csv").display()
-        );
+    }
+    match no_plot {
+        Some(e) => {
+            warn(&format!("no sweep plot: {e}"));
+            if !as_json {
+                eprintln!("plsim: wrote {}", csv_file.display());
+            }
+        }
+        None if !as_json => eprintln!("plsim: wrote {} and the plot", csv_file.display()),
+        None => {}
     }
     Ok(())
 }
 
 /// `plsim sweep merge`: every `point-*.json` of `dirs` into `sweep.csv` and the plot.
 pub fn sweep_merge(dirs: &[std::path::PathBuf], out: &Path, as_json: bool) -> Result<()> {
-    let results = files::read_points(dirs, "point-")?;
-    let (rows, title) = plsim_lab::sweep::merge(&results)?;
+    let (rows, title) = plsim_lab::sweep::merge(points::read(Command::Sweep, dirs)?)?;
     write_sweep(out, &title, &rows, as_json)
 }
 

@@ -10,15 +10,17 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::error::ErrorKind;
+use clap::{Args, CommandFactory, Parser, Subcommand};
 use plsim_control::scenario::{Allocator, PortRange, ReuseScope};
 use plsim_engine::{DEFAULT_BATCH, Engine};
 use plsim_lab::path::Overrides;
-use plsim_lab::sweep::Values;
 use plsim_lab::workload::WorkloadFlags;
+use values::{MAX_POINTS, Values};
 
 mod commands;
 mod generate;
+mod values;
 
 /// A userspace packet-path simulator of the Azure Private Link data plane.
 ///
@@ -168,23 +170,24 @@ struct SweepArgs {
     /// The scenario file (TOML); the built-in scenario without it.
     #[arg(long, value_name = "FILE")]
     scenario: Option<PathBuf>,
-    /// NAT IP counts: a list (1,2,4) or a range (1..8).
-    #[arg(long, value_name = "LIST")]
+    /// NAT IP counts (1 to 8): a list (1,2,4) or a range (1..8).
+    #[arg(long, value_name = "LIST", value_parser = values::nat_ips)]
     nat_ips: Option<Values<u8>>,
     /// Port allocators, e.g. sequential,random,block:64.
-    #[arg(long, value_name = "LIST")]
+    #[arg(long, value_name = "LIST", value_parser = values::allocators)]
     allocators: Option<Values<Allocator>>,
     /// Port ranges, e.g. 1024-2047,1024-65535.
-    #[arg(long, value_name = "LIST")]
+    #[arg(long, value_name = "LIST", value_parser = values::ports)]
     ports: Option<Values<PortRange>>,
-    /// Established idle timeouts in seconds, e.g. 240,600.
-    #[arg(long, value_name = "LIST")]
+    /// Established idle timeouts in seconds (4 to 6000), e.g. 240,600.
+    #[arg(long, value_name = "LIST", value_parser = values::idle)]
     idle: Option<Values<u64>>,
     /// Port holds after a FIN in seconds, e.g. 0,60,240.
-    #[arg(long, value_name = "LIST")]
+    #[arg(long, value_name = "LIST", value_parser = values::seconds)]
     fin_hold: Option<Values<u64>>,
-    /// Load multipliers of the workload's arrival rate, e.g. 0.5,1,2 (workloads only).
-    #[arg(long, value_name = "LIST")]
+    /// Load multipliers of the workload's arrival rate, e.g. 0.5,1,2 (workloads only: not with
+    /// a capture).
+    #[arg(long, value_name = "LIST", value_parser = values::load)]
     load: Option<Values<f64>>,
     /// The port reuse scope of every run: per-backend or per-ip.
     #[arg(long, value_name = "SCOPE")]
@@ -209,7 +212,7 @@ struct SweepArgs {
 }
 
 #[derive(Args)]
-#[command(args_conflicts_with_subcommands = true)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 struct PlanCommand {
     #[command(subcommand)]
     merge: Option<PlanMerge>,
@@ -237,6 +240,7 @@ struct PlanMergeArgs {
 #[derive(Args)]
 struct PlanArgs {
     /// The capture (pcap or pcapng; `-`: standard input, with --point).
+    #[arg(required = true)]
     pcap: Option<PathBuf>,
     /// The scenario file (TOML); the built-in scenario (eight NAT IPs) without it.
     #[arg(long, value_name = "FILE")]
@@ -295,6 +299,48 @@ enum ScenarioCommand {
     },
 }
 
+impl SweepArgs {
+    /// The rules between the sweep's flags that clap's attributes can't say: `--load` is a
+    /// workload's, and the grid's size.
+    fn check(&self) -> Result<(), clap::Error> {
+        if self.pcap.is_some() && self.load.is_some() {
+            return Err(usage_error(
+                "sweep",
+                ErrorKind::ArgumentConflict,
+                "--load multiplies a workload's arrival rate: it does not apply to a capture",
+            ));
+        }
+        let len = |n: Option<usize>| n.unwrap_or(1).max(1) as u128;
+        let points = [
+            len(self.nat_ips.as_ref().map(|v| v.0.len())),
+            len(self.allocators.as_ref().map(|v| v.0.len())),
+            len(self.ports.as_ref().map(|v| v.0.len())),
+            len(self.idle.as_ref().map(|v| v.0.len())),
+            len(self.fin_hold.as_ref().map(|v| v.0.len())),
+            len(self.load.as_ref().map(|v| v.0.len())),
+        ]
+        .into_iter()
+        .fold(1u128, u128::saturating_mul);
+        if points > MAX_POINTS as u128 {
+            return Err(usage_error(
+                "sweep",
+                ErrorKind::TooManyValues,
+                format!("the grid has {points} points; at most {MAX_POINTS}"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A usage error of subcommand `name`, worded and ended as clap's own (exit 2).
+fn usage_error(name: &str, kind: ErrorKind, message: impl std::fmt::Display) -> clap::Error {
+    let mut cli = Cli::command();
+    cli.build();
+    cli.find_subcommand_mut(name)
+        .expect("a subcommand of plsim")
+        .error(kind, message)
+}
+
 fn run(cli: Cli) -> plsim_lab::Result<()> {
     match cli.command {
         Command::Inspect(a) => commands::inspect(&a.pcap, a.json),
@@ -331,7 +377,13 @@ fn main() -> ExitCode {
     // instead of failing the print: Rust ignores SIGPIPE, so restore its default at startup.
     #[cfg(unix)]
     reset_sigpipe();
-    match run(Cli::parse()) {
+    let cli = Cli::parse();
+    if let Command::Sweep(SweepCommand { merge: None, args }) = &cli.command
+        && let Err(e) = args.check()
+    {
+        e.exit();
+    }
+    match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("plsim: {e}");

@@ -197,10 +197,11 @@ fn a_point_streams_its_capture_from_standard_input() {
         serde_json::from_slice(&std::fs::read(d.join("point-5.json")).unwrap()).unwrap()
     };
     let (a, b) = (read(&from_file), read(&from_pipe));
-    assert_eq!(a["sweep"], b["sweep"]);
-    assert_eq!(a["row"], b["row"]);
-    assert_eq!(a["title"], "sweep of syns-3000.pcap");
-    assert_eq!(b["title"], "sweep of standard input");
+    assert_eq!(a["command"], "sweep");
+    assert_eq!(a["fingerprint"], b["fingerprint"]);
+    assert_eq!(a["result"], b["result"]);
+    assert_eq!(a["input"], "syns-3000.pcap");
+    assert_eq!(b["input"], "standard input");
     // The whole sweep can't read standard input (it reads its capture once per point).
     let mut args = vec!["sweep", "-"];
     args.extend(GRID);
@@ -266,6 +267,23 @@ fn a_plan_from_its_counts_run_apart_is_the_one_machine_plan() {
     assert_eq!(m.status.code(), Some(1));
     assert!(
         stderr(&m).contains("the replays with 5 NAT IPs are missing (points 4)"),
+        "{}",
+        stderr(&m)
+    );
+    // A plan's point among a sweep's: refused, naming it and its command.
+    let mixed = dir.join("mixed");
+    std::fs::create_dir_all(&mixed).unwrap();
+    std::fs::copy(pts.join("plan-point-0.json"), mixed.join("point-0.json")).unwrap();
+    let m = plsim(&[
+        "sweep",
+        "merge",
+        mixed.to_str().unwrap(),
+        "--out",
+        dir.join("never").to_str().unwrap(),
+    ]);
+    assert_eq!(m.status.code(), Some(1));
+    assert!(
+        stderr(&m).contains("point-0.json is a point of `plsim plan`, not of `plsim sweep`"),
         "{}",
         stderr(&m)
     );

@@ -64,6 +64,28 @@ pub enum Error {
     /// The real TCP endpoints could not run (exit 1).
     #[error(transparent)]
     Tcp(#[from] plsim_traffic::tcp::EchoError),
+    /// A point that the command does not have: an index past its last point (exit 2).
+    #[error("{}", crate::points::no_such_point(*.command, *.index, *.points))]
+    NoSuchPoint {
+        /// The command.
+        command: crate::points::Command,
+        /// The index asked for.
+        index: usize,
+        /// The points the command has.
+        points: usize,
+    },
+    /// Point results that can't be merged, naming the files (exit 1).
+    #[error(transparent)]
+    Merge(#[from] crate::points::MergeError),
+    /// A plot that could not be drawn (exit 1); one that could not be written is an `Io`
+    /// error.
+    #[error("{}: {why}", file.display())]
+    Plot {
+        /// The file it was to be drawn in.
+        file: PathBuf,
+        /// Why.
+        why: crate::plot::PlotFailure,
+    },
     /// Stopped by Ctrl-C or SIGTERM once what was processed is reported and written (exit 130).
     #[error("interrupted: {0}")]
     Interrupted(String),
@@ -73,7 +95,10 @@ impl Error {
     /// The exit status this error ends the process with.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Error::Usage(_) | Error::Workload(_) | Error::BenchTooManyFlows { .. } => 2,
+            Error::Usage(_)
+            | Error::Workload(_)
+            | Error::BenchTooManyFlows { .. }
+            | Error::NoSuchPoint { .. } => 2,
             Error::Interrupted(_) => 130,
             _ => 1,
         }

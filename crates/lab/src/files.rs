@@ -149,31 +149,3 @@ pub fn write_json<T: serde::Serialize>(out: &Path, name: &str, value: &T) -> Res
     write_file(&file, text.as_bytes())?;
     Ok(file)
 }
-
-/// Every `PREFIX*.json` of `dirs` (partial files left out), in name order within each
-/// directory, parsed, with its path.
-pub fn read_points<T: serde::de::DeserializeOwned>(
-    dirs: &[PathBuf],
-    prefix: &str,
-) -> Result<Vec<(PathBuf, T)>> {
-    let mut results = Vec::new();
-    for dir in dirs {
-        let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, &e))?;
-        let mut files: Vec<PathBuf> = entries
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| {
-                p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
-                    n.starts_with(prefix) && n.ends_with(".json") && !n.contains(".partial.")
-                })
-            })
-            .collect();
-        files.sort();
-        for f in files {
-            let text = std::fs::read_to_string(&f).map_err(|e| Error::io(&f, &e))?;
-            let r: T = serde_json::from_str(&text)
-                .map_err(|e| Error::Input(format!("{}: not a point result: {e}", f.display())))?;
-            results.push((f, r));
-        }
-    }
-    Ok(results)
-}

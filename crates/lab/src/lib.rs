@@ -4,7 +4,8 @@
 //! ([`replay`], [`workload`]), runs them ([`run`]), and writes what was found: the summary
 //! ([`summary`]), the time series ([`series`]), the output captures ([`replay::PcapTaps`]),
 //! plots ([`plot`]). On top of single runs: the fewest NAT IPs a capture needs ([`plan`]),
-//! grids of runs ([`sweep`]), a capture's traffic mix ([`inspect`]), the throughput benchmark
+//! grids of runs ([`sweep`]), both split into points for a cluster ([`points`]), a capture's
+//! traffic mix ([`inspect`]), the throughput benchmark
 //! ([`bench`](mod@bench)), and real TCP stacks through the path ([`tcp`]). [`report`] words it
 //! all for people.
 //!
@@ -16,11 +17,11 @@
 pub mod bench;
 mod error;
 pub mod files;
-pub mod fingerprint;
 pub mod inspect;
 pub mod path;
 pub mod plan;
 pub mod plot;
+pub mod points;
 pub mod replay;
 pub mod report;
 pub mod run;

@@ -1,11 +1,15 @@
 //! The fewest NAT IPs with which a capture loses no flow to port exhaustion (`plsim plan`): a
 //! bisection over replays, since fewer NAT IPs never lose fewer flows.
 
+use std::path::{Path, PathBuf};
+
 use plsim_control::Scenario;
 use plsim_control::scenario::{ReuseScope, Timers};
 use plsim_engine::NoTaps;
 use serde::{Deserialize, Serialize};
 
+use crate::points::fingerprint::{InputHash, fingerprint};
+use crate::points::{self, Command, PointFile};
 use crate::replay::PacketSource;
 use crate::run::{self, RunSpec};
 use crate::summary::Summary;
@@ -217,15 +221,10 @@ fn assemble(
     }
 }
 
-/// One count's result as `plsim plan --point K` writes it (`plan-point-K.json`, K NAT IPs
-/// less one) and `plsim plan merge` reads it back.
+/// One count's result as `plsim plan --point K` writes it (in a [`PointFile`],
+/// `plan-point-K.json`, K NAT IPs less one) and `plsim plan merge` reads it back.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct PointResult {
-    /// The fingerprint of the plan: its scenario, flags, plsim's version and the capture's
-    /// bytes as read. Every point of one plan carries the same.
-    pub plan: String,
-    /// The capture's name (its file name, or "standard input").
-    pub input: String,
     /// The scenario as the replays ran it (TOML; NAT IP counts aside): the merge answers
     /// from it.
     pub scenario: String,
@@ -240,117 +239,66 @@ pub fn run_one(
     pickup: bool,
     stop: Option<&crate::stop::Stop>,
     index: usize,
-    pcap: &std::path::Path,
-) -> Result<Option<PointResult>> {
+    pcap: &Path,
+) -> Result<Option<PointFile<PointResult>>> {
     let available = planned(base)?.nat_ips.len();
-    if index >= available {
-        return Err(Error::Usage(format!(
-            "--point {index}: the plan has {available} points (1 to {available} NAT IPs), 0 to {}",
-            available - 1
-        )));
-    }
-    let input = crate::fingerprint::InputHash::default();
-    let Some(point) = run_point(base, pickup, stop, index + 1, || input.open(pcap))? else {
+    points::check_index(Command::Plan, index, available)?;
+    let hash = InputHash::default();
+    let Some(point) = run_point(base, pickup, stop, index + 1, || hash.open(pcap))? else {
         return Ok(None);
     };
     let scenario = base.to_toml();
-    let described = format!(
-        "plsim {}\nplan\npickup {pickup}\nscenario {scenario}",
-        env!("CARGO_PKG_VERSION")
-    );
-    Ok(Some(PointResult {
-        plan: input.with(&described),
-        input: input_name(pcap),
-        scenario,
-        point,
+    let settings = Settings {
+        scenario: &scenario,
+        pickup,
+    };
+    Ok(Some(PointFile {
+        command: Command::Plan,
+        fingerprint: fingerprint(Command::Plan, &settings, Some(&hash)),
+        index,
+        points: available,
+        input: points::input_name(pcap),
+        result: PointResult { scenario, point },
     }))
 }
 
-/// A capture's name for people: its file name (nodes of a cluster may mount it in different
-/// places), or "standard input".
-pub fn input_name(pcap: &std::path::Path) -> String {
-    if pcap == std::path::Path::new(plsim_pcap::STDIN) {
-        "standard input".to_owned()
-    } else {
-        pcap.file_name()
-            .map_or(pcap.as_os_str(), |n| n)
-            .to_string_lossy()
-            .into_owned()
-    }
+/// What every point of a plan depends on but its index and its capture's bytes: the settings
+/// its fingerprint is made of (see [`points::fingerprint`](crate::points::fingerprint)).
+#[derive(Serialize)]
+struct Settings<'a> {
+    /// The scenario as the replays run it (TOML, the flags applied; the NAT IP count is the
+    /// plan's points).
+    scenario: &'a str,
+    /// Mid-stream pickup.
+    pickup: bool,
+}
+
+/// One point of a plan as `--list` gives it.
+#[derive(Serialize)]
+struct Listed {
+    nat_ips: usize,
 }
 
 /// `--list`: a JSON line per point (NAT IP counts 1 to `nat_ips`), its index and count.
 pub fn list(nat_ips: usize) -> String {
-    (0..nat_ips)
-        .map(|index| format!("{{\"index\":{index},\"nat_ips\":{}}}\n", index + 1))
-        .collect()
+    let counts: Vec<Listed> = (1..=nat_ips).map(|nat_ips| Listed { nat_ips }).collect();
+    points::list(&counts)
 }
 
-/// The file of point `index`'s result.
-pub fn point_file(index: usize) -> String {
-    format!("plan-point-{index}.json")
-}
-
-/// The plan from every count's replay, run apart (`plan --point`): the fewest NAT IPs that
-/// lose no flow, as the bisection finds it, with every count's run; and the capture's name.
-/// Refused, naming the files, when a result is from another plan, a count is there twice or
-/// one is missing.
-pub fn merge(results: &[(std::path::PathBuf, PointResult)]) -> Result<(Plan, String)> {
-    let Some((first_file, first)) = results.first() else {
-        return Err(Error::Input(
-            "no plan point results to merge (plan-point-K.json)".into(),
-        ));
-    };
-    let scenario =
-        Scenario::from_toml_str(&first.scenario).map_err(|problems| Error::Scenario {
-            name: format!("the scenario in {}", first_file.display()),
+/// The plan from every count's replay, run apart (`plan --point`, as [`points::read`] gives
+/// them): the fewest NAT IPs that lose no flow, as the bisection finds it, with every count's
+/// run; and the capture's name. Refused, naming the files, when a result is from another plan,
+/// a count is there twice or one is missing (see [`points::merge`]).
+pub fn merge(files: Vec<(PathBuf, PointFile<PointResult>)>) -> Result<(Plan, String)> {
+    let merged = points::merge(Command::Plan, files)?;
+    let scenario = Scenario::from_toml_str(&merged.results[0].scenario).map_err(|problems| {
+        Error::Scenario {
+            name: format!("the scenario in {}", merged.files[0].display()),
             problems,
-        })?;
-    let available = planned(&scenario)?.nat_ips.len();
-    let mut by_count: Vec<Option<(&std::path::Path, PlanPoint)>> = vec![None; available];
-    for (file, r) in results {
-        if r.plan != first.plan {
-            return Err(Error::Input(format!(
-                "{} is from another plan than {} (fingerprint {} against {})",
-                file.display(),
-                first_file.display(),
-                r.plan,
-                first.plan
-            )));
         }
-        let n = r.point.run.nat_ips;
-        let Some(slot) = n.checked_sub(1).and_then(|i| by_count.get_mut(i)) else {
-            return Err(Error::Input(format!(
-                "{}: {n} NAT IPs, of 1 to {available}",
-                file.display()
-            )));
-        };
-        if let Some((before, _)) = slot {
-            return Err(Error::Input(format!(
-                "{n} NAT IPs are there twice: {} and {}",
-                before.display(),
-                file.display()
-            )));
-        }
-        *slot = Some((file, r.point));
-    }
-    let missing: Vec<String> = (0..available)
-        .filter(|&i| by_count[i].is_none())
-        .map(|i| (i + 1).to_string())
-        .collect();
-    if !missing.is_empty() {
-        return Err(Error::Input(format!(
-            "the replays with {} NAT IPs are missing (points {})",
-            missing.join(", "),
-            (0..available)
-                .filter(|&i| by_count[i].is_none())
-                .map(|i| i.to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        )));
-    }
-    let points: Vec<PlanPoint> = by_count.into_iter().flatten().map(|(_, p)| p).collect();
-    let top = points[available - 1];
+    })?;
+    let points: Vec<PlanPoint> = merged.results.iter().map(|r| r.point).collect();
+    let top = *points.last().expect("a merge has every point");
     // Fewer NAT IPs never lose fewer flows: the answer is the fewest that lose none.
     let needed = (top.run.snat_failures == 0)
         .then(|| points.iter().find(|p| p.run.snat_failures == 0))
@@ -364,7 +312,7 @@ pub fn merge(results: &[(std::path::PathBuf, PointResult)]) -> Result<(Plan, Str
         points.iter().map(|p| p.run).collect(),
         false,
     );
-    Ok((plan, first.input.clone()))
+    Ok((plan, merged.input))
 }
 
 #[cfg(test)]

@@ -1,12 +1,75 @@
 //! Plots (plotters): the gauges of a run over simulated time, and a sweep's results against the
-//! swept setting. Each is written as SVG and as PNG.
+//! swept setting. Each is written as SVG and as PNG. A plot that can't be written is an
+//! [`Error::Io`] naming its file; one that can't be drawn is an [`Error::Plot`] saying why.
 
 use std::net::Ipv4Addr;
 use std::path::Path;
 
+use plotters::drawing::DrawingAreaErrorKind;
 use plotters::prelude::*;
+use plotters_backend::DrawingErrorKind;
 
 use crate::series::Sample;
+use crate::{Error, Result};
+
+/// Why a plot could not be drawn (writing it is an [`Error::Io`]).
+#[derive(Debug, thiserror::Error)]
+pub enum PlotFailure {
+    /// No font to write its text with.
+    #[error("no font to write its text with ({0})")]
+    Font(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The PNG encoder refused the picture.
+    #[error("the PNG encoder refused it ({0})")]
+    Encode(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The picture's buffer does not match its size.
+    #[error("its picture buffer does not match its size")]
+    Buffer,
+    /// Its charts do not fit the picture.
+    #[error("its charts do not fit the picture")]
+    Layout,
+    /// Its picture was being drawn on by something else.
+    #[error("its picture was being drawn on by something else")]
+    Shared,
+}
+
+/// A plot's failure as the error naming `file`: the backend's own errors go through `backend`.
+fn failure<E: std::error::Error + Send + Sync>(
+    file: &Path,
+    e: DrawingAreaErrorKind<E>,
+    backend: impl FnOnce(&Path, E) -> Error,
+) -> Error {
+    let why = match e {
+        DrawingAreaErrorKind::BackendError(DrawingErrorKind::DrawingError(e)) => {
+            return backend(file, e);
+        }
+        DrawingAreaErrorKind::BackendError(DrawingErrorKind::FontError(e)) => PlotFailure::Font(e),
+        DrawingAreaErrorKind::LayoutError => PlotFailure::Layout,
+        DrawingAreaErrorKind::SharingError => PlotFailure::Shared,
+    };
+    Error::Plot {
+        file: file.to_path_buf(),
+        why,
+    }
+}
+
+/// The PNG backend's error.
+type PngError = <BitMapBackend<'static> as DrawingBackend>::ErrorType;
+
+/// The PNG backend's error in words: an I/O error as any file's, else what the encoder said.
+fn png_failure(file: &Path, e: PngError) -> Error {
+    let why = match e {
+        PngError::IOError(e) => return Error::io(file, &e),
+        PngError::ImageError(image::ImageError::IoError(e)) => return Error::io(file, &e),
+        PngError::ImageError(e) => PlotFailure::Encode(Box::new(e)),
+        PngError::InvalidBuffer => PlotFailure::Buffer,
+        #[allow(unreachable_patterns)]
+        e => PlotFailure::Encode(Box::new(e)),
+    };
+    Error::Plot {
+        file: file.to_path_buf(),
+        why,
+    }
+}
 
 /// One line of a plot.
 pub struct Line {
@@ -40,14 +103,9 @@ fn draw<DB: DrawingBackend>(
     title: &str,
     x_label: &str,
     panels: &[Panel],
-) -> Result<(), String>
-where
-    DB::ErrorType: 'static,
-{
-    root.fill(&WHITE).map_err(|e| e.to_string())?;
-    let root = root
-        .titled(title, ("sans-serif", 22))
-        .map_err(|e| e.to_string())?;
+) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
+    root.fill(&WHITE)?;
+    let root = root.titled(title, ("sans-serif", 22))?;
     let areas = root.split_evenly((panels.len().max(1), 1));
     for (area, panel) in areas.into_iter().zip(panels) {
         let xs = panel
@@ -72,34 +130,29 @@ where
             .margin(12)
             .x_label_area_size(36)
             .y_label_area_size(64)
-            .build_cartesian_2d(x0..x1, 0f64..y1)
-            .map_err(|e| e.to_string())?;
+            .build_cartesian_2d(x0..x1, 0f64..y1)?;
         chart
             .configure_mesh()
             .x_desc(x_label)
             .y_desc(panel.y_label.as_str())
-            .draw()
-            .map_err(|e| e.to_string())?;
+            .draw()?;
         for (i, line) in panel.lines.iter().enumerate() {
             let colour = COLOURS[i % COLOURS.len()];
             chart
                 .draw_series(LineSeries::new(
                     line.points.iter().copied(),
                     colour.stroke_width(2),
-                ))
-                .map_err(|e| e.to_string())?
+                ))?
                 .label(line.label.as_str())
                 .legend(move |(x, y)| {
                     PathElement::new(vec![(x, y), (x + 18, y)], colour.stroke_width(2))
                 });
             if line.points.len() <= 40 {
-                chart
-                    .draw_series(
-                        line.points
-                            .iter()
-                            .map(|&p| Circle::new(p, 3, colour.filled())),
-                    )
-                    .map_err(|e| e.to_string())?;
+                chart.draw_series(
+                    line.points
+                        .iter()
+                        .map(|&p| Circle::new(p, 3, colour.filled())),
+                )?;
             }
         }
         if panel.lines.len() > 1 || panel.lines.first().is_some_and(|l| !l.label.is_empty()) {
@@ -108,15 +161,14 @@ where
                 .background_style(WHITE.mix(0.85))
                 .border_style(BLACK)
                 .position(SeriesLabelPosition::UpperRight)
-                .draw()
-                .map_err(|e| e.to_string())?;
+                .draw()?;
         }
     }
-    root.present().map_err(|e| e.to_string())
+    root.present()
 }
 
-/// Writes `stem.svg` and `stem.png`.
-pub fn write(stem: &Path, title: &str, x_label: &str, panels: &[Panel]) -> Result<(), String> {
+/// Writes `stem.svg` and `stem.png`, each whole or not at all.
+pub fn write(stem: &Path, title: &str, x_label: &str, panels: &[Panel]) -> Result<()> {
     let height = 300 * panels.len().max(1) as u32 + 40;
     // Each file is drawn under its partial name and renamed once whole.
     let svg = stem.with_extension("svg");
@@ -127,12 +179,8 @@ pub fn write(stem: &Path, title: &str, x_label: &str, panels: &[Panel]) -> Resul
             x_label,
             panels,
         )
-        .map_err(|reason| crate::Error::Io {
-            path: svg.clone(),
-            reason,
-        })
-    })
-    .map_err(|e| e.to_string())?;
+        .map_err(|e| failure(&svg, e, |file, e| Error::io(file, &e)))
+    })?;
     let png = stem.with_extension("png");
     crate::files::write_whole(&png, |tmp| {
         draw(
@@ -141,18 +189,13 @@ pub fn write(stem: &Path, title: &str, x_label: &str, panels: &[Panel]) -> Resul
             x_label,
             panels,
         )
-        .map_err(|reason| crate::Error::Io {
-            path: png.clone(),
-            reason,
-        })
+        .map_err(|e| failure(&png, e, png_failure))
     })
-    .map_err(|e| e.to_string())?;
-    Ok(())
 }
 
 /// The gauges of a run over simulated time: ports in use per NAT IP, live flows, ports held,
 /// SNAT failures. Writes `stem.svg` and `stem.png`.
-pub fn series(stem: &Path, title: &str, series: &[Sample]) -> Result<(), String> {
+pub fn series(stem: &Path, title: &str, series: &[Sample]) -> Result<()> {
     let t0 = series.first().map_or(0, |s| s.t.as_nanos());
     let t = |s: &Sample| (s.t.as_nanos() - t0) as f64 / 1e9;
     let mut ips: Vec<Ipv4Addr> = Vec::new();
@@ -197,4 +240,43 @@ pub fn series(stem: &Path, title: &str, series: &[Sample]) -> Result<(), String>
         single("SNAT failures", &|s| s.snat_failures),
     ];
     write(stem, title, "simulated time (s)", &panels)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn panel() -> Panel {
+        Panel {
+            y_label: "y".into(),
+            lines: vec![Line {
+                label: String::new(),
+                points: vec![(0.0, 1.0), (1.0, 2.0)],
+            }],
+        }
+    }
+
+    /// A plot that can't be written names its file and says why in words, as any file does.
+    #[test]
+    fn a_plot_that_cannot_be_written_says_which_and_why() {
+        let dir = std::env::temp_dir().join(format!("plsim-plot-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("p.partial.png")).unwrap();
+        let stem = dir.join("p");
+        let e = write(&stem, "t", "x", &[panel()]).unwrap_err();
+        assert!(
+            matches!(&e, Error::Io { path, .. } if *path == dir.join("p.png")),
+            "{e:?}"
+        );
+        // The OS's words, no Debug dump of the encoder's error.
+        let text = e.to_string();
+        let reason = text
+            .strip_prefix(&format!("{}: ", dir.join("p.png").display()))
+            .unwrap_or_else(|| panic!("{text}"));
+        assert!(!reason.is_empty() && !reason.contains(['(', '{']), "{text}");
+        // The SVG was written whole; the PNG left nothing behind but the directory in its way.
+        assert!(dir.join("p.svg").is_file());
+        assert!(!dir.join("p.png").exists());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -124,11 +124,16 @@ pub fn series_csv(series: &[Sample]) -> String {
     out
 }
 
+/// A sampling interval that is not a positive, finite number of seconds.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not a positive number of seconds")]
+pub struct BadInterval(pub String);
+
 /// Parses a sampling interval in seconds: a positive, finite number (`--sample-every`).
-pub fn parse_interval(s: &str) -> Result<f64, String> {
+pub fn parse_interval(s: &str) -> Result<f64, BadInterval> {
     match s.parse::<f64>() {
         Ok(v) if v > 0.0 && v.is_finite() => Ok(v),
-        _ => Err(format!("`{s}` is not a positive number of seconds")),
+        _ => Err(BadInterval(s.to_owned())),
     }
 }
 

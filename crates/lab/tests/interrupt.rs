@@ -106,29 +106,31 @@ fn a_plan_stopped_before_it_began_knows_nothing() {
 
 #[test]
 fn a_stopped_sweep_keeps_only_the_points_that_ran_to_their_end() {
-    use plsim_lab::sweep::{Grid, Sweep};
+    use plsim_lab::sweep::{Grid, Input, Sweep};
     use plsim_lab::workload::WorkloadFlags;
-    let grid = Grid {
-        nat_ips: vec![1, 2, 3],
-        ..Grid::default()
-    };
     let sweep = |stop: Option<Stop>| Sweep {
-        capture: None,
+        input: Input::Workload {
+            flags: WorkloadFlags {
+                flows: Some(200),
+                ..WorkloadFlags::default()
+            },
+            load: Vec::new(),
+        },
+        grid: Grid {
+            nat_ips: vec![1, 2, 3],
+            ..Grid::default()
+        },
         scenario: None,
         reuse: None,
         pickup: false,
-        workload: WorkloadFlags {
-            flows: Some(200),
-            ..WorkloadFlags::default()
-        },
         stop,
     };
-    let all = sweep(None).run_all(&grid.points(), 2).unwrap();
+    let all = sweep(None).run_all(2).unwrap();
     assert!(!all.interrupted);
     assert_eq!(all.rows.len(), 3);
     let stop = Stop::new();
     stop.request();
-    let none = sweep(Some(stop)).run_all(&grid.points(), 2).unwrap();
+    let none = sweep(Some(stop)).run_all(2).unwrap();
     assert!(none.interrupted);
     assert!(none.rows.is_empty());
 }

@@ -1,0 +1,131 @@
+//! What a sweep's runs give: a row per point, and the CSV of them.
+
+use serde::{Deserialize, Serialize};
+
+use super::Point;
+use crate::summary::Summary;
+
+/// One run's result.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Row {
+    /// The settings.
+    #[serde(flatten)]
+    pub point: Point,
+    /// Flows opened.
+    pub flows: u64,
+    /// SYNs refused for want of a port.
+    pub snat_failures: u64,
+    /// SNAT failures over connection attempts (flows opened plus failures).
+    pub failure_rate: f64,
+    /// The most ports in use at once on the busiest NAT IP.
+    pub peak_ports_in_use: u64,
+    /// The most ports in use or held at once on the busiest NAT IP: what runs out.
+    pub peak_ports_busy: u64,
+    /// The most flow records at once.
+    pub peak_flows: u64,
+    /// Packets of the input.
+    pub packets: u64,
+    /// Packets dropped.
+    pub dropped: u64,
+}
+
+impl Row {
+    /// The row of a point from its run's summary.
+    pub fn of(point: Point, s: &Summary) -> Row {
+        let attempts = s.flows.created + s.flows.snat_failures;
+        let peak =
+            |f: fn(&crate::summary::NatIp) -> u64| s.nat_ips.iter().map(f).max().unwrap_or(0);
+        Row {
+            point,
+            flows: s.flows.created,
+            snat_failures: s.flows.snat_failures,
+            failure_rate: if attempts == 0 {
+                0.0
+            } else {
+                s.flows.snat_failures as f64 / attempts as f64
+            },
+            peak_ports_in_use: peak(|n| n.ports_in_use_peak),
+            peak_ports_busy: peak(|n| n.ports_busy_peak),
+            peak_flows: s.flows.active_peak,
+            packets: s.input.packets,
+            dropped: s.packets.dropped.total(),
+        }
+    }
+}
+
+/// The CSV's setting columns.
+pub(super) const COLUMNS: [&str; 6] = ["nat_ips", "allocator", "ports", "idle", "fin_hold", "load"];
+
+pub(super) fn cells(p: &Point) -> [String; 6] {
+    fn o<T: ToString>(v: &Option<T>) -> String {
+        v.as_ref().map_or(String::new(), ToString::to_string)
+    }
+    [
+        o(&p.nat_ips),
+        o(&p.allocator),
+        o(&p.ports),
+        o(&p.idle),
+        o(&p.fin_hold),
+        o(&p.load),
+    ]
+}
+
+/// The CSV of a sweep's rows.
+pub fn csv(rows: &[Row]) -> String {
+    let mut s = COLUMNS.join(",")
+        + ",flows,snat_failures,failure_rate,peak_ports_in_use,peak_ports_busy,peak_flows,packets,dropped\n";
+    for r in rows {
+        s += &format!(
+            "{},{},{},{:.6},{},{},{},{},{}\n",
+            cells(&r.point).join(","),
+            r.flows,
+            r.snat_failures,
+            r.failure_rate,
+            r.peak_ports_in_use,
+            r.peak_ports_busy,
+            r.peak_flows,
+            r.packets,
+            r.dropped
+        );
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use plsim_control::Scenario;
+    use plsim_control::scenario::{Allocator, PortRange, ReuseScope};
+    use plsim_engine::NoTaps;
+
+    use super::*;
+    use crate::run::{self, RunSpec};
+
+    #[test]
+    fn rows_come_from_summaries_and_make_the_csv() {
+        let scenario = Scenario::builtin();
+        let frames = plsim_traffic::captures::syn_burst(50);
+        let mut source = crate::replay::FrameSource::new(&frames, plsim_wire::LinkType::Ethernet);
+        let mut tight = scenario.clone();
+        tight.services[0].nat_ips.truncate(1);
+        tight.services[0].ports = PortRange::new(1024, 1063);
+        tight.services[0].reuse = ReuseScope::PerIp;
+        let (out, _) = run::run(&mut source, &RunSpec::new(&tight), NoTaps).unwrap();
+        let point = Point {
+            nat_ips: Some(1),
+            ports: Some(PortRange::new(1024, 1063)),
+            allocator: Some(Allocator::Random { seed: 3 }),
+            ..Point::default()
+        };
+        let row = Row::of(point, &out.summary);
+        assert_eq!((row.flows, row.snat_failures), (40, 10));
+        assert!((row.failure_rate - 0.2).abs() < 1e-12);
+        assert_eq!((row.peak_ports_in_use, row.peak_ports_busy), (40, 40));
+        assert_eq!((row.packets, row.dropped), (50, 10));
+        assert_eq!(
+            csv(&[row]),
+            "nat_ips,allocator,ports,idle,fin_hold,load,flows,snat_failures,failure_rate,\
+             peak_ports_in_use,peak_ports_busy,peak_flows,packets,dropped\n\
+             1,random:3,1024-1063,,,,40,10,0.200000,40,40,40,50,10\n"
+        );
+    }
+}
