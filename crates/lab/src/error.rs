@@ -12,6 +12,25 @@ pub enum Error {
     /// A flag, or a combination of flags, that can't be used (exit 2).
     #[error("{0}")]
     Usage(String),
+    /// `--nat-ips N` with N outside 1 to 8 (exit 2).
+    #[error(
+        "--nat-ips {asked}: a service has 1 to {} NAT IPs",
+        plsim_snat::MAX_NAT_IPS
+    )]
+    NatIpCount {
+        /// The count asked for.
+        asked: u8,
+    },
+    /// `--nat-ips N` with more NAT IPs than a service of the scenario has (exit 2).
+    #[error("--nat-ips {asked}: service `{service}` has only {has} NAT IPs")]
+    TooFewNatIps {
+        /// The count asked for.
+        asked: u8,
+        /// The service.
+        service: String,
+        /// How many it has.
+        has: usize,
+    },
     /// A workload setting from the flags that can't be used (exit 2).
     #[error(transparent)]
     Workload(#[from] plsim_traffic::workload::SpecError),
@@ -43,6 +62,9 @@ pub enum Error {
     /// The SNAT engine refused its configuration (exit 1).
     #[error(transparent)]
     Snat(#[from] plsim_snat::ConfigError),
+    /// The endpoint stage refused the scenario's endpoints (exit 1).
+    #[error(transparent)]
+    Endpoint(#[from] plsim_endpoint::EndpointError),
     /// The load balancer refused its configuration (exit 1).
     #[error(transparent)]
     Lb(#[from] plsim_lb::ConfigError),
@@ -58,7 +80,10 @@ impl Error {
     /// The exit status this error ends the process with.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Error::Usage(_) | Error::Workload(_) => 2,
+            Error::Usage(_)
+            | Error::NatIpCount { .. }
+            | Error::TooFewNatIps { .. }
+            | Error::Workload(_) => 2,
             Error::Interrupted(_) => 130,
             _ => 1,
         }

@@ -5,13 +5,13 @@ use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use plsim_control::scenario::Scenario;
-use plsim_control::{ConnectionState, ControlPlane, Effect};
-use plsim_endpoint::{Endpoint, EndpointTable, VnetId};
+use plsim_control::{ConnectionState, ControlPlane};
+use plsim_endpoint::EndpointTable;
 use plsim_lb::{Hashing, Lb, LbConfig, Rule};
 use plsim_snat::{Allocator, PortRange, ReuseScope, Snat, SnatConfig};
 use plsim_wire::SimTime;
 
-use crate::stages::{EndpointStage, LbStage, SnatStage};
+use crate::stages::{EndpointStage, LbStage, SnatStage, endpoint_of};
 use crate::{Error, Event, Result};
 
 /// Overrides of a scenario's NAT settings, from the command line. They apply to every service.
@@ -42,23 +42,20 @@ pub struct Overrides {
 
 impl Overrides {
     /// Applies the overrides to a scenario (before it is checked and built). A count of NAT
-    /// IPs the scenario does not have is a usage error.
+    /// IPs the scenario does not have is an error.
     pub fn apply(&self, scenario: &mut Scenario) -> Result<()> {
         for s in &mut scenario.services {
-            if let Some(n) = self.nat_ips {
-                let n = usize::from(n);
+            if let Some(asked) = self.nat_ips {
+                let n = usize::from(asked);
                 if n == 0 || n > plsim_snat::MAX_NAT_IPS {
-                    return Err(Error::Usage(format!(
-                        "--nat-ips {n}: a service has 1 to {} NAT IPs",
-                        plsim_snat::MAX_NAT_IPS
-                    )));
+                    return Err(Error::NatIpCount { asked });
                 }
                 if n > s.nat_ips.len() {
-                    return Err(Error::Usage(format!(
-                        "--nat-ips {n}: service `{}` has only {} NAT IPs",
-                        s.name,
-                        s.nat_ips.len()
-                    )));
+                    return Err(Error::TooFewNatIps {
+                        asked,
+                        service: s.name.clone(),
+                        has: s.nat_ips.len(),
+                    });
                 }
                 s.nat_ips.truncate(n);
             }
@@ -127,29 +124,6 @@ pub struct ConnectionInfo {
     pub service: String,
     /// Its state once the whole timeline has run (`Deleted` once its endpoint is).
     pub state: String,
-}
-
-fn event_of(e: Effect) -> Option<Event> {
-    Some(match e {
-        Effect::LinkApproved(l) => Event::LinkApproved {
-            link: l.id,
-            vnet: l.vnet,
-            endpoint: l.private_ip,
-            frontend: l.frontend,
-            service: l.service,
-        },
-        Effect::LinkPending(l) => Event::LinkPending {
-            link: l.id,
-            vnet: l.vnet,
-            endpoint: l.private_ip,
-            frontend: l.frontend,
-        },
-        Effect::LinkClosed { link, service, .. } => Event::LinkClosed { link, service },
-        Effect::LinkDeleted(link) => Event::LinkDeleted(link),
-        Effect::BackendDown(ip) => Event::BackendDown(ip),
-        Effect::BackendUp(ip) => Event::BackendUp(ip),
-        Effect::NatIpAdded { service, ip } => Event::NatIpAdded { service, ip },
-    })
 }
 
 /// The backends a service's NAT IPs serve: every backend of the pools its frontend's rules
@@ -246,14 +220,7 @@ impl Path {
 
         let mut table = EndpointTable::new();
         for l in &links {
-            let ep = Endpoint {
-                link: l.id,
-                vnet: VnetId(l.vnet),
-                address: l.private_ip,
-                frontend: l.frontend,
-                approved: l.state == ConnectionState::Approved,
-            };
-            table.insert(ep).map_err(|e| Error::Input(e.to_string()))?;
+            table.insert(endpoint_of(l, l.state == ConnectionState::Approved))?;
         }
         let engines = snat_configs(scenario, &plane, pickup)
             .into_iter()
@@ -269,7 +236,7 @@ impl Path {
             .advance(SimTime::MAX)
             .effects
             .into_iter()
-            .filter_map(|(t, e)| Some((t, event_of(e)?)))
+            .map(|(t, e)| (t, Event::Control(e)))
             .collect();
         let created = |name: &str| {
             scenario
