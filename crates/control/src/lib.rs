@@ -37,9 +37,9 @@ pub use validate::{Problem, Problems};
 use std::net::Ipv4Addr;
 
 use scenario::{
-    Allocator, Arrivals, Close, Distribution, Endpoint, FlowDuration, Frontend, LoadBalancer,
-    OnBackendDown, Pool, PortRange, ProviderVnet, ReuseScope, Rule, Selection, Service, Subnet,
-    Timers, Visibility, Vnet, Workload,
+    Allocator, Arrivals, Close, Distribution, Endpoint, FlowDuration, Frontend, Hashing,
+    LoadBalancer, OnBackendDown, Pool, PortRange, ProviderVnet, ReuseScope, Rule, RuleKind,
+    Selection, Service, Subnet, Timers, Visibility, Vnet, Workload,
 };
 
 impl Scenario {
@@ -119,11 +119,9 @@ impl Scenario {
                     name: "ha".to_owned(),
                     frontend: "fe-app".to_owned(),
                     pool: "app-pool".to_owned(),
-                    ha_ports: true,
-                    frontend_port: None,
-                    backend_port: None,
+                    kind: RuleKind::HaPorts,
                     distribution: Distribution::FiveTuple,
-                    maglev: None,
+                    hashing: Hashing::Plain,
                 }],
                 on_backend_down: OnBackendDown::Keep,
             },

@@ -3,7 +3,8 @@
 //! Every table refuses unknown keys. [`Scenario::from_toml_str`] parses and then validates,
 //! reporting every problem with its place. The settings of a stage are that stage's own types
 //! (the SNAT engine's [`PortRange`], [`Allocator`], [`ReuseScope`], [`Selection`], [`Timers`];
-//! the load balancer's [`Distribution`] and [`OnBackendDown`]; the workload's [`Arrivals`],
+//! the load balancer's [`RuleKind`], [`Distribution`], [`Hashing`] and [`OnBackendDown`]; the
+//! workload's [`Arrivals`],
 //! [`FlowDuration`], [`Close`]), re-exported here: one definition of each concept.
 
 use std::fmt;
@@ -12,7 +13,7 @@ use std::net::Ipv4Addr;
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
 
-pub use plsim_lb::{Distribution, OnBackendDown};
+pub use plsim_lb::{Distribution, Hashing, OnBackendDown, RuleKind};
 pub use plsim_snat::{Allocator, PortRange, ReuseScope, Selection, Timers};
 pub use plsim_traffic::workload::{Arrivals, Close, FlowDuration};
 
@@ -132,9 +133,16 @@ pub struct Pool {
     pub backends: Vec<Ipv4Addr>,
 }
 
-/// A load-balancing rule: an HA-ports rule (every port, kept) or one frontend port.
+/// A load-balancing rule: the load balancer's own [`RuleKind`], [`Distribution`] and
+/// [`Hashing`], on a frontend and a pool named in the file.
+///
+/// In the file, the kind is `ha_ports = true` (every port, kept), or a `frontend_port` and a
+/// `backend_port` (the frontend port when left out); the hashing is `maglev = SIZE`, or plain
+/// without it. A rule with `ha_ports` and a port, or with neither, is malformed: a type error of
+/// the file, reported alone. A zero port or a Maglev size that is no usable prime is a problem
+/// of the scenario ([`Scenario::validate`]).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "RuleFile", into = "RuleFile")]
 pub struct Rule {
     /// Its name, unique among rules.
     pub name: String,
@@ -142,21 +150,90 @@ pub struct Rule {
     pub frontend: String,
     /// The pool it sends to.
     pub pool: String,
-    /// Match every port and keep it (exclusive with `frontend_port`).
-    #[serde(default, skip_serializing_if = "is_false")]
-    pub ha_ports: bool,
-    /// The frontend port matched (when not `ha_ports`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub frontend_port: Option<u16>,
-    /// The backend port; defaults to `frontend_port`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub backend_port: Option<u16>,
+    /// Which ports it matches and how it maps them.
+    pub kind: RuleKind,
     /// How a backend is chosen.
-    #[serde(default)]
-    pub distribution: plsim_lb::Distribution,
-    /// Use a Maglev table of this many slots (a prime) instead of a plain hash.
+    pub distribution: Distribution,
+    /// How the chosen fields' hash maps onto the pool's healthy backends.
+    pub hashing: Hashing,
+}
+
+/// A rule as the file writes it.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RuleFile {
+    name: String,
+    frontend: String,
+    pool: String,
+    #[serde(default, skip_serializing_if = "is_false")]
+    ha_ports: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub maglev: Option<u32>,
+    frontend_port: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    backend_port: Option<u16>,
+    #[serde(default)]
+    distribution: Distribution,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    maglev: Option<u32>,
+}
+
+impl TryFrom<RuleFile> for Rule {
+    type Error = &'static str;
+    fn try_from(f: RuleFile) -> Result<Rule, &'static str> {
+        let kind = match (f.ha_ports, f.frontend_port, f.backend_port) {
+            (true, Some(_), _) => {
+                return Err("an HA-ports rule matches every port: no frontend_port");
+            }
+            (true, None, Some(_)) => {
+                return Err("an HA-ports rule keeps the port: no backend_port");
+            }
+            (true, None, None) => RuleKind::HaPorts,
+            (false, Some(frontend_port), backend_port) => RuleKind::Port {
+                frontend_port,
+                backend_port: backend_port.unwrap_or(frontend_port),
+            },
+            (false, None, _) => return Err("set a frontend_port, or ha_ports = true"),
+        };
+        Ok(Rule {
+            name: f.name,
+            frontend: f.frontend,
+            pool: f.pool,
+            kind,
+            distribution: f.distribution,
+            hashing: f
+                .maglev
+                .map_or(Hashing::Plain, |table_size| Hashing::Maglev { table_size }),
+        })
+    }
+}
+
+impl From<Rule> for RuleFile {
+    fn from(r: Rule) -> RuleFile {
+        let (ha_ports, frontend_port, backend_port) = match r.kind {
+            RuleKind::HaPorts => (true, None, None),
+            RuleKind::Port {
+                frontend_port,
+                backend_port,
+            } => (
+                false,
+                Some(frontend_port),
+                (backend_port != frontend_port).then_some(backend_port),
+            ),
+        };
+        RuleFile {
+            name: r.name,
+            frontend: r.frontend,
+            pool: r.pool,
+            ha_ports,
+            frontend_port,
+            backend_port,
+            distribution: r.distribution,
+            maglev: match r.hashing {
+                Hashing::Plain => None,
+                Hashing::Maglev { table_size } => Some(table_size),
+            },
+        }
+    }
 }
 
 fn is_false(b: &bool) -> bool {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use plsim_control::scenario::Scenario;
 use plsim_control::{ConnectionState, ControlPlane};
 use plsim_endpoint::EndpointTable;
-use plsim_lb::{Hashing, Lb, LbConfig, Rule};
+use plsim_lb::{Lb, LbConfig, Rule};
 use plsim_snat::{Allocator, PortRange, ReuseScope, Snat, SnatConfig};
 use plsim_wire::SimTime;
 
@@ -186,12 +186,12 @@ pub fn lb_config(scenario: &Scenario) -> Result<LbConfig> {
             .iter()
             .map(|p| plsim_lb::Pool::new(p.name.clone(), p.backends.iter().copied()))
             .collect(),
-        rules: Vec::new(),
+        rules: Vec::with_capacity(lbs.rules.len()),
         idle_timeout: idle,
         on_backend_down: lbs.on_backend_down,
     };
     for r in &lbs.rules {
-        let f = lbs
+        let frontend = lbs
             .frontends
             .iter()
             .find(|f| f.name == r.frontend)
@@ -199,15 +199,13 @@ pub fn lb_config(scenario: &Scenario) -> Result<LbConfig> {
             .ok_or_else(|| {
                 Error::Input(format!("rule `{}`: no frontend `{}`", r.name, r.frontend))
             })?;
-        let mut rule = match (r.ha_ports, r.frontend_port) {
-            (true, _) | (false, None) => Rule::ha_ports(f, r.pool.clone()),
-            (false, Some(fp)) => Rule::port(f, fp, r.backend_port.unwrap_or(fp), r.pool.clone()),
-        };
-        rule.distribution = r.distribution;
-        if let Some(size) = r.maglev {
-            rule.hashing = Hashing::maglev(size)?;
-        }
-        cfg.rules.push(rule);
+        cfg.rules.push(Rule {
+            frontend,
+            kind: r.kind,
+            pool: r.pool.clone(),
+            distribution: r.distribution,
+            hashing: r.hashing,
+        });
     }
     Ok(cfg)
 }
@@ -328,7 +326,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use plsim_control::scenario::{OnBackendDown, Selection};
+    use plsim_control::scenario::{Hashing, OnBackendDown, Selection};
 
     #[test]
     fn the_builtin_scenario_maps_onto_the_stages() {
@@ -390,7 +388,7 @@ mod tests {
         s.services[0].timers.fin_hold = Duration::from_secs(900);
         s.services[0].rst_on_exhaustion = true;
         s.load_balancer.on_backend_down = OnBackendDown::Reset;
-        s.load_balancer.rules[0].maglev = Some(65_537);
+        s.load_balancer.rules[0].hashing = Hashing::Maglev { table_size: 65_537 };
         s.load_balancer.rules[0].distribution = plsim_lb::Distribution::SourceIp;
         let lb = lb_config(&s).unwrap();
         assert_eq!(lb.idle_timeout, Duration::from_secs(900));
@@ -399,17 +397,13 @@ mod tests {
         assert_eq!(lb.rules[0].distribution, plsim_lb::Distribution::SourceIp);
         let plane = ControlPlane::new(&s).unwrap();
         assert!(snat_configs(&s, &plane, false)[0].rst_on_exhaustion);
-        // A port rule keeps its backend port, or the frontend port by default.
-        s.load_balancer.rules[0].ha_ports = false;
-        s.load_balancer.rules[0].frontend_port = Some(443);
-        let r = &lb_config(&s).unwrap().rules[0];
-        assert_eq!(
-            r.kind,
-            plsim_lb::RuleKind::Port {
-                frontend_port: 443,
-                backend_port: 443
-            }
-        );
+        // A port rule keeps its ports.
+        let port = plsim_lb::RuleKind::Port {
+            frontend_port: 443,
+            backend_port: 8443,
+        };
+        s.load_balancer.rules[0].kind = port;
+        assert_eq!(lb_config(&s).unwrap().rules[0].kind, port);
     }
 
     #[test]
