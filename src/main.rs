@@ -13,9 +13,8 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use plsim_control::scenario::{Allocator, PortRange, ReuseScope};
 use plsim_engine::{DEFAULT_BATCH, Engine};
-use plsim_lab::path::Overrides;
 use plsim_lab::sweep::Values;
-use plsim_lab::workload::WorkloadFlags;
+use plsim_lab::{path, workload};
 
 mod commands;
 mod generate;
@@ -95,7 +94,7 @@ struct RunArgs {
     #[arg(long, value_name = "ENGINE", default_value_t = Engine::Threaded)]
     engine: Engine,
     #[command(flatten)]
-    overrides: Overrides,
+    overrides: path::Overrides,
 }
 
 #[derive(Args)]
@@ -122,7 +121,7 @@ struct SimulateArgs {
     #[arg(long, value_name = "B", default_value_t = 100_000)]
     bytes: u64,
     #[command(flatten)]
-    synthetic: WorkloadFlags,
+    synthetic: workload::Overrides,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -205,7 +204,7 @@ struct SweepArgs {
     #[arg(long)]
     json: bool,
     #[command(flatten)]
-    workload: WorkloadFlags,
+    workload: workload::Overrides,
 }
 
 #[derive(Args)]
@@ -346,5 +345,17 @@ fn reset_sigpipe() {
     // SAFETY: setting a signal's disposition to the default, at startup, before any thread.
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Clap checks its own rules (unique ids and groups, valid relations between flags) only
+    /// when a command is parsed: check every command at once.
+    #[test]
+    fn the_command_line_is_consistent() {
+        super::Cli::command().debug_assert();
     }
 }

@@ -38,8 +38,8 @@ use std::net::Ipv4Addr;
 
 use scenario::{
     Allocator, Arrivals, Close, Distribution, Endpoint, FlowDuration, Frontend, Hashing,
-    LoadBalancer, OnBackendDown, Pool, PortRange, ProviderVnet, ReuseScope, Rule, RuleKind,
-    Selection, Service, Subnet, Timers, Visibility, Vnet, Workload,
+    LoadBalancer, OnBackendDown, Pool, PortRange, Profile, ProviderVnet, ReuseScope, Rule,
+    RuleKind, Selection, Service, Subnet, Timers, Visibility, Vnet,
 };
 
 impl Scenario {
@@ -139,15 +139,15 @@ impl Scenario {
                 traffic: None,
                 workload: None,
             }],
-            workload: Some(Workload {
-                hosts_per_endpoint: 16,
-                arrival: Arrivals::Poisson { per_sec: 100.0 },
+            workload: Some(Profile {
+                hosts: 16,
+                arrivals: Arrivals::Poisson { per_sec: 100.0 },
                 flow_duration: FlowDuration::Exponential { mean_secs: 5.0 },
                 packets_per_flow: 10,
                 bytes_per_flow: 1000,
                 close: Close::Fin,
                 flows: None,
-                duration: Some(60.0),
+                until_secs: Some(60.0),
                 seed: None,
             }),
             timeline: Vec::new(),

@@ -4,8 +4,8 @@
 //! reporting every problem with its place. The settings of a stage are that stage's own types
 //! (the SNAT engine's [`PortRange`], [`Allocator`], [`ReuseScope`], [`Selection`], [`Timers`];
 //! the load balancer's [`RuleKind`], [`Distribution`], [`Hashing`] and [`OnBackendDown`]; the
-//! workload's [`Arrivals`],
-//! [`FlowDuration`], [`Close`]), re-exported here: one definition of each concept.
+//! workload generator's [`Profile`], with its [`Arrivals`], [`FlowDuration`] and [`Close`]),
+//! re-exported here: one definition of each concept.
 
 use std::fmt;
 use std::net::Ipv4Addr;
@@ -15,9 +15,13 @@ use serde::{Deserialize, Serialize, Serializer};
 
 pub use plsim_lb::{Distribution, Hashing, OnBackendDown, RuleKind};
 pub use plsim_snat::{Allocator, PortRange, ReuseScope, Selection, Timers};
-pub use plsim_traffic::workload::{Arrivals, Close, FlowDuration};
+pub use plsim_traffic::workload::{Arrivals, Close, FlowDuration, Profile};
 
 use crate::net::Prefix;
+
+mod load_balancer;
+
+pub use load_balancer::{Frontend, LoadBalancer, Pool, Rule};
 
 /// A whole scenario: the networks, the load balancer, the services, the endpoints, the workload
 /// and the timeline of provider actions. See `docs/scenario.md` for every field.
@@ -43,9 +47,10 @@ pub struct Scenario {
     /// creates later).
     #[serde(default)]
     pub endpoints: Vec<Endpoint>,
-    /// The synthetic workload for `plsim simulate` (optional).
+    /// The synthetic workload of `plsim simulate`, for every endpoint without its own
+    /// (optional).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub workload: Option<Workload>,
+    pub workload: Option<Profile>,
     /// Provider actions and backend events at simulated times.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub timeline: Vec<Event>,
@@ -95,152 +100,11 @@ pub struct Subnet {
     pub prefix: Prefix,
 }
 
-/// The Standard Load Balancer: frontend IPs, backend pools and rules.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LoadBalancer {
-    /// Frontend IP configurations.
-    pub frontends: Vec<Frontend>,
-    /// Backend pools.
-    #[serde(default)]
-    pub pools: Vec<Pool>,
-    /// Load-balancing rules.
-    #[serde(default)]
-    pub rules: Vec<Rule>,
-    /// What happens to a backend's flows when it goes down: `keep` (Azure's: they go on) or
-    /// `reset` (they end at once and their NAT ports are freed).
-    #[serde(default, skip_serializing_if = "is_default")]
-    pub on_backend_down: plsim_lb::OnBackendDown,
-}
-
-/// A frontend IP configuration.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Frontend {
-    /// Its name, unique among frontends.
-    pub name: String,
-    /// Its IP address.
-    pub ip: Ipv4Addr,
-}
-
-/// A backend pool.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Pool {
-    /// Its name, unique among pools.
-    pub name: String,
-    /// The backends' IP addresses, in order.
-    pub backends: Vec<Ipv4Addr>,
-}
-
-/// A load-balancing rule: the load balancer's own [`RuleKind`], [`Distribution`] and
-/// [`Hashing`], on a frontend and a pool named in the file.
-///
-/// In the file, the kind is `ha_ports = true` (every port, kept), or a `frontend_port` and a
-/// `backend_port` (the frontend port when left out); the hashing is `maglev = SIZE`, or plain
-/// without it. A rule with `ha_ports` and a port, or with neither, is malformed: a type error of
-/// the file, reported alone. A zero port or a Maglev size that is no usable prime is a problem
-/// of the scenario ([`Scenario::validate`]).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(try_from = "RuleFile", into = "RuleFile")]
-pub struct Rule {
-    /// Its name, unique among rules.
-    pub name: String,
-    /// The frontend it matches (a name from `load_balancer.frontends`).
-    pub frontend: String,
-    /// The pool it sends to.
-    pub pool: String,
-    /// Which ports it matches and how it maps them.
-    pub kind: RuleKind,
-    /// How a backend is chosen.
-    pub distribution: Distribution,
-    /// How the chosen fields' hash maps onto the pool's healthy backends.
-    pub hashing: Hashing,
-}
-
-/// A rule as the file writes it.
-#[derive(Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RuleFile {
-    name: String,
-    frontend: String,
-    pool: String,
-    #[serde(default, skip_serializing_if = "is_false")]
-    ha_ports: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    frontend_port: Option<u16>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    backend_port: Option<u16>,
-    #[serde(default)]
-    distribution: Distribution,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    maglev: Option<u32>,
-}
-
-impl TryFrom<RuleFile> for Rule {
-    type Error = &'static str;
-    fn try_from(f: RuleFile) -> Result<Rule, &'static str> {
-        let kind = match (f.ha_ports, f.frontend_port, f.backend_port) {
-            (true, Some(_), _) => {
-                return Err("an HA-ports rule matches every port: no frontend_port");
-            }
-            (true, None, Some(_)) => {
-                return Err("an HA-ports rule keeps the port: no backend_port");
-            }
-            (true, None, None) => RuleKind::HaPorts,
-            (false, Some(frontend_port), backend_port) => RuleKind::Port {
-                frontend_port,
-                backend_port: backend_port.unwrap_or(frontend_port),
-            },
-            (false, None, _) => return Err("set a frontend_port, or ha_ports = true"),
-        };
-        Ok(Rule {
-            name: f.name,
-            frontend: f.frontend,
-            pool: f.pool,
-            kind,
-            distribution: f.distribution,
-            hashing: f
-                .maglev
-                .map_or(Hashing::Plain, |table_size| Hashing::Maglev { table_size }),
-        })
-    }
-}
-
-impl From<Rule> for RuleFile {
-    fn from(r: Rule) -> RuleFile {
-        let (ha_ports, frontend_port, backend_port) = match r.kind {
-            RuleKind::HaPorts => (true, None, None),
-            RuleKind::Port {
-                frontend_port,
-                backend_port,
-            } => (
-                false,
-                Some(frontend_port),
-                (backend_port != frontend_port).then_some(backend_port),
-            ),
-        };
-        RuleFile {
-            name: r.name,
-            frontend: r.frontend,
-            pool: r.pool,
-            ha_ports,
-            frontend_port,
-            backend_port,
-            distribution: r.distribution,
-            maglev: match r.hashing {
-                Hashing::Plain => None,
-                Hashing::Maglev { table_size } => Some(table_size),
-            },
-        }
-    }
-}
-
-fn is_false(b: &bool) -> bool {
+pub(crate) fn is_false(b: &bool) -> bool {
     !*b
 }
 
-fn is_default<T: Default + PartialEq>(v: &T) -> bool {
+pub(crate) fn is_default<T: Default + PartialEq>(v: &T) -> bool {
     *v == T::default()
 }
 
@@ -478,7 +342,7 @@ pub struct Endpoint {
     pub traffic: Option<Traffic>,
     /// This endpoint's own synthetic workload (the scenario's `[workload]` otherwise).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub workload: Option<Workload>,
+    pub workload: Option<Profile>,
 }
 
 /// Which packets of a capture belong to an endpoint: every key given must match. Endpoints are
@@ -508,47 +372,6 @@ impl Traffic {
 
 fn default_true() -> bool {
     true
-}
-
-/// The synthetic workload.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Workload {
-    /// Consumer hosts behind each endpoint (distinct addresses of its VNet).
-    #[serde(default = "default_hosts")]
-    pub hosts_per_endpoint: u32,
-    /// Flow arrivals.
-    pub arrival: Arrivals,
-    /// Flow durations.
-    pub flow_duration: FlowDuration,
-    /// Packets per flow, both directions, handshake and close included.
-    #[serde(default = "default_packets")]
-    pub packets_per_flow: u32,
-    /// Payload bytes per flow.
-    #[serde(default = "default_bytes")]
-    pub bytes_per_flow: u64,
-    /// How flows end.
-    #[serde(default)]
-    pub close: Close,
-    /// Stop after this many flows.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub flows: Option<u64>,
-    /// Stop arrivals after this many seconds.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub duration: Option<f64>,
-    /// The workload's own seed; defaults to the scenario's.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub seed: Option<u64>,
-}
-
-fn default_hosts() -> u32 {
-    16
-}
-fn default_packets() -> u32 {
-    10
-}
-fn default_bytes() -> u64 {
-    1000
 }
 
 /// One event of the timeline, at `at` seconds of simulated time.

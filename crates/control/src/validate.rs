@@ -338,20 +338,20 @@ fn check_nat_settings(s: &Scenario, c: &mut Collector) {
     }
 }
 
-fn check_workload(base: &[Seg], w: &crate::scenario::Workload, c: &mut Collector) {
+fn check_workload(base: &[Seg], w: &crate::scenario::Profile, c: &mut Collector) {
     let at = |x: &[&'static str]| {
         let mut p = base.to_vec();
         p.extend(x.iter().map(|&s| k(s)));
         p
     };
     let positive = |v: f64| v.is_finite() && v > 0.0;
-    if w.hosts_per_endpoint == 0 {
+    if w.hosts == 0 {
         c.at(
             &at(&["hosts_per_endpoint"]),
             "at least one host per endpoint",
         );
     }
-    if let Err(e) = w.arrival.validate() {
+    if let Err(e) = w.arrivals.validate() {
         c.at(&at(&["arrival", "rate"]), e.to_string());
     }
     if let Err(e) = w.flow_duration.validate() {
@@ -360,7 +360,7 @@ fn check_workload(base: &[Seg], w: &crate::scenario::Workload, c: &mut Collector
     if w.packets_per_flow == 0 {
         c.at(&at(&["packets_per_flow"]), "at least one packet per flow");
     }
-    match (w.flows, w.duration) {
+    match (w.flows, w.until_secs) {
         (None, None) => c.at(
             base,
             "set `flows`, `duration` or both: when the workload stops",

@@ -22,7 +22,7 @@ use crate::plot::{Line, Panel};
 use crate::run::{self, RunSpec};
 use crate::stop::Stop;
 use crate::summary::Summary;
-use crate::workload::{WorkloadFlags, Workloads, specs};
+use crate::workload::{self, Workloads, specs};
 use crate::{Error, Result};
 
 /// The most points a grid may have.
@@ -208,7 +208,7 @@ pub struct Sweep {
     /// Let mid-stream packets open flows.
     pub pickup: bool,
     /// The workload flags over the scenario's workload.
-    pub workload: WorkloadFlags,
+    pub workload: workload::Overrides,
     /// Stop early when this is requested: no further point starts, and a point cut short is
     /// left out.
     pub stop: Option<Stop>,
@@ -352,7 +352,7 @@ impl Sweep {
                 let mut specs = specs(&scenario, &self.workload)?;
                 if let Some(m) = p.load {
                     for (_, w, _) in &mut specs {
-                        w.arrivals = match w.arrivals {
+                        w.profile.arrivals = match w.profile.arrivals {
                             Arrivals::Constant { per_sec } => Arrivals::Constant {
                                 per_sec: per_sec * m,
                             },

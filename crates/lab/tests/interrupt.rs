@@ -107,7 +107,7 @@ fn a_plan_stopped_before_it_began_knows_nothing() {
 #[test]
 fn a_stopped_sweep_keeps_only_the_points_that_ran_to_their_end() {
     use plsim_lab::sweep::{Grid, Sweep};
-    use plsim_lab::workload::WorkloadFlags;
+    use plsim_lab::workload::Overrides;
     let grid = Grid {
         nat_ips: vec![1, 2, 3],
         ..Grid::default()
@@ -117,9 +117,9 @@ fn a_stopped_sweep_keeps_only_the_points_that_ran_to_their_end() {
         scenario: None,
         reuse: None,
         pickup: false,
-        workload: WorkloadFlags {
+        workload: Overrides {
             flows: Some(200),
-            ..WorkloadFlags::default()
+            ..Overrides::default()
         },
         stop,
     };
