@@ -26,10 +26,9 @@ mod plane;
 pub mod scenario;
 mod validate;
 
-pub use alias::ALIAS_SUFFIX;
 pub use plane::{
     Advance, Connection, ConnectionState, ControlError, ControlPlane, Effect, Link,
-    MAX_REQUEST_MESSAGE, PrivateEndpoint, PrivateLinkService, ProvisioningState, secs_to_time,
+    PrivateEndpoint, PrivateLinkService, ProvisioningState, secs_to_time,
 };
 pub use scenario::Scenario;
 pub use validate::{Problem, Problems};

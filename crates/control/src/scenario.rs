@@ -199,16 +199,6 @@ pub enum NatIpConfig {
     Dynamic,
 }
 
-impl NatIpConfig {
-    /// The static address, if it is one.
-    pub fn ip(&self) -> Option<Ipv4Addr> {
-        match *self {
-            NatIpConfig::Static(ip) => Some(ip),
-            NatIpConfig::Dynamic => None,
-        }
-    }
-}
-
 impl From<Ipv4Addr> for NatIpConfig {
     fn from(ip: Ipv4Addr) -> NatIpConfig {
         NatIpConfig::Static(ip)
