@@ -52,7 +52,7 @@ pub struct Pool {
 /// `backend_port` (the frontend port when left out); the hashing is `maglev = SIZE`, or plain
 /// without it. A rule with `ha_ports` and a port, or with neither, is malformed: a type error of
 /// the file, reported alone. A zero port or a Maglev size that is no usable prime is a problem
-/// of the scenario ([`Scenario::validate`]).
+/// of the scenario ([`Scenario::validate`](super::Scenario::validate)).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(try_from = "RuleFile", into = "RuleFile")]
 pub struct Rule {

@@ -172,7 +172,7 @@ impl FromStr for Arrivals {
     }
 }
 
-/// How long flows last, in seconds: from the SYN to the close (see the [module](self) docs).
+/// How long flows last, in seconds: from the SYN to the close (see the [module](crate::workload) docs).
 /// In a scenario file: `{ kind = "fixed", secs }`, `{ kind = "exponential", mean }`,
 /// `{ kind = "lognormal", mu, sigma }` or `{ kind = "pareto", scale, shape }`.
 #[derive(Clone, Copy, Debug, PartialEq)]
