@@ -13,7 +13,7 @@ use plsim_lab::replay::{PacketSource, PcapTaps};
 use plsim_lab::run::{self, RunSpec};
 use plsim_lab::stop::Stop;
 use plsim_lab::sweep::{Grid, Input, Sweep};
-use plsim_lab::workload::{WorkloadFlags, Workloads, specs};
+use plsim_lab::workload::{self, Workloads, specs};
 use plsim_lab::{Error, Result};
 use plsim_pcap::Reader;
 use serde::Serialize;
@@ -132,10 +132,10 @@ pub fn replay(pcap: &Path, flags: &RunArgs) -> Result<()> {
 }
 
 /// `plsim simulate` with the synthetic workload.
-pub fn simulate(flags: &RunArgs, workload: &WorkloadFlags) -> Result<()> {
+pub fn simulate(flags: &RunArgs, over: &workload::Overrides) -> Result<()> {
     let scenario = load_scenario(flags.scenario.as_deref(), &flags.overrides)?;
-    let specs = specs(&scenario, workload)?;
-    let what = plsim_lab::workload::describe(&specs);
+    let specs = specs(&scenario, over)?;
+    let what = workload::describe(&specs);
     let mut source = Workloads::new(&scenario, specs)?;
     run_and_report(&mut source, &scenario, flags, (&what, "simulated"), |_| {
         (false, None)

@@ -7,7 +7,7 @@ use clap::{Args, ValueEnum};
 use plsim_traffic::captures::{self, Frame};
 
 use plsim_lab::files::{load_scenario, write_capture};
-use plsim_lab::workload::{WorkloadFlags, Workloads, specs};
+use plsim_lab::workload::{self, Workloads, specs};
 use plsim_lab::{Error, Result};
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -42,7 +42,7 @@ pub struct GenerateArgs {
     #[arg(long, value_name = "FILE")]
     out: PathBuf,
     #[command(flatten)]
-    workload: WorkloadFlags,
+    workload: workload::Overrides,
 }
 
 pub fn run(a: GenerateArgs) -> Result<()> {

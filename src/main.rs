@@ -14,8 +14,7 @@ use clap::error::ErrorKind;
 use clap::{Args, CommandFactory, Parser, Subcommand};
 use plsim_control::scenario::{Allocator, PortRange, ReuseScope};
 use plsim_engine::{DEFAULT_BATCH, Engine};
-use plsim_lab::path::Overrides;
-use plsim_lab::workload::WorkloadFlags;
+use plsim_lab::{path, workload};
 use values::{MAX_POINTS, Values};
 
 mod commands;
@@ -97,7 +96,7 @@ struct RunArgs {
     #[arg(long, value_name = "ENGINE", default_value_t = Engine::Threaded)]
     engine: Engine,
     #[command(flatten)]
-    overrides: Overrides,
+    overrides: path::Overrides,
 }
 
 #[derive(Args)]
@@ -124,7 +123,7 @@ struct SimulateArgs {
     #[arg(long, value_name = "B", default_value_t = 100_000)]
     bytes: u64,
     #[command(flatten)]
-    synthetic: WorkloadFlags,
+    synthetic: workload::Overrides,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -208,7 +207,7 @@ struct SweepArgs {
     #[arg(long)]
     json: bool,
     #[command(flatten)]
-    workload: WorkloadFlags,
+    workload: workload::Overrides,
 }
 
 #[derive(Args)]
@@ -398,5 +397,17 @@ fn reset_sigpipe() {
     // SAFETY: setting a signal's disposition to the default, at startup, before any thread.
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Clap checks its own rules (unique ids and groups, valid relations between flags) only
+    /// when a command is parsed: check every command at once.
+    #[test]
+    fn the_command_line_is_consistent() {
+        super::Cli::command().debug_assert();
     }
 }

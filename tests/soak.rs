@@ -10,7 +10,7 @@ use plsim_control::Scenario;
 use plsim_control::scenario::PortRange;
 use plsim_engine::NoTaps;
 use plsim_lab::run::{self, RunSpec};
-use plsim_lab::workload::{WorkloadFlags, Workloads, specs};
+use plsim_lab::workload::{Overrides, Workloads, specs};
 use plsim_traffic::workload::{Arrivals, FlowDuration};
 
 #[test]
@@ -21,18 +21,18 @@ fn ports_in_use_and_held_are_the_live_records_at_every_sample() {
     s.services[0].ports = PortRange::new(1024, 1323);
     for e in &mut s.endpoints {
         let w = e.workload.as_mut().expect("each endpoint has its workload");
-        w.arrival = match w.arrival {
+        w.arrivals = match w.arrivals {
             Arrivals::Poisson { per_sec } => Arrivals::Poisson {
                 per_sec: per_sec / 100.0,
             },
             other => panic!("{other:?}"),
         };
         w.flow_duration = FlowDuration::Exponential { mean_secs: 20.0 };
-        w.hosts_per_endpoint = 64;
-        w.duration = Some(600.0);
+        w.hosts = 64;
+        w.until_secs = Some(600.0);
     }
     s.validate().unwrap();
-    let mut source = Workloads::new(&s, specs(&s, &WorkloadFlags::default()).unwrap()).unwrap();
+    let mut source = Workloads::new(&s, specs(&s, &Overrides::default()).unwrap()).unwrap();
     let spec = RunSpec {
         sample_every: Some(Duration::from_secs(1)),
         ..RunSpec::new(&s)

@@ -3,7 +3,7 @@
 use rand::RngCore;
 
 /// The fixed end of every alias.
-pub const ALIAS_SUFFIX: &str = "azure.privatelinkservice";
+pub(crate) const ALIAS_SUFFIX: &str = "azure.privatelinkservice";
 
 /// A random (version 4, RFC 9562 variant) GUID in its 8-4-4-4-12 lowercase hex form, drawn from
 /// `rng` (the control plane's ChaCha stream, seeded by the scenario, so runs are reproducible).

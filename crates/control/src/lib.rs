@@ -26,10 +26,9 @@ mod plane;
 pub mod scenario;
 mod validate;
 
-pub use alias::ALIAS_SUFFIX;
 pub use plane::{
     Advance, Connection, ConnectionState, ControlError, ControlPlane, Effect, Link,
-    MAX_REQUEST_MESSAGE, PrivateEndpoint, PrivateLinkService, ProvisioningState, secs_to_time,
+    PrivateEndpoint, PrivateLinkService, ProvisioningState, secs_to_time,
 };
 pub use scenario::Scenario;
 pub use validate::{Problem, Problems};
@@ -37,9 +36,9 @@ pub use validate::{Problem, Problems};
 use std::net::Ipv4Addr;
 
 use scenario::{
-    Allocator, Arrivals, Close, Distribution, Endpoint, FlowDuration, Frontend, LoadBalancer,
-    OnBackendDown, Pool, PortRange, ProviderVnet, ReuseScope, Rule, Selection, Service, Subnet,
-    Timers, Visibility, Vnet, Workload,
+    Allocator, Arrivals, Close, Distribution, Endpoint, FlowDuration, Frontend, Hashing,
+    LoadBalancer, OnBackendDown, Pool, PortRange, Profile, ProviderVnet, ReuseScope, Rule,
+    RuleKind, Selection, Service, Subnet, Timers, Visibility, Vnet,
 };
 
 impl Scenario {
@@ -119,11 +118,9 @@ impl Scenario {
                     name: "ha".to_owned(),
                     frontend: "fe-app".to_owned(),
                     pool: "app-pool".to_owned(),
-                    ha_ports: true,
-                    frontend_port: None,
-                    backend_port: None,
+                    kind: RuleKind::HaPorts,
                     distribution: Distribution::FiveTuple,
-                    maglev: None,
+                    hashing: Hashing::Plain,
                 }],
                 on_backend_down: OnBackendDown::Keep,
             },
@@ -141,15 +138,15 @@ impl Scenario {
                 traffic: None,
                 workload: None,
             }],
-            workload: Some(Workload {
-                hosts_per_endpoint: 16,
-                arrival: Arrivals::Poisson { per_sec: 100.0 },
+            workload: Some(Profile {
+                hosts: 16,
+                arrivals: Arrivals::Poisson { per_sec: 100.0 },
                 flow_duration: FlowDuration::Exponential { mean_secs: 5.0 },
                 packets_per_flow: 10,
                 bytes_per_flow: 1000,
                 close: Close::Fin,
                 flows: None,
-                duration: Some(60.0),
+                until_secs: Some(60.0),
                 seed: None,
             }),
             timeline: Vec::new(),

@@ -27,14 +27,6 @@ pub enum PrefixError {
 }
 
 impl Prefix {
-    /// The prefix `network/len`; `None` if `len > 32` or host bits are set.
-    pub fn new(network: Ipv4Addr, len: u8) -> Option<Prefix> {
-        if len > 32 || u32::from(network) & !mask(len) != 0 {
-            return None;
-        }
-        Some(Prefix { network, len })
-    }
-
     /// The network address.
     pub fn network(&self) -> Ipv4Addr {
         self.network

@@ -3,8 +3,9 @@
 //! Every table refuses unknown keys. [`Scenario::from_toml_str`] parses and then validates,
 //! reporting every problem with its place. The settings of a stage are that stage's own types
 //! (the SNAT engine's [`PortRange`], [`Allocator`], [`ReuseScope`], [`Selection`], [`Timers`];
-//! the load balancer's [`Distribution`] and [`OnBackendDown`]; the workload's [`Arrivals`],
-//! [`FlowDuration`], [`Close`]), re-exported here: one definition of each concept.
+//! the load balancer's [`RuleKind`], [`Distribution`], [`Hashing`] and [`OnBackendDown`]; the
+//! workload generator's [`Profile`], with its [`Arrivals`], [`FlowDuration`] and [`Close`]),
+//! re-exported here: one definition of each concept.
 
 use std::fmt;
 use std::net::Ipv4Addr;
@@ -12,11 +13,15 @@ use std::net::Ipv4Addr;
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
 
-pub use plsim_lb::{Distribution, OnBackendDown};
+pub use plsim_lb::{Distribution, Hashing, OnBackendDown, RuleKind};
 pub use plsim_snat::{Allocator, PortRange, ReuseScope, Selection, Timers};
-pub use plsim_traffic::workload::{Arrivals, Close, FlowDuration};
+pub use plsim_traffic::workload::{Arrivals, Close, FlowDuration, Profile};
 
 use crate::net::Prefix;
+
+mod load_balancer;
+
+pub use load_balancer::{Frontend, LoadBalancer, Pool, Rule};
 
 /// A whole scenario: the networks, the load balancer, the services, the endpoints, the workload
 /// and the timeline of provider actions. See `docs/scenario.md` for every field.
@@ -42,9 +47,10 @@ pub struct Scenario {
     /// creates later).
     #[serde(default)]
     pub endpoints: Vec<Endpoint>,
-    /// The synthetic workload for `plsim simulate` (optional).
+    /// The synthetic workload of `plsim simulate`, for every endpoint without its own
+    /// (optional).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub workload: Option<Workload>,
+    pub workload: Option<Profile>,
     /// Provider actions and backend events at simulated times.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub timeline: Vec<Event>,
@@ -94,76 +100,11 @@ pub struct Subnet {
     pub prefix: Prefix,
 }
 
-/// The Standard Load Balancer: frontend IPs, backend pools and rules.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LoadBalancer {
-    /// Frontend IP configurations.
-    pub frontends: Vec<Frontend>,
-    /// Backend pools.
-    #[serde(default)]
-    pub pools: Vec<Pool>,
-    /// Load-balancing rules.
-    #[serde(default)]
-    pub rules: Vec<Rule>,
-    /// What happens to a backend's flows when it goes down: `keep` (Azure's: they go on) or
-    /// `reset` (they end at once and their NAT ports are freed).
-    #[serde(default, skip_serializing_if = "is_default")]
-    pub on_backend_down: plsim_lb::OnBackendDown,
-}
-
-/// A frontend IP configuration.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Frontend {
-    /// Its name, unique among frontends.
-    pub name: String,
-    /// Its IP address.
-    pub ip: Ipv4Addr,
-}
-
-/// A backend pool.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Pool {
-    /// Its name, unique among pools.
-    pub name: String,
-    /// The backends' IP addresses, in order.
-    pub backends: Vec<Ipv4Addr>,
-}
-
-/// A load-balancing rule: an HA-ports rule (every port, kept) or one frontend port.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Rule {
-    /// Its name, unique among rules.
-    pub name: String,
-    /// The frontend it matches (a name from `load_balancer.frontends`).
-    pub frontend: String,
-    /// The pool it sends to.
-    pub pool: String,
-    /// Match every port and keep it (exclusive with `frontend_port`).
-    #[serde(default, skip_serializing_if = "is_false")]
-    pub ha_ports: bool,
-    /// The frontend port matched (when not `ha_ports`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub frontend_port: Option<u16>,
-    /// The backend port; defaults to `frontend_port`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub backend_port: Option<u16>,
-    /// How a backend is chosen.
-    #[serde(default)]
-    pub distribution: plsim_lb::Distribution,
-    /// Use a Maglev table of this many slots (a prime) instead of a plain hash.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub maglev: Option<u32>,
-}
-
-fn is_false(b: &bool) -> bool {
+pub(crate) fn is_false(b: &bool) -> bool {
     !*b
 }
 
-fn is_default<T: Default + PartialEq>(v: &T) -> bool {
+pub(crate) fn is_default<T: Default + PartialEq>(v: &T) -> bool {
     *v == T::default()
 }
 
@@ -256,16 +197,6 @@ pub enum NatIpConfig {
     Static(Ipv4Addr),
     /// The lowest free address of the NAT subnet.
     Dynamic,
-}
-
-impl NatIpConfig {
-    /// The static address, if it is one.
-    pub fn ip(&self) -> Option<Ipv4Addr> {
-        match *self {
-            NatIpConfig::Static(ip) => Some(ip),
-            NatIpConfig::Dynamic => None,
-        }
-    }
 }
 
 impl From<Ipv4Addr> for NatIpConfig {
@@ -401,7 +332,7 @@ pub struct Endpoint {
     pub traffic: Option<Traffic>,
     /// This endpoint's own synthetic workload (the scenario's `[workload]` otherwise).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub workload: Option<Workload>,
+    pub workload: Option<Profile>,
 }
 
 /// Which packets of a capture belong to an endpoint: every key given must match. Endpoints are
@@ -431,47 +362,6 @@ impl Traffic {
 
 fn default_true() -> bool {
     true
-}
-
-/// The synthetic workload.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Workload {
-    /// Consumer hosts behind each endpoint (distinct addresses of its VNet).
-    #[serde(default = "default_hosts")]
-    pub hosts_per_endpoint: u32,
-    /// Flow arrivals.
-    pub arrival: Arrivals,
-    /// Flow durations.
-    pub flow_duration: FlowDuration,
-    /// Packets per flow, both directions, handshake and close included.
-    #[serde(default = "default_packets")]
-    pub packets_per_flow: u32,
-    /// Payload bytes per flow.
-    #[serde(default = "default_bytes")]
-    pub bytes_per_flow: u64,
-    /// How flows end.
-    #[serde(default)]
-    pub close: Close,
-    /// Stop after this many flows.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub flows: Option<u64>,
-    /// Stop arrivals after this many seconds.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub duration: Option<f64>,
-    /// The workload's own seed; defaults to the scenario's.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub seed: Option<u64>,
-}
-
-fn default_hosts() -> u32 {
-    16
-}
-fn default_packets() -> u32 {
-    10
-}
-fn default_bytes() -> u64 {
-    1000
 }
 
 /// One event of the timeline, at `at` seconds of simulated time.

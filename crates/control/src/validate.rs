@@ -8,7 +8,7 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
 use crate::plane::{ControlError, ControlPlane, Path, Seg};
-use crate::scenario::{Event, Scenario};
+use crate::scenario::{Event, Hashing, RuleKind, Scenario};
 
 /// One problem of a scenario: where, and what.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -274,34 +274,35 @@ fn check_load_balancer(s: &Scenario, c: &mut Collector) {
         if !lb.pools.iter().any(|p| p.name == r.pool) {
             c.at(&at("pool"), format!("no pool `{}`", r.pool));
         }
-        match (r.ha_ports, r.frontend_port) {
-            (true, Some(_)) => c.at(
-                &at("frontend_port"),
-                "an HA-ports rule matches every port: no frontend_port",
-            ),
-            (true, None) if r.backend_port.is_some() => c.at(
-                &at("backend_port"),
-                "an HA-ports rule keeps the port: no backend_port",
-            ),
-            (false, None) => c.at(
-                &at("frontend_port"),
-                "set a frontend_port, or ha_ports = true",
-            ),
-            (false, Some(0)) => c.at(&at("frontend_port"), "port 0 is not a port"),
-            _ => {}
-        }
-        if r.backend_port == Some(0) {
-            c.at(&at("backend_port"), "port 0 is not a port");
+        if let RuleKind::Port {
+            frontend_port,
+            backend_port,
+        } = r.kind
+        {
+            if frontend_port == 0 {
+                c.at(&at("frontend_port"), "port 0 is not a port");
+            } else if backend_port == 0 {
+                c.at(&at("backend_port"), "port 0 is not a port");
+            }
         }
         let clash = lb.rules[..i].iter().find(|o| {
             o.frontend == r.frontend
-                && (o.ha_ports || r.ha_ports || o.frontend_port == r.frontend_port)
+                && match (o.kind, r.kind) {
+                    (
+                        RuleKind::Port {
+                            frontend_port: a, ..
+                        },
+                        RuleKind::Port {
+                            frontend_port: b, ..
+                        },
+                    ) => a == b,
+                    _ => true, // an HA-ports rule matches every port
+                }
         });
         if let Some(o) = clash {
-            let field = if r.ha_ports {
-                "ha_ports"
-            } else {
-                "frontend_port"
+            let field = match r.kind {
+                RuleKind::HaPorts => "ha_ports",
+                RuleKind::Port { .. } => "frontend_port",
             };
             c.at(
                 &at(field),
@@ -311,8 +312,8 @@ fn check_load_balancer(s: &Scenario, c: &mut Collector) {
                 ),
             );
         }
-        if let Some(m) = r.maglev
-            && let Err(e) = plsim_lb::Hashing::maglev(m)
+        if let Hashing::Maglev { table_size } = r.hashing
+            && let Err(e) = Hashing::maglev(table_size)
         {
             c.at(&at("maglev"), e.to_string());
         }
@@ -337,20 +338,20 @@ fn check_nat_settings(s: &Scenario, c: &mut Collector) {
     }
 }
 
-fn check_workload(base: &[Seg], w: &crate::scenario::Workload, c: &mut Collector) {
+fn check_workload(base: &[Seg], w: &crate::scenario::Profile, c: &mut Collector) {
     let at = |x: &[&'static str]| {
         let mut p = base.to_vec();
         p.extend(x.iter().map(|&s| k(s)));
         p
     };
     let positive = |v: f64| v.is_finite() && v > 0.0;
-    if w.hosts_per_endpoint == 0 {
+    if w.hosts == 0 {
         c.at(
             &at(&["hosts_per_endpoint"]),
             "at least one host per endpoint",
         );
     }
-    if let Err(e) = w.arrival.validate() {
+    if let Err(e) = w.arrivals.validate() {
         c.at(&at(&["arrival", "rate"]), e.to_string());
     }
     if let Err(e) = w.flow_duration.validate() {
@@ -359,7 +360,7 @@ fn check_workload(base: &[Seg], w: &crate::scenario::Workload, c: &mut Collector
     if w.packets_per_flow == 0 {
         c.at(&at(&["packets_per_flow"]), "at least one packet per flow");
     }
-    match (w.flows, w.duration) {
+    match (w.flows, w.until_secs) {
         (None, None) => c.at(
             base,
             "set `flows`, `duration` or both: when the workload stops",

@@ -1,6 +1,6 @@
 //! Scenario files: the built-in one, round trips, and problems with their places.
 
-use plsim_control::scenario::{Allocator, Event, FlowDuration};
+use plsim_control::scenario::{Allocator, Event, FlowDuration, Hashing, RuleKind};
 use plsim_control::{Problem, Scenario};
 
 fn problems(text: &str) -> Vec<Problem> {
@@ -19,7 +19,7 @@ fn builtin_round_trips_and_validates() {
     assert_eq!(Scenario::from_toml_str(&text), Ok(s.clone()));
     assert_eq!(s.services[0].nat_ips.len(), 8);
     assert_eq!(s.load_balancer.pools[0].backends.len(), 4);
-    assert!(s.load_balancer.rules[0].ha_ports);
+    assert_eq!(s.load_balancer.rules[0].kind, RuleKind::HaPorts);
 }
 
 #[test]
@@ -90,7 +90,7 @@ fn every_problem_is_reported_not_just_the_first() {
     s.services[0].allocator = Allocator::Block(65_000);
     s.services[0].timers.idle = std::time::Duration::from_secs(3);
     s.endpoints[0].private_ip = Some("10.0.0.255".parse().unwrap());
-    s.load_balancer.rules[0].maglev = Some(65536);
+    s.load_balancer.rules[0].hashing = Hashing::Maglev { table_size: 65536 };
     s.workload.as_mut().unwrap().flow_duration = FlowDuration::Exponential { mean_secs: 0.0 };
     s.timeline.push(Event::BackendDown {
         at: 5.0,
@@ -211,14 +211,20 @@ fn load_balancer_rules_are_checked() {
     let mut s = Scenario::builtin();
     let mut r = s.load_balancer.rules[0].clone();
     r.name = "web".into();
-    r.ha_ports = false;
-    r.frontend_port = Some(443);
+    r.kind = RuleKind::Port {
+        frontend_port: 443,
+        backend_port: 443,
+    };
     r.pool = "nope".into();
     s.load_balancer.rules.push(r);
-    let mut both = s.load_balancer.rules[0].clone();
-    both.name = "both".into();
-    both.frontend_port = Some(80);
-    s.load_balancer.rules.push(both);
+    let mut zero = s.load_balancer.rules[0].clone();
+    zero.name = "zero".into();
+    zero.frontend = "fe-x".into();
+    zero.kind = RuleKind::Port {
+        frontend_port: 80,
+        backend_port: 0,
+    };
+    s.load_balancer.rules.push(zero);
     let p = s.validate().unwrap_err().0;
     let got: Vec<(&str, &str)> = p
         .iter()
@@ -232,15 +238,85 @@ fn load_balancer_rules_are_checked() {
                 "load_balancer.rules[1].frontend_port",
                 "rule `ha` already matches these ports of frontend `fe-app`"
             ),
+            ("load_balancer.rules[2].frontend", "no frontend `fe-x`"),
             (
-                "load_balancer.rules[2].frontend_port",
-                "an HA-ports rule matches every port: no frontend_port"
-            ),
-            (
-                "load_balancer.rules[2].ha_ports",
-                "rule `ha` already matches these ports of frontend `fe-app`"
+                "load_balancer.rules[2].backend_port",
+                "port 0 is not a port"
             ),
         ]
+    );
+}
+
+#[test]
+fn a_rule_is_ha_ports_or_a_port_in_the_file() {
+    let text = builtin_text();
+    let rule = |keys: &str| text.replace("ha_ports = true\n", keys);
+    let header = text
+        .lines()
+        .position(|l| l == "[[load_balancer.rules]]")
+        .unwrap()
+        + 1;
+    // A port rule's backend port is its frontend port unless given, and writes back the same.
+    let s = Scenario::from_toml_str(&rule("frontend_port = 443\n")).unwrap();
+    let port = |frontend_port, backend_port| RuleKind::Port {
+        frontend_port,
+        backend_port,
+    };
+    assert_eq!(s.load_balancer.rules[0].kind, port(443, 443));
+    assert_eq!(s.to_toml(), rule("frontend_port = 443\n"));
+    let two = rule("frontend_port = 443\nbackend_port = 8443\n");
+    let s = Scenario::from_toml_str(&two).unwrap();
+    assert_eq!(s.load_balancer.rules[0].kind, port(443, 8443));
+    assert_eq!(s.to_toml(), two);
+    // Maglev hashing is its table size.
+    let maglev = text.replace(
+        "distribution = \"five-tuple\"\n",
+        "distribution = \"five-tuple\"\nmaglev = 65537\n",
+    );
+    let s = Scenario::from_toml_str(&maglev).unwrap();
+    assert_eq!(s.load_balancer.rules[0].hashing, Hashing::MAGLEV);
+    assert_eq!(s.to_toml(), maglev);
+    // A malformed rule is a type error of the file: alone, at the rule.
+    for (keys, message) in [
+        (
+            "ha_ports = true\nfrontend_port = 80\n",
+            "an HA-ports rule matches every port: no frontend_port",
+        ),
+        (
+            "ha_ports = true\nbackend_port = 80\n",
+            "an HA-ports rule keeps the port: no backend_port",
+        ),
+        ("", "set a frontend_port, or ha_ports = true"),
+        (
+            "backend_port = 80\n",
+            "set a frontend_port, or ha_ports = true",
+        ),
+    ] {
+        let bad = rule(keys).replace(r#""10.10.1.11"]"#, r#""10.10.1.11", "10.10.1.12"]"#);
+        assert_eq!(
+            problems(&bad),
+            vec![Problem {
+                path: "load_balancer.rules[0]".into(),
+                line: Some(header),
+                message: message.into(),
+            }],
+            "{keys}"
+        );
+    }
+    // A zero port is a problem of the scenario, with the others, at its line.
+    let zero = rule("frontend_port = 0\n");
+    let line = zero
+        .lines()
+        .position(|l| l.starts_with("frontend_port"))
+        .unwrap()
+        + 1;
+    assert_eq!(
+        problems(&zero),
+        vec![Problem {
+            path: "load_balancer.rules[0].frontend_port".into(),
+            line: Some(line),
+            message: "port 0 is not a port".into(),
+        }]
     );
 }
 

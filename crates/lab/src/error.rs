@@ -27,6 +27,25 @@ pub enum Error {
         /// How full it lets a backend's ports get, in percent.
         fill_percent: u32,
     },
+    /// `--nat-ips N` with N outside 1 to 8 (exit 2).
+    #[error(
+        "--nat-ips {asked}: a service has 1 to {} NAT IPs",
+        plsim_snat::MAX_NAT_IPS
+    )]
+    NatIpCount {
+        /// The count asked for.
+        asked: u8,
+    },
+    /// `--nat-ips N` with more NAT IPs than a service of the scenario has (exit 2).
+    #[error("--nat-ips {asked}: service `{service}` has only {has} NAT IPs")]
+    TooFewNatIps {
+        /// The count asked for.
+        asked: u8,
+        /// The service.
+        service: String,
+        /// How many it has.
+        has: usize,
+    },
     /// A workload setting from the flags that can't be used (exit 2).
     #[error(transparent)]
     Workload(#[from] plsim_traffic::workload::SpecError),
@@ -58,6 +77,9 @@ pub enum Error {
     /// The SNAT engine refused its configuration (exit 1).
     #[error(transparent)]
     Snat(#[from] plsim_snat::ConfigError),
+    /// The endpoint stage refused the scenario's endpoints (exit 1).
+    #[error(transparent)]
+    Endpoint(#[from] plsim_endpoint::EndpointError),
     /// The load balancer refused its configuration (exit 1).
     #[error(transparent)]
     Lb(#[from] plsim_lb::ConfigError),
@@ -98,7 +120,9 @@ impl Error {
             Error::Usage(_)
             | Error::Workload(_)
             | Error::BenchTooManyFlows { .. }
-            | Error::NoSuchPoint { .. } => 2,
+            | Error::NoSuchPoint { .. }
+            | Error::NatIpCount { .. }
+            | Error::TooFewNatIps { .. } => 2,
             Error::Interrupted(_) => 130,
             _ => 1,
         }

@@ -34,64 +34,27 @@ pub mod sweep;
 pub mod tcp;
 pub mod workload;
 
-use std::net::Ipv4Addr;
-
 pub use error::{Error, Result};
+pub use plsim_control::Effect;
 pub use plsim_engine::{Batch, Dir, Engine, Meta, Options, RunStats};
-use plsim_wire::LinkId;
 
-/// A control-plane change, applied to every stage at one simulated instant, after everything
-/// before it has left the engine.
+/// A change applied to every stage at one simulated instant, after everything before it has
+/// left the engine.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Event {
-    /// A connection became Approved: its endpoint passes packets from now on.
-    LinkApproved {
-        /// The connection.
-        link: LinkId,
-        /// The consumer VNet of its private endpoint.
-        vnet: u32,
-        /// The private endpoint's address.
-        endpoint: Ipv4Addr,
-        /// The service's load balancer frontend.
-        frontend: Ipv4Addr,
-        /// The service's index.
-        service: usize,
-    },
-    /// A connection was requested and waits for approval: its endpoint exists, passes nothing.
-    LinkPending {
-        /// The connection.
-        link: LinkId,
-        /// The consumer VNet of its private endpoint.
-        vnet: u32,
-        /// The private endpoint's address.
-        endpoint: Ipv4Addr,
-        /// The service's load balancer frontend.
-        frontend: Ipv4Addr,
-    },
-    /// A connection left Approved (rejected, removed): its packets stop and its flows go.
-    LinkClosed {
-        /// The connection.
-        link: LinkId,
-        /// The service's index.
-        service: usize,
-    },
-    /// The endpoint of a connection was deleted: its address is free again.
-    LinkDeleted(LinkId),
-    /// A backend stopped answering its health probe.
-    BackendDown(Ipv4Addr),
-    /// A backend answers its health probe again.
-    BackendUp(Ipv4Addr),
+    /// A change of the control plane, as it made it (a connection approved, pending, closed or
+    /// deleted; a backend down or up; a NAT IP added).
+    Control(Effect),
     /// The load balancer removed these flows at once (their backend went down under
     /// `on_backend_down = reset`): the SNAT stage frees their ports. The load balancer makes
     /// this event itself, for the stages after it.
     FlowsReset(Vec<plsim_lb::ClosedFlow>),
-    /// A NAT IP configuration was added to a service.
-    NatIpAdded {
-        /// The service's index.
-        service: usize,
-        /// The new NAT IP.
-        ip: Ipv4Addr,
-    },
+}
+
+impl From<Effect> for Event {
+    fn from(effect: Effect) -> Event {
+        Event::Control(effect)
+    }
 }
 
 /// The core of a path built from a scenario: the load balancer, then the SNAT engines.

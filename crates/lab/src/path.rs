@@ -5,13 +5,13 @@ use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use plsim_control::scenario::Scenario;
-use plsim_control::{ConnectionState, ControlPlane, Effect};
-use plsim_endpoint::{Endpoint, EndpointTable, VnetId};
-use plsim_lb::{Hashing, Lb, LbConfig, Rule};
+use plsim_control::{ConnectionState, ControlPlane};
+use plsim_endpoint::EndpointTable;
+use plsim_lb::{Lb, LbConfig, Rule};
 use plsim_snat::{Allocator, PortRange, ReuseScope, Snat, SnatConfig};
 use plsim_wire::SimTime;
 
-use crate::stages::{EndpointStage, LbStage, SnatStage};
+use crate::stages::{EndpointStage, LbStage, SnatStage, endpoint_of};
 use crate::{Error, Event, Result};
 
 /// Overrides of a scenario's NAT settings, from the command line. They apply to every service.
@@ -42,23 +42,20 @@ pub struct Overrides {
 
 impl Overrides {
     /// Applies the overrides to a scenario (before it is checked and built). A count of NAT
-    /// IPs the scenario does not have is a usage error.
+    /// IPs the scenario does not have is an error.
     pub fn apply(&self, scenario: &mut Scenario) -> Result<()> {
         for s in &mut scenario.services {
-            if let Some(n) = self.nat_ips {
-                let n = usize::from(n);
+            if let Some(asked) = self.nat_ips {
+                let n = usize::from(asked);
                 if n == 0 || n > plsim_snat::MAX_NAT_IPS {
-                    return Err(Error::Usage(format!(
-                        "--nat-ips {n}: a service has 1 to {} NAT IPs",
-                        plsim_snat::MAX_NAT_IPS
-                    )));
+                    return Err(Error::NatIpCount { asked });
                 }
                 if n > s.nat_ips.len() {
-                    return Err(Error::Usage(format!(
-                        "--nat-ips {n}: service `{}` has only {} NAT IPs",
-                        s.name,
-                        s.nat_ips.len()
-                    )));
+                    return Err(Error::TooFewNatIps {
+                        asked,
+                        service: s.name.clone(),
+                        has: s.nat_ips.len(),
+                    });
                 }
                 s.nat_ips.truncate(n);
             }
@@ -129,29 +126,6 @@ pub struct ConnectionInfo {
     pub state: String,
 }
 
-fn event_of(e: Effect) -> Option<Event> {
-    Some(match e {
-        Effect::LinkApproved(l) => Event::LinkApproved {
-            link: l.id,
-            vnet: l.vnet,
-            endpoint: l.private_ip,
-            frontend: l.frontend,
-            service: l.service,
-        },
-        Effect::LinkPending(l) => Event::LinkPending {
-            link: l.id,
-            vnet: l.vnet,
-            endpoint: l.private_ip,
-            frontend: l.frontend,
-        },
-        Effect::LinkClosed { link, service, .. } => Event::LinkClosed { link, service },
-        Effect::LinkDeleted(link) => Event::LinkDeleted(link),
-        Effect::BackendDown(ip) => Event::BackendDown(ip),
-        Effect::BackendUp(ip) => Event::BackendUp(ip),
-        Effect::NatIpAdded { service, ip } => Event::NatIpAdded { service, ip },
-    })
-}
-
 /// The backends a service's NAT IPs serve: every backend of the pools its frontend's rules
 /// send to.
 pub fn service_backends(scenario: &Scenario, frontend: &str) -> u64 {
@@ -212,12 +186,12 @@ pub fn lb_config(scenario: &Scenario) -> Result<LbConfig> {
             .iter()
             .map(|p| plsim_lb::Pool::new(p.name.clone(), p.backends.iter().copied()))
             .collect(),
-        rules: Vec::new(),
+        rules: Vec::with_capacity(lbs.rules.len()),
         idle_timeout: idle,
         on_backend_down: lbs.on_backend_down,
     };
     for r in &lbs.rules {
-        let f = lbs
+        let frontend = lbs
             .frontends
             .iter()
             .find(|f| f.name == r.frontend)
@@ -225,15 +199,13 @@ pub fn lb_config(scenario: &Scenario) -> Result<LbConfig> {
             .ok_or_else(|| {
                 Error::Input(format!("rule `{}`: no frontend `{}`", r.name, r.frontend))
             })?;
-        let mut rule = match (r.ha_ports, r.frontend_port) {
-            (true, _) | (false, None) => Rule::ha_ports(f, r.pool.clone()),
-            (false, Some(fp)) => Rule::port(f, fp, r.backend_port.unwrap_or(fp), r.pool.clone()),
-        };
-        rule.distribution = r.distribution;
-        if let Some(size) = r.maglev {
-            rule.hashing = Hashing::maglev(size)?;
-        }
-        cfg.rules.push(rule);
+        cfg.rules.push(Rule {
+            frontend,
+            kind: r.kind,
+            pool: r.pool.clone(),
+            distribution: r.distribution,
+            hashing: r.hashing,
+        });
     }
     Ok(cfg)
 }
@@ -246,14 +218,7 @@ impl Path {
 
         let mut table = EndpointTable::new();
         for l in &links {
-            let ep = Endpoint {
-                link: l.id,
-                vnet: VnetId(l.vnet),
-                address: l.private_ip,
-                frontend: l.frontend,
-                approved: l.state == ConnectionState::Approved,
-            };
-            table.insert(ep).map_err(|e| Error::Input(e.to_string()))?;
+            table.insert(endpoint_of(l, l.state == ConnectionState::Approved))?;
         }
         let engines = snat_configs(scenario, &plane, pickup)
             .into_iter()
@@ -269,7 +234,7 @@ impl Path {
             .advance(SimTime::MAX)
             .effects
             .into_iter()
-            .filter_map(|(t, e)| Some((t, event_of(e)?)))
+            .map(|(t, e)| (t, Event::Control(e)))
             .collect();
         let created = |name: &str| {
             scenario
@@ -361,7 +326,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use plsim_control::scenario::{OnBackendDown, Selection};
+    use plsim_control::scenario::{Hashing, OnBackendDown, Selection};
 
     #[test]
     fn the_builtin_scenario_maps_onto_the_stages() {
@@ -423,7 +388,7 @@ mod tests {
         s.services[0].timers.fin_hold = Duration::from_secs(900);
         s.services[0].rst_on_exhaustion = true;
         s.load_balancer.on_backend_down = OnBackendDown::Reset;
-        s.load_balancer.rules[0].maglev = Some(65_537);
+        s.load_balancer.rules[0].hashing = Hashing::Maglev { table_size: 65_537 };
         s.load_balancer.rules[0].distribution = plsim_lb::Distribution::SourceIp;
         let lb = lb_config(&s).unwrap();
         assert_eq!(lb.idle_timeout, Duration::from_secs(900));
@@ -432,17 +397,13 @@ mod tests {
         assert_eq!(lb.rules[0].distribution, plsim_lb::Distribution::SourceIp);
         let plane = ControlPlane::new(&s).unwrap();
         assert!(snat_configs(&s, &plane, false)[0].rst_on_exhaustion);
-        // A port rule keeps its backend port, or the frontend port by default.
-        s.load_balancer.rules[0].ha_ports = false;
-        s.load_balancer.rules[0].frontend_port = Some(443);
-        let r = &lb_config(&s).unwrap().rules[0];
-        assert_eq!(
-            r.kind,
-            plsim_lb::RuleKind::Port {
-                frontend_port: 443,
-                backend_port: 443
-            }
-        );
+        // A port rule keeps its ports.
+        let port = plsim_lb::RuleKind::Port {
+            frontend_port: 443,
+            backend_port: 8443,
+        };
+        s.load_balancer.rules[0].kind = port;
+        assert_eq!(lb_config(&s).unwrap().rules[0].kind, port);
     }
 
     #[test]

@@ -5,7 +5,7 @@
 use std::net::Ipv4Addr;
 
 use plsim_control::net::Prefix;
-use plsim_control::scenario::{Event, Traffic, Visibility};
+use plsim_control::scenario::{Event, Hashing, RuleKind, Traffic, Visibility};
 use plsim_control::{ControlPlane, Effect, PrivateEndpoint, Scenario, secs_to_time};
 use plsim_wire::SimTime;
 use serde::Serialize;
@@ -242,16 +242,22 @@ pub fn show(scenario: &Scenario) -> Result<Show> {
                 .iter()
                 .map(|r| RuleView {
                     name: r.name.clone(),
-                    ports: match (r.ha_ports, r.frontend_port) {
-                        (true, _) | (false, None) => "all".to_owned(),
-                        (false, Some(fp)) => format!("{fp}->{}", r.backend_port.unwrap_or(fp)),
+                    ports: match r.kind {
+                        RuleKind::HaPorts => "all".to_owned(),
+                        RuleKind::Port {
+                            frontend_port,
+                            backend_port,
+                        } => format!("{frontend_port}->{backend_port}"),
                     },
                     pool: r.pool.clone(),
                     distribution: serde_json::to_value(r.distribution)
                         .ok()
                         .and_then(|v| v.as_str().map(str::to_owned))
                         .unwrap_or_default(),
-                    maglev: r.maglev,
+                    maglev: match r.hashing {
+                        Hashing::Plain => None,
+                        Hashing::Maglev { table_size } => Some(table_size),
+                    },
                 })
                 .collect(),
             backends,

@@ -9,6 +9,7 @@ use plsim_lb::Lb;
 use plsim_snat::Snat;
 use plsim_wire::{DropReason, Ipv4Tcp, LinkId, Place, SimTime};
 
+use plsim_control::{Effect, Link};
 use plsim_engine::{Dir, Edge, Meta, Stage};
 
 use crate::Event;
@@ -47,53 +48,40 @@ impl Edge<Event> for EndpointStage {
         Ok(())
     }
     fn apply(&mut self, event: &Event, now: SimTime) {
-        match *event {
-            Event::LinkApproved {
-                link,
-                vnet,
-                endpoint,
-                frontend,
-                ..
-            } => {
-                if self.0.get(link).is_some() {
-                    let _ = self.0.set_approved(link, true, now);
+        let Event::Control(effect) = event else {
+            return; // flows reset by the load balancer are no business of the endpoints
+        };
+        match *effect {
+            Effect::LinkApproved(l) => {
+                if self.0.get(l.id).is_some() {
+                    let _ = self.0.set_approved(l.id, true, now);
                 } else {
-                    let ep = Endpoint {
-                        link,
-                        vnet: VnetId(vnet),
-                        address: endpoint,
-                        frontend,
-                        approved: true,
-                    };
                     // The control plane never hands out an address twice in one VNet.
-                    let _ = self.0.insert(ep);
+                    let _ = self.0.insert(endpoint_of(&l, true));
                 }
             }
-            Event::LinkPending {
-                link,
-                vnet,
-                endpoint,
-                frontend,
-            } => {
-                let _ = self.0.insert(Endpoint {
-                    link,
-                    vnet: VnetId(vnet),
-                    address: endpoint,
-                    frontend,
-                    approved: false,
-                });
+            Effect::LinkPending(l) => {
+                let _ = self.0.insert(endpoint_of(&l, false));
             }
-            Event::LinkClosed { link, .. } => {
+            Effect::LinkClosed { link, .. } => {
                 let _ = self.0.set_approved(link, false, now);
             }
-            Event::LinkDeleted(link) => {
+            Effect::LinkDeleted(link) => {
                 let _ = self.0.remove(link);
             }
-            Event::BackendDown(_)
-            | Event::BackendUp(_)
-            | Event::NatIpAdded { .. }
-            | Event::FlowsReset(_) => {}
+            Effect::BackendDown(_) | Effect::BackendUp(_) | Effect::NatIpAdded { .. } => {}
         }
+    }
+}
+
+/// The endpoint of a connection, as the endpoint stage holds it.
+pub(crate) fn endpoint_of(l: &Link, approved: bool) -> Endpoint {
+    Endpoint {
+        link: l.id,
+        vnet: VnetId(l.vnet),
+        address: l.private_ip,
+        frontend: l.frontend,
+        approved,
     }
 }
 
@@ -125,23 +113,25 @@ impl Stage<Event> for LbStage {
         self.0.expire(now);
     }
     fn apply(&mut self, event: &Event, now: SimTime) -> Vec<Event> {
-        match *event {
-            Event::BackendDown(ip) | Event::BackendUp(ip) => {
+        match event {
+            &Event::Control(e @ (Effect::BackendDown(ip) | Effect::BackendUp(ip))) => {
                 // A backend the scenario does not know is caught when the scenario is checked.
-                let up = matches!(event, Event::BackendUp(_));
+                let up = matches!(e, Effect::BackendUp(_));
                 match self.0.set_backend_up(ip, up, now) {
                     // Under `reset`, its flows ended here: the SNAT stage must free them too.
                     Ok(closed) if !closed.is_empty() => return vec![Event::FlowsReset(closed)],
                     _ => {}
                 }
             }
-            Event::LinkClosed { link, .. } => {
+            &Event::Control(Effect::LinkClosed { link, .. }) => {
                 self.0.forget_link(link);
             }
-            Event::LinkApproved { .. }
-            | Event::LinkPending { .. }
-            | Event::NatIpAdded { .. }
-            | Event::LinkDeleted(_)
+            Event::Control(
+                Effect::LinkApproved(_)
+                | Effect::LinkPending(_)
+                | Effect::NatIpAdded { .. }
+                | Effect::LinkDeleted(_),
+            )
             | Event::FlowsReset(_) => {}
         }
         Vec::new()
@@ -415,18 +405,15 @@ impl Stage<Event> for SnatStage {
     }
     fn apply(&mut self, event: &Event, now: SimTime) -> Vec<Event> {
         match event {
-            &Event::LinkApproved {
-                link,
-                service,
-                endpoint,
-                ..
-            } => self.set_service(link, service, endpoint),
-            &Event::LinkClosed { link, service } => {
+            &Event::Control(Effect::LinkApproved(l)) => {
+                self.set_service(l.id, l.service, l.private_ip)
+            }
+            &Event::Control(Effect::LinkClosed { link, service, .. }) => {
                 if let Some(e) = self.engines.get_mut(service) {
                     e.teardown(link, now);
                 }
             }
-            &Event::NatIpAdded { service, ip } => {
+            &Event::Control(Effect::NatIpAdded { service, ip }) => {
                 // More than eight, or a duplicate, is caught when the scenario is checked.
                 if let Some(e) = self.engines.get_mut(service)
                     && e.add_nat_ip(ip).is_ok()
@@ -442,10 +429,12 @@ impl Stage<Event> for SnatStage {
                     }
                 }
             }
-            Event::BackendDown(_)
-            | Event::BackendUp(_)
-            | Event::LinkDeleted(_)
-            | Event::LinkPending { .. } => {}
+            Event::Control(
+                Effect::BackendDown(_)
+                | Effect::BackendUp(_)
+                | Effect::LinkDeleted(_)
+                | Effect::LinkPending(_),
+            ) => {}
         }
         Vec::new()
     }

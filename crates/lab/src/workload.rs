@@ -5,17 +5,18 @@
 use std::net::{Ipv4Addr, SocketAddrV4};
 
 use plsim_control::{ControlPlane, Scenario};
-use plsim_traffic::workload::{Arrivals, Close, FlowDuration, Workload, WorkloadSpec};
+use plsim_traffic::workload::{Arrivals, Close, FlowDuration, Profile, Workload, WorkloadSpec};
 use plsim_wire::{LinkType, SimTime};
 
 use crate::replay::{Packet, PacketSource};
 use crate::{Error, Result};
 
-/// Workload settings from the command line, each over the scenario's `[workload]` (with the
-/// `cli` feature, clap parses the flags straight into it).
+/// The command line's workload flags, each over the [`Profile`] of every endpoint's workload
+/// (its `[workload]` table, or the scenario's). With the `cli` feature, clap parses the flags
+/// straight into it.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
-#[cfg_attr(feature = "cli", derive(clap::Args))]
-pub struct WorkloadFlags {
+#[cfg_attr(feature = "cli", derive(clap::Args), group(id = "workload_overrides"))]
+pub struct Overrides {
     /// Flows to start.
     #[cfg_attr(feature = "cli", arg(long, value_name = "N"))]
     pub flows: Option<u64>,
@@ -23,8 +24,8 @@ pub struct WorkloadFlags {
     #[cfg_attr(feature = "cli", arg(long, value_name = "KIND:RATE"))]
     pub arrivals: Option<Arrivals>,
     /// Flow durations: fixed:S, exp:MEAN, lognormal:MU,SIGMA or pareto:SCALE,SHAPE (seconds).
-    #[cfg_attr(feature = "cli", arg(long, value_name = "DIST"))]
-    pub durations: Option<FlowDuration>,
+    #[cfg_attr(feature = "cli", arg(long = "durations", value_name = "DIST"))]
+    pub flow_duration: Option<FlowDuration>,
     /// How flows end: fin, rst or idle.
     #[cfg_attr(feature = "cli", arg(long, value_name = "HOW"))]
     pub close: Option<Close>,
@@ -38,11 +39,44 @@ pub struct WorkloadFlags {
     #[cfg_attr(feature = "cli", arg(long, value_name = "N"))]
     pub bytes_per_flow: Option<u64>,
     /// Start no flow after SECS.
-    #[cfg_attr(feature = "cli", arg(long, value_name = "SECS"))]
-    pub until: Option<f64>,
+    #[cfg_attr(feature = "cli", arg(long = "until", value_name = "SECS"))]
+    pub until_secs: Option<f64>,
     /// The workload's seed.
     #[cfg_attr(feature = "cli", arg(long, value_name = "N"))]
     pub seed: Option<u64>,
+}
+
+impl Overrides {
+    /// Puts the flags over a profile (the workload is checked once placed: see [`specs`]).
+    pub fn apply(&self, p: &mut Profile) {
+        if let Some(n) = self.flows {
+            p.flows = Some(n);
+        }
+        if let Some(a) = self.arrivals {
+            p.arrivals = a;
+        }
+        if let Some(d) = self.flow_duration {
+            p.flow_duration = d;
+        }
+        if let Some(c) = self.close {
+            p.close = c;
+        }
+        if let Some(h) = self.hosts {
+            p.hosts = h;
+        }
+        if let Some(n) = self.packets_per_flow {
+            p.packets_per_flow = n;
+        }
+        if let Some(b) = self.bytes_per_flow {
+            p.bytes_per_flow = b;
+        }
+        if let Some(u) = self.until_secs {
+            p.until_secs = Some(u);
+        }
+        if let Some(s) = self.seed {
+            p.seed = Some(s);
+        }
+    }
 }
 
 /// What a run of these workloads is, in words: one endpoint's flows and arrivals, or how many
@@ -51,8 +85,10 @@ pub fn describe(specs: &[(usize, WorkloadSpec, SimTime)]) -> String {
     match specs {
         [(_, spec, _)] => format!(
             "workload ({} flows max, {})",
-            spec.flows.map_or("no limit".into(), |n| n.to_string()),
-            spec.arrivals
+            spec.profile
+                .flows
+                .map_or("no limit".into(), |n| n.to_string()),
+            spec.profile.arrivals
         ),
         many => format!("workloads of {} endpoints", many.len()),
     }
@@ -69,9 +105,10 @@ pub fn spec(scenario: &Scenario) -> Result<WorkloadSpec> {
     spec_of(scenario, &plane, &e.name)
 }
 
-/// The synthetic workload of one endpoint: its `[workload]`, else the scenario's (else the
-/// traffic crate's defaults), sent by the hosts of the endpoint's VNet to the endpoint, port
-/// 443. `plane` has run the whole timeline (for endpoints created later).
+/// The synthetic workload of one endpoint, not yet checked: its `[workload]`, else the
+/// scenario's (else the default [`Profile`]), sent by the hosts of the endpoint's VNet to the
+/// endpoint, port 443, seeded by the scenario's seed unless it has its own. `plane` has run the
+/// whole timeline (for endpoints created later).
 ///
 /// The hosts take addresses from the first subnet of that VNet that is not the endpoint's
 /// (after the four addresses Azure reserves), or else from the second /24 of its address space.
@@ -95,82 +132,27 @@ pub fn spec_of(scenario: &Scenario, plane: &ControlPlane, endpoint: &str) -> Res
         .find(|s| s.name != e.subnet)
         .map(|s| u32::from(s.prefix.network()) + 4)
         .unwrap_or(u32::from(vnet.address_space.network()) + 256 + 4);
-    let mut spec = WorkloadSpec {
+    let profile = e.workload.as_ref().or(scenario.workload.as_ref());
+    Ok(WorkloadSpec {
         client_base: Ipv4Addr::from(hosts_net),
         server: SocketAddrV4::new(pe.private_ip, 443),
-        seed: scenario.seed,
-        ..WorkloadSpec::default()
-    };
-    if let Some(w) = e.workload.as_ref().or(scenario.workload.as_ref()) {
-        spec.hosts = w.hosts_per_endpoint;
-        spec.arrivals = w.arrival;
-        spec.duration = w.flow_duration;
-        spec.packets_per_flow = w.packets_per_flow;
-        spec.bytes_per_flow = w.bytes_per_flow;
-        spec.close = w.close;
-        spec.flows = w.flows;
-        spec.until_secs = w.duration;
-        spec.seed = w.seed.unwrap_or(scenario.seed);
-    }
-    Ok(spec)
+        default_seed: scenario.seed,
+        ..WorkloadSpec::from(profile.cloned().unwrap_or_default())
+    })
 }
 
-/// The first endpoint's workload with the flags over it, checked.
-pub fn spec_with(scenario: &Scenario, f: &WorkloadFlags) -> Result<WorkloadSpec> {
-    let mut spec = spec(scenario)?;
-    f.apply(&mut spec)?;
-    Ok(spec)
-}
-
-impl WorkloadFlags {
-    /// Puts the flags over a workload, and checks it.
-    pub fn apply(&self, spec: &mut WorkloadSpec) -> Result<()> {
-        let f = self;
-        if let Some(a) = f.arrivals {
-            spec.arrivals = a;
-        }
-        if let Some(d) = f.durations {
-            spec.duration = d;
-        }
-        if let Some(c) = f.close {
-            spec.close = c;
-        }
-        if let Some(n) = f.flows {
-            spec.flows = Some(n);
-        }
-        if let Some(h) = f.hosts {
-            spec.hosts = h;
-        }
-        if let Some(p) = f.packets_per_flow {
-            spec.packets_per_flow = p;
-        }
-        if let Some(b) = f.bytes_per_flow {
-            spec.bytes_per_flow = b;
-        }
-        if let Some(u) = f.until {
-            spec.until_secs = Some(u);
-        }
-        if let Some(s) = f.seed {
-            spec.seed = s;
-        }
-        spec.validate()?;
-        Ok(())
-    }
-}
-
-/// Every endpoint's workload of a scenario, with the flags over each, in endpoint (file)
-/// order: the endpoint's index, its workload, and when it starts (its endpoint's creation).
-pub fn specs(
-    scenario: &Scenario,
-    f: &WorkloadFlags,
-) -> Result<Vec<(usize, WorkloadSpec, SimTime)>> {
+/// Every endpoint's workload of a scenario, with the flags over each, checked, in endpoint
+/// (file) order: the endpoint's index, its workload, and when it starts (its endpoint's
+/// creation).
+pub fn specs(scenario: &Scenario, over: &Overrides) -> Result<Vec<(usize, WorkloadSpec, SimTime)>> {
     let mut plane = ControlPlane::new(scenario)?;
     plane.advance(SimTime::MAX);
     let routes = crate::path::Path::build(scenario, false)?.routes;
     let mut out = Vec::new();
     for (i, r) in routes.iter().enumerate() {
         let mut spec = spec_of(scenario, &plane, &r.name)?;
-        f.apply(&mut spec)?;
+        over.apply(&mut spec.profile);
+        spec.validate()?;
         out.push((i, spec, r.created));
     }
     if out.is_empty() {
@@ -282,33 +264,39 @@ mod tests {
         let w = spec(&s).unwrap();
         assert_eq!(w.client_base, Ipv4Addr::new(10, 0, 1, 4));
         assert_eq!(w.server, SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 4), 443));
-        assert_eq!(w.hosts, 16);
-        assert_eq!(w.arrivals, Arrivals::Poisson { per_sec: 100.0 });
-        assert_eq!(w.duration, FlowDuration::Exponential { mean_secs: 5.0 });
-        assert_eq!((w.packets_per_flow, w.bytes_per_flow), (10, 1000));
-        assert_eq!((w.flows, w.until_secs, w.seed), (None, Some(60.0), 42));
+        let p = &w.profile;
+        assert_eq!(p.hosts, 16);
+        assert_eq!(p.arrivals, Arrivals::Poisson { per_sec: 100.0 });
+        assert_eq!(
+            p.flow_duration,
+            FlowDuration::Exponential { mean_secs: 5.0 }
+        );
+        assert_eq!((p.packets_per_flow, p.bytes_per_flow), (10, 1000));
+        assert_eq!((p.flows, p.until_secs, w.seed()), (None, Some(60.0), 42));
     }
 
     #[test]
     fn flags_go_over_the_scenario_and_are_checked() {
         let s = Scenario::builtin();
-        let f = WorkloadFlags {
+        let f = Overrides {
             flows: Some(7),
             arrivals: Some(Arrivals::Constant { per_sec: 3.0 }),
             close: Some(Close::Rst),
             seed: Some(9),
-            ..WorkloadFlags::default()
+            ..Overrides::default()
         };
-        let w = spec_with(&s, &f).unwrap();
-        assert_eq!(w.flows, Some(7));
-        assert_eq!(w.arrivals, Arrivals::Constant { per_sec: 3.0 });
-        assert_eq!((w.close, w.seed), (Close::Rst, 9));
-        let bad = WorkloadFlags {
+        let [(0, w, _)] = &specs(&s, &f).unwrap()[..] else {
+            panic!("one endpoint, one workload");
+        };
+        assert_eq!(w.profile.flows, Some(7));
+        assert_eq!(w.profile.arrivals, Arrivals::Constant { per_sec: 3.0 });
+        assert_eq!((w.profile.close, w.seed()), (Close::Rst, 9));
+        let bad = Overrides {
             bytes_per_flow: Some(1_000_000),
             packets_per_flow: Some(1),
-            ..WorkloadFlags::default()
+            ..Overrides::default()
         };
-        let e = spec_with(&s, &bad).unwrap_err();
+        let e = specs(&s, &bad).unwrap_err();
         assert_eq!(e.exit_code(), 2, "{e}");
     }
 }

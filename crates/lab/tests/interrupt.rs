@@ -107,12 +107,12 @@ fn a_plan_stopped_before_it_began_knows_nothing() {
 #[test]
 fn a_stopped_sweep_keeps_only_the_points_that_ran_to_their_end() {
     use plsim_lab::sweep::{Grid, Input, Sweep};
-    use plsim_lab::workload::WorkloadFlags;
+    use plsim_lab::workload::Overrides;
     let sweep = |stop: Option<Stop>| Sweep {
         input: Input::Workload {
-            flags: WorkloadFlags {
+            flags: Overrides {
                 flows: Some(200),
-                ..WorkloadFlags::default()
+                ..Overrides::default()
             },
             load: Vec::new(),
         },

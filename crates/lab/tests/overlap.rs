@@ -108,10 +108,11 @@ fn identical_consumers_never_mix() {
     }
 
     // Rejecting one of them leaves the other's flow alone.
-    let ev = plsim_lab::Event::LinkClosed {
+    let ev = plsim_lab::Event::Control(plsim_lab::Effect::LinkClosed {
         link: link1,
         service: 0,
-    };
+        state: plsim_control::ConnectionState::Rejected,
+    });
     let t = SimTime::from_secs(1);
     p.endpoint.apply(&ev, t);
     p.lb.apply(&ev, t);

@@ -13,7 +13,7 @@ use plsim_control::scenario::{Event, NatIpConfig};
 use plsim_control::{ControlPlane, Effect, Scenario, secs_to_time};
 use plsim_engine::{Dir, Engine, Meta, Taps};
 use plsim_lab::run::{self, RunSpec};
-use plsim_lab::workload::{WorkloadFlags, Workloads, specs};
+use plsim_lab::workload::{Overrides, Workloads, specs};
 use proptest::prelude::*;
 
 /// One service with two NAT IPs of six ports each to four backends; three endpoints, each
@@ -239,9 +239,9 @@ fn approvals(s: &Scenario) -> HashMap<u32, Vec<(u64, bool)>> {
 }
 
 fn run(s: &Scenario, engine: Engine, batch: usize) -> (plsim_lab::summary::Summary, Delivered) {
-    let mut specs = specs(s, &WorkloadFlags::default()).unwrap();
+    let mut specs = specs(s, &Overrides::default()).unwrap();
     for (_, w, _) in &mut specs {
-        w.until_secs = None;
+        w.profile.until_secs = None;
     }
     let mut source = Workloads::new(s, specs).unwrap();
     let spec = RunSpec {

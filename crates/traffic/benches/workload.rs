@@ -1,15 +1,15 @@
 //! How fast a workload makes packets (into one reused buffer) and schedules flows.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use plsim_traffic::workload::{Workload, WorkloadSpec};
+use plsim_traffic::workload::{Profile, Workload, WorkloadSpec};
 use std::hint::black_box;
 
 fn spec() -> WorkloadSpec {
     // 10,000 flows of 10 packets (handshake, 4 data, FIN close), about 500 open at once.
-    WorkloadSpec {
+    WorkloadSpec::from(Profile {
         flows: Some(10_000),
-        ..WorkloadSpec::default()
-    }
+        ..Profile::default()
+    })
 }
 
 fn bench(c: &mut Criterion) {

@@ -6,7 +6,8 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 
 use plsim_traffic::captures::{self, EPOCH_NS};
 use plsim_traffic::workload::{
-    Arrivals, Close, Direction, FlowDuration, FlowPlan, Packet, SpecError, Workload, WorkloadSpec,
+    Arrivals, Close, Direction, FlowDuration, FlowPlan, Packet, Profile, SpecError, Workload,
+    WorkloadSpec,
 };
 use plsim_wire::TcpFlags;
 use workload_common::check;
@@ -14,10 +15,10 @@ use workload_common::check;
 const S: u64 = 1_000_000_000;
 const MS: u64 = 1_000_000;
 
-fn spec(flows: u64) -> WorkloadSpec {
-    WorkloadSpec {
+fn profile(flows: u64) -> Profile {
+    Profile {
         flows: Some(flows),
-        ..WorkloadSpec::default()
+        ..Profile::default()
     }
 }
 
@@ -27,10 +28,10 @@ fn plans(spec: &WorkloadSpec) -> Vec<FlowPlan> {
 
 #[test]
 fn poisson_rate_is_within_2_percent_over_100k_flows() {
-    let s = WorkloadSpec {
+    let s = WorkloadSpec::from(Profile {
         arrivals: "poisson:1000".parse().unwrap(),
-        ..spec(100_000)
-    };
+        ..profile(100_000)
+    });
     let p = plans(&s);
     assert_eq!(p.len(), 100_000);
     assert_eq!(p[0].start_ns, EPOCH_NS);
@@ -59,10 +60,10 @@ fn poisson_rate_is_within_2_percent_over_100k_flows() {
 
 #[test]
 fn constant_rate_is_exact() {
-    let s = WorkloadSpec {
+    let s = WorkloadSpec::from(Profile {
         arrivals: "constant:500".parse().unwrap(),
-        ..spec(100_000)
-    };
+        ..profile(100_000)
+    });
     let p = plans(&s);
     assert_eq!(p.len(), 100_000);
     for (k, f) in p.iter().enumerate() {
@@ -72,21 +73,27 @@ fn constant_rate_is_exact() {
 
 #[test]
 fn until_secs_stops_starting_flows() {
-    let s = WorkloadSpec {
+    let s = WorkloadSpec::from(Profile {
         arrivals: Arrivals::Constant { per_sec: 10.0 },
         flows: None,
         until_secs: Some(1.0),
-        ..WorkloadSpec::default()
-    };
+        ..Profile::default()
+    });
     // 0.0, 0.1, ..., 1.0 s: eleven flows.
     assert_eq!(plans(&s).len(), 11);
     let both = WorkloadSpec {
-        flows: Some(5),
+        profile: Profile {
+            flows: Some(5),
+            ..s.profile.clone()
+        },
         ..s.clone()
     };
     assert_eq!(plans(&both).len(), 5);
     let poisson = WorkloadSpec {
-        arrivals: Arrivals::Poisson { per_sec: 1000.0 },
+        profile: Profile {
+            arrivals: Arrivals::Poisson { per_sec: 1000.0 },
+            ..s.profile
+        },
         ..s
     };
     let p = plans(&poisson);
@@ -106,10 +113,10 @@ fn duration_sample_means_match_theory() {
     for (form, mean, tol) in cases {
         let d: FlowDuration = form.parse().unwrap();
         assert_eq!(d.mean_secs(), Some(mean), "{form}");
-        let s = WorkloadSpec {
-            duration: d,
-            ..spec(200_000)
-        };
+        let s = WorkloadSpec::from(Profile {
+            flow_duration: d,
+            ..profile(200_000)
+        });
         let p = plans(&s);
         let got = p.iter().map(|f| f.duration_ns as f64).sum::<f64>() / p.len() as f64 / 1e9;
         assert!(
@@ -129,16 +136,19 @@ fn duration_sample_means_match_theory() {
 
 #[test]
 fn same_seed_same_packets_other_seed_other_packets() {
-    let s = WorkloadSpec {
-        duration: FlowDuration::Exponential { mean_secs: 0.5 },
-        ..spec(2_000)
-    };
+    let s = WorkloadSpec::from(Profile {
+        flow_duration: FlowDuration::Exponential { mean_secs: 0.5 },
+        ..profile(2_000)
+    });
     let a: Vec<Packet> = Workload::new(&s).unwrap().collect();
     let b: Vec<Packet> = Workload::new(&s).unwrap().collect();
     assert_eq!(a.len(), 2_000 * 10);
     assert_eq!(a, b);
     let c: Vec<Packet> = Workload::new(&WorkloadSpec {
-        seed: 2,
+        profile: Profile {
+            seed: Some(2),
+            ..s.profile.clone()
+        },
         ..s.clone()
     })
     .unwrap()
@@ -155,14 +165,14 @@ fn same_seed_same_packets_other_seed_other_packets() {
 #[test]
 fn every_packet_classifies_with_valid_checksums_and_consistent_tcp() {
     for close in [Close::Fin, Close::Rst, Close::Idle] {
-        let s = WorkloadSpec {
+        let s = WorkloadSpec::from(Profile {
             hosts: 3,
             packets_per_flow: 5,
             bytes_per_flow: 4_001,
             close,
-            duration: "lognormal:-1,1".parse().unwrap(),
-            ..spec(3_000)
-        };
+            flow_duration: "lognormal:-1,1".parse().unwrap(),
+            ..profile(3_000)
+        });
         let mut w = Workload::new(&s).unwrap();
         let seen = check(&s, w.by_ref());
         let per_flow = 3 + 5 + u64::from(close.packets());
@@ -192,15 +202,17 @@ fn one_flow_exactly() {
     let (a, p, f, r) = (TcpFlags::ACK, TcpFlags::PSH, TcpFlags::FIN, TcpFlags::RST);
     for close in [Close::Fin, Close::Rst, Close::Idle] {
         let s = WorkloadSpec {
-            hosts: 1,
             client_base: Ipv4Addr::new(10, 0, 1, 7),
             server: SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 4), 8443),
-            duration: FlowDuration::Fixed { secs: 1.0 },
-            packets_per_flow: 4,
-            bytes_per_flow: 2_002,
-            close,
             rtt_ms: 10.0,
-            ..spec(1)
+            ..WorkloadSpec::from(Profile {
+                hosts: 1,
+                flow_duration: FlowDuration::Fixed { secs: 1.0 },
+                packets_per_flow: 4,
+                bytes_per_flow: 2_002,
+                close,
+                ..profile(1)
+            })
         };
         let pkts: Vec<Packet> = Workload::new(&s).unwrap().collect();
         let seen = check(&s, pkts.clone());
@@ -251,15 +263,15 @@ fn one_flow_exactly() {
 #[test]
 fn tuples_wrap_around_and_are_never_shared_by_live_flows() {
     // One host, 1,000 flows/s of 30 s: about 30,000 open at once, and the 64,512 ports wrap.
-    let s = WorkloadSpec {
+    let s = WorkloadSpec::from(Profile {
         hosts: 1,
         arrivals: Arrivals::Constant { per_sec: 1000.0 },
-        duration: FlowDuration::Fixed { secs: 30.0 },
+        flow_duration: FlowDuration::Fixed { secs: 30.0 },
         packets_per_flow: 0,
         bytes_per_flow: 0,
         close: Close::Rst,
-        ..spec(100_000)
-    };
+        ..profile(100_000)
+    });
     let mut w = Workload::new(&s).unwrap();
     let seen = check(&s, w.by_ref());
     assert_eq!(seen.flows.len(), 100_000);
@@ -271,15 +283,15 @@ fn tuples_wrap_around_and_are_never_shared_by_live_flows() {
 
 #[test]
 fn port_exhaustion_skips_flows_and_counts_them() {
-    let s = WorkloadSpec {
+    let s = WorkloadSpec::from(Profile {
         hosts: 1,
         arrivals: Arrivals::Constant { per_sec: 1000.0 },
-        duration: FlowDuration::Fixed { secs: 100.0 },
+        flow_duration: FlowDuration::Fixed { secs: 100.0 },
         packets_per_flow: 0,
         bytes_per_flow: 0,
         close: Close::Rst,
-        ..spec(70_000)
-    };
+        ..profile(70_000)
+    });
     let mut w = Workload::new(&s).unwrap();
     let seen = check(&s, w.by_ref());
     // Flows 64,512..70,000 start (64.5 s..70 s) before the first ends (100 s).
@@ -287,7 +299,13 @@ fn port_exhaustion_skips_flows_and_counts_them() {
     assert_eq!(seen.flows.len(), 64_512);
     assert!(seen.flows.contains_key(&64_511) && !seen.flows.contains_key(&64_512));
     // Two hosts have room for all.
-    let two = WorkloadSpec { hosts: 2, ..s };
+    let two = WorkloadSpec {
+        profile: Profile {
+            hosts: 2,
+            ..s.profile
+        },
+        ..s
+    };
     let mut w = Workload::new(&two).unwrap();
     assert_eq!(w.by_ref().count(), 70_000 * 4);
     assert_eq!(w.stats().flows_unplaced, 0);
@@ -298,15 +316,17 @@ fn reuse_delay_keeps_a_tuple_unused() {
     // One host, a flow every 1 ms lasting 0: ports would wrap after 64.512 s; with a 100 s delay
     // the first port comes back only after its flow's RST + 100 s.
     let s = WorkloadSpec {
-        hosts: 1,
-        arrivals: Arrivals::Constant { per_sec: 1000.0 },
-        duration: FlowDuration::Fixed { secs: 0.0 },
-        packets_per_flow: 0,
-        bytes_per_flow: 0,
-        close: Close::Rst,
         rtt_ms: 0.0,
         reuse_delay_secs: 100.0,
-        ..spec(100_001)
+        ..WorkloadSpec::from(Profile {
+            hosts: 1,
+            arrivals: Arrivals::Constant { per_sec: 1000.0 },
+            flow_duration: FlowDuration::Fixed { secs: 0.0 },
+            packets_per_flow: 0,
+            bytes_per_flow: 0,
+            close: Close::Rst,
+            ..profile(100_001)
+        })
     };
     let mut w = Workload::new(&s).unwrap();
     let seen = check(&s, w.by_ref());
@@ -318,7 +338,7 @@ fn reuse_delay_keeps_a_tuple_unused() {
 
 #[test]
 fn next_into_and_pcap_match_the_iterator() {
-    let s = spec(300);
+    let s = WorkloadSpec::from(profile(300));
     let packets: Vec<Packet> = Workload::new(&s).unwrap().collect();
     let mut w = Workload::new(&s).unwrap();
     let mut buf = Vec::new();
@@ -487,7 +507,10 @@ fn bad_specs_are_refused_with_a_reason() {
     let err = |s: WorkloadSpec| Workload::new(&s).unwrap_err().to_string();
     assert_eq!(
         err(WorkloadSpec {
-            hosts: 0,
+            profile: Profile {
+                hosts: 0,
+                ..base.profile.clone()
+            },
             ..base.clone()
         }),
         "hosts must be between 1 and 16777216, got 0"
@@ -508,21 +531,30 @@ fn bad_specs_are_refused_with_a_reason() {
     );
     assert_eq!(
         err(WorkloadSpec {
-            bytes_per_flow: 4 * 1460 + 1,
+            profile: Profile {
+                bytes_per_flow: 4 * 1460 + 1,
+                ..base.profile.clone()
+            },
             ..base.clone()
         }),
         "5841 bytes over 4 data packets do not fit: at most 1460 bytes a packet"
     );
     assert_eq!(
         err(WorkloadSpec {
-            packets_per_flow: 0,
+            profile: Profile {
+                packets_per_flow: 0,
+                ..base.profile.clone()
+            },
             ..base.clone()
         }),
         "2000 bytes over 0 data packets do not fit: at most 1460 bytes a packet"
     );
     assert_eq!(
         err(WorkloadSpec {
-            flows: None,
+            profile: Profile {
+                flows: None,
+                ..base.profile.clone()
+            },
             ..base.clone()
         }),
         "the workload has no end: set flows or until_secs"
@@ -544,7 +576,10 @@ fn bad_specs_are_refused_with_a_reason() {
     assert!(matches!(
         base.clone().schedule().map(|_| ()).and(
             WorkloadSpec {
-                arrivals: Arrivals::Poisson { per_sec: f64::NAN },
+                profile: Profile {
+                    arrivals: Arrivals::Poisson { per_sec: f64::NAN },
+                    ..base.profile
+                },
                 ..base
             }
             .schedule()

@@ -5,7 +5,7 @@ mod workload_common;
 
 use std::net::Ipv4Addr;
 
-use plsim_traffic::workload::{Arrivals, Close, FlowDuration, Workload, WorkloadSpec};
+use plsim_traffic::workload::{Arrivals, Close, FlowDuration, Profile, Workload, WorkloadSpec};
 use proptest::prelude::*;
 use workload_common::check;
 
@@ -43,20 +43,7 @@ prop_compose! {
         rtt_ms in 0.0f64..50.0,
         reuse in prop_oneof![Just(0.0), 0.0f64..1.0],
     ) -> WorkloadSpec {
-        WorkloadSpec {
-            hosts,
-            client_base: Ipv4Addr::new(10, 0, 1, 0),
-            arrivals,
-            duration,
-            packets_per_flow: packets,
-            bytes_per_flow: (f64::from(packets) * 1460.0 * fill) as u64,
-            close,
-            flows: Some(flows),
-            seed,
-            rtt_ms,
-            reuse_delay_secs: reuse,
-            ..WorkloadSpec::default()
-        }
+        WorkloadSpec { client_base: Ipv4Addr::new(10, 0, 1, 0), rtt_ms, reuse_delay_secs: reuse, ..WorkloadSpec::from(Profile { hosts, arrivals, flow_duration: duration, packets_per_flow: packets, bytes_per_flow: (f64::from(packets) * 1460.0 * fill) as u64, close, flows: Some(flows), seed: Some(seed), ..Profile::default() }) }
     }
 }
 
@@ -70,18 +57,18 @@ proptest! {
         let mut w = Workload::new(&s).unwrap();
         let seen = check(&s, w.by_ref());
         let st = w.stats();
-        prop_assert_eq!(st.flows_started + st.flows_unplaced, s.flows.unwrap());
+        prop_assert_eq!(st.flows_started + st.flows_unplaced, s.profile.flows.unwrap());
         prop_assert_eq!(st.flows_unplaced, 0);
         prop_assert_eq!(seen.flows.len() as u64, st.flows_done);
-        let per_flow = 3 + u64::from(s.packets_per_flow) + u64::from(s.close.packets());
+        let per_flow = 3 + u64::from(s.profile.packets_per_flow) + u64::from(s.profile.close.packets());
         prop_assert_eq!(seen.packets, st.flows_done * per_flow);
-        prop_assert_eq!(st.bytes, st.flows_done * s.bytes_per_flow);
+        prop_assert_eq!(st.bytes, st.flows_done * s.profile.bytes_per_flow);
         // Each flow's first packet is at its planned start, and its close no earlier than
         // start + duration.
         for plan in s.schedule().unwrap() {
             let f = &seen.flows[&plan.id];
             prop_assert_eq!(f.first_ns, plan.start_ns);
-            if s.close != Close::Idle {
+            if s.profile.close != Close::Idle {
                 prop_assert!(f.last_ns >= plan.start_ns + plan.duration_ns);
             }
         }
@@ -97,18 +84,7 @@ proptest! {
     /// delay of its last packet.
     #[test]
     fn reuse_delay_is_respected(seed in any::<u64>(), delay in 0.0f64..0.5) {
-        let s = WorkloadSpec {
-            hosts: 1,
-            arrivals: Arrivals::Poisson { per_sec: 200_000.0 },
-            duration: FlowDuration::Exponential { mean_secs: 0.05 },
-            packets_per_flow: 1,
-            bytes_per_flow: 10,
-            close: Close::Rst,
-            flows: Some(80_000),
-            seed,
-            reuse_delay_secs: delay,
-            ..WorkloadSpec::default()
-        };
+        let s = WorkloadSpec { reuse_delay_secs: delay, ..WorkloadSpec::from(Profile { hosts: 1, arrivals: Arrivals::Poisson { per_sec: 200_000.0 }, flow_duration: FlowDuration::Exponential { mean_secs: 0.05 }, packets_per_flow: 1, bytes_per_flow: 10, close: Close::Rst, flows: Some(80_000), seed: Some(seed), ..Profile::default() }) };
         let mut w = Workload::new(&s).unwrap();
         let seen = check(&s, w.by_ref());
         let mut by_tuple: std::collections::HashMap<_, Vec<(u64, u64)>> = Default::default();

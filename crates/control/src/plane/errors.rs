@@ -63,14 +63,6 @@ pub enum ControlError {
         /// What uses it.
         by: String,
     },
-    /// NAT IP configurations are add-only.
-    #[error("NAT IP {ip} of service `{service}` can't be removed: NAT IPs are add-only")]
-    NatIpsAreAddOnly {
-        /// The service.
-        service: String,
-        /// The NAT IP.
-        ip: Ipv4Addr,
-    },
     /// An auto-approval subscription the service is not visible to.
     #[error(
         "auto-approval subscription `{0}` is not in the visibility (auto-approval must be a subset of visibility)"

@@ -30,7 +30,7 @@ use crate::scenario::{self, Event, NatIpConfig, Scenario, Visibility};
 use plsim_snat::MAX_NAT_IPS;
 
 /// The longest request message Azure accepts.
-pub const MAX_REQUEST_MESSAGE: usize = 140;
+pub(crate) const MAX_REQUEST_MESSAGE: usize = 140;
 
 /// A service's provisioning state. Operations are instantaneous in simulated time, so a live
 /// service is always `Succeeded`; the others are part of the model for completeness.
@@ -250,7 +250,7 @@ pub fn secs_to_time(secs: f64) -> SimTime {
 impl ControlPlane {
     /// An empty control plane over the scenario's VNets and load balancer: no services, no
     /// endpoints, no timeline. GUIDs come from `scenario.seed`.
-    pub fn empty(scenario: &Scenario) -> ControlPlane {
+    fn empty(scenario: &Scenario) -> ControlPlane {
         let mut backends: Vec<(Ipv4Addr, bool)> = Vec::new();
         for pool in &scenario.load_balancer.pools {
             for &b in &pool.backends {

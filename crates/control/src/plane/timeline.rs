@@ -28,11 +28,6 @@ impl ControlPlane {
         }
     }
 
-    /// When the next timeline event happens, if any is left.
-    pub fn next_event_at(&self) -> Option<SimTime> {
-        self.timeline.get(self.cursor).map(|(t, _, _)| *t)
-    }
-
     /// Applies every timeline event due at or before `now`, in time order (file order among
     /// equal times), and returns their effects with the instant each takes effect. An event
     /// that breaks a rule changes nothing and is reported in [`Advance::errors`] as

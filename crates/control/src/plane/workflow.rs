@@ -36,21 +36,6 @@ impl ControlPlane {
         }
     }
 
-    /// Creates a service: checks every rule (name, alias prefix, region, frontend free, 1..=8
-    /// distinct unused NAT IPs, auto-approval within visibility), generates its alias, and
-    /// returns its index. Fails with the first broken rule.
-    pub fn create_service(&mut self, s: &scenario::Service) -> Result<usize, ControlError> {
-        if let Some((_, e)) = self.check_service(s).into_iter().next() {
-            return Err(e);
-        }
-        let nat_ips = self
-            .resolve_nat_ips(s)
-            .map_err(|mut v| v.swap_remove(0).1)?;
-        let svc = self.make_service(s, nat_ips);
-        self.services.push(Some(svc));
-        Ok(self.services.len() - 1)
-    }
-
     pub(super) fn create_endpoint_checked(
         &mut self,
         e: &scenario::Endpoint,
@@ -323,20 +308,6 @@ impl ControlPlane {
             s.nat_ips.push(ip);
         }
         Ok(vec![Effect::NatIpAdded { service: idx, ip }])
-    }
-
-    /// NAT IP configurations are add-only: this always fails, with
-    /// [`ControlError::NatIpsAreAddOnly`] (or [`ControlError::UnknownService`]).
-    pub fn remove_nat_ip(
-        &mut self,
-        service: &str,
-        ip: Ipv4Addr,
-    ) -> Result<Vec<Effect>, ControlError> {
-        self.service_index(service)?;
-        Err(ControlError::NatIpsAreAddOnly {
-            service: service.to_owned(),
-            ip,
-        })
     }
 
     /// Marks a backend down or up; an effect only when that changes its state.

@@ -20,7 +20,7 @@ use crate::points::fingerprint::{InputHash, fingerprint};
 use crate::points::{self, Command, PointFile};
 use crate::run::{self, RunSpec};
 use crate::stop::Stop;
-use crate::workload::{WorkloadFlags, Workloads, specs};
+use crate::workload::{self, Workloads, specs};
 use crate::{Error, Result};
 
 mod grid;
@@ -59,7 +59,7 @@ pub enum Input {
     /// The scenario's synthetic workload.
     Workload {
         /// The workload flags over the scenario's workload.
-        flags: WorkloadFlags,
+        flags: workload::Overrides,
         /// Multipliers of its arrival rate, swept after the grid's settings (none: its own
         /// rate).
         load: Vec<f64>,
@@ -175,7 +175,7 @@ impl Sweep {
                 let mut specs = specs(&scenario, flags)?;
                 if let Some(m) = p.load {
                     for (_, w, _) in &mut specs {
-                        w.arrivals = match w.arrivals {
+                        w.profile.arrivals = match w.profile.arrivals {
                             Arrivals::Constant { per_sec } => Arrivals::Constant {
                                 per_sec: per_sec * m,
                             },

@@ -5,7 +5,7 @@ use plsim_control::scenario::ReuseScope;
 use serde::Serialize;
 
 use super::{Input, Point, Sweep};
-use crate::workload::WorkloadFlags;
+use crate::workload::Overrides;
 use crate::{Error, Result};
 
 /// A sweep's settings, in the fingerprint's document (fields in this order).
@@ -38,28 +38,28 @@ struct Workload {
 }
 
 impl Workload {
-    fn of(flags: &WorkloadFlags) -> Workload {
+    fn of(flags: &Overrides) -> Workload {
         // Every flag by name: one added to the flags fails to build here until it is in.
-        let WorkloadFlags {
+        let Overrides {
             flows,
             arrivals,
-            durations,
+            flow_duration,
             close,
             hosts,
             packets_per_flow,
             bytes_per_flow,
-            until,
+            until_secs,
             seed,
         } = *flags;
         Workload {
             flows,
             arrivals: arrivals.map(|a| a.to_string()),
-            durations: durations.map(|d| d.to_string()),
+            durations: flow_duration.map(|d| d.to_string()),
             close: close.map(|c| c.to_string()),
             hosts,
             packets_per_flow,
             bytes_per_flow,
-            until,
+            until: until_secs,
             seed,
         }
     }
@@ -101,11 +101,11 @@ mod tests {
     fn a_sweeps_settings_and_fingerprint_are_pinned() {
         let sweep = Sweep {
             input: Input::Workload {
-                flags: WorkloadFlags {
+                flags: Overrides {
                     flows: Some(200),
                     arrivals: Some(Arrivals::Poisson { per_sec: 50.0 }),
-                    until: Some(2.5),
-                    ..WorkloadFlags::default()
+                    until_secs: Some(2.5),
+                    ..Overrides::default()
                 },
                 load: vec![1.0, 4.0],
             },

@@ -265,10 +265,13 @@ impl Workload {
     /// The workload of `spec`, or why the spec is wrong.
     pub fn new(spec: &WorkloadSpec) -> Result<Workload, SpecError> {
         let mut schedule = spec.schedule()?;
-        let data = u64::from(spec.packets_per_flow);
+        let data = u64::from(spec.profile.packets_per_flow);
         let (base, extra) = match data {
             0 => (0, 0),
-            n => (spec.bytes_per_flow / n, spec.bytes_per_flow % n),
+            n => (
+                spec.profile.bytes_per_flow / n,
+                spec.profile.bytes_per_flow % n,
+            ),
         };
         let half_rtt = (spec.rtt_ms * 1e6 / 2.0).round() as u64;
         let delay_ns = (spec.reuse_delay_secs * 1e9).round() as u64;
@@ -281,13 +284,13 @@ impl Workload {
                 data,
                 base,
                 extra,
-                close: spec.close,
+                close: spec.profile.close,
             },
             pending: schedule.next(),
             schedule,
-            isn: stream(spec.seed, ISN_STREAM),
+            isn: stream(spec.seed(), ISN_STREAM),
             open: BinaryHeap::new(),
-            ports: Ports::new(spec.hosts, delay_ns),
+            ports: Ports::new(spec.profile.hosts, delay_ns),
             stats: WorkloadStats::default(),
         })
     }

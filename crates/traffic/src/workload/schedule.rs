@@ -50,14 +50,14 @@ pub struct Schedule {
 impl Schedule {
     pub(super) fn new(spec: &WorkloadSpec) -> Schedule {
         Schedule {
-            arrivals: spec.arrivals,
-            duration: spec.duration,
-            arrival_rng: stream(spec.seed, ARRIVALS_STREAM),
-            duration_rng: stream(spec.seed, DURATIONS_STREAM),
+            arrivals: spec.profile.arrivals,
+            duration: spec.profile.flow_duration,
+            arrival_rng: stream(spec.seed(), ARRIVALS_STREAM),
+            duration_rng: stream(spec.seed(), DURATIONS_STREAM),
             next_id: 0,
             offset_ns: 0.0,
-            flows: spec.flows,
-            until_ns: spec.until_secs.map(|s| s * 1e9),
+            flows: spec.profile.flows,
+            until_ns: spec.profile.until_secs.map(|s| s * 1e9),
         }
     }
 }

@@ -38,7 +38,7 @@ fn ack_of(frame: &[u8], l4: usize) -> u32 {
 /// Checks every packet (classification, checksums, order, tuples, seq/ack, no two live flows on
 /// one 4-tuple, the packet count of each flow) and returns what each flow looked like.
 pub fn check(spec: &WorkloadSpec, packets: impl IntoIterator<Item = Packet>) -> Seen {
-    let steps = 3 + spec.packets_per_flow as usize + spec.close.packets() as usize;
+    let steps = 3 + spec.profile.packets_per_flow as usize + spec.profile.close.packets() as usize;
     let mut flows: HashMap<u64, FlowSeen> = HashMap::new();
     let mut live: HashMap<u64, Live> = HashMap::new();
     let mut tuples: HashMap<FlowTuple, u64> = HashMap::new();
@@ -108,8 +108,8 @@ pub fn check(spec: &WorkloadSpec, packets: impl IntoIterator<Item = Packet>) -> 
     }
     for (id, s) in &flows {
         assert_eq!(s.packets.len(), steps, "flow {id} is complete");
-        assert_eq!(s.payload, spec.bytes_per_flow);
-        match spec.close {
+        assert_eq!(s.payload, spec.profile.bytes_per_flow);
+        match spec.profile.close {
             Close::Fin => assert!(s.packets.iter().any(|p| p.1 & TcpFlags::FIN != 0)),
             Close::Rst | Close::Idle => assert!(s.packets.iter().all(|p| p.1 & TcpFlags::FIN == 0)),
         }
