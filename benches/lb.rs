@@ -127,7 +127,7 @@ fn forwarder(c: &mut Criterion) {
                 || replies.clone(),
                 |batch| {
                     for (f, v) in batch.packets() {
-                        black_box(lb1.reply(LINK, f, v, SimTime::from_secs(1))).unwrap();
+                        black_box(lb1.reverse(LINK, f, v, SimTime::from_secs(1))).unwrap();
                     }
                 },
                 BatchSize::LargeInput,
@@ -165,7 +165,7 @@ fn forwarder(c: &mut Criterion) {
     g.finish();
 }
 
-/// Runs one batch through `forward` (or `reply`), prefetching as `mode` says.
+/// Runs one batch through `forward` (or `reverse`), prefetching as `mode` says.
 #[inline(always)]
 fn lb_batch(
     lb: &mut Lb,
@@ -178,7 +178,7 @@ fn lb_batch(
     let now = SimTime::from_secs(1);
     let bucket = |lb: &Lb, v: &Ipv4Tcp| {
         if reply {
-            lb.prefetch_reply(LINK, v)
+            lb.prefetch_reverse(LINK, v)
         } else {
             lb.prefetch_forward(LINK, v)
         }
@@ -197,7 +197,7 @@ fn lb_batch(
         }
         let v = &mut views[i];
         if reply {
-            black_box(lb.reply(LINK, f, v, now)).unwrap();
+            black_box(lb.reverse(LINK, f, v, now)).unwrap();
         } else {
             black_box(lb.forward(LINK, f, v, now)).unwrap();
         }

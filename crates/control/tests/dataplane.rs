@@ -55,7 +55,7 @@ fn send(
     .to_vec();
     let len = f.len();
     let mut v = classify(LinkType::Ethernet, &f, len).unwrap();
-    t.outbound(VnetId(vnet), &mut f, &mut v, now)
+    t.forward(VnetId(vnet), &mut f, &mut v, now)
         .map_err(DropReason::from)
 }
 
@@ -183,7 +183,7 @@ fn two_consumers_with_identical_addresses_share_a_service_without_mixing() {
         .to_vec();
         let len = f.len();
         let mut v = classify(LinkType::Ethernet, &f, len).unwrap();
-        assert_eq!(t.inbound(link, &mut f, &mut v, now), Ok(vnet));
+        assert_eq!(t.reverse(link, &mut f, &mut v, now), Ok(vnet));
         assert_eq!(v.tuple(), tuple(Ipv4Addr::new(10, 0, 0, 4), 443, h, 5000));
     }
     // Rejecting consumer A leaves consumer B's traffic alone.

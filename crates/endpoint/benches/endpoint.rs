@@ -1,4 +1,4 @@
-//! The endpoint stage's outbound path: table lookup, approval check, destination rewrite.
+//! The endpoint stage's forward path: table lookup, approval check, destination rewrite.
 
 use std::hint::black_box;
 use std::net::Ipv4Addr;
@@ -8,7 +8,7 @@ use plsim_endpoint::{Endpoint, EndpointTable, VnetId};
 use plsim_wire::build::{TcpSegment, tuple};
 use plsim_wire::{LinkId, LinkType, SimTime, TcpFlags, classify};
 
-fn outbound(c: &mut Criterion) {
+fn forward(c: &mut Criterion) {
     let mut t = EndpointTable::new();
     // 1024 endpoints over 16 VNets.
     for i in 0..1024u32 {
@@ -35,16 +35,16 @@ fn outbound(c: &mut Criterion) {
     let view = classify(LinkType::Ethernet, &frame, len).unwrap();
     let mut g = c.benchmark_group("endpoint");
     g.throughput(Throughput::Elements(1));
-    g.bench_function("outbound", |b| {
+    g.bench_function("forward", |b| {
         let mut f = frame.clone();
         b.iter(|| {
             f.copy_from_slice(&frame);
             let mut v = view;
-            black_box(t.outbound(VnetId(5), &mut f, &mut v, SimTime::ZERO)).unwrap();
+            black_box(t.forward(VnetId(5), &mut f, &mut v, SimTime::ZERO)).unwrap();
         })
     });
     g.finish();
 }
 
-criterion_group!(benches, outbound);
+criterion_group!(benches, forward);
 criterion_main!(benches);

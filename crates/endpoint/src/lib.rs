@@ -2,10 +2,10 @@
 //!
 //! One [`EndpointTable`] holds every private endpoint of every consumer VNet, keyed by
 //! (VNet, private endpoint address), because two VNets may use the same addresses. On the way
-//! out, [`EndpointTable::outbound`] passes a packet only while its endpoint's connection is
+//! out, [`EndpointTable::forward`] passes a packet only while its endpoint's connection is
 //! Approved, tags it with the connection's [`LinkId`] and rewrites its destination from the
 //! endpoint's address (PE) to the service's load balancer frontend (F), keeping the port. On the
-//! way back, [`EndpointTable::inbound`] undoes exactly that rewrite (source F -> PE) and names the
+//! way back, [`EndpointTable::reverse`] undoes exactly that rewrite (source F -> PE) and names the
 //! VNet the packet goes back to.
 //!
 //! Approval changes carry the simulated instant they take effect, so a batch of packets with
@@ -194,7 +194,7 @@ impl EndpointTable {
     /// address that is no endpoint of that VNet (nothing in the VNet would answer it); the
     /// refusal names the endpoint's connection when there is one.
     #[inline]
-    pub fn outbound(
+    pub fn forward(
         &self,
         vnet: VnetId,
         frame: &mut [u8],
@@ -224,7 +224,7 @@ impl EndpointTable {
     /// the connection is not Approved at `now`; `no_flow` when the link is unknown or the source
     /// is not the link's frontend (it can't be the answer to anything the endpoint sent).
     #[inline]
-    pub fn inbound(
+    pub fn reverse(
         &self,
         link: LinkId,
         frame: &mut [u8],

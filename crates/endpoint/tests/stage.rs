@@ -33,7 +33,7 @@ fn approved_endpoint_rewrites_destination_to_frontend_and_tags_link() {
     let (mut f, mut v) = frame(C, 40000, PE, 443);
     let before = f.clone();
     assert_eq!(
-        t.outbound(VnetId(0), &mut f, &mut v, SimTime::ZERO),
+        t.forward(VnetId(0), &mut f, &mut v, SimTime::ZERO),
         Ok(LinkId(1))
     );
     assert_eq!(v.tuple(), tuple(C, 40000, FE, 443));
@@ -59,7 +59,7 @@ fn pending_unknown_and_other_vnet_are_not_approved_and_untouched() {
         let (mut f, mut v) = frame(C, 40000, dst, 443);
         let before = (f.clone(), v);
         assert_eq!(
-            t.outbound(VnetId(vnet), &mut f, &mut v, SimTime::ZERO),
+            t.forward(VnetId(vnet), &mut f, &mut v, SimTime::ZERO),
             Err(Refused {
                 link: (vnet == 0 && dst == PE).then_some(LinkId(1))
             })
@@ -77,24 +77,24 @@ fn approval_change_takes_effect_at_its_instant_both_ways() {
     let just_before = SimTime::from_nanos(cut.as_nanos() - 1);
     let (mut f, mut v) = frame(C, 1, PE, 80);
     assert_eq!(
-        t.outbound(VnetId(0), &mut f, &mut v, just_before),
+        t.forward(VnetId(0), &mut f, &mut v, just_before),
         Ok(LinkId(7))
     );
     let (mut f, mut v) = frame(C, 1, PE, 80);
     assert_eq!(
-        t.outbound(VnetId(0), &mut f, &mut v, cut),
+        t.forward(VnetId(0), &mut f, &mut v, cut),
         Err(Refused {
             link: Some(LinkId(7))
         })
     );
     let (mut r, mut rv) = frame(FE, 80, C, 1);
     assert_eq!(
-        t.inbound(LinkId(7), &mut r, &mut rv, just_before),
+        t.reverse(LinkId(7), &mut r, &mut rv, just_before),
         Ok(VnetId(0))
     );
     let (mut r, mut rv) = frame(FE, 80, C, 1);
     assert_eq!(
-        t.inbound(LinkId(7), &mut r, &mut rv, cut),
+        t.reverse(LinkId(7), &mut r, &mut rv, cut),
         Err(DropReason::NotApproved)
     );
     assert_eq!(rv.tuple().src, FE);
@@ -104,13 +104,13 @@ fn approval_change_takes_effect_at_its_instant_both_ways() {
         .unwrap();
     let (mut f, mut v) = frame(C, 1, PE, 80);
     assert_eq!(
-        t.outbound(VnetId(0), &mut f, &mut v, SimTime::from_secs(45)),
+        t.forward(VnetId(0), &mut f, &mut v, SimTime::from_secs(45)),
         Err(Refused {
             link: Some(LinkId(7))
         })
     );
     assert_eq!(
-        t.outbound(VnetId(0), &mut f, &mut v, SimTime::from_secs(60)),
+        t.forward(VnetId(0), &mut f, &mut v, SimTime::from_secs(60)),
         Ok(LinkId(7))
     );
 }
@@ -124,11 +124,11 @@ fn two_vnets_with_identical_addresses_never_mix() {
     let (mut b, mut bv) = frame(C, 5000, PE, 443);
     assert_eq!(a, b);
     assert_eq!(
-        t.outbound(VnetId(0), &mut a, &mut av, SimTime::ZERO),
+        t.forward(VnetId(0), &mut a, &mut av, SimTime::ZERO),
         Ok(LinkId(1))
     );
     assert_eq!(
-        t.outbound(VnetId(1), &mut b, &mut bv, SimTime::ZERO),
+        t.forward(VnetId(1), &mut b, &mut bv, SimTime::ZERO),
         Ok(LinkId(2))
     );
     assert_eq!(
@@ -137,13 +137,13 @@ fn two_vnets_with_identical_addresses_never_mix() {
     );
     let (mut r, mut rv) = frame(FE, 443, C, 5000);
     assert_eq!(
-        t.inbound(LinkId(2), &mut r, &mut rv, SimTime::ZERO),
+        t.reverse(LinkId(2), &mut r, &mut rv, SimTime::ZERO),
         Ok(VnetId(1))
     );
     assert_eq!(rv.tuple(), tuple(PE, 443, C, 5000));
     let (mut r, mut rv) = frame(FE, 443, C, 5000);
     assert_eq!(
-        t.inbound(LinkId(1), &mut r, &mut rv, SimTime::ZERO),
+        t.reverse(LinkId(1), &mut r, &mut rv, SimTime::ZERO),
         Ok(VnetId(0))
     );
     // Rejecting one VNet's connection leaves the other's alone.
@@ -152,30 +152,30 @@ fn two_vnets_with_identical_addresses_never_mix() {
     let (mut a, mut av) = frame(C, 5000, PE, 443);
     let (mut b, mut bv) = frame(C, 5000, PE, 443);
     assert_eq!(
-        t.outbound(VnetId(0), &mut a, &mut av, SimTime::from_secs(2)),
+        t.forward(VnetId(0), &mut a, &mut av, SimTime::from_secs(2)),
         Err(Refused {
             link: Some(LinkId(1))
         })
     );
     assert_eq!(
-        t.outbound(VnetId(1), &mut b, &mut bv, SimTime::from_secs(2)),
+        t.forward(VnetId(1), &mut b, &mut bv, SimTime::from_secs(2)),
         Ok(LinkId(2))
     );
 }
 
 #[test]
-fn inbound_from_unknown_link_or_wrong_source_is_no_flow() {
+fn reverse_from_unknown_link_or_wrong_source_is_no_flow() {
     let mut t = EndpointTable::new();
     t.insert(ep(1, 0, PE, true)).unwrap();
     let (mut r, mut rv) = frame(FE, 443, C, 5000);
     assert_eq!(
-        t.inbound(LinkId(9), &mut r, &mut rv, SimTime::ZERO),
+        t.reverse(LinkId(9), &mut r, &mut rv, SimTime::ZERO),
         Err(DropReason::NoFlow)
     );
     let (mut r, mut rv) = frame(Ipv4Addr::new(10, 10, 2, 4), 443, C, 5000);
     let before = r.clone();
     assert_eq!(
-        t.inbound(LinkId(1), &mut r, &mut rv, SimTime::ZERO),
+        t.reverse(LinkId(1), &mut r, &mut rv, SimTime::ZERO),
         Err(DropReason::NoFlow)
     );
     assert_eq!(r, before);
@@ -214,21 +214,21 @@ fn table_errors_and_removal() {
 }
 
 proptest! {
-    /// Outbound then the answer inbound: the consumer gets back exactly the mirror of what it
+    /// Forward, then the answer in reverse: the consumer gets back exactly the mirror of what it
     /// sent (PE as the server), with valid checksums, whatever the addresses and ports.
     #[test]
-    fn inbound_is_the_exact_inverse_of_outbound(
+    fn reverse_is_the_exact_inverse_of_forward(
         c in any::<u32>(), pe in any::<u32>(), fe in any::<u32>(), cp in any::<u16>(), pp in any::<u16>(), vnet in 0u32..4,
     ) {
         let (c, pe, fe) = (Ipv4Addr::from(c), Ipv4Addr::from(pe), Ipv4Addr::from(fe));
         let mut t = EndpointTable::new();
         t.insert(Endpoint { link: LinkId(3), vnet: VnetId(vnet), address: pe, frontend: fe, approved: true }).unwrap();
         let (mut f, mut v) = frame(c, cp, pe, pp);
-        prop_assert_eq!(t.outbound(VnetId(vnet), &mut f, &mut v, SimTime::ZERO), Ok(LinkId(3)));
+        prop_assert_eq!(t.forward(VnetId(vnet), &mut f, &mut v, SimTime::ZERO), Ok(LinkId(3)));
         prop_assert_eq!(v.tuple(), tuple(c, cp, fe, pp));
         prop_assert!(checksum::verify(&f, &v).ok());
         let (mut r, mut rv) = frame(fe, pp, c, cp);
-        prop_assert_eq!(t.inbound(LinkId(3), &mut r, &mut rv, SimTime::ZERO), Ok(VnetId(vnet)));
+        prop_assert_eq!(t.reverse(LinkId(3), &mut r, &mut rv, SimTime::ZERO), Ok(VnetId(vnet)));
         let (expect, _) = frame(pe, pp, c, cp);
         prop_assert_eq!(r, expect);
     }

@@ -239,10 +239,10 @@ mod tests {
         let dirs = [
             Dir::Forward,
             Dir::Forward,
-            Dir::Return,
+            Dir::Reverse,
             Dir::Forward,
-            Dir::Return,
-            Dir::Return,
+            Dir::Reverse,
+            Dir::Reverse,
         ];
         let mut frames = Vec::new();
         for (k, &d) in dirs.iter().enumerate() {

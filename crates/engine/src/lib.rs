@@ -455,12 +455,12 @@ impl LinkCounts {
         let l = &mut links[i];
         match (m.dir, m.drop) {
             (Dir::Forward, None) => l.to_backend += 1,
-            (Dir::Return, None) => l.to_consumer += 1,
+            (Dir::Reverse, None) => l.to_consumer += 1,
             (_, Some(r)) => l.dropped.add(r),
         }
         match m.dir {
             Dir::Forward => l.consumer_in += 1,
-            Dir::Return => l.backend_in += 1,
+            Dir::Reverse => l.backend_in += 1,
         }
     }
 }

@@ -67,7 +67,7 @@ impl Answer {
         self.meta = Some(Meta {
             wire_len: self.frame.len() as u32,
             view,
-            dir: Dir::Return,
+            dir: Dir::Reverse,
             drop: view.is_none().then_some(DropReason::Malformed),
             own: Some(Place::After),
             ..*m
@@ -149,7 +149,7 @@ fn step<Ev, S: Stage<Ev>>(stage: &mut S, frame: &mut [u8], m: &mut Meta, dir: Di
     if m.drop.is_none() {
         let r = match dir {
             Dir::Forward => stage.forward(frame, m),
-            Dir::Return => stage.reverse(frame, m),
+            Dir::Reverse => stage.reverse(frame, m),
         };
         if let Err(r) = r {
             m.drop = Some(r);
@@ -255,7 +255,7 @@ impl<Ev, A: Stage<Ev>> Stages<Ev> for (A,) {
         m.drop
     }
     fn reverse(&mut self, frame: &mut [u8], m: &mut Meta) -> Option<DropReason> {
-        step(&mut self.0, frame, m, Dir::Return);
+        step(&mut self.0, frame, m, Dir::Reverse);
         m.drop
     }
     fn packet_major(&self) -> bool {
@@ -276,7 +276,7 @@ impl<Ev, A: Stage<Ev>> Stages<Ev> for (A,) {
         }
     }
     fn reverse_run(&mut self, batch: &mut Batch, run: Range<usize>, cx: &mut RunCx) {
-        pass(&mut self.0, batch, run, Dir::Return, cx, 0, None);
+        pass(&mut self.0, batch, run, Dir::Reverse, cx, 0, None);
     }
     fn tick(&mut self, now: SimTime) {
         self.0.tick(now);
@@ -312,8 +312,8 @@ impl<Ev, A: Stage<Ev>, B: Stage<Ev>> Stages<Ev> for (A, B) {
         m.drop
     }
     fn reverse(&mut self, frame: &mut [u8], m: &mut Meta) -> Option<DropReason> {
-        step(&mut self.1, frame, m, Dir::Return);
-        step(&mut self.0, frame, m, Dir::Return);
+        step(&mut self.1, frame, m, Dir::Reverse);
+        step(&mut self.0, frame, m, Dir::Reverse);
         m.drop
     }
     fn packet_major(&self) -> bool {
@@ -336,8 +336,8 @@ impl<Ev, A: Stage<Ev>, B: Stage<Ev>> Stages<Ev> for (A, B) {
         }
     }
     fn reverse_run(&mut self, batch: &mut Batch, run: Range<usize>, cx: &mut RunCx) {
-        pass(&mut self.1, batch, run.clone(), Dir::Return, cx, 1, None);
-        pass(&mut self.0, batch, run, Dir::Return, cx, 0, None);
+        pass(&mut self.1, batch, run.clone(), Dir::Reverse, cx, 1, None);
+        pass(&mut self.0, batch, run, Dir::Reverse, cx, 0, None);
     }
     fn tick(&mut self, now: SimTime) {
         self.0.tick(now);

@@ -171,11 +171,11 @@ fn write_batch<T: Taps>(taps: &mut T, w: &TapWork) {
                 next = to;
                 let segments = (from..to).map(|j| w.answers.get(j));
                 trip::to_backends(frame, m, segments.clone(), |f, s, _| taps.backend(f, s));
-                for (f, a) in segments.filter(|(_, a)| a.dir == Dir::Return && a.drop.is_none()) {
+                for (f, a) in segments.filter(|(_, a)| a.dir == Dir::Reverse && a.drop.is_none()) {
                     taps.consumer(f, a);
                 }
             }
-            Dir::Return => {
+            Dir::Reverse => {
                 if let Some((f, em)) = entered.next_if(|(_, em)| em.seq == m.seq) {
                     taps.backend(f, em);
                 }
@@ -254,7 +254,7 @@ where
                       sent: Option<Batch>| {
             let t0 = timed.then(Instant::now);
             for (frame, m) in b.iter_mut() {
-                if m.dir == Dir::Return && m.drop.is_none() {
+                if m.dir == Dir::Reverse && m.drop.is_none() {
                     match trip::edge_out(edge, frame, m) {
                         None => stats.to_consumer += 1,
                         Some(r) => stats.dropped.add(r),
@@ -263,7 +263,7 @@ where
                 stats.count(m);
             }
             for (frame, m) in answers.iter_mut() {
-                if m.dir == Dir::Return
+                if m.dir == Dir::Reverse
                     && m.drop.is_none()
                     && trip::edge_out(edge, frame, m).is_none()
                 {
@@ -311,7 +311,7 @@ where
                             stats.dropped.add(r);
                         }
                     }
-                    Dir::Return => {
+                    Dir::Reverse => {
                         stats.backend_in += 1;
                         if let Some(r) = m.drop {
                             stats.dropped.add(r);

@@ -155,7 +155,7 @@ where
         self.stats.saw(m.ts);
         match m.dir {
             Dir::Forward => self.forward(frame, m),
-            Dir::Return => self.reverse(frame, m),
+            Dir::Reverse => self.reverse(frame, m),
         }
         self.stats.count(m);
     }

@@ -224,7 +224,7 @@ impl Feeder<u32> for Toy {
             }
             .to_vec();
             let view = classify(LinkType::Ethernet, &frame, frame.len()).unwrap();
-            let dir = if step.ret { Dir::Return } else { Dir::Forward };
+            let dir = if step.ret { Dir::Reverse } else { Dir::Forward };
             let pre = step.pre_dropped && dir == Dir::Forward;
             batch.push(
                 &frame,
@@ -421,7 +421,7 @@ fn every_packet_is_counted_once_and_each_stage_sees_input_order() {
         r.taps
             .consumer
             .iter()
-            .filter(|(_, d, _)| *d == Dir::Return)
+            .filter(|(_, d, _)| *d == Dir::Reverse)
             .count() as u64,
         *to_c
     );
@@ -474,7 +474,7 @@ fn answers_reach_the_consumer_right_after_what_they_answer() {
         .map(|w| &w[1])
         .collect();
     assert_eq!(answered.len() as u64, r.answers);
-    assert!(answered.iter().all(|(_, d, _)| *d == Dir::Return));
+    assert!(answered.iter().all(|(_, d, _)| *d == Dir::Reverse));
     assert_eq!(r, go_answering(&st, Engine::Sequential, 1, 0, true));
 }
 

@@ -29,7 +29,7 @@ impl Edge<Event> for EndpointStage {
     #[inline]
     fn forward(&self, frame: &mut [u8], meta: &mut Meta) -> Result<(), DropReason> {
         let (vnet, ts) = (VnetId(meta.vnet), meta.ts);
-        match self.0.outbound(vnet, frame, view(meta), ts) {
+        match self.0.forward(vnet, frame, view(meta), ts) {
             Ok(link) => {
                 meta.link = link;
                 Ok(())
@@ -44,7 +44,7 @@ impl Edge<Event> for EndpointStage {
     #[inline]
     fn reverse(&self, frame: &mut [u8], meta: &mut Meta) -> Result<(), DropReason> {
         let (link, ts) = (meta.link, meta.ts);
-        meta.vnet = self.0.inbound(link, frame, view(meta), ts)?.0;
+        meta.vnet = self.0.reverse(link, frame, view(meta), ts)?.0;
         Ok(())
     }
     fn apply(&mut self, event: &Event, now: SimTime) {
@@ -97,7 +97,7 @@ impl Stage<Event> for LbStage {
     #[inline]
     fn reverse(&mut self, frame: &mut [u8], meta: &mut Meta) -> Result<(), DropReason> {
         let (link, ts) = (meta.link, meta.ts);
-        self.0.reply(link, frame, view(meta), ts)
+        self.0.reverse(link, frame, view(meta), ts)
     }
     const PREFETCH: bool = true;
     #[inline]
@@ -105,7 +105,7 @@ impl Stage<Event> for LbStage {
         if let Some(v) = meta.view.as_ref() {
             match dir {
                 Dir::Forward => self.0.prefetch_forward(meta.link, v),
-                Dir::Return => self.0.prefetch_reply(meta.link, v),
+                Dir::Reverse => self.0.prefetch_reverse(meta.link, v),
             }
         }
     }
@@ -229,8 +229,8 @@ impl SnatStage {
             Dir::Forward => {
                 usize::from(self.services.get(meta.link.0 as usize).copied().flatten()?)
             }
-            Dir::Return if self.engines.len() == 1 => 0,
-            Dir::Return => {
+            Dir::Reverse if self.engines.len() == 1 => 0,
+            Dir::Reverse => {
                 let dst = meta.view.as_ref()?.tuple().dst;
                 self.owners.iter().find(|(ip, _)| *ip == dst)?.1
             }
@@ -387,7 +387,7 @@ impl Stage<Event> for SnatStage {
         if let (Some(v), Some(e)) = (meta.view.as_ref(), self.engine_of(meta, dir)) {
             match dir {
                 Dir::Forward => e.prefetch_outbound(meta.link, v),
-                Dir::Return => e.prefetch_inbound(v),
+                Dir::Reverse => e.prefetch_inbound(v),
             }
         }
     }

@@ -26,7 +26,7 @@ pub struct Deliveries(pub Vec<Delivery>);
 impl Taps for Deliveries {
     fn consumer(&mut self, frame: &[u8], meta: &Meta) {
         // What leaves at the consumer side (the forward calls are what the hosts sent).
-        if meta.dir == Dir::Return {
+        if meta.dir == Dir::Reverse {
             self.0.push(delivery(frame, meta));
         }
     }

@@ -90,7 +90,7 @@ fn identical_consumers_never_mix() {
             out.reversed(),
             TcpFlags::SYN | TcpFlags::ACK,
             9,
-            Dir::Return,
+            Dir::Reverse,
             10 + k as u64,
         );
         p.snat.reverse(&mut f, &mut m).unwrap();

@@ -202,7 +202,7 @@ struct Delivered {
 impl Taps for Delivered {
     fn consumer(&mut self, _frame: &[u8], m: &Meta) {
         self.first.get_or_insert(m.ts.as_nanos());
-        if m.dir == Dir::Return {
+        if m.dir == Dir::Reverse {
             self.packets.push((m.ts.as_nanos(), m.link.0, false));
         }
     }

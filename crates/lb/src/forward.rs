@@ -1,4 +1,4 @@
-//! The packet path: [`Lb::forward`] and [`Lb::reply`], their prefetch hooks, and the two
+//! The packet path: [`Lb::forward`] and [`Lb::reverse`], their prefetch hooks, and the two
 //! index hashes they share.
 
 use std::net::Ipv4Addr;
@@ -123,7 +123,7 @@ impl Lb {
     /// consumer as its destination) to come from the frontend, F:fp -> C:cp, and refreshes the
     /// flow. A reply of no forwarded flow is dropped as [`DropReason::NoFlow`], unchanged.
     #[inline]
-    pub fn reply(
+    pub fn reverse(
         &mut self,
         link: LinkId,
         frame: &mut [u8],
@@ -161,10 +161,10 @@ impl Lb {
         self.table.prefetch_fwd(fwd_hash(link, view.tuple()));
     }
 
-    /// Prefetches what [`reply`](Lb::reply) of this packet (B:bp -> C:cp) will read first: the
+    /// Prefetches what [`reverse`](Lb::reverse) of this packet (B:bp -> C:cp) will read first: the
     /// bucket of its flow in the return index. Changes nothing.
     #[inline]
-    pub fn prefetch_reply(&self, link: LinkId, view: &Ipv4Tcp) {
+    pub fn prefetch_reverse(&self, link: LinkId, view: &Ipv4Tcp) {
         self.table.prefetch_rev(rev_hash(link, view.tuple()));
     }
 }
@@ -175,7 +175,7 @@ pub(crate) fn fwd_hash(link: LinkId, t: FlowTuple) -> u64 {
     hash::flow(link.0, u32::from(t.src), t.sport, u32::from(t.dst), t.dport)
 }
 
-/// The return index's hash of a reply B:bp -> C:cp of `link` (as [`Lb::reply`] computes it).
+/// The return index's hash of a reply B:bp -> C:cp of `link` (as [`Lb::reverse`] computes it).
 #[inline]
 pub(crate) fn rev_hash(link: LinkId, t: FlowTuple) -> u64 {
     hash::reply(link.0, u32::from(t.dst), t.dport, u32::from(t.src), t.sport)

@@ -7,7 +7,7 @@
 //! ```
 //!
 //! [`Lb::forward`] matches the frontend IP and port against the [rules](Rule), picks a backend of
-//! the rule's pool for a new flow and remembers it, and rewrites the destination; [`Lb::reply`]
+//! the rule's pool for a new flow and remembers it, and rewrites the destination; [`Lb::reverse`]
 //! finds the flow by its link id and its consumer and backend ends and rewrites the source back
 //! to the frontend. No rule: [`DropReason::NoRule`]; no healthy backend:
 //! [`DropReason::NoBackend`]; a reply of no flow: [`DropReason::NoFlow`]. Every drop is counted.
@@ -45,7 +45,7 @@
 //!
 //! # Layout of the crate
 //!
-//! `forward` is the packet path ([`Lb::forward`], [`Lb::reply`] and their prefetch hooks),
+//! `forward` is the packet path ([`Lb::forward`], [`Lb::reverse`] and their prefetch hooks),
 //! `rules` the rule set (frontends, pools, backends and their health, the choice of a backend
 //! for a new flow), `table` the flow record, `hash` the hashes and the Maglev table, `stats`
 //! the counters, `config` the configuration; this file holds the forwarder, its construction

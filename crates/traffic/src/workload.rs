@@ -20,7 +20,8 @@
 //! and the scenario file share them.
 //!
 //! ```
-//! use plsim_traffic::workload::{Direction, Profile, Workload, WorkloadSpec};
+//! use plsim_traffic::workload::{Profile, Workload, WorkloadSpec};
+//! use plsim_wire::Dir;
 //!
 //! let spec = WorkloadSpec::from(Profile {
 //!     arrivals: "poisson:1000".parse()?,
@@ -34,7 +35,7 @@
 //! while let Some(meta) = workload.next_into(&mut frame) {
 //!     // `frame` is an Ethernet II frame: a client's packet enters at the consumer side, a
 //!     // server's at the provider side, at `SimTime::from_nanos(meta.ts_ns)`.
-//!     let _consumer_side = meta.dir == Direction::ToServer;
+//!     let _consumer_side = meta.dir == Dir::Forward;
 //! }
 //! assert_eq!(workload.stats().flows_done, 100);
 //! # Ok::<(), plsim_traffic::workload::SpecError>(())
@@ -82,7 +83,7 @@ mod generator;
 mod profile;
 mod schedule;
 
-pub use generator::{Direction, Packet, PacketMeta, Workload, WorkloadStats};
+pub use generator::{Packet, PacketMeta, Workload, WorkloadStats};
 pub use profile::{Arrivals, Close, FlowDuration, Profile};
 pub use schedule::{FlowPlan, Schedule};
 

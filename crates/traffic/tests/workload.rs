@@ -6,10 +6,9 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 
 use plsim_traffic::captures::{self, EPOCH_NS};
 use plsim_traffic::workload::{
-    Arrivals, Close, Direction, FlowDuration, FlowPlan, Packet, Profile, SpecError, Workload,
-    WorkloadSpec,
+    Arrivals, Close, FlowDuration, FlowPlan, Packet, Profile, SpecError, Workload, WorkloadSpec,
 };
-use plsim_wire::TcpFlags;
+use plsim_wire::{Dir, TcpFlags};
 use workload_common::check;
 
 const S: u64 = 1_000_000_000;
@@ -242,7 +241,7 @@ fn one_flow_exactly() {
             .iter()
             .zip(&flow.packets)
             .map(|(pk, &(up, fl, len))| {
-                assert_eq!(up, pk.dir == Direction::ToServer);
+                assert_eq!(up, pk.dir == Dir::Forward);
                 (pk.frame.ts_ns - EPOCH_NS, up, fl, len)
             })
             .collect();

@@ -132,7 +132,7 @@ pub enum Dir {
     /// From a consumer to a backend: it enters at the consumer side.
     Forward,
     /// From a backend back to a consumer: it enters at the backend side.
-    Return,
+    Reverse,
 }
 
 /// Where a segment a stage sends of its own (a PROXY protocol header) goes, relative to the

@@ -24,7 +24,7 @@ impl Feeder<Event> for Setup {
         let end = self.next.saturating_add(chunk).min(self.flows);
         for (t, dir) in [
             (&self.syn, Dir::Forward),
-            (&self.syn_ack, Dir::Return),
+            (&self.syn_ack, Dir::Reverse),
             (&self.ack, Dir::Forward),
         ] {
             for i in self.next..end {

@@ -71,7 +71,7 @@ impl Template {
     pub(super) fn push(&self, batch: &mut Batch, i: u32, seq: u64, vnet: u32, dir: Dir) {
         batch.push(&self.frame, meta(seq, self.view, dir, vnet));
         let (frame, m) = batch.last_mut().expect("just pushed");
-        let v = self.write_in_place(i, frame, dir == Dir::Return);
+        let v = self.write_in_place(i, frame, dir == Dir::Reverse);
         m.view = Some(v);
         m.orig = v.tuple();
     }
@@ -153,7 +153,7 @@ mod tests {
                     i,
                     7,
                     0,
-                    if back { Dir::Return } else { Dir::Forward },
+                    if back { Dir::Reverse } else { Dir::Forward },
                 );
                 let (f, m) = batch.get(0);
                 assert_eq!(f, &want[..]);

@@ -366,7 +366,7 @@ impl FeedState {
             p.data,
             Meta {
                 view: Some(view),
-                dir: if forward { Dir::Forward } else { Dir::Return },
+                dir: if forward { Dir::Forward } else { Dir::Reverse },
                 vnet: route.map_or(0, |r| r.vnet),
                 drop: route.is_none().then_some(DropReason::NoEndpoint),
                 ..meta

@@ -75,7 +75,7 @@ fn fwd(
 
 fn rep(lb: &mut Lb, link: u32, t: FlowTuple, now: SimTime) -> Result<FlowTuple, DropReason> {
     let (mut f, mut v) = packet(t, ACK);
-    lb.reply(LinkId(link), &mut f, &mut v, now).map(|()| {
+    lb.reverse(LinkId(link), &mut f, &mut v, now).map(|()| {
         assert!(checksum::verify(&f, &v).ok());
         v.tuple()
     })
@@ -139,7 +139,7 @@ fn forward_rewrites_destination_exactly() {
     };
     let mut f = back.to_vec();
     let mut v = classify(LinkType::Ethernet, &f, f.len()).unwrap();
-    lb.reply(LinkId(1), &mut f, &mut v, T0).unwrap();
+    lb.reverse(LinkId(1), &mut f, &mut v, T0).unwrap();
     assert_eq!(
         f,
         TcpSegment {

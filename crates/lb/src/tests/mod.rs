@@ -55,7 +55,7 @@ impl Lb {
     }
 }
 
-/// The prefetch hooks hash a packet exactly as `forward` and `reply` do, so they prefetch the
+/// The prefetch hooks hash a packet exactly as `forward` and `reverse` do, so they prefetch the
 /// very bucket the lookup reads (and its first entry is the flow's); they change nothing.
 #[test]
 fn prefetch_targets_the_lookups_bucket() {
@@ -75,7 +75,7 @@ fn prefetch_targets_the_lookups_bucket() {
         TcpSegment::new(tuple(Ipv4Addr::new(10, 0, 0, 1), 1, f, 443), TcpFlags::SYN).to_vec();
     let pv = classify(LinkType::Ethernet, &probe, probe.len()).unwrap();
     lb.prefetch_forward(LinkId(1), &pv);
-    lb.prefetch_reply(LinkId(1), &pv);
+    lb.prefetch_reverse(LinkId(1), &pv);
     for i in 0..500u16 {
         let link = LinkId(u32::from(i % 3));
         let t = tuple(Ipv4Addr::new(10, 0, (i / 100) as u8, 1), 1000 + i, f, 443);
@@ -83,7 +83,7 @@ fn prefetch_targets_the_lookups_bucket() {
         let mut v = classify(LinkType::Ethernet, &fr, fr.len()).unwrap();
         let before = lb.stats();
         lb.prefetch_forward(link, &v);
-        lb.prefetch_reply(link, &v);
+        lb.prefetch_reverse(link, &v);
         assert_eq!(lb.stats(), before);
         let h = fwd_hash(link, v.tuple());
         let fw = lb.forward(link, &mut fr, &mut v, SimTime::ZERO).unwrap();
@@ -148,7 +148,7 @@ fn the_table_stays_consistent_under_churn() {
                         let back = tuple(fw.backend, fw.port, c.src, c.sport);
                         let mut fr = TcpSegment::new(back, TcpFlags::ACK).to_vec();
                         let mut v = classify(LinkType::Ethernet, &fr, fr.len()).unwrap();
-                        lb.reply(link, &mut fr, &mut v, now).unwrap();
+                        lb.reverse(link, &mut fr, &mut v, now).unwrap();
                     }
                 }
                 9..=12 => now = now + std::time::Duration::from_millis(r >> 48 & 2047),

@@ -79,7 +79,7 @@ proptest! {
 
         let mut r = seg(tuple(fw.backend, fw.port, c, cport), rseq, rack, rflags, rwindow, &rpayload, rttl, rip_id);
         let mut rv = classify(LinkType::Ethernet, &r, r.len()).unwrap();
-        lb.reply(LinkId(link), &mut r, &mut rv, SimTime::ZERO).unwrap();
+        lb.reverse(LinkId(link), &mut r, &mut rv, SimTime::ZERO).unwrap();
         prop_assert_eq!(&r, &seg(tuple(F, fport, c, cport), rseq, rack, rflags, rwindow, &rpayload, rttl, rip_id));
         prop_assert!(checksum::verify(&r, &rv).ok());
         prop_assert_eq!(rv, classify(LinkType::Ethernet, &r, r.len()).unwrap());
@@ -185,7 +185,7 @@ proptest! {
                     let b = model.get(&i).map_or(backend(1), |&(b, _)| b);
                     let mut f = TcpSegment::new(tuple(b, ct.dport, ct.src, ct.sport), TcpFlags::ACK).to_vec();
                     let mut v = classify(LinkType::Ethernet, &f, f.len()).unwrap();
-                    let r = lb.reply(link, &mut f, &mut v, t);
+                    let r = lb.reverse(link, &mut f, &mut v, t);
                     let live = model.get(&i).is_some_and(|&(_, last)| now < last + 240);
                     prop_assert_eq!(r.is_ok(), live);
                     if live {

@@ -27,7 +27,7 @@ pub use pattern::pattern_byte;
 /// (plsim's whole path implements it over the engine's one definition of a packet's trip).
 pub trait Path {
     /// A packet a host sent into the path: a consumer host's (`C:cp -> PE:pp`) travels
-    /// [`Dir::Forward`], a backend's (`B:bp -> N:np`) [`Dir::Return`]. Everything the path
+    /// [`Dir::Forward`], a backend's (`B:bp -> N:np`) [`Dir::Reverse`]. Everything the path
     /// delivers because of it is appended to `out`, in the order it is delivered: the packet
     /// itself translated (`N:np -> B:bp` for a backend, `PE:pp -> C:cp` for a consumer host),
     /// unless the path dropped it, and the segments the path sends of its own beside it (a
@@ -49,7 +49,7 @@ pub trait Path {
 /// A packet the path delivers: bare IPv4, to the host at its destination address.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Delivery {
-    /// Which way it travels: [`Dir::Forward`] to a backend, [`Dir::Return`] to a consumer host.
+    /// Which way it travels: [`Dir::Forward`] to a backend, [`Dir::Reverse`] to a consumer host.
     pub dir: Dir,
     /// Whether the path sent it of its own (a PROXY protocol header, an answer) rather than
     /// passing a host's packet on.

@@ -449,7 +449,7 @@ impl<'s, P: Path> Sim<'s, P> {
             Dir::Forward
         } else {
             self.t.backend_in += 1;
-            Dir::Return
+            Dir::Reverse
         };
         if let Ok(view) = classify_l3(&buf) {
             self.t.payload_sent += view.payload_len() as u64;
@@ -475,7 +475,7 @@ impl<'s, P: Path> Sim<'s, P> {
             own,
             mut packet,
         } = d;
-        let to_client = dir == Dir::Return;
+        let to_client = dir == Dir::Reverse;
         let view = classify_l3(&packet).ok();
         let host = view
             .and_then(|v| self.by_addr.get(&v.tuple().dst).copied())

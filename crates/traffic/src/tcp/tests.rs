@@ -47,7 +47,7 @@ impl Path for Toy {
                     plsim_wire::build::TcpSegment::new(t.reversed(), TcpFlags::RST | TcpFlags::ACK);
                 rst.ack = view.seq(packet).wrapping_add(1);
                 out.push(Delivery {
-                    dir: Dir::Return,
+                    dir: Dir::Reverse,
                     own: true,
                     packet: rst.to_vec()[14..].to_vec(),
                 });

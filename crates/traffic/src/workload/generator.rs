@@ -9,7 +9,7 @@ use std::path::Path;
 
 use plsim_pcap::Writer;
 use plsim_wire::build::{CONSUMER_MAC, PROVIDER_MAC, TcpSegment, tuple};
-use plsim_wire::{LinkType, TcpFlags};
+use plsim_wire::{Dir, LinkType, TcpFlags};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
@@ -17,22 +17,13 @@ use super::schedule::{ISN_STREAM, stream};
 use super::{CLIENT_PORTS, Close, FlowPlan, MSS, Schedule, SpecError, WorkloadSpec};
 use crate::captures::Frame;
 
-/// Which way a packet goes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Direction {
-    /// From the consumer host to the server: enters the path at the consumer side.
-    ToServer,
-    /// From the server back to the consumer host: enters the path at the provider side.
-    ToClient,
-}
-
 /// What [`Workload::next_into`] wrote.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PacketMeta {
     /// The packet's time, ns since the Unix epoch.
     pub ts_ns: u64,
     /// Which way it goes.
-    pub dir: Direction,
+    pub dir: Dir,
     /// Its flow's number ([`FlowPlan::id`]).
     pub flow: u64,
 }
@@ -43,7 +34,7 @@ pub struct Packet {
     /// The Ethernet frame (never snapped: `wire_len == data.len()`) and its time.
     pub frame: Frame,
     /// Which way it goes.
-    pub dir: Direction,
+    pub dir: Dir,
     /// Its flow's number ([`FlowPlan::id`]).
     pub flow: u64,
 }
@@ -408,9 +399,9 @@ impl Workload {
         let meta = PacketMeta {
             ts_ns: o.ts,
             dir: if from_client {
-                Direction::ToServer
+                Dir::Forward
             } else {
-                Direction::ToClient
+                Dir::Reverse
             },
             flow: o.id,
         };

@@ -3,7 +3,8 @@
 
 use std::collections::HashMap;
 
-use plsim_traffic::workload::{Close, Direction, Packet, WorkloadSpec};
+use plsim_traffic::workload::{Close, Packet, WorkloadSpec};
+use plsim_wire::Dir;
 use plsim_wire::{FlowTuple, LinkType, TcpFlags, checksum, classify};
 
 /// What one flow looked like.
@@ -53,7 +54,7 @@ pub fn check(spec: &WorkloadSpec, packets: impl IntoIterator<Item = Packet>) -> 
         let view = classify(LinkType::Ethernet, &f.data, f.wire_len).expect("classifies");
         let verdict = checksum::verify(&f.data, &view);
         assert!(verdict.ip && verdict.tcp == Some(true), "{verdict:?}");
-        let to_server = p.dir == Direction::ToServer;
+        let to_server = p.dir == Dir::Forward;
         let t = view.tuple();
         let up = if to_server { t } else { t.reversed() };
         assert_eq!((up.dst, up.dport), (*spec.server.ip(), spec.server.port()));
