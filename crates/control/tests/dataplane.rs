@@ -14,7 +14,7 @@ fn table(p: &ControlPlane) -> EndpointTable {
     for l in p.links() {
         t.insert(plsim_endpoint::Endpoint {
             link: l.id,
-            vnet: VnetId(l.vnet),
+            vnet: l.vnet,
             address: l.private_ip,
             frontend: l.frontend,
             approved: l.state == ConnectionState::Approved,

@@ -205,7 +205,7 @@ fn a_rejected_endpoint_is_replaced_at_its_own_address() {
                 at(30),
                 Effect::LinkApproved(plsim_control::Link {
                     id: LinkId(2),
-                    vnet: 0,
+                    vnet: plsim_wire::VnetId(0),
                     private_ip: ip("10.0.0.4"),
                     frontend: ip("10.10.0.4"),
                     service: 0,

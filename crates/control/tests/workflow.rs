@@ -46,7 +46,7 @@ fn pending() -> ControlPlane {
 fn approved_link() -> Link {
     Link {
         id: LinkId(1),
-        vnet: 0,
+        vnet: plsim_wire::VnetId(0),
         private_ip: Ipv4Addr::new(10, 0, 0, 4),
         frontend: Ipv4Addr::new(10, 10, 0, 4),
         service: 0,

@@ -25,11 +25,8 @@
 use std::net::Ipv4Addr;
 
 use hashbrown::HashMap;
+pub use plsim_wire::VnetId;
 use plsim_wire::{DropReason, Ipv4Tcp, LinkId, SimTime};
-
-/// A consumer VNet (the control plane's VNet index).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
-pub struct VnetId(pub u32);
 
 /// One private endpoint: where it is, which connection it carries, where it leads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

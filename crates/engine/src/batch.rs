@@ -4,7 +4,7 @@ use std::ops::Range;
 use std::time::Instant;
 
 use bytes::BytesMut;
-use plsim_wire::{Dir, DropReason, FlowTuple, Ipv4Tcp, LinkId, LinkType, Place, SimTime};
+use plsim_wire::{Dir, DropReason, FlowTuple, Ipv4Tcp, LinkId, LinkType, Place, SimTime, VnetId};
 
 /// What travels with a packet through the stages.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -24,7 +24,7 @@ pub struct Meta {
     /// The private endpoint connection, once a stage has found it.
     pub link: LinkId,
     /// The consumer VNet the packet came from or goes to.
-    pub vnet: u32,
+    pub vnet: VnetId,
     /// The packet's tuple as the input had it.
     pub orig: FlowTuple,
     /// Which way it travels.
@@ -223,7 +223,7 @@ mod tests {
             linktype: LinkType::Ethernet,
             view: Some(view),
             link: LinkId::default(),
-            vnet: 0,
+            vnet: VnetId(0),
             orig: t,
             dir,
             drop: None,

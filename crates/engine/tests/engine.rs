@@ -235,7 +235,7 @@ impl Feeder<u32> for Toy {
                     linktype: LinkType::Ethernet,
                     view: (!pre).then_some(view),
                     link: LinkId(0),
-                    vnet: 0,
+                    vnet: plsim_wire::VnetId(0),
                     orig: t,
                     dir,
                     drop: pre.then_some(DropReason::NonTcp),

@@ -9,7 +9,7 @@ use plsim_control::{ConnectionState, ControlPlane};
 use plsim_endpoint::EndpointTable;
 use plsim_lb::{Lb, LbConfig, Rule};
 use plsim_snat::{Allocator, PortRange, ReuseScope, Snat, SnatConfig};
-use plsim_wire::SimTime;
+use plsim_wire::{SimTime, VnetId};
 
 use crate::stages::{EndpointStage, LbStage, SnatStage, endpoint_of};
 use crate::{Error, Event, Result};
@@ -104,7 +104,7 @@ pub struct Route {
     /// The endpoint's name.
     pub name: String,
     /// Its consumer VNet (the endpoint stage's VNet id).
-    pub vnet: u32,
+    pub vnet: VnetId,
     /// Its private IP.
     pub address: Ipv4Addr,
     /// Which packets are its consumers' (`None`: whatever no other endpoint took).
@@ -363,7 +363,7 @@ mod tests {
             path.routes,
             vec![Route {
                 name: "pe-app".into(),
-                vnet: 0,
+                vnet: VnetId(0),
                 address: Ipv4Addr::new(10, 0, 0, 4),
                 traffic: None,
                 created: SimTime::ZERO,

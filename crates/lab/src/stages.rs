@@ -28,7 +28,7 @@ pub struct EndpointStage(pub EndpointTable);
 impl Edge<Event> for EndpointStage {
     #[inline]
     fn forward(&self, frame: &mut [u8], meta: &mut Meta) -> Result<(), DropReason> {
-        let (vnet, ts) = (VnetId(meta.vnet), meta.ts);
+        let (vnet, ts) = (meta.vnet, meta.ts);
         match self.0.forward(vnet, frame, view(meta), ts) {
             Ok(link) => {
                 meta.link = link;
@@ -44,7 +44,7 @@ impl Edge<Event> for EndpointStage {
     #[inline]
     fn reverse(&self, frame: &mut [u8], meta: &mut Meta) -> Result<(), DropReason> {
         let (link, ts) = (meta.link, meta.ts);
-        meta.vnet = self.0.reverse(link, frame, view(meta), ts)?.0;
+        meta.vnet = self.0.reverse(link, frame, view(meta), ts)?;
         Ok(())
     }
     fn apply(&mut self, event: &Event, now: SimTime) {
@@ -78,7 +78,7 @@ impl Edge<Event> for EndpointStage {
 pub(crate) fn endpoint_of(l: &Link, approved: bool) -> Endpoint {
     Endpoint {
         link: l.id,
-        vnet: VnetId(l.vnet),
+        vnet: l.vnet,
         address: l.private_ip,
         frontend: l.frontend,
         approved,

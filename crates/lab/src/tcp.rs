@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use plsim_control::Scenario;
 use plsim_engine::{AsIs, Dir, Meta, Taps, Trip};
 use plsim_traffic::tcp::{Delivery, EchoOutcome, EchoSpec, Path as TcpPath, ProxyExpect, run_echo};
-use plsim_wire::{DropReason, LinkId, LinkType, SimTime, classify_l3};
+use plsim_wire::{DropReason, LinkId, LinkType, SimTime, VnetId, classify_l3};
 
 use crate::path::{ConnectionInfo, Path};
 use crate::stages::EndpointStage;
@@ -50,7 +50,7 @@ fn delivery(frame: &[u8], meta: &Meta) -> Delivery {
 pub struct TcpStages {
     trip: Trip<Event, EndpointStage, Core, AsIs, Deliveries>,
     /// The consumer VNet the clients live in.
-    vnet: u32,
+    vnet: VnetId,
     seq: u64,
     /// The scenario's timeline, still to come (simulated time from zero).
     events: VecDeque<(SimTime, Event)>,

@@ -44,7 +44,7 @@ fn packet(t: FlowTuple, flags: u8, vnet: u32, dir: Dir, seq: u64) -> (Vec<u8>, M
         linktype: LinkType::Ethernet,
         view: Some(view),
         link: LinkId::default(),
-        vnet,
+        vnet: plsim_wire::VnetId(vnet),
         orig: t,
         dir,
         drop: None,
@@ -96,7 +96,7 @@ fn identical_consumers_never_mix() {
         p.snat.reverse(&mut f, &mut m).unwrap();
         p.lb.reverse(&mut f, &mut m).unwrap();
         p.endpoint.reverse(&mut f, &mut m).unwrap();
-        assert_eq!(m.vnet, want_vnet);
+        assert_eq!(m.vnet, plsim_wire::VnetId(want_vnet));
         assert_eq!(m.link, if want_vnet == 0 { link0 } else { link1 });
         let v = m.view.unwrap();
         assert_eq!(

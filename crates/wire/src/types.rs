@@ -126,6 +126,17 @@ impl fmt::Display for FlowTuple {
     }
 }
 
+/// A consumer VNet, by the control plane's index of it: two VNets may use the same addresses,
+/// so an address names a host only together with its VNet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct VnetId(pub u32);
+
+impl fmt::Display for VnetId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
 /// Which way a packet travels through the path.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Dir {

@@ -19,7 +19,7 @@ use std::collections::HashSet;
 use std::fmt;
 use std::net::Ipv4Addr;
 
-use plsim_wire::{LinkId, SimTime};
+use plsim_wire::{LinkId, SimTime, VnetId};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
@@ -110,7 +110,7 @@ pub struct PrivateEndpoint {
     /// The VNet's name.
     pub vnet: String,
     /// The VNet's index in the scenario (the endpoint stage's VNet id).
-    pub vnet_index: u32,
+    pub vnet_index: VnetId,
     /// The subnet's name.
     pub subnet: String,
     /// The private IP, fixed for the endpoint's life.
@@ -144,7 +144,7 @@ pub struct Link {
     /// The connection's id.
     pub id: LinkId,
     /// The consumer VNet's index in the scenario.
-    pub vnet: u32,
+    pub vnet: VnetId,
     /// The private endpoint's address in that VNet.
     pub private_ip: Ipv4Addr,
     /// The service's load balancer frontend IP.

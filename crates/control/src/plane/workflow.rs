@@ -67,7 +67,7 @@ impl ControlPlane {
             name: e.name.clone(),
             subscription: e.subscription.clone(),
             vnet: e.vnet.clone(),
-            vnet_index: vnet_index as u32,
+            vnet_index: VnetId(vnet_index as u32),
             subnet: e.subnet.clone(),
             private_ip,
             static_ip: e.private_ip.is_some(),

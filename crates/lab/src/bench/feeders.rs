@@ -2,6 +2,7 @@
 //! phase's (established-flow ACKs, round robin).
 
 use plsim_engine::{Batch, Dir, Feeder, Fill};
+use plsim_wire::VnetId;
 
 use super::frames::Template;
 use crate::Event;
@@ -12,7 +13,7 @@ pub(super) struct Setup {
     pub(super) syn: Template,
     pub(super) syn_ack: Template,
     pub(super) ack: Template,
-    pub(super) vnet: u32,
+    pub(super) vnet: VnetId,
     pub(super) flows: u32,
     pub(super) next: u32,
     pub(super) seq: u64,
@@ -44,7 +45,7 @@ impl Feeder<Event> for Setup {
 /// Established-flow ACKs, one frame per flow, the flows round robin.
 pub(super) struct Traffic {
     pub(super) ack: Template,
-    pub(super) vnet: u32,
+    pub(super) vnet: VnetId,
     pub(super) flows: u32,
     pub(super) packets: u64,
     pub(super) sent: u64,

@@ -1,6 +1,7 @@
 //! The bench's frames: one 64-byte template per kind of packet, flow `i`'s frame made from it
 //! by writing flow `i`'s client end in.
 
+use plsim_wire::VnetId;
 use std::net::Ipv4Addr;
 
 use plsim_engine::{Batch, Dir, Meta};
@@ -68,7 +69,7 @@ impl Template {
 
     /// Appends flow `i`'s frame to `batch`.
     #[inline]
-    pub(super) fn push(&self, batch: &mut Batch, i: u32, seq: u64, vnet: u32, dir: Dir) {
+    pub(super) fn push(&self, batch: &mut Batch, i: u32, seq: u64, vnet: VnetId, dir: Dir) {
         batch.push(&self.frame, meta(seq, self.view, dir, vnet));
         let (frame, m) = batch.last_mut().expect("just pushed");
         let v = self.write_in_place(i, frame, dir == Dir::Reverse);
@@ -91,7 +92,7 @@ impl Template {
 }
 
 /// The metadata of a bench packet; simulated time is 10 ns a packet.
-fn meta(seq: u64, view: Ipv4Tcp, dir: Dir, vnet: u32) -> Meta {
+fn meta(seq: u64, view: Ipv4Tcp, dir: Dir, vnet: VnetId) -> Meta {
     Meta {
         seq,
         ts: SimTime::from_nanos(seq * 10),
@@ -152,7 +153,7 @@ mod tests {
                     &mut batch,
                     i,
                     7,
-                    0,
+                    VnetId(0),
                     if back { Dir::Reverse } else { Dir::Forward },
                 );
                 let (f, m) = batch.get(0);

@@ -1,5 +1,6 @@
 //! The bench's run through the engine: the flows opened, then the timed frames in rounds.
 
+use plsim_wire::VnetId;
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
@@ -39,7 +40,7 @@ pub struct BenchAddrs {
     /// The private endpoint and port they connect to.
     pub endpoint: (Ipv4Addr, u16),
     /// The consumer VNet of the endpoint.
-    pub vnet: u32,
+    pub vnet: VnetId,
 }
 
 /// Million packets per second of `n` packets in `took`. A round of a frame or two may take less

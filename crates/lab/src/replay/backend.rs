@@ -3,6 +3,7 @@
 
 // hashbrown's default hasher (foldhash), as the feeder's: keyed by addresses from the input.
 use hashbrown::HashMap;
+use plsim_wire::VnetId;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 
@@ -15,7 +16,7 @@ use plsim_engine::{BackendSide, Meta};
 /// that NAT end. A server packet of a flow that never reached a backend can't be sent: `no_flow`.
 pub struct BackendEmulation {
     /// The capture's client-to-server tuple -> its ends.
-    ends: HashMap<(u32, FlowTuple), Ends>,
+    ends: HashMap<(VnetId, FlowTuple), Ends>,
     /// Flows may open mid-stream: learn from any packet, not only from SYNs.
     pickup: bool,
     /// Forget a flow once it has sent its one packet (the bench's backends: a SYN-ACK each).

@@ -1,6 +1,7 @@
 //! The capture feeder: a capture's client packets enter at the consumer side, its server
 //! packets at the backend side, with the scenario's events at their times.
 
+use plsim_wire::VnetId;
 use std::collections::VecDeque;
 
 // hashbrown's default hasher (foldhash) is several times faster than std's SipHash; these maps
@@ -331,7 +332,7 @@ impl FeedState {
             linktype: p.link,
             view: None,
             link: Default::default(),
-            vnet: 0,
+            vnet: VnetId(0),
             orig: FlowTuple {
                 src: Ipv4Addr::UNSPECIFIED,
                 sport: 0,
@@ -367,7 +368,7 @@ impl FeedState {
             Meta {
                 view: Some(view),
                 dir: if forward { Dir::Forward } else { Dir::Reverse },
-                vnet: route.map_or(0, |r| r.vnet),
+                vnet: route.map_or(VnetId(0), |r| r.vnet),
                 drop: route.is_none().then_some(DropReason::NoEndpoint),
                 ..meta
             },
