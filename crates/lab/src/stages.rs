@@ -4,7 +4,7 @@
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use plsim_endpoint::{Endpoint, EndpointTable, VnetId};
+use plsim_endpoint::{Endpoint, EndpointTable};
 use plsim_lb::Lb;
 use plsim_snat::Snat;
 use plsim_wire::{DropReason, Ipv4Tcp, LinkId, Place, SimTime};
