@@ -4,7 +4,8 @@
 use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
-use plsim_traffic::captures::{self, Frame};
+use plsim_pcap::FrameBuf;
+use plsim_traffic::captures;
 
 use plsim_lab::files::{load_scenario, write_capture};
 use plsim_lab::workload::{self, Workloads, specs};
@@ -58,7 +59,7 @@ pub fn run(a: GenerateArgs) -> Result<()> {
             write_capture(&a.out, &mut Workloads::new(&scenario, specs)?)?
         }
         kind => {
-            let frames: Vec<Frame> = match kind {
+            let frames: Vec<FrameBuf> = match kind {
                 Kind::Mix => captures::mix().into_iter().map(|(f, _)| f).collect(),
                 Kind::Conversations => {
                     captures::conversations(flows()?, a.gap_us * 1000, a.rtt_us * 1000)

@@ -84,7 +84,7 @@ struct Captured {
 fn read(path: &Path) -> Captured {
     let mut r = Reader::open(path).unwrap();
     let mut frames = Vec::new();
-    while let Some(p) = r.next_packet() {
+    while let Some(p) = r.next_frame() {
         frames.push((p.data.to_vec(), p.wire_len));
     }
     assert!(!r.truncated());
@@ -402,15 +402,14 @@ fn pickup_opens_flows_that_started_before_the_capture() {
 
 /// Writes a capture of `(seconds, segment)` pairs (Ethernet) into `dir` as `name`.
 fn capture(dir: &Path, name: &str, packets: &[(f64, plsim_wire::build::TcpSegment)]) -> PathBuf {
-    let frames: Vec<plsim_traffic::captures::Frame> = packets
+    let frames: Vec<plsim_pcap::FrameBuf> = packets
         .iter()
         .map(|(t, s)| {
-            let data = s.to_vec();
-            plsim_traffic::captures::Frame {
-                ts_ns: 1_700_000_000_000_000_000 + (t * 1e9) as u64,
-                wire_len: data.len(),
-                data,
-            }
+            plsim_pcap::FrameBuf::new(
+                1_700_000_000_000_000_000 + (t * 1e9) as u64,
+                plsim_wire::LinkType::Ethernet,
+                s.to_vec(),
+            )
         })
         .collect();
     let path = dir.join(name);
@@ -783,7 +782,7 @@ fn an_interrupted_replay_keeps_what_it_did() {
     let count = |name: &str| {
         let mut r = plsim_pcap::Reader::open(out.join(name)).unwrap();
         let mut n = 0u64;
-        while r.next_packet().is_some() {
+        while r.next_frame().is_some() {
             n += 1;
         }
         assert!(!r.truncated(), "{name} is cut");

@@ -122,7 +122,7 @@ fn rejected_mid_run_stops_at_that_instant_and_frees_its_ports() {
     // What the capture holds at and after the instant, by side.
     let mut r = Reader::open(&pcap).unwrap();
     let (mut first, mut client_after, mut server_after) = (None, 0u64, 0u64);
-    while let Some(p) = r.next_packet() {
+    while let Some(p) = r.next_frame() {
         let t0 = *first.get_or_insert(p.ts_ns);
         let v = classify(LinkType::Ethernet, p.data, p.wire_len).unwrap();
         if p.ts_ns - t0 >= 100_000_000 {
@@ -166,12 +166,12 @@ fn rejected_mid_run_stops_at_that_instant_and_frees_its_ports() {
     // Nothing reached either side from that instant.
     let epoch = {
         let mut r = Reader::open(&pcap).unwrap();
-        r.next_packet().unwrap().ts_ns
+        r.next_frame().unwrap().ts_ns
     };
     for f in ["backend.pcap", "consumer.pcap"] {
         let mut r = Reader::open(out_dir.join(f)).unwrap();
         let mut after = 0;
-        while let Some(p) = r.next_packet() {
+        while let Some(p) = r.next_frame() {
             let v = classify(LinkType::Ethernet, p.data, p.wire_len).unwrap();
             // Delivered: to a consumer host (10.200/16), or to a backend from a NAT IP (10.10.1/24).
             // Backends may still send on connections they think open: those are dropped.

@@ -18,7 +18,7 @@ use plsim_wire::{classify, vlan};
 fn per_vlan(pcap: &Path, hosts: &[(u8, u8)]) -> HashMap<Option<u16>, (u64, u64)> {
     let mut r = Reader::open(pcap).unwrap();
     let mut out: HashMap<Option<u16>, (u64, u64)> = HashMap::new();
-    while let Some(p) = r.next_packet() {
+    while let Some(p) = r.next_frame() {
         let v = classify(p.link, p.data, p.wire_len).unwrap();
         let o = v.tuple().src.octets();
         let e = out.entry(vlan(p.link, p.data)).or_default();
@@ -38,7 +38,7 @@ type Frame = (Option<u16>, (Ipv4Addr, u16), (Ipv4Addr, u16));
 fn frames(pcap: &Path) -> Vec<Frame> {
     let mut r = Reader::open(pcap).unwrap();
     let mut out = Vec::new();
-    while let Some(p) = r.next_packet() {
+    while let Some(p) = r.next_frame() {
         let t = classify(p.link, p.data, p.wire_len).unwrap().tuple();
         out.push((vlan(p.link, p.data), (t.src, t.sport), (t.dst, t.dport)));
     }
@@ -252,7 +252,7 @@ fn two_services_and_the_timeline_of_the_worked_example() {
     let mut r = Reader::open(&pcap).unwrap();
     let mut t0 = None;
     let mut sent: HashMap<(u16, u8), u64> = HashMap::new();
-    while let Some(p) = r.next_packet() {
+    while let Some(p) = r.next_frame() {
         let t = classify(p.link, p.data, p.wire_len).unwrap().tuple();
         let at = (p.ts_ns - *t0.get_or_insert(p.ts_ns)) as f64 / 1e9;
         let from_host = t.src.octets()[2] == 1;
@@ -341,16 +341,15 @@ fn the_provider_cannot_open_a_connection() {
     let host = (Ipv4Addr::new(10, 0, 1, 5), 5000);
     let syn = TcpSegment::new(tuple(backend.0, backend.1, host.0, host.1), F::SYN);
     let synack = TcpSegment::new(tuple(host.0, host.1, backend.0, backend.1), F::SYN | F::ACK);
-    let frames: Vec<plsim_traffic::captures::Frame> = [syn, synack]
+    let frames: Vec<plsim_pcap::FrameBuf> = [syn, synack]
         .iter()
         .enumerate()
         .map(|(i, s)| {
-            let data = s.to_vec();
-            plsim_traffic::captures::Frame {
-                ts_ns: 1_700_000_000_000_000_000 + i as u64 * 1_000_000,
-                wire_len: data.len(),
-                data,
-            }
+            plsim_pcap::FrameBuf::new(
+                1_700_000_000_000_000_000 + i as u64 * 1_000_000,
+                plsim_wire::LinkType::Ethernet,
+                s.to_vec(),
+            )
         })
         .collect();
     let pcap = dir.join("provider-syn.pcap");

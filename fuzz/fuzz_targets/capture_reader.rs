@@ -10,7 +10,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let mut n = 0usize;
-    while let Some(p) = reader.next_packet() {
+    while let Some(p) = reader.next_frame() {
         assert!(p.data.len() <= p.wire_len);
         let _ = plsim_wire::classify(p.link, p.data, p.wire_len);
         n += 1;

@@ -58,7 +58,7 @@ fuzz_target!(|data: &[u8]| {
     for (bytes, n) in [(&consumer, written.consumer), (&backend, written.backend)] {
         let mut r = Reader::from_read("out", Cursor::new(bytes.clone())).expect("a capture");
         let mut k = 0;
-        while r.next_packet().is_some() {
+        while r.next_frame().is_some() {
             k += 1;
         }
         assert!(!r.truncated(), "an output capture is cut");

@@ -120,7 +120,8 @@ fn write_capture_to<S: PacketSource>(tmp: &Path, path: &Path, source: &mut S) ->
     )
     .map_err(io)?;
     while let Some(p) = source.next_packet() {
-        w.write(p.ts_ns, p.data, p.wire_len).map_err(io)?;
+        let f = p.frame;
+        w.write(f.ts_ns, f.data, f.wire_len).map_err(io)?;
     }
     let n = w.packets();
     w.finish()

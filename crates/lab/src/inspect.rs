@@ -70,7 +70,7 @@ pub fn inspect(path: &Path) -> crate::Result<Report> {
     // Whether the first packet of each connection seen was a SYN.
     let mut flows: HashMap<Connection, bool> = HashMap::new();
     let (mut first, mut last) = (u64::MAX, 0u64);
-    while let Some(p) = reader.next_packet() {
+    while let Some(p) = reader.next_frame() {
         r.packets += 1;
         r.bytes += p.data.len() as u64;
         r.wire_bytes += p.wire_len as u64;

@@ -319,10 +319,9 @@ pub fn merge(files: Vec<(PathBuf, PointFile<PointResult>)>) -> Result<(Plan, Str
 mod tests {
     use plsim_control::scenario::PortRange;
     use plsim_traffic::captures::syn_burst;
-    use plsim_wire::LinkType;
 
     use super::*;
-    use crate::replay::FrameSource;
+    use crate::replay::Frames;
 
     /// 2,500 concurrent SYNs on 1,000 ports per NAT IP, per-IP reuse: three NAT IPs, found
     /// with the fewest replays (8, then 4, 2, 3).
@@ -335,7 +334,7 @@ mod tests {
         let mut opened = 0;
         let p = plan(&s, false, None, || {
             opened += 1;
-            Ok(FrameSource::new(&frames, LinkType::Ethernet))
+            Ok(Frames::new(&frames))
         })
         .unwrap();
         assert_eq!(p.nat_ips_needed, Some(3));
@@ -360,10 +359,7 @@ mod tests {
         s.services[0].nat_ips.truncate(2);
         s.services[0].ports = PortRange::new(1024, 1123);
         s.services[0].reuse = ReuseScope::PerIp;
-        let p = plan(&s, false, None, || {
-            Ok(FrameSource::new(&frames, LinkType::Ethernet))
-        })
-        .unwrap();
+        let p = plan(&s, false, None, || Ok(Frames::new(&frames))).unwrap();
         assert_eq!(p.nat_ips_needed, None);
         assert_eq!(p.snat_failures, 100);
         assert_eq!(p.runs.len(), 1);

@@ -362,9 +362,8 @@ pub fn bench(engine: Engine, r: &BenchReport) -> String {
 mod tests {
     use plsim_control::Scenario;
     use plsim_engine::NoTaps;
-    use plsim_wire::LinkType;
 
-    use crate::replay::FrameSource;
+    use crate::replay::Frames;
     use crate::run::{RunSpec, run};
 
     #[test]
@@ -374,12 +373,7 @@ mod tests {
             .map(|(f, _)| f)
             .collect();
         let s = Scenario::builtin();
-        let (out, _) = run(
-            &mut FrameSource::new(&frames, LinkType::Ethernet),
-            &RunSpec::new(&s),
-            NoTaps,
-        )
-        .unwrap();
+        let (out, _) = run(&mut Frames::new(&frames), &RunSpec::new(&s), NoTaps).unwrap();
         let text = super::summary("mix", &out.summary);
         let lines: Vec<&str> = text.lines().collect();
         assert!(lines[0].starts_with("mix: 20 packets over "), "{text}");

@@ -5,6 +5,7 @@
 use std::net::{Ipv4Addr, SocketAddrV4};
 
 use plsim_control::{ControlPlane, Scenario};
+use plsim_pcap::Frame;
 use plsim_traffic::workload::{Arrivals, Close, FlowDuration, Profile, Workload, WorkloadSpec};
 use plsim_wire::{LinkType, SimTime};
 
@@ -245,10 +246,12 @@ impl PacketSource for Workloads {
         let endpoint = lane.endpoint;
         lane.pull();
         Some(Packet {
-            ts_ns,
-            link: LinkType::Ethernet,
-            data: &self.current,
-            wire_len: self.current.len(),
+            frame: Frame {
+                ts_ns,
+                link: LinkType::Ethernet,
+                data: &self.current,
+                wire_len: self.current.len(),
+            },
             endpoint: Some(endpoint),
         })
     }

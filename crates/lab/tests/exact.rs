@@ -11,11 +11,11 @@ use std::time::Duration;
 use plsim_control::Scenario;
 use plsim_control::scenario::{Event as Timeline, PortRange, ReuseScope};
 use plsim_engine::Engine;
-use plsim_lab::replay::{FrameSource, PacketSource, PcapTaps};
+use plsim_lab::replay::{Frames, PacketSource, PcapTaps};
 use plsim_lab::run::{self as sim, RunSpec};
 use plsim_lab::series::Sample;
+use plsim_pcap::FrameBuf;
 use plsim_pcap::Reader;
-use plsim_traffic::captures::Frame;
 use plsim_wire::build::{TcpSegment, tuple};
 use plsim_wire::{LinkType, TcpFlags};
 use proptest::prelude::*;
@@ -60,14 +60,13 @@ fn replay<S: PacketSource>(
 
 /// The sequential result, then the threaded one at each batch size: all equal.
 fn assert_exact(
-    frames: &[Frame],
-    link: LinkType,
+    frames: &[FrameBuf],
     scenario: &Scenario,
     pickup: bool,
     batches: &[usize],
 ) -> Found {
     let reference = replay(
-        &mut FrameSource::new(frames, link),
+        &mut Frames::new(frames),
         scenario,
         pickup,
         Engine::Sequential,
@@ -75,7 +74,7 @@ fn assert_exact(
     );
     for &b in batches {
         let got = replay(
-            &mut FrameSource::new(frames, link),
+            &mut Frames::new(frames),
             scenario,
             pickup,
             Engine::Threaded,
@@ -116,7 +115,7 @@ enum Close {
     Idle,
 }
 
-fn frames_of(convs: &[Conv]) -> Vec<Frame> {
+fn frames_of(convs: &[Conv]) -> Vec<FrameBuf> {
     let mut out: Vec<(u64, usize, Vec<u8>)> = Vec::new();
     let mut t0 = 1_700_000_000_000_000_000u64;
     for (n, c) in convs.iter().enumerate() {
@@ -213,11 +212,7 @@ fn frames_of(convs: &[Conv]) -> Vec<Frame> {
     // Capture order: by time, ties by conversation.
     out.sort_by_key(|(t, n, _)| (*t, *n));
     out.into_iter()
-        .map(|(ts_ns, _, data)| Frame {
-            ts_ns,
-            wire_len: data.len(),
-            data,
-        })
+        .map(|(ts_ns, _, data)| FrameBuf::new(ts_ns, LinkType::Ethernet, data))
         .collect()
 }
 
@@ -349,7 +344,7 @@ proptest! {
     ) {
         let frames = frames_of(&convs);
         let scenario = scenario_of(&setting);
-        let found = assert_exact(&frames, LinkType::Ethernet, &scenario, pickup, &[1, 2, 3, 64, 1024]);
+        let found = assert_exact(&frames, &scenario, pickup, &[1, 2, 3, 64, 1024]);
         // Every packet counted once.
         let p = &found.summary["packets"];
         let n = |v: &serde_json::Value| v.as_u64().unwrap();
@@ -363,7 +358,7 @@ proptest! {
         // every count are those of the same run without them.
         if setting.proxy {
             let plain = scenario_of(&Setting { proxy: false, ..setting.clone() });
-            let without = replay(&mut FrameSource::new(&frames, LinkType::Ethernet), &plain, pickup, Engine::Sequential, 1);
+            let without = replay(&mut Frames::new(&frames), &plain, pickup, Engine::Sequential, 1);
             prop_assert!(found.consumer == without.consumer, "consumer.pcap differs with headers");
             let mut a = found.summary.clone();
             let headers = a["packets"].as_object_mut().unwrap().remove("proxy_headers");
@@ -400,13 +395,7 @@ fn two_conversations_far_apart_both_get_their_answers() {
         .collect();
     let frames = frames_of(&convs);
     assert_eq!(frames.len(), 12);
-    let found = assert_exact(
-        &frames,
-        LinkType::Ethernet,
-        &Scenario::builtin(),
-        false,
-        &[1, 7, 1024],
-    );
+    let found = assert_exact(&frames, &Scenario::builtin(), false, &[1, 7, 1024]);
     assert_eq!(found.summary["packets"]["to_consumer"], 4);
     assert_eq!(found.summary["packets"]["to_backend"], 8);
     assert_eq!(found.summary["packets"]["dropped"]["no_flow"], 0);
@@ -418,7 +407,7 @@ fn project_dir() -> PathBuf {
 
 /// Every capture of a directory, read into memory (frames of the first packet's link type;
 /// the rest are left out of this comparison).
-fn captures_in(dir: &Path) -> Vec<(PathBuf, LinkType, Vec<Frame>)> {
+fn captures_in(dir: &Path) -> Vec<(PathBuf, Vec<FrameBuf>)> {
     let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -431,17 +420,13 @@ fn captures_in(dir: &Path) -> Vec<(PathBuf, LinkType, Vec<Frame>)> {
             let mut r = Reader::open(&p).ok()?;
             let mut link = None;
             let mut frames = Vec::new();
-            while let Some(pk) = r.next_packet() {
+            while let Some(pk) = r.next_frame() {
                 let l = *link.get_or_insert(pk.link);
                 if pk.link == l {
-                    frames.push(Frame {
-                        ts_ns: pk.ts_ns,
-                        data: pk.data.to_vec(),
-                        wire_len: pk.wire_len,
-                    });
+                    frames.push(pk.to_owned());
                 }
             }
-            Some((p, link.unwrap_or(LinkType::Ethernet), frames))
+            Some((p, frames))
         })
         .collect()
 }
@@ -449,12 +434,11 @@ fn captures_in(dir: &Path) -> Vec<(PathBuf, LinkType, Vec<Frame>)> {
 fn replay_every_capture_of(dir: &Path) {
     let captures = captures_in(dir);
     assert!(!captures.is_empty(), "no capture in {}", dir.display());
-    for (path, link, frames) in captures {
+    for (path, frames) in captures {
         for pickup in [false, true] {
             let found = std::panic::catch_unwind(|| {
                 assert_exact(
                     &frames,
-                    link,
                     &Scenario::builtin(),
                     pickup,
                     &[1, 7, 1024, 100_000],

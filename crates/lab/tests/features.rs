@@ -7,23 +7,19 @@ use std::net::Ipv4Addr;
 use plsim_control::Scenario;
 use plsim_control::scenario::{Event as Timeline, OnBackendDown, PortRange, ReuseScope};
 use plsim_engine::Engine;
-use plsim_lab::replay::{FrameSource, PcapTaps};
+use plsim_lab::replay::{Frames, PcapTaps};
 use plsim_lab::run::{self, RunSpec};
 use plsim_lab::summary::Summary;
+use plsim_pcap::FrameBuf;
 use plsim_pcap::Reader;
-use plsim_traffic::captures::Frame;
 use plsim_wire::build::{TcpSegment, tuple};
 use plsim_wire::{LinkType, TcpFlags, checksum, classify};
 
 const SERVER: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 7);
 
-fn at(secs: f64, s: TcpSegment) -> Frame {
-    let data = s.to_vec();
-    Frame {
-        ts_ns: 1_700_000_000_000_000_000 + (secs * 1e9) as u64,
-        wire_len: data.len(),
-        data,
-    }
+fn at(secs: f64, s: TcpSegment) -> FrameBuf {
+    let ts_ns = 1_700_000_000_000_000_000 + (secs * 1e9) as u64;
+    FrameBuf::new(ts_ns, LinkType::Ethernet, s.to_vec())
 }
 
 fn client(i: u8) -> (Ipv4Addr, u16) {
@@ -32,19 +28,14 @@ fn client(i: u8) -> (Ipv4Addr, u16) {
 
 /// Runs frames through a scenario with both engines; they must agree on everything. Returns the
 /// summary and the consumer capture.
-fn run_both(frames: &[Frame], scenario: &Scenario) -> (Summary, Vec<u8>) {
+fn run_both(frames: &[FrameBuf], scenario: &Scenario) -> (Summary, Vec<u8>) {
     let go = |engine, batch| {
         let spec = RunSpec {
             engine,
             batch,
             ..RunSpec::new(scenario)
         };
-        let (out, taps) = run::run(
-            &mut FrameSource::new(frames, LinkType::Ethernet),
-            &spec,
-            PcapTaps::in_memory(),
-        )
-        .unwrap();
+        let (out, taps) = run::run(&mut Frames::new(frames), &spec, PcapTaps::in_memory()).unwrap();
         let (_, consumer, backend) = taps.finish().unwrap();
         let mut s = out.summary;
         s.latency_ns = Default::default();
@@ -168,7 +159,7 @@ fn a_syn_with_no_port_left_is_answered_with_a_rst() {
     std::fs::write(&path, &consumer).unwrap();
     let mut r = Reader::open(&path).unwrap();
     let mut seen = Vec::new();
-    while let Some(p) = r.next_packet() {
+    while let Some(p) = r.next_frame() {
         let v = classify(p.link, p.data, p.wire_len).unwrap();
         assert!(checksum::verify(p.data, &v).ok());
         seen.push((v.tuple(), v.flags(), v.ack(p.data)));

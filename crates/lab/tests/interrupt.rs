@@ -5,15 +5,14 @@
 use plsim_control::Scenario;
 use plsim_control::scenario::{Event as Timeline, PortRange, ReuseScope};
 use plsim_engine::{Engine, NoTaps};
-use plsim_lab::replay::{FrameSource, Packet, PacketSource};
+use plsim_lab::replay::{Frames, Packet, PacketSource};
 use plsim_lab::run::{self, RunSpec};
 use plsim_lab::stop::Stop;
 use plsim_traffic::captures::{conversations, syn_burst};
-use plsim_wire::LinkType;
 
 /// A source that asks `stop` to stop once it has handed out `after` packets.
 struct StopAfter<'a> {
-    inner: FrameSource<'a>,
+    inner: Frames<'a>,
     stop: Stop,
     after: u64,
     given: u64,
@@ -40,7 +39,7 @@ fn a_run_stops_at_the_batch_it_was_reading() {
     });
     let whole = {
         let spec = RunSpec::new(&scenario);
-        let mut src = FrameSource::new(&frames, LinkType::Ethernet);
+        let mut src = Frames::new(&frames);
         run::run(&mut src, &spec, NoTaps).unwrap().0.summary
     };
     assert!(!whole.interrupted);
@@ -59,7 +58,7 @@ fn a_run_stops_at_the_batch_it_was_reading() {
             ..RunSpec::new(&scenario)
         };
         let mut src = StopAfter {
-            inner: FrameSource::new(&frames, LinkType::Ethernet),
+            inner: Frames::new(&frames),
             stop: stop.clone(),
             after: 100,
             given: 0,
@@ -88,18 +87,12 @@ fn a_plan_stopped_before_it_began_knows_nothing() {
     s.services[0].reuse = ReuseScope::PerIp;
     let stop = Stop::new();
     stop.request();
-    let p = plsim_lab::plan::plan(&s, false, Some(&stop), || {
-        Ok(FrameSource::new(&frames, LinkType::Ethernet))
-    })
-    .unwrap();
+    let p = plsim_lab::plan::plan(&s, false, Some(&stop), || Ok(Frames::new(&frames))).unwrap();
     assert!(p.interrupted);
     assert_eq!((p.nat_ips_needed, p.nat_ips_enough), (None, None));
     assert!(p.runs.is_empty());
     // Not stopped: 3, as the plan's own test finds.
-    let p = plsim_lab::plan::plan(&s, false, None, || {
-        Ok(FrameSource::new(&frames, LinkType::Ethernet))
-    })
-    .unwrap();
+    let p = plsim_lab::plan::plan(&s, false, None, || Ok(Frames::new(&frames))).unwrap();
     assert!(!p.interrupted);
     assert_eq!((p.nat_ips_needed, p.nat_ips_enough), (Some(3), Some(3)));
 }

@@ -65,9 +65,9 @@ impl fmt::Display for ReadError {
 
 impl std::error::Error for ReadError {}
 
-/// One captured frame.
-#[derive(Clone, Copy, Debug)]
-pub struct Packet<'a> {
+/// One captured frame, borrowed from where it was read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Frame<'a> {
     /// Capture time in nanoseconds since the Unix epoch, as the capture says (not necessarily
     /// monotonic).
     pub ts_ns: u64,
@@ -77,6 +77,54 @@ pub struct Packet<'a> {
     pub data: &'a [u8],
     /// The frame's length on the wire (`>= data.len()`; larger when the capture snapped it).
     pub wire_len: usize,
+}
+
+impl Frame<'_> {
+    /// The frame, copied.
+    pub fn to_owned(self) -> FrameBuf {
+        FrameBuf {
+            ts_ns: self.ts_ns,
+            link: self.link,
+            data: self.data.to_vec(),
+            wire_len: self.wire_len,
+        }
+    }
+}
+
+/// One frame, owned: a capture made in memory (a generator's, a test's).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FrameBuf {
+    /// Capture time in nanoseconds since the Unix epoch.
+    pub ts_ns: u64,
+    /// The link type.
+    pub link: LinkType,
+    /// The captured bytes.
+    pub data: Vec<u8>,
+    /// The frame's length on the wire (`>= data.len()`).
+    pub wire_len: usize,
+}
+
+impl FrameBuf {
+    /// A whole frame (not snapped: `wire_len` is its length) at `ts_ns`.
+    pub fn new(ts_ns: u64, link: LinkType, data: Vec<u8>) -> FrameBuf {
+        let wire_len = data.len();
+        FrameBuf {
+            ts_ns,
+            link,
+            data,
+            wire_len,
+        }
+    }
+
+    /// The frame, borrowed.
+    pub fn as_frame(&self) -> Frame<'_> {
+        Frame {
+            ts_ns: self.ts_ns,
+            link: self.link,
+            data: &self.data,
+            wire_len: self.wire_len,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -293,12 +341,12 @@ impl Reader {
 
     /// The next packet, or `None` at the end of the capture (also after damage: see
     /// [`Reader::truncated`]).
-    pub fn next_packet(&mut self) -> Option<Packet<'_>> {
+    pub fn next_frame(&mut self) -> Option<Frame<'_>> {
         let (ts_ns, link, wire_len) = match self.peeked.take() {
             Some(p) => p,
             None => self.advance()?,
         };
-        Some(Packet {
+        Some(Frame {
             ts_ns,
             link,
             data: &self.buf,

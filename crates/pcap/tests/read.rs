@@ -45,7 +45,7 @@ type Read = Vec<(u64, LinkType, Vec<u8>, usize)>;
 fn read_all(bytes: Vec<u8>) -> (Read, bool, Option<String>) {
     let mut r = Reader::from_read("test.cap", Cursor::new(bytes)).expect("opens");
     let mut v = Vec::new();
-    while let Some(p) = r.next_packet() {
+    while let Some(p) = r.next_frame() {
         v.push((p.ts_ns, p.link, p.data.to_vec(), p.wire_len));
     }
     (v, r.truncated(), r.warning().map(str::to_string))
@@ -279,18 +279,18 @@ fn writer_round_trips_through_the_reader() {
     let bytes = w.finish().unwrap();
     let mut r = Reader::from_read("mem", Cursor::new(bytes)).unwrap();
     assert_eq!(r.format(), Format::Pcap);
-    let p = r.next_packet().unwrap();
+    let p = r.next_frame().unwrap();
     assert_eq!(
         (p.ts_ns, p.data, p.wire_len),
         (1_700_000_000_123_456_789, &b"0123456789"[..], 10)
     );
-    let p = r.next_packet().unwrap();
+    let p = r.next_frame().unwrap();
     assert_eq!(
         (p.data.len(), p.wire_len),
         (100, 200),
         "cut to the snap length"
     );
-    assert!(r.next_packet().is_none());
+    assert!(r.next_frame().is_none());
     assert!(!r.truncated());
 }
 

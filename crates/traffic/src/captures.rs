@@ -10,37 +10,20 @@ use std::io;
 use std::net::Ipv4Addr;
 use std::path::Path;
 
-use plsim_pcap::Writer;
+use plsim_pcap::{FrameBuf, Writer};
 use plsim_wire::build::{CONSUMER_MAC, PROVIDER_MAC, TcpSegment, tuple};
 use plsim_wire::{DropReason, LinkType, TcpFlags};
 
-/// One captured frame of a generated capture.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Frame {
-    /// Capture time, ns since the Unix epoch.
-    pub ts_ns: u64,
-    /// The captured bytes.
-    pub data: Vec<u8>,
-    /// The length on the wire (larger than `data` for a snapped frame).
-    pub wire_len: usize,
-}
-
-impl Frame {
-    fn new(ts_ns: u64, data: Vec<u8>) -> Frame {
-        let wire_len = data.len();
-        Frame {
-            ts_ns,
-            data,
-            wire_len,
-        }
-    }
+/// A whole Ethernet frame of a generated capture at `ts_ns`.
+fn frame(ts_ns: u64, data: Vec<u8>) -> FrameBuf {
+    FrameBuf::new(ts_ns, LinkType::Ethernet, data)
 }
 
 /// 2024-01-01T00:00:00Z, the start of every generated capture.
 pub const EPOCH_NS: u64 = 1_704_067_200 * 1_000_000_000;
 
-/// Writes frames to a classic pcap (Ethernet link type).
-pub fn write_pcap(path: &Path, frames: &[Frame]) -> io::Result<()> {
+/// Writes Ethernet frames to a classic pcap.
+pub fn write_pcap(path: &Path, frames: &[FrameBuf]) -> io::Result<()> {
     let file = io::BufWriter::new(std::fs::File::create(path)?);
     let mut w = Writer::new(file, LinkType::Ethernet, 65535)?;
     for f in frames {
@@ -81,7 +64,7 @@ fn tcp(flags: u8) -> Vec<u8> {
 }
 
 /// A frame of every class, each with the class plsim must give it (`Ok(())` for IPv4 TCP).
-pub fn mix() -> Vec<(Frame, Result<(), DropReason>)> {
+pub fn mix() -> Vec<(FrameBuf, Result<(), DropReason>)> {
     use DropReason::*;
     // (frame, wire length when snapped, expected class)
     type Made = (Vec<u8>, Option<usize>, Result<(), DropReason>);
@@ -193,7 +176,7 @@ pub fn mix() -> Vec<(Frame, Result<(), DropReason>)> {
     out.into_iter()
         .enumerate()
         .map(|(i, (data, wire, class))| {
-            let mut f = Frame::new(EPOCH_NS + i as u64 * 1_000_000, data);
+            let mut f = frame(EPOCH_NS + i as u64 * 1_000_000, data);
             if let Some(w) = wire {
                 f.wire_len = w;
             }
@@ -218,7 +201,7 @@ fn client(i: u32) -> (Ipv4Addr, u16) {
 /// `n` complete conversations, 8 packets each: SYN, SYN-ACK, ACK, request (100 bytes), response
 /// (400 bytes), FIN from the client, FIN-ACK from the server, last ACK. A new conversation starts
 /// every `gap_ns`; each lasts `3 * rtt_ns` or so, so about `3 * rtt_ns / gap_ns` are open at once.
-pub fn conversations(n: u32, gap_ns: u64, rtt_ns: u64) -> Vec<Frame> {
+pub fn conversations(n: u32, gap_ns: u64, rtt_ns: u64) -> Vec<FrameBuf> {
     let mut frames = Vec::with_capacity(n as usize * 8);
     static REQ: [u8; 100] = [b'q'; 100];
     static RESP: [u8; 400] = [b'r'; 400];
@@ -306,7 +289,7 @@ pub fn conversations(n: u32, gap_ns: u64, rtt_ns: u64) -> Vec<Frame> {
             ),
         ];
         for (t, s) in list {
-            frames.push(Frame::new(t, s.to_vec()));
+            frames.push(frame(t, s.to_vec()));
         }
     }
     frames.sort_by_key(|f| f.ts_ns);
@@ -314,7 +297,7 @@ pub fn conversations(n: u32, gap_ns: u64, rtt_ns: u64) -> Vec<Frame> {
 }
 
 /// `n` SYNs from distinct client ends to one server, 1 µs apart, none answered.
-pub fn syn_burst(n: u32) -> Vec<Frame> {
+pub fn syn_burst(n: u32) -> Vec<FrameBuf> {
     (0..n)
         .map(|i| {
             let (c, cp) = client(i);
@@ -322,7 +305,7 @@ pub fn syn_burst(n: u32) -> Vec<Frame> {
                 seq: i.wrapping_mul(7919),
                 ..TcpSegment::new(tuple(c, cp, SERVER, SERVER_PORT), TcpFlags::SYN)
             };
-            Frame::new(EPOCH_NS + u64::from(i) * 1000, s.to_vec())
+            frame(EPOCH_NS + u64::from(i) * 1000, s.to_vec())
         })
         .collect()
 }

@@ -7,7 +7,7 @@
 //! command line's workload flags describe. A [`WorkloadSpec`] places a profile between addresses
 //! (the consumer hosts', the server's). From it:
 //!
-//! * [`Workload::new`] gives an iterator of [`Packet`]s (a [`Frame`] plus its direction and flow),
+//! * [`Workload::new`] gives an iterator of [`Packet`]s (a [`FrameBuf`](plsim_pcap::FrameBuf) plus its direction and flow),
 //!   in nondecreasing timestamp order, made lazily by a k-way merge over the open flows, so only
 //!   the open flows are in memory. [`Workload::next_into`] writes into a caller's buffer instead
 //!   (no allocation per packet), and [`Workload::write_pcap`] streams the workload to a capture.
@@ -86,9 +86,6 @@ mod schedule;
 pub use generator::{Packet, PacketMeta, Workload, WorkloadStats};
 pub use profile::{Arrivals, Close, FlowDuration, Profile};
 pub use schedule::{FlowPlan, Schedule};
-
-#[cfg(doc)]
-use crate::captures::Frame;
 
 /// The client ports each consumer host uses, in turn.
 pub const CLIENT_PORTS: std::ops::RangeInclusive<u16> = 1024..=65535;

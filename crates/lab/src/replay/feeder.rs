@@ -10,10 +10,8 @@ use hashbrown::HashMap;
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use plsim_pcap::Reader;
-use plsim_wire::{
-    Connection, DropReason, FlowTuple, LinkType, SimTime, TcpFlags, checksum, classify,
-};
+use plsim_pcap::{FrameBuf, Reader};
+use plsim_wire::{Connection, DropReason, FlowTuple, SimTime, TcpFlags, checksum, classify};
 
 use plsim_engine::{Batch, Dir, Feeder, Fill, Meta};
 
@@ -73,10 +71,7 @@ pub struct CaptureFeeder<'r, S: PacketSource = Reader> {
 
 /// A packet kept across an event.
 struct Stashed {
-    ts_ns: u64,
-    link: LinkType,
-    data: Vec<u8>,
-    wire_len: usize,
+    frame: FrameBuf,
     endpoint: Option<usize>,
 }
 
@@ -314,48 +309,44 @@ impl FeedState {
     }
 
     fn place(&mut self, p: Packet<'_>, batch: &mut Batch) {
+        let f = p.frame;
         if self.first_ns.is_none() {
-            self.first_ns = Some(p.ts_ns);
-            self.last = SimTime::from_nanos(p.ts_ns);
-            self.next_forget = p.ts_ns.saturating_add((self.horizon_ns / 4).max(1));
+            self.first_ns = Some(f.ts_ns);
+            self.last = SimTime::from_nanos(f.ts_ns);
+            self.next_forget = f.ts_ns.saturating_add((self.horizon_ns / 4).max(1));
         }
-        let ts = self.time(p.ts_ns);
+        let ts = self.time(f.ts_ns);
         self.last = ts;
         self.input.packets += 1;
-        self.input.bytes += p.data.len() as u64;
+        self.input.bytes += f.data.len() as u64;
         let seq = self.seq;
         self.seq += 1;
         let mut meta = Meta {
             seq,
             ts,
-            wire_len: p.wire_len as u32,
-            linktype: p.link,
+            wire_len: f.wire_len as u32,
+            linktype: f.link,
             view: None,
             link: Default::default(),
             vnet: VnetId(0),
-            orig: FlowTuple {
-                src: Ipv4Addr::UNSPECIFIED,
-                sport: 0,
-                dst: Ipv4Addr::UNSPECIFIED,
-                dport: 0,
-            },
+            orig: FlowTuple::default(),
             dir: Dir::Forward,
             drop: None,
             own: None,
             stream_start: None,
         };
-        let view = match classify(p.link, p.data, p.wire_len) {
+        let view = match classify(f.link, f.data, f.wire_len) {
             Ok(v) => v,
             Err(r) => {
                 // Not IPv4 TCP: the consumer side sent it, the first stage drops it.
                 meta.drop = Some(r);
-                batch.push(p.data, meta);
+                batch.push(f.data, meta);
                 return;
             }
         };
         let t = view.tuple();
         meta.orig = t;
-        let vlan = plsim_wire::vlan(p.link, p.data);
+        let vlan = plsim_wire::vlan(f.link, f.data);
         let now = ts.as_nanos();
         if now >= self.next_forget {
             self.forget(now);
@@ -364,7 +355,7 @@ impl FeedState {
         let forward = conn.client == (t.src, t.sport);
         let route = conn.route.map(|r| &self.routes[r as usize]);
         batch.push(
-            p.data,
+            f.data,
             Meta {
                 view: Some(view),
                 dir: if forward { Dir::Forward } else { Dir::Reverse },
@@ -398,9 +389,10 @@ impl<S: PacketSource> Feeder<Event> for CaptureFeeder<'_, S> {
         if let Some(p) = &self.stash {
             // Every event due by the kept packet's time goes before it, not only the first.
             if let Some(&(at, _)) = self.events.front() {
-                let first = self.st.first_ns.unwrap_or(p.ts_ns);
+                let ts_ns = p.frame.ts_ns;
+                let first = self.st.first_ns.unwrap_or(ts_ns);
                 let due = self.st.due(at, first);
-                if due <= self.st.time(p.ts_ns) {
+                if due <= self.st.time(ts_ns) {
                     let (_, ev) = self.events.pop_front().expect("an event is due");
                     return Fill::Event(ev, due);
                 }
@@ -409,10 +401,7 @@ impl<S: PacketSource> Feeder<Event> for CaptureFeeder<'_, S> {
         if let Some(p) = self.stash.take() {
             // The events that stood before this packet have been applied now.
             let packet = Packet {
-                ts_ns: p.ts_ns,
-                link: p.link,
-                data: &p.data,
-                wire_len: p.wire_len,
+                frame: p.frame.as_frame(),
                 endpoint: p.endpoint,
             };
             self.st.place(packet, batch);
@@ -424,15 +413,13 @@ impl<S: PacketSource> Feeder<Event> for CaptureFeeder<'_, S> {
             };
             if let Some(&(at, _)) = self.events.front() {
                 // Events count from the first packet, which this one may be.
-                let first = self.st.first_ns.unwrap_or(p.ts_ns);
+                let f = p.frame;
+                let first = self.st.first_ns.unwrap_or(f.ts_ns);
                 let due = self.st.due(at, first);
-                if due <= self.st.time(p.ts_ns) {
+                if due <= self.st.time(f.ts_ns) {
                     // Keep the packet for after the event (rare: a copy is fine).
                     self.stash = Some(Stashed {
-                        ts_ns: p.ts_ns,
-                        link: p.link,
-                        data: p.data.to_vec(),
-                        wire_len: p.wire_len,
+                        frame: f.to_owned(),
                         endpoint: p.endpoint,
                     });
                     let (_, ev) = self.events.pop_front().expect("an event is due");

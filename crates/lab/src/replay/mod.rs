@@ -10,5 +10,5 @@ mod taps;
 
 pub use backend::BackendEmulation;
 pub use feeder::{CaptureFeeder, InputStats};
-pub use source::{FrameSource, Packet, PacketSource};
+pub use source::{Frames, Packet, PacketSource};
 pub use taps::{PcapTaps, Written};

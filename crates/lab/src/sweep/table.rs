@@ -104,7 +104,7 @@ mod tests {
     fn rows_come_from_summaries_and_make_the_csv() {
         let scenario = Scenario::builtin();
         let frames = plsim_traffic::captures::syn_burst(50);
-        let mut source = crate::replay::FrameSource::new(&frames, plsim_wire::LinkType::Ethernet);
+        let mut source = crate::replay::Frames::new(&frames);
         let mut tight = scenario.clone();
         tight.services[0].nat_ips.truncate(1);
         tight.services[0].ports = PortRange::new(1024, 1063);

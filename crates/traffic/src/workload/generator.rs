@@ -15,7 +15,7 @@ use rand_chacha::ChaCha8Rng;
 
 use super::schedule::{ISN_STREAM, stream};
 use super::{CLIENT_PORTS, Close, FlowPlan, MSS, Schedule, SpecError, WorkloadSpec};
-use crate::captures::Frame;
+use plsim_pcap::FrameBuf;
 
 /// What [`Workload::next_into`] wrote.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -32,7 +32,7 @@ pub struct PacketMeta {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Packet {
     /// The Ethernet frame (never snapped: `wire_len == data.len()`) and its time.
-    pub frame: Frame,
+    pub frame: FrameBuf,
     /// Which way it goes.
     pub dir: Dir,
     /// Its flow's number ([`FlowPlan::id`]).
@@ -447,13 +447,8 @@ impl Iterator for Workload {
     fn next(&mut self) -> Option<Packet> {
         let mut data = Vec::with_capacity(64);
         let meta = self.next_into(&mut data)?;
-        let wire_len = data.len();
         Some(Packet {
-            frame: Frame {
-                ts_ns: meta.ts_ns,
-                data,
-                wire_len,
-            },
+            frame: FrameBuf::new(meta.ts_ns, LinkType::Ethernet, data),
             dir: meta.dir,
             flow: meta.flow,
         })
