@@ -4,7 +4,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 
 use plsim_pcap::Reader;
-use plsim_wire::{Connection, DropReason, classify};
+use plsim_wire::{DropReason, FlowKey, classify};
 use serde::Serialize;
 
 /// What `inspect` reports (and `--json` prints).
@@ -68,7 +68,7 @@ pub fn inspect(path: &Path) -> crate::Result<Report> {
     };
     let mut links = BTreeSet::new();
     // Whether the first packet of each connection seen was a SYN.
-    let mut flows: HashMap<Connection, bool> = HashMap::new();
+    let mut flows: HashMap<FlowKey, bool> = HashMap::new();
     let (mut first, mut last) = (u64::MAX, 0u64);
     while let Some(p) = reader.next_frame() {
         r.packets += 1;
@@ -81,7 +81,7 @@ pub fn inspect(path: &Path) -> crate::Result<Report> {
             Ok(v) => {
                 r.classes.ipv4_tcp += 1;
                 flows
-                    .entry(v.tuple().connection())
+                    .entry(v.tuple().flow_key())
                     .or_insert_with(|| v.is_syn());
             }
             Err(DropReason::Ipv6) => r.classes.ipv6 += 1,

@@ -32,4 +32,4 @@ pub use classify::{Ipv4Tcp, classify, classify_l3};
 pub use link::{LinkType, vlan};
 pub use pnet_packet::tcp::TcpFlags;
 pub use reason::{DropCounts, DropReason};
-pub use types::{Connection, Dir, FlowTuple, LinkId, Place, SimTime, VnetId};
+pub use types::{Dir, FlowKey, FlowTuple, LinkId, Place, SimTime, VnetId};

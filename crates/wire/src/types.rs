@@ -81,9 +81,9 @@ pub struct FlowTuple {
     pub dport: u16,
 }
 
-/// A TCP connection, the same for both directions: its two ends (address and port), lower
-/// first.
-pub type Connection = ((Ipv4Addr, u16), (Ipv4Addr, u16));
+/// A flow (one TCP connection), the same key for both directions: its two ends (address and
+/// port), lower first. ("Connection" in plsim is a private endpoint connection.)
+pub type FlowKey = ((Ipv4Addr, u16), (Ipv4Addr, u16));
 
 /// No addresses, no ports (the tuple of a packet that has none: not IPv4 TCP).
 impl Default for FlowTuple {
@@ -98,9 +98,9 @@ impl Default for FlowTuple {
 }
 
 impl FlowTuple {
-    /// The connection this packet belongs to, the same for both directions: its two ends,
-    /// lower first.
-    pub fn connection(self) -> Connection {
+    /// The flow this packet belongs to, the same for both directions: its two ends, lower
+    /// first.
+    pub fn flow_key(self) -> FlowKey {
         let (a, b) = ((self.src, self.sport), (self.dst, self.dport));
         if a <= b { (a, b) } else { (b, a) }
     }

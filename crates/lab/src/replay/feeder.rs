@@ -11,7 +11,7 @@ use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use plsim_pcap::{FrameBuf, Reader};
-use plsim_wire::{Connection, DropReason, FlowTuple, SimTime, TcpFlags, checksum, classify};
+use plsim_wire::{DropReason, FlowKey, FlowTuple, SimTime, TcpFlags, checksum, classify};
 
 use plsim_engine::{Batch, Dir, Feeder, Fill, Meta};
 
@@ -77,7 +77,7 @@ struct Stashed {
 
 /// A connection as the feeder tells them apart: the VLAN it was seen on, the endpoint a source
 /// named, its two ends.
-type ConnKey = (Option<u16>, Option<usize>, Connection);
+type ConnKey = (Option<u16>, Option<usize>, FlowKey);
 
 /// A consumer-side tuple of an endpoint: (endpoint, client address, client port, server port).
 type MappedKey = (u32, Ipv4Addr, u16, u16);
@@ -236,7 +236,7 @@ impl FeedState {
     ) -> Conn {
         let from = (t.src, t.sport);
         let to = (t.dst, t.dport);
-        let key = (vlan, named, t.connection());
+        let key = (vlan, named, t.flow_key());
         let known = match self.conns.get_mut(&key) {
             Some((c, last)) => {
                 *last = now;
