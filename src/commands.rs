@@ -224,7 +224,6 @@ pub fn plan(a: PlanArgs) -> Result<()> {
         let result = plsim_lab::plan::run_one(&base, a.pickup, Some(&stop), k, pcap)?;
         return point_out(result, k, &out, a.json);
     }
-    files::refuse_stdin(pcap, "plan")?;
     let plan = plsim_lab::plan::plan(&base, a.pickup, Some(&stop), || Ok(Reader::open(pcap)?))?;
     if a.json {
         json(&plan);
@@ -250,12 +249,6 @@ pub fn plan_merge(dirs: &[std::path::PathBuf], as_json: bool) -> Result<()> {
 
 /// `plsim sweep`.
 pub fn sweep(a: SweepArgs) -> Result<()> {
-    if let Some(p) = &a.pcap
-        && a.point.is_none()
-        && !a.list
-    {
-        files::refuse_stdin(p, "sweep")?;
-    }
     let grid = Grid {
         nat_ips: a.nat_ips.map(|v| v.0).unwrap_or_default(),
         allocators: a.allocators.map(|v| v.0).unwrap_or_default(),

@@ -46,12 +46,29 @@ pub struct GenerateArgs {
     workload: workload::Overrides,
 }
 
+impl GenerateArgs {
+    /// The conversations or SYNs to make: at most `u32::MAX` (see [`GenerateArgs::check`]).
+    fn flows(&self) -> Result<u32, u64> {
+        let n = self.workload.flows.unwrap_or(1000);
+        u32::try_from(n).map_err(|_| n)
+    }
+
+    /// The rule clap's attributes can't say: a generated capture's `--flows` fits 32 bits.
+    pub fn check(&self) -> Result<(), clap::Error> {
+        match (self.kind, self.flows()) {
+            (Kind::Conversations | Kind::Syns, Err(n)) => Err(crate::usage_error(
+                "generate",
+                clap::error::ErrorKind::ValueValidation,
+                format!("--flows {n}: at most {}", u32::MAX),
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
 pub fn run(a: GenerateArgs) -> Result<()> {
     let write_err = |e: std::io::Error| Error::io(&a.out, &e);
-    let flows = || -> Result<u32> {
-        let n = a.workload.flows.unwrap_or(1000);
-        u32::try_from(n).map_err(|_| Error::Usage(format!("--flows {n}: at most {}", u32::MAX)))
-    };
+    let flows = || a.flows().expect("checked before the run");
     let packets = match a.kind {
         Kind::Workload => {
             let scenario = load_scenario(a.scenario.as_deref(), &Default::default())?;
@@ -62,9 +79,9 @@ pub fn run(a: GenerateArgs) -> Result<()> {
             let frames: Vec<FrameBuf> = match kind {
                 Kind::Mix => captures::mix().into_iter().map(|(f, _)| f).collect(),
                 Kind::Conversations => {
-                    captures::conversations(flows()?, a.gap_us * 1000, a.rtt_us * 1000)
+                    captures::conversations(flows(), a.gap_us * 1000, a.rtt_us * 1000)
                 }
-                _ => captures::syn_burst(flows()?),
+                _ => captures::syn_burst(flows()),
             };
             captures::write_pcap(&a.out, &frames).map_err(write_err)?;
             frames.len() as u64

@@ -331,8 +331,42 @@ impl SweepArgs {
     }
 }
 
+/// The rules between flags and their values that clap's attributes can't say, checked before
+/// anything runs: a usage error (exit 2) is never discovered by the library.
+fn check(cli: &Cli) -> Result<(), clap::Error> {
+    // A capture read once per run can't come from standard input, but for one point.
+    let once = |name: &str, pcap: Option<&std::path::Path>, list: bool, point: Option<usize>| {
+        if pcap == Some(std::path::Path::new(plsim_pcap::STDIN)) && !list && point.is_none() {
+            return Err(usage_error(
+                name,
+                ErrorKind::InvalidValue,
+                format!(
+                    "`plsim {name}` reads its capture once per run: give a file, not - (standard \
+                     input), or one --point"
+                ),
+            ));
+        }
+        Ok(())
+    };
+    match &cli.command {
+        Command::Sweep(SweepCommand { merge: None, args }) => {
+            args.check()?;
+            once("sweep", args.pcap.as_deref(), args.list, args.point)
+        }
+        Command::Plan(PlanCommand { merge: None, args }) => {
+            once("plan", args.pcap.as_deref(), args.list, args.point)
+        }
+        Command::Generate(a) => a.check(),
+        _ => Ok(()),
+    }
+}
+
 /// A usage error of subcommand `name`, worded and ended as clap's own (exit 2).
-fn usage_error(name: &str, kind: ErrorKind, message: impl std::fmt::Display) -> clap::Error {
+pub(crate) fn usage_error(
+    name: &str,
+    kind: ErrorKind,
+    message: impl std::fmt::Display,
+) -> clap::Error {
     let mut cli = Cli::command();
     cli.build();
     cli.find_subcommand_mut(name)
@@ -377,9 +411,7 @@ fn main() -> ExitCode {
     #[cfg(unix)]
     reset_sigpipe();
     let cli = Cli::parse();
-    if let Command::Sweep(SweepCommand { merge: None, args }) = &cli.command
-        && let Err(e) = args.check()
-    {
+    if let Err(e) = check(&cli) {
         e.exit();
     }
     match run(cli) {

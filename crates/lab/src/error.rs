@@ -9,9 +9,6 @@ use plsim_control::Problems;
 /// What went wrong, with the file or flag it concerns.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// A flag, or a combination of flags, that can't be used (exit 2).
-    #[error("{0}")]
-    Usage(String),
     /// `plsim bench` was asked for more flows than its scenario can give NAT ports to (exit 2).
     #[error(
         "--flows {flows}: the bench's scenario holds at most {max_flows} flows ({max_backends} \
@@ -117,8 +114,7 @@ impl Error {
     /// The exit status this error ends the process with.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Error::Usage(_)
-            | Error::Workload(_)
+            Error::Workload(_)
             | Error::BenchTooManyFlows { .. }
             | Error::NoSuchPoint { .. }
             | Error::NatIpCount { .. }

@@ -131,16 +131,6 @@ fn write_capture_to<S: PacketSource>(tmp: &Path, path: &Path, source: &mut S) ->
     Ok(n)
 }
 
-/// Refuses standard input (`-`) for a command that reads its capture more than once.
-pub fn refuse_stdin(pcap: &Path, command: &str) -> Result<()> {
-    if pcap == Path::new(plsim_pcap::STDIN) {
-        return Err(Error::Usage(format!(
-            "`plsim {command}` reads its capture once per run: give a file, not - (standard input)"
-        )));
-    }
-    Ok(())
-}
-
 /// Writes `value` as `out/name` (a point's result, a summary), pretty JSON, whole or not at
 /// all, creating `out` if needed; returns the file's path.
 pub fn write_json<T: serde::Serialize>(out: &Path, name: &str, value: &T) -> Result<PathBuf> {
