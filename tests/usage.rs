@@ -13,8 +13,8 @@ fn refused(args: &[&str], words: &str) {
     assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
     assert!(err.contains(words), "{args:?}: {err}");
     assert!(
-        err.contains("Usage: plsim"),
-        "{args:?} names its usage: {err}"
+        err.contains("try '--help'"),
+        "{args:?} is worded as clap's errors: {err}"
     );
 }
 
