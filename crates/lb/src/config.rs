@@ -164,8 +164,8 @@ pub enum Hashing {
     #[default]
     Plain,
     /// A Maglev lookup table of `table_size` slots (a prime; keep it over 100 times the pool
-    /// size for an even spread), rebuilt when the pool or its health changes: adding or removing
-    /// one of N backends moves about 1/N of new-flow assignments. Not an Azure feature.
+    /// size for an even spread), rebuilt when a backend's health changes: one of N backends
+    /// going down or coming back moves about 1/N of new-flow assignments. Not an Azure feature.
     Maglev {
         /// The table's size: a prime, at most [`MAX_MAGLEV_TABLE_SIZE`].
         table_size: u32,
@@ -269,22 +269,6 @@ pub enum ConfigError {
     /// A change names a backend address the load balancer does not know.
     #[error("backend {0} is not in any pool")]
     UnknownBackend(Ipv4Addr),
-    /// A change adds a backend to a pool it is already in.
-    #[error("backend {ip} is already in pool {pool:?}")]
-    AlreadyMember {
-        /// The pool.
-        pool: String,
-        /// The backend.
-        ip: Ipv4Addr,
-    },
-    /// A change removes a backend from a pool it is not in.
-    #[error("backend {ip} is not in pool {pool:?}")]
-    NotMember {
-        /// The pool.
-        pool: String,
-        /// The backend.
-        ip: Ipv4Addr,
-    },
 }
 
 /// True for an address a frontend or a backend can have.
