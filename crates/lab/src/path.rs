@@ -188,6 +188,7 @@ pub fn snat_configs(scenario: &Scenario, plane: &ControlPlane, pickup: bool) -> 
             pickup,
             rst_on_exhaustion: s.rst_on_exhaustion,
             proxy_protocol: s.enable_proxy_protocol,
+            track_reuse: None,
         })
         .collect()
 }
