@@ -73,6 +73,7 @@ fn run_and_report<S: PacketSource>(
         progress: Some(&progress),
         engine: flags.engine,
         batch: flags.batch,
+        time_wait: flags.time_wait.map(Duration::from_secs_f64),
         ..RunSpec::new(scenario)
     };
     let taps = flags
@@ -145,6 +146,11 @@ pub fn simulate(flags: &RunArgs, over: &workload::Overrides) -> Result<()> {
 /// `plsim simulate --workload tcp`: real TCP stacks echo through the path.
 pub fn simulate_tcp(flags: &RunArgs, connections: u32, bytes: u64) -> Result<()> {
     let scenario = load_scenario(flags.scenario.as_deref(), &flags.overrides)?;
+    if flags.time_wait.is_some() {
+        return Err(Error::Usage(
+            "--time-wait does not apply to --workload tcp (it keeps no reuse record)".into(),
+        ));
+    }
     let stop = interrupts();
     let (summary, _) = plsim_lab::tcp::echo_summary(&scenario, connections, bytes, Some(&stop))?;
     if let Some(dir) = &flags.out {

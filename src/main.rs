@@ -95,6 +95,11 @@ struct RunArgs {
     /// order, that defines the result; the threaded engine gives exactly the same.
     #[arg(long, value_name = "ENGINE", default_value_t = Engine::Threaded)]
     engine: Engine,
+    /// Count port reuses in the summary (`reuse`), and as hazards those within the backends'
+    /// TIME_WAIT of S seconds (60, Linux's, without S) after a close the backend began. Off
+    /// without the flag: the record grows with the distinct NAT tuples used and the reuses.
+    #[arg(long, value_name = "S", num_args = 0..=1, default_missing_value = "60", value_parser = plsim_lab::series::parse_interval)]
+    time_wait: Option<f64>,
     #[command(flatten)]
     overrides: path::Overrides,
 }

@@ -143,7 +143,7 @@ pub fn service_backends(scenario: &Scenario, frontend: &str) -> u64 {
 }
 
 /// The SNAT configuration of each service of a scenario, with the NAT IPs the control plane
-/// gave them (dynamic ones assigned).
+/// gave them (dynamic ones assigned), keeping no reuse record.
 pub fn snat_configs(scenario: &Scenario, plane: &ControlPlane, pickup: bool) -> Vec<SnatConfig> {
     scenario
         .services
@@ -162,6 +162,7 @@ pub fn snat_configs(scenario: &Scenario, plane: &ControlPlane, pickup: bool) -> 
             pickup,
             rst_on_exhaustion: s.rst_on_exhaustion,
             proxy_protocol: s.enable_proxy_protocol,
+            track_reuse: None,
         })
         .collect()
 }
@@ -211,8 +212,21 @@ pub fn lb_config(scenario: &Scenario) -> Result<LbConfig> {
 }
 
 impl Path {
-    /// Builds the path of a scenario that passed validation, with `pickup` for mid-stream flows.
+    /// Builds the path of a scenario that passed validation, with `pickup` for mid-stream flows
+    /// (no reuse record).
     pub fn build(scenario: &Scenario, pickup: bool) -> Result<Path> {
+        Path::build_with(scenario, pickup, None)
+    }
+
+    /// [`Path::build`], with `Some(time_wait)` counting port reuses and hazards under that
+    /// TIME_WAIT of the backends ([`plsim_snat::SnatConfig::track_reuse`]). The record grows
+    /// with the distinct reply tuples used and the reuses, not with the live flows, so a run
+    /// that keeps it no longer streams in constant memory.
+    pub fn build_with(
+        scenario: &Scenario,
+        pickup: bool,
+        time_wait: Option<Duration>,
+    ) -> Result<Path> {
         let plane = ControlPlane::new(scenario)?;
         let links = plane.links();
 
@@ -222,7 +236,12 @@ impl Path {
         }
         let engines = snat_configs(scenario, &plane, pickup)
             .into_iter()
-            .map(Snat::new)
+            .map(|cfg| {
+                Snat::new(SnatConfig {
+                    track_reuse: time_wait,
+                    ..cfg
+                })
+            })
             .collect::<Result<Vec<_>, _>>()?;
         let lb_cfg = lb_config(scenario)?;
         let horizon = lb_cfg.idle_timeout;

@@ -29,11 +29,17 @@ pub struct RunSpec<'a> {
     pub batch: usize,
     /// Stop early when this is requested (the summary says `interrupted`).
     pub stop: Option<&'a crate::stop::Stop>,
+    /// Count port reuses and TIME_WAIT hazards (the summary's `reuse`) under this TIME_WAIT of
+    /// the backends (`--time-wait`; [`plsim_snat::DEFAULT_TIME_WAIT`] is Linux's). `None`, the
+    /// default, keeps no record: it grows with the distinct reply tuples ever used (19 to 39
+    /// bytes each) and the reuses (8 bytes each), so a run keeping it no longer streams in
+    /// constant memory.
+    pub time_wait: Option<Duration>,
 }
 
 impl<'a> RunSpec<'a> {
     /// A run of `scenario` with the defaults: no pickup, no samples, no progress, the threaded
-    /// engine with its default batch.
+    /// engine with its default batch, no reuse record.
     pub fn new(scenario: &'a Scenario) -> RunSpec<'a> {
         RunSpec {
             scenario,
@@ -43,6 +49,7 @@ impl<'a> RunSpec<'a> {
             engine: Engine::Threaded,
             batch: plsim_engine::DEFAULT_BATCH,
             stop: None,
+            time_wait: None,
         }
     }
 }
@@ -82,7 +89,7 @@ pub fn run<S: PacketSource, T: Taps>(
     spec: &RunSpec<'_>,
     taps: T,
 ) -> Result<(Outcome, T)> {
-    let mut sim = Path::build(spec.scenario, spec.pickup)?;
+    let mut sim = Path::build_with(spec.scenario, spec.pickup, spec.time_wait)?;
     if sim.routes.is_empty() {
         return Err(Error::Input(
             "the scenario has no private endpoint to send through".into(),

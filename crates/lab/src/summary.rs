@@ -1,8 +1,10 @@
 //! `summary.json`: what a run reports (DESIGN section 4). Every field but `latency_ns` and
 //! `throughput` is a function of the input alone, so two runs of the same input print the same.
 
+use std::time::Duration;
+
 use hdrhistogram::Histogram;
-use plsim_snat::ReuseScope;
+use plsim_snat::{Allocator, ReuseScope};
 use plsim_wire::{DropCounts, DropReason, SimTime};
 use serde::Serialize;
 
@@ -19,6 +21,10 @@ pub struct Summary {
     pub flows: Flows,
     /// Every NAT IP of every service, in service order.
     pub nat_ips: Vec<NatIp>,
+    /// Port reuses of whole reply tuples and TIME_WAIT hazards, over every NAT IP: with a
+    /// reuse record (`--time-wait`, [`crate::run::RunSpec::time_wait`]), absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reuse: Option<Reuse>,
     /// Every backend of the load balancer.
     pub backends: Vec<Backend>,
     /// Every private endpoint connection of the run, in link id order.
@@ -148,8 +154,50 @@ pub struct Flows {
     pub active_peak: u64,
     /// Flow records at the end.
     pub active_end: u64,
-    /// SYNs refused for want of a port.
+    /// SYNs refused for want of a port: `snat_failures_exhausted + snat_failures_gave_up`.
     pub snat_failures: u64,
+    /// Of them, refused when no NAT IP had a free port (reply tuple, under `netfilter`) for
+    /// the flow: true exhaustion.
+    pub snat_failures_exhausted: u64,
+    /// Of them, refused while some NAT IP had one: the allocator gave up first (`netfilter`'s
+    /// bounded search or its hashed NAT IP full; `block:N` with no block left for the host).
+    pub snat_failures_gave_up: u64,
+}
+
+/// Port reuses: new flows on a (NAT IP, NAT port, backend address, backend port) an earlier
+/// flow used, and how soon after its close (see [`plsim_snat::ReuseLog`]).
+#[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq, Default)]
+pub struct Reuse {
+    /// New flows on a tuple an earlier flow used.
+    pub reuses: u64,
+    /// Reuses within the backends' TIME_WAIT (`--time-wait`, 60 s by default) of a close the
+    /// backend began.
+    pub hazards: u64,
+    /// The shortest gap from a close to the reusing SYN, in seconds (null without reuses).
+    #[serde(rename = "gap_min_s", serialize_with = "secs")]
+    pub gap_min: Option<Duration>,
+    /// The median gap (the lower median, exact), in seconds (null without reuses).
+    #[serde(rename = "gap_p50_s", serialize_with = "secs")]
+    pub gap_p50: Option<Duration>,
+}
+
+impl From<plsim_snat::Reuse> for Reuse {
+    fn from(r: plsim_snat::Reuse) -> Reuse {
+        Reuse {
+            reuses: r.reuses,
+            hazards: r.hazards,
+            gap_min: r.gap_min,
+            gap_p50: r.gap_p50,
+        }
+    }
+}
+
+/// A duration as seconds (nanosecond-exact to f64's precision), or null.
+fn secs<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => s.serialize_f64(d.as_secs_f64()),
+        None => s.serialize_none(),
+    }
 }
 
 /// One NAT IP.
@@ -170,6 +218,9 @@ pub struct NatIp {
     pub ports_held_end: u64,
     /// Connections it served.
     pub flows: u64,
+    /// Its port reuses and hazards (with a reuse record, absent otherwise).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reuse: Option<Reuse>,
 }
 
 /// One private endpoint connection: what became of its consumers' packets.
@@ -257,6 +308,7 @@ pub fn summarize<B, T>(
     let (lb, snat) = &fin.parts.core;
     let mut flows = Flows::default();
     let mut nat_ips = Vec::new();
+    let (mut gaps, mut hazards, mut tracked) = (Vec::new(), 0, true);
     for (e, &backends) in snat.engines().iter().zip(snat.backends_per_service()) {
         let st = e.stats();
         flows.created += st.created;
@@ -267,21 +319,35 @@ pub fn summarize<B, T>(
         flows.active_peak += st.live_peak;
         flows.active_end += st.live;
         flows.snat_failures += st.failed;
-        nat_ips.extend(st.nat_ips.iter().map(|n| NatIp {
+        flows.snat_failures_exhausted += st.exhausted;
+        flows.snat_failures_gave_up += st.gave_up;
+        let log = e.reuse();
+        match log {
+            Some(r) => {
+                gaps.extend((0..r.nat_ips()).map(|i| r.gaps(i)));
+                hazards += (0..r.nat_ips()).map(|i| r.hazards(i)).sum::<u64>();
+            }
+            None => tracked = false,
+        }
+        let cfg = e.config();
+        nat_ips.extend(st.nat_ips.iter().enumerate().map(|(i, n)| NatIp {
             ip: n.ip.to_string(),
-            // What the NAT IP offers: the range once per backend under per-backend reuse.
+            // What the NAT IP offers: the range once per backend under per-backend reuse (and
+            // under netfilter's, per backend on each port it is reached on).
             ports_total: u64::from(n.ports_per_scope)
-                * match e.config().reuse {
-                    ReuseScope::PerIp => 1,
-                    ReuseScope::PerBackend => backends,
+                * match (cfg.allocator, cfg.reuse) {
+                    (Allocator::Netfilter { .. }, _) | (_, ReuseScope::PerBackend) => backends,
+                    (_, ReuseScope::PerIp) => 1,
                 },
             ports_in_use_peak: n.in_use_peak,
             ports_busy_peak: n.busy_peak,
             ports_in_use_end: n.in_use,
             ports_held_end: n.held,
             flows: n.flows_created,
+            reuse: log.map(|r| r.nat_ip(i).into()),
         }));
     }
+    let reuse = tracked.then(|| plsim_snat::Reuse::of(&gaps, hazards).into());
     let backends =
         lb.0.stats()
             .backends
@@ -329,6 +395,7 @@ pub fn summarize<B, T>(
         },
         flows,
         nat_ips,
+        reuse,
         backends,
         connections,
         latency_ns: latency,

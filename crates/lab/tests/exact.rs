@@ -1,15 +1,15 @@
 //! A replay's result is the sequential run's, whatever the engine and the batch size: on
 //! captures that look like the world (quiet gaps from microseconds to hours, flows already open
 //! when the capture starts, FIN, RST and idle closes, reused client ports, a handful of NAT
-//! ports, a reject and a backend going down mid-run, events after the last packet), on every
-//! shipped capture and on every real capture others wrote.
+//! ports under every allocator, a reject and a backend going down mid-run, events after the
+//! last packet), on every shipped capture and on every real capture others wrote.
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use plsim_control::Scenario;
-use plsim_control::scenario::{Event as Timeline, PortRange, ReuseScope};
+use plsim_control::scenario::{Allocator, Event as Timeline, PortRange, ReuseScope};
 use plsim_engine::Engine;
 use plsim_lab::replay::{Frames, PacketSource, PcapTaps};
 use plsim_lab::run::{self as sim, RunSpec};
@@ -42,6 +42,8 @@ fn replay<S: PacketSource>(
         sample_every: Some(Duration::from_millis(700)),
         engine,
         batch,
+        // The port reuses and hazards are in the summary compared.
+        time_wait: Some(Duration::from_secs(60)),
         ..RunSpec::new(scenario)
     };
     let (out, taps) = sim::run(source, &spec, PcapTaps::in_memory()).expect("the run starts");
@@ -249,14 +251,16 @@ fn conv() -> impl Strategy<Value = Conv> {
         )
 }
 
-/// The built-in scenario with 1 to 3 NAT IPs of a handful of ports, short timers, and some of
-/// these events (seconds from the first packet): a reject, a backend down and up, a NAT IP
-/// added.
+/// The built-in scenario with 1 to 3 NAT IPs of a handful of ports, any allocator, short
+/// timers, and some of these events (seconds from the first packet): a reject, a backend down
+/// and up, a NAT IP added.
 #[derive(Clone, Debug)]
 struct Setting {
     nat_ips: usize,
     ports: u16,
     per_ip: bool,
+    /// `block:N` is cut to the range.
+    allocator: Allocator,
     reject: Option<f64>,
     down: Option<(f64, f64)>,
     add_nat_ip: Option<f64>,
@@ -269,16 +273,23 @@ fn setting() -> impl Strategy<Value = Setting> {
         1usize..=3,
         1u16..=4,
         any::<bool>(),
+        prop_oneof![
+            Just(Allocator::Sequential),
+            (0u64..4).prop_map(|seed| Allocator::Random { seed }),
+            (1u16..=4).prop_map(Allocator::Block),
+            (0u64..4).prop_map(|seed| Allocator::Netfilter { seed }),
+        ],
         prop::option::weighted(0.3, 0.0f64..2_000.0),
         prop::option::weighted(0.4, (0.0f64..1_000.0, 0.0f64..5_000.0)),
         prop::option::weighted(0.3, 0.0f64..3_000.0),
         any::<bool>(),
     )
         .prop_map(
-            |(nat_ips, ports, per_ip, reject, down, add_nat_ip, proxy)| Setting {
+            |(nat_ips, ports, per_ip, allocator, reject, down, add_nat_ip, proxy)| Setting {
                 nat_ips,
                 ports,
                 per_ip,
+                allocator,
                 reject,
                 down,
                 add_nat_ip,
@@ -295,6 +306,10 @@ fn scenario_of(s: &Setting) -> Scenario {
     svc.ports = PortRange {
         lo: 2000,
         hi: 2000 + s.ports - 1,
+    };
+    svc.allocator = match s.allocator {
+        Allocator::Block(n) => Allocator::Block(n.min(s.ports)),
+        a => a,
     };
     svc.reuse = if s.per_ip {
         ReuseScope::PerIp
@@ -334,8 +349,10 @@ fn scenario_of(s: &Setting) -> Scenario {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(48))]
 
-    /// Sparse captures through the whole path: the threaded engine gives the sequential
-    /// result, summary, time series and both captures, for batch sizes 1, 2, 3, 64 and 1024.
+    /// Sparse captures through the whole path under every allocator: the threaded engine
+    /// gives the sequential result, summary (its port reuses and hazards, its SNAT failures
+    /// exhausted and given up, too), time series and both captures, for batch sizes 1, 2, 3,
+    /// 64 and 1024.
     #[test]
     fn sparse_captures_replay_exactly(
         convs in prop::collection::vec(conv(), 1..24),

@@ -53,7 +53,7 @@ impl Bitmap {
     }
 
     /// True when bit `i` is set.
-    #[cfg(test)]
+    #[inline]
     pub(crate) fn get(&self, i: u32) -> bool {
         self.words[i as usize / 64] >> (i % 64) & 1 == 1
     }

@@ -37,7 +37,17 @@ pub struct SnatConfig {
     /// consumer's address and the connection's link id (Azure's "TCP proxy v2"; see
     /// [`crate::proxy`] and [`crate::Snat::proxy_segment`]). Off by default.
     pub proxy_protocol: bool,
+    /// Count port reuses and TIME_WAIT hazards ([`crate::Snat::reuse`]), with this as the
+    /// backends' TIME_WAIT ([`DEFAULT_TIME_WAIT`] is Linux's): a reuse whose gap is shorter,
+    /// after a close the backend began, is a hazard. `None` (the default) keeps no record. It
+    /// costs memory per distinct reply tuple ever used, not per live flow, so a benchmark leaves
+    /// it off.
+    pub track_reuse: Option<Duration>,
 }
+
+/// Linux's TIME_WAIT (`TCP_TIMEWAIT_LEN`, 60 s): how long a backend that closed first keeps a
+/// 4-tuple.
+pub const DEFAULT_TIME_WAIT: Duration = Duration::from_secs(60);
 
 impl Default for SnatConfig {
     fn default() -> Self {
@@ -51,6 +61,7 @@ impl Default for SnatConfig {
             pickup: false,
             rst_on_exhaustion: false,
             proxy_protocol: false,
+            track_reuse: None,
         }
     }
 }
@@ -164,7 +175,7 @@ impl From<PortRange> for String {
 }
 
 /// How ports are picked on a NAT IP (within one reuse scope), written `sequential`, `random`,
-/// `random:SEED` or `block:N`.
+/// `random:SEED`, `block:N`, `netfilter` or `netfilter:SEED`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 #[cfg_attr(
     feature = "serde",
@@ -186,6 +197,17 @@ pub enum Allocator {
     /// `block:N`: each consumer host gets blocks of `N` consecutive ports (per scope), handed
     /// out sequentially; a block goes back to the NAT IP when its last port is free again.
     Block(u16),
+    /// `netfilter` or `netfilter:SEED`: Linux's SNAT (`net/netfilter/nf_nat_core.c`, see the
+    /// crate docs, "Linux's allocator"): the client's own port when its reply tuple is free,
+    /// the NAT IP by a hash of the client and backend addresses, otherwise at most 248 linear
+    /// attempts from random starts, then a drop. A port is unique per whole reply tuple (NAT
+    /// IP, port, backend address and port) whatever [`ReuseScope`] says, and the NAT IP is the
+    /// hash's whatever [`Selection`] says, as in the kernel. The random starts come from
+    /// ChaCha8 seeded with `seed`.
+    Netfilter {
+        /// The seed of the random starts; the same seed and packets give the same ports.
+        seed: u64,
+    },
 }
 
 impl fmt::Display for Allocator {
@@ -195,16 +217,19 @@ impl fmt::Display for Allocator {
             Allocator::Random { seed: 0 } => f.write_str("random"),
             Allocator::Random { seed } => write!(f, "random:{seed}"),
             Allocator::Block(n) => write!(f, "block:{n}"),
+            Allocator::Netfilter { seed: 0 } => f.write_str("netfilter"),
+            Allocator::Netfilter { seed } => write!(f, "netfilter:{seed}"),
         }
     }
 }
 
 impl FromStr for Allocator {
     type Err = ConfigError;
-    /// `sequential`, `random` (seed 0), `random:SEED`, `block:N`.
+    /// `sequential`, `random` (seed 0), `random:SEED`, `block:N`, `netfilter` (seed 0),
+    /// `netfilter:SEED`.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let bad = || ConfigError::Parse {
-            what: "allocator (sequential, random[:SEED], block:N)",
+            what: "allocator (sequential, random[:SEED], block:N, netfilter[:SEED])",
             input: s.to_owned(),
         };
         let (name, arg) = match s.split_once(':') {
@@ -215,6 +240,10 @@ impl FromStr for Allocator {
             ("sequential", None) => Ok(Allocator::Sequential),
             ("random", None) => Ok(Allocator::Random { seed: 0 }),
             ("random", Some(a)) => Ok(Allocator::Random {
+                seed: a.parse().map_err(|_| bad())?,
+            }),
+            ("netfilter", None) => Ok(Allocator::Netfilter { seed: 0 }),
+            ("netfilter", Some(a)) => Ok(Allocator::Netfilter {
                 seed: a.parse().map_err(|_| bad())?,
             }),
             ("block", Some(a)) => match a.parse::<u16>() {

@@ -43,7 +43,27 @@
 //! [`FlowIndex`](plsim_flowtab::FlowIndex)es holding only the slot (8-byte buckets, at most 80%
 //! full), the keys are compared in the slab. One 16-byte timer entry per flow. At 1M flows that
 //! is 84.2 bytes a flow. Ports are bitmaps (8 KiB a scope). [`Snat::memory_bytes`] adds it all
-//! up.
+//! up. The `netfilter` allocator adds a map from each source (link, consumer address and port)
+//! to its live mappings; [`SnatConfig::track_reuse`] adds the reuse record, whose size follows
+//! the distinct reply tuples ever used, not the live flows (about 22 bytes a tuple at 200,000;
+//! see "Port reuse").
+//!
+//! # Linux's allocator
+//!
+//! [`Allocator::Netfilter`] picks ports as Linux's SNAT does (`get_unique_tuple` in
+//! `net/netfilter/nf_nat_core.c`; the steps are in `ports/netfilter.rs`): the consumer's own
+//! port when its reply tuple is free, the NAT IP by the kernel's `jhash2` of the addresses,
+//! otherwise rounds of 128, 64, 32, 16 and 8 linear tries from random offsets, then a drop.
+//! So it can refuse a SYN while ports are free: [`Stats::gave_up`] counts those apart from
+//! [`Stats::exhausted`].
+//!
+//! # Port reuse
+//!
+//! With [`SnatConfig::track_reuse`], [`Snat::reuse`] counts every new flow record whose reply
+//! tuple (NAT IP, NAT port, backend address and port) an earlier record used, the gap from that
+//! record's close to the new SYN, and the hazards: gaps under the backends' TIME_WAIT after a
+//! close the backend began (it sent the first FIN), when the backend may still hold the 4-tuple.
+//! The bookkeeping runs when records are made and freed, never per packet.
 //!
 //! # Prefetching
 //!
@@ -63,8 +83,8 @@
 //!
 //! `translate` is the packet path ([`Snat::outbound`], [`Snat::inbound`] and their prefetch
 //! hooks), `tcp` the TCP state machine and its timeouts, `ports` the NAT IPs, reuse scopes and
-//! port allocators, `flow` the flow record and its keys; this file holds the engine, its timers
-//! and its control-plane calls.
+//! port allocators (`ports/netfilter.rs` Linux's), `flow` the flow record and its keys, `reuse`
+//! the reuse record; this file holds the engine, its timers and its control-plane calls.
 
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
@@ -74,6 +94,7 @@ mod config;
 mod flow;
 mod ports;
 pub mod proxy;
+mod reuse;
 mod stats;
 mod tcp;
 mod translate;
@@ -83,8 +104,10 @@ use std::net::Ipv4Addr;
 use plsim_wire::{DropCounts, FlowTuple, LinkId, SimTime};
 
 pub use config::{
-    Allocator, ConfigError, MAX_NAT_IPS, PortRange, ReuseScope, Selection, SnatConfig, Timers,
+    Allocator, ConfigError, DEFAULT_TIME_WAIT, MAX_NAT_IPS, PortRange, ReuseScope, Selection,
+    SnatConfig, Timers,
 };
+pub use reuse::{Reuse, ReuseLog};
 pub use stats::{NatIpStats, Stats};
 pub use tcp::TcpState;
 
@@ -119,7 +142,10 @@ pub struct Snat {
     closed: u64,
     expired: u64,
     torn_down: u64,
-    failed: u64,
+    /// SNAT failures with no free port for the flow anywhere.
+    exhausted: u64,
+    /// SNAT failures while a free port existed (see [`Stats::gave_up`]).
+    gave_up: u64,
     open: u64,
     live_peak: u64,
     /// Flows ended because the load balancer reset them (their backend went down).
@@ -132,6 +158,8 @@ pub struct Snat {
     rst: Vec<u8>,
     /// With [`SnatConfig::proxy_protocol`]: the PROXY protocol state of every flow.
     proxy: Option<proxy::Proxy>,
+    /// With [`SnatConfig::track_reuse`]: the last close of every reply tuple, and the reuses.
+    reuse: Option<ReuseLog>,
 }
 
 impl Snat {
@@ -150,12 +178,16 @@ impl Snat {
             reset: 0,
             live_by_link: Vec::new(),
             created_by_link: Vec::new(),
-            failed: 0,
+            exhausted: 0,
+            gave_up: 0,
             open: 0,
             live_peak: 0,
             drops: DropCounts::default(),
             rst: Vec::new(),
             proxy: cfg.proxy_protocol.then(proxy::Proxy::default),
+            reuse: cfg
+                .track_reuse
+                .map(|tw| ReuseLog::new(tw, cfg.nat_ips.len())),
             cfg,
         })
     }
@@ -184,6 +216,9 @@ impl Snat {
         }
         self.cfg.nat_ips.push(ip);
         self.ports.add_nat(ip);
+        if let Some(r) = self.reuse.as_mut() {
+            r.add_nat();
+        }
         Ok(self.ports.nats.len() - 1)
     }
 
@@ -250,9 +285,13 @@ impl Snat {
         &self.created_by_link
     }
 
-    /// A flow record left the table: its port goes back, its connection counts one fewer.
+    /// A flow record left the table: its port goes back, its connection counts one fewer, its
+    /// close goes on the reuse record.
     fn forget(&mut self, f: &flow::Flow) {
         self.ports.release(f);
+        if let Some(r) = self.reuse.as_mut() {
+            r.freed(f);
+        }
         if let Some(n) = self.live_by_link.get_mut(f.link as usize) {
             *n -= 1;
         }
@@ -329,7 +368,9 @@ impl Snat {
             expired: self.expired,
             torn_down: self.torn_down,
             reset: self.reset,
-            failed: self.failed,
+            failed: self.exhausted + self.gave_up,
+            exhausted: self.exhausted,
+            gave_up: self.gave_up,
             open: self.open,
             live: self.table.len() as u64,
             live_peak: self.live_peak,
@@ -338,12 +379,19 @@ impl Snat {
         }
     }
 
+    /// With [`SnatConfig::track_reuse`]: the port reuses so far, overall and per NAT IP.
+    pub fn reuse(&self) -> Option<&ReuseLog> {
+        self.reuse.as_ref()
+    }
+
     /// Heap bytes of all the flow state: slab, both tables, timers, port bitmaps, host and
-    /// block maps (capacities, not lengths: what the allocator really handed out).
+    /// block maps, the reuse record (capacities, not lengths: what the allocator really handed
+    /// out).
     pub fn memory_bytes(&self) -> usize {
         self.table.memory_bytes()
             + self.ports.memory_bytes()
             + self.proxy.as_ref().map_or(0, proxy::Proxy::memory_bytes)
+            + self.reuse.as_ref().map_or(0, ReuseLog::memory_bytes)
     }
 
     // ---- timers ----
@@ -364,7 +412,7 @@ impl Snat {
     fn run_timers(&mut self, now: u64) {
         let (timeouts, ports) = (&self.timeouts, &mut self.ports);
         let (expired, open) = (&mut self.expired, &mut self.open);
-        let live_by_link = &mut self.live_by_link;
+        let (live_by_link, reuse) = (&mut self.live_by_link, &mut self.reuse);
         self.table.expire(
             now,
             usize::MAX,
@@ -377,6 +425,9 @@ impl Snat {
                 ports.release(&f);
                 if let Some(n) = live_by_link.get_mut(f.link as usize) {
                     *n -= 1;
+                }
+                if let Some(r) = reuse.as_mut() {
+                    r.freed(&f);
                 }
             },
         );

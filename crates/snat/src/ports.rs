@@ -1,7 +1,8 @@
-//! NAT IPs and their ports: the reuse scopes (one NAT IP, and with `per-backend` one backend),
-//! each a [`Bitmap`] of its port range, the allocators that take a port in a scope
-//! (`sequential`, `random`, `block:N` with its blocks owned by consumer hosts), the choice of a
-//! NAT IP for a new flow, and the gauges of every NAT IP.
+//! NAT IPs and their ports: the reuse scopes (one NAT IP, and with `per-backend` one backend;
+//! with `netfilter` one backend address and port), each a [`Bitmap`] of its port range, the
+//! allocators that take a port in a scope (`sequential`, `random`, `block:N` with its blocks
+//! owned by consumer hosts; `netfilter` in [`netfilter`]), the choice of a NAT IP for a new
+//! flow, and the gauges of every NAT IP.
 
 use std::net::Ipv4Addr;
 
@@ -13,6 +14,8 @@ use crate::bitmap::Bitmap;
 use crate::flow::Flow;
 use crate::tcp::closed;
 use crate::{Allocator, MAX_NAT_IPS, NatIpStats, PortRange, ReuseScope, Selection, SnatConfig};
+
+pub(crate) mod netfilter;
 
 const NONE: u32 = u32::MAX;
 
@@ -85,10 +88,13 @@ pub(crate) struct Ports {
     pub len: u32,
     allocator: Allocator,
     reuse: ReuseScope,
-    selection: Selection,
+    /// `netfilter`: a scope per NAT IP, backend address and backend port, whatever `reuse` says.
+    tuple_scopes: bool,
+    /// `paired` selection, which `netfilter` (NAT IP by hash) does not use.
+    pub paired: bool,
     pub nats: Vec<Nat>,
-    /// Backend IP -> backend index (`per-backend` only).
-    backends: HashMap<u32, u32>,
+    /// Backend key ([`Ports::backend_key`]) -> backend index (not with `per-ip`).
+    backends: HashMap<u64, u32>,
     /// `backend index * 8 + NAT index` -> index in `scopes`, or `NONE`.
     scope_slots: Vec<u32>,
     pub scopes: Vec<Scope>,
@@ -96,29 +102,40 @@ pub(crate) struct Ports {
     pub hosts: HashMap<(u32, u32), Host>,
     /// `block:N`: (scope, link, consumer address) -> the blocks the host owns there.
     pub owners: HashMap<(u32, u32, u32), Vec<u16>>,
+    /// `netfilter`: (link, consumer address, consumer port) -> its live mappings, oldest first
+    /// (the kernel's `nf_nat_bysource`).
+    pub bysource: HashMap<(u32, u32, u16), Vec<netfilter::Mapping>>,
     rng: ChaCha8Rng,
+    /// `netfilter`: every (NAT IP, port) the last allocation checked, in order.
+    #[cfg(test)]
+    pub trace: Vec<(u8, u16)>,
 }
 
 impl Ports {
     /// The ports of a validated configuration, all free.
     pub fn new(cfg: &SnatConfig) -> Ports {
-        let seed = match cfg.allocator {
-            Allocator::Random { seed } => seed,
-            _ => 0,
+        let (seed, tuple_scopes) = match cfg.allocator {
+            Allocator::Random { seed } => (seed, false),
+            Allocator::Netfilter { seed } => (seed, true),
+            _ => (0, false),
         };
         Ports {
             range: cfg.ports,
             len: cfg.ports.len(),
             allocator: cfg.allocator,
             reuse: cfg.reuse,
-            selection: cfg.selection,
+            tuple_scopes,
+            paired: cfg.selection == Selection::Paired && !tuple_scopes,
             nats: cfg.nat_ips.iter().map(|&ip| Nat::new(ip)).collect(),
             backends: HashMap::new(),
             scope_slots: Vec::new(),
             scopes: Vec::new(),
             hosts: HashMap::new(),
             owners: HashMap::new(),
+            bysource: HashMap::new(),
             rng: ChaCha8Rng::seed_from_u64(seed),
+            #[cfg(test)]
+            trace: Vec::new(),
         }
     }
 
@@ -142,13 +159,62 @@ impl Ports {
         self.nats[usize::from(nat)].ip
     }
 
-    /// Picks a NAT IP and takes a port on it for a new flow of host `(link, C)` to backend `B`:
-    /// the host's NAT IP first (`paired`), then by load, ties to the lowest index. Counts the
-    /// flow on the NAT IP (and the host). `None` when every candidate's scope is full.
-    pub fn allocate(&mut self, link: u32, c_ip: u32, b_ip: u32) -> Option<(u8, u16)> {
-        let b = self.backend_index(b_ip);
-        let paired = self.selection == Selection::Paired;
-        let first = if paired {
+    /// Picks a NAT IP and takes a port on it for a new flow `C:cp -> B:bp` of connection
+    /// `link`: with `netfilter` as Linux does ([`netfilter`]); otherwise the host's NAT IP
+    /// first (`paired`), then by load, ties to the lowest index. Counts the flow on the NAT IP
+    /// (and the host). `None` when no port could be had.
+    pub fn allocate(
+        &mut self,
+        link: u32,
+        c_ip: u32,
+        c_port: u16,
+        b_ip: u32,
+        b_port: u16,
+    ) -> Option<(u8, u16)> {
+        let b = self.backend_index(b_ip, b_port);
+        let (nat, off) = if self.tuple_scopes {
+            self.netfilter(b, link, c_ip, c_port, b_ip)?
+        } else {
+            self.pick(b, link, c_ip)?
+        };
+        if self.paired {
+            self.hosts
+                .entry((link, c_ip))
+                .or_insert(Host {
+                    nat: nat as u8,
+                    flows: 0,
+                })
+                .flows += 1;
+        }
+        let n = &mut self.nats[nat];
+        n.in_use += 1;
+        n.peak = n.peak.max(n.in_use);
+        // Only a new port makes more busy: reopening a held one moves it from held to in use.
+        n.busy_peak = n.busy_peak.max(n.in_use + n.held);
+        n.flows += 1;
+        n.created += 1;
+        Some((nat as u8, (u32::from(self.range.lo) + off) as u16))
+    }
+
+    /// True when some NAT IP has a free port for a flow to `B:bp` (in its scope): after a
+    /// refusal, whether the allocator gave up before true exhaustion.
+    pub fn has_free(&self, b_ip: u32, b_port: u16) -> bool {
+        let b = match self.backend_key(b_ip, b_port) {
+            None if self.scope_slots.is_empty() => return true,
+            None => 0,
+            Some(k) => match self.backends.get(&k) {
+                Some(&b) => b as usize,
+                None => return true,
+            },
+        };
+        (0..self.nats.len()).any(|nat| self.load(b, nat) < self.len)
+    }
+
+    /// The NAT IP and port offset for a new flow of host `(link, C)` to backend index `b` under
+    /// the `sequential`, `random` and `block:N` allocators: the host's NAT IP first (`paired`),
+    /// then by load, ties to the lowest index. `None` when every candidate's scope is full.
+    fn pick(&mut self, b: usize, link: u32, c_ip: u32) -> Option<(usize, u32)> {
+        let first = if self.paired {
             self.hosts.get(&(link, c_ip)).map(|h| usize::from(h.nat))
         } else {
             None
@@ -176,24 +242,7 @@ impl Ports {
                     .find_map(|&(_, nat)| self.take_on(b, nat, link, c_ip));
             }
         }
-        let (nat, off) = got?;
-        if paired {
-            self.hosts
-                .entry((link, c_ip))
-                .or_insert(Host {
-                    nat: nat as u8,
-                    flows: 0,
-                })
-                .flows += 1;
-        }
-        let n = &mut self.nats[nat];
-        n.in_use += 1;
-        n.peak = n.peak.max(n.in_use);
-        // Only a new port makes more busy: reopening a held one moves it from held to in use.
-        n.busy_peak = n.busy_peak.max(n.in_use + n.held);
-        n.flows += 1;
-        n.created += 1;
-        Some((nat as u8, (u32::from(self.range.lo) + off) as u16))
+        got
     }
 
     /// Takes a port in the scope of backend `b` on NAT IP `nat` for host `(link, C)`.
@@ -206,7 +255,10 @@ impl Ports {
     pub fn release(&mut self, f: &Flow) {
         self.give_port(f);
         self.nats[usize::from(f.nat)].flows -= 1;
-        if self.selection == Selection::Paired
+        if self.tuple_scopes {
+            self.unmap(f);
+        }
+        if self.paired
             && let Some(h) = self.hosts.get_mut(&(f.link, f.c_ip))
         {
             h.flows -= 1;
@@ -247,8 +299,8 @@ impl Ports {
             .iter()
             .map(|n| {
                 let scopes = match self.reuse {
-                    ReuseScope::PerIp => 1,
-                    ReuseScope::PerBackend => n.scopes,
+                    ReuseScope::PerIp if !self.tuple_scopes => 1,
+                    _ => n.scopes,
                 };
                 let total = u64::from(self.len) * u64::from(scopes);
                 NatIpStats {
@@ -282,6 +334,11 @@ impl Ports {
             })
             .sum();
         let owners: usize = self.owners.values().map(|v| v.capacity() * 2).sum();
+        let mappings: usize = self
+            .bysource
+            .values()
+            .map(|v| v.capacity() * size_of::<netfilter::Mapping>())
+            .sum();
         self.backends.allocation_size()
             + self.scope_slots.capacity() * 4
             + self.scopes.capacity() * size_of::<Scope>()
@@ -289,29 +346,45 @@ impl Ports {
             + self.hosts.allocation_size()
             + self.owners.allocation_size()
             + owners
+            + self.bysource.allocation_size()
+            + mappings
     }
 
     /// The scope of flow `f`.
     pub fn scope_id(&self, f: &Flow) -> u32 {
-        let b = match self.reuse {
-            ReuseScope::PerIp => 0,
-            ReuseScope::PerBackend => self.backends[&f.b_ip] as usize,
+        let b = match self.backend_key(f.b_ip, f.b_port) {
+            None => 0,
+            Some(k) => self.backends[&k] as usize,
         };
         self.scope_slots[b * MAX_NAT_IPS + usize::from(f.nat)]
     }
 
-    /// The backend index of backend `B` (0 with `per-ip`), made if new.
-    fn backend_index(&mut self, b_ip: u32) -> usize {
-        match self.reuse {
-            ReuseScope::PerIp => {
+    /// What tells a backend's scopes apart: nothing with `per-ip` (`None`), its address with
+    /// `per-backend`, its address and port with `netfilter`.
+    #[inline]
+    fn backend_key(&self, b_ip: u32, b_port: u16) -> Option<u64> {
+        if self.tuple_scopes {
+            Some(u64::from(b_ip) << 16 | u64::from(b_port))
+        } else {
+            match self.reuse {
+                ReuseScope::PerIp => None,
+                ReuseScope::PerBackend => Some(u64::from(b_ip)),
+            }
+        }
+    }
+
+    /// The backend index of backend `B:bp` (0 with `per-ip`), made if new.
+    fn backend_index(&mut self, b_ip: u32, b_port: u16) -> usize {
+        match self.backend_key(b_ip, b_port) {
+            None => {
                 if self.scope_slots.is_empty() {
                     self.scope_slots.resize(MAX_NAT_IPS, NONE);
                 }
                 0
             }
-            ReuseScope::PerBackend => {
+            Some(key) => {
                 let next = self.backends.len() as u32;
-                let b = *self.backends.entry(b_ip).or_insert(next);
+                let b = *self.backends.entry(key).or_insert(next);
                 if b == next {
                     self.scope_slots
                         .resize((b as usize + 1) * MAX_NAT_IPS, NONE);
@@ -362,7 +435,8 @@ impl Ports {
         self.scope_slots[slot]
     }
 
-    /// Takes a port (an offset in the range) in scope `sid` for host `(link, c_ip)`.
+    /// Takes a port (an offset in the range) in scope `sid` for host `(link, c_ip)` (not for
+    /// `netfilter`, which takes its tuples itself).
     fn take_port(&mut self, sid: u32, link: u32, c_ip: u32) -> Option<u32> {
         let s = &mut self.scopes[sid as usize];
         let off = match self.allocator {
@@ -407,6 +481,7 @@ impl Ports {
                 b.used[usize::from(blk)] += 1;
                 off
             }
+            Allocator::Netfilter { .. } => unreachable!("netfilter takes its own tuples"),
         };
         s.ports.set(off);
         s.in_use += 1;
@@ -456,8 +531,9 @@ mod tests {
     /// behind the host's own, each tried in turn; run on a copy.
     fn sorted_order(p: &Ports, link: u32, c_ip: u32, b_ip: u32) -> Option<(u8, u16)> {
         let mut p = p.clone();
-        let b = p.backend_index(b_ip);
-        let first = (p.selection == Selection::Paired)
+        let b = p.backend_index(b_ip, 443);
+        let first = p
+            .paired
             .then(|| p.hosts.get(&(link, c_ip)).map(|h| usize::from(h.nat)))
             .flatten();
         let mut order: Vec<(u32, usize)> = (0..p.nats.len())
@@ -489,12 +565,12 @@ mod tests {
         let mut p = Ports::new(&cfg);
         let (h1, h2, b) = (0x0a00_0001, 0x0a00_0002, 0x0a00_0101);
         // One block of two ports per NAT IP: host 1 takes the first's, host 2 the second's.
-        assert_eq!(p.allocate(1, h1, b), Some((0, 20_000)));
-        assert_eq!(p.allocate(1, h2, b), Some((1, 20_000)));
+        assert_eq!(p.allocate(1, h1, 1, b, 443), Some((0, 20_000)));
+        assert_eq!(p.allocate(1, h2, 1, b, 443), Some((1, 20_000)));
         // Both carry one flow; the first wins the tie but has no block for host 2.
-        assert_eq!(p.allocate(1, h2, b), Some((1, 20_001)));
-        assert_eq!(p.allocate(1, h1, b), Some((0, 20_001)));
-        assert_eq!(p.allocate(1, 0x0a00_0003, b), None);
+        assert_eq!(p.allocate(1, h2, 1, b, 443), Some((1, 20_001)));
+        assert_eq!(p.allocate(1, h1, 1, b, 443), Some((0, 20_001)));
+        assert_eq!(p.allocate(1, 0x0a00_0003, 1, b, 443), None);
     }
 
     proptest! {
@@ -526,7 +602,7 @@ mod tests {
             for (link, c, b) in flows {
                 let (c_ip, b_ip) = (0x0a00_0100 + c, 0x0a00_0200 + b);
                 let want = sorted_order(&p, link, c_ip, b_ip);
-                prop_assert_eq!(p.allocate(link, c_ip, b_ip), want);
+                prop_assert_eq!(p.allocate(link, c_ip, 1, b_ip, 443), want);
             }
         }
     }

@@ -21,8 +21,18 @@ pub struct Stats {
     pub torn_down: u64,
     /// Connections not yet closed that a [`crate::Snat::reset_flow`] removed.
     pub reset: u64,
-    /// SNAT failures: SYNs refused because no port was free (`port_exhausted`).
+    /// SNAT failures: SYNs refused for want of a port (`port_exhausted`), always
+    /// `exhausted + gave_up`.
     pub failed: u64,
+    /// SNAT failures when no NAT IP had a free port (reply tuple, with `netfilter`) for the flow:
+    /// true exhaustion.
+    pub exhausted: u64,
+    /// SNAT failures while some NAT IP had a free port for the flow: the allocator gave up
+    /// before true exhaustion (`netfilter`: its attempts ran out, or its hashed NAT IP was full
+    /// while another had room; `block:N`: the host had no free block of its own, though blocks
+    /// of other hosts had free ports). Never with `sequential` or `random`, which search every
+    /// NAT IP's whole range.
+    pub gave_up: u64,
     /// Connections open now (not closed).
     pub open: u64,
     /// Flow records now: the open ones and the closed ones whose port is still held.
@@ -43,7 +53,8 @@ pub struct NatIpStats {
     /// Ports in one reuse scope (the configured range).
     pub ports_per_scope: u32,
     /// Reuse scopes on this NAT IP: 1 with `per-ip`; with `per-backend`, the backends this NAT
-    /// IP has served so far.
+    /// IP has served so far; with the `netfilter` allocator, the (backend address, backend
+    /// port) pairs it has served so far (a port is unique per whole reply tuple).
     pub scopes: u32,
     /// `ports_per_scope * scopes`.
     pub ports_total: u64,

@@ -15,6 +15,9 @@ pub(crate) const EST: u8 = 8;
 pub(crate) const FIN_OUT: u8 = 16;
 pub(crate) const FIN_IN: u8 = 32;
 pub(crate) const RST: u8 = 64;
+/// The backend sent the first FIN (set with `FIN_IN` while no `FIN_OUT` was seen): it closed
+/// actively, so it keeps the 4-tuple in TIME_WAIT once the consumer's FIN reaches it.
+pub(crate) const IN_FIRST: u8 = 128;
 pub(crate) const FIN_BOTH: u8 = FIN_OUT | FIN_IN;
 /// A new flow: the consumer's SYN went out.
 pub(crate) const OPENED: u8 = LIVE | SYN_OUT;
@@ -62,9 +65,20 @@ pub(crate) fn next(state: u8, dir: Dir, flags: u8) -> Option<u8> {
         s |= EST;
     }
     if flags & TcpFlags::FIN != 0 {
-        s |= if dir == Dir::Out { FIN_OUT } else { FIN_IN };
+        s |= match dir {
+            Dir::Out => FIN_OUT,
+            Dir::In if s & FIN_OUT == 0 => FIN_IN | IN_FIRST,
+            Dir::In => FIN_IN,
+        };
     }
     Some(s)
+}
+
+/// True when the flow closed with FINs both ways, the backend's first (no RST): the backend
+/// holds the 4-tuple in TIME_WAIT from the close.
+#[inline]
+pub(crate) fn backend_began(state: u8) -> bool {
+    state & (FIN_BOTH | IN_FIRST | RST) == FIN_BOTH | IN_FIRST
 }
 
 /// The TCP state of one flow, as [`Snat::flow`](crate::Snat::flow) reports it.

@@ -28,6 +28,8 @@ impl Snat {
         let mut per_scope: StdMap<u32, (u32, u32)> = StdMap::new();
         let mut per_nat: StdMap<u8, (u64, u64, u64)> = StdMap::new();
         let mut seen = HashSet::new();
+        let mut tuples = HashSet::new();
+        let mut mapped: StdMap<(u32, u32, u16), usize> = StdMap::new();
         let mut hosts: StdMap<(u32, u32), u32> = StdMap::new();
         let mut block_used: StdMap<(u32, u32), u16> = StdMap::new();
         // The table's own invariants: both indexes find every flow under its hashes, every
@@ -59,12 +61,20 @@ impl Snat {
                 f.n_port
             );
             assert!(p.scopes[sid as usize].ports.get(off));
+            // No two flow records on one reply tuple, under every allocator.
+            assert!(
+                tuples.insert((f.nat, f.n_port, f.b_ip, f.b_port)),
+                "two flows on one reply tuple"
+            );
+            if matches!(self.cfg.allocator, Allocator::Netfilter { .. }) {
+                *mapped.entry((f.link, f.c_ip, f.c_port)).or_default() += 1;
+            }
             if let Some(b) = &p.scopes[sid as usize].blocks {
                 *block_used.entry((sid, off / b.size)).or_default() += 1;
                 let list = &p.owners[&(sid, f.link, f.c_ip)];
                 assert!(list.contains(&((off / b.size) as u16)));
             }
-            if self.cfg.selection == Selection::Paired {
+            if p.paired {
                 *hosts.entry((f.link, f.c_ip)).or_default() += 1;
             }
             // The prefetch hooks hash the packets exactly as the lookups do: the consumer's
@@ -128,7 +138,26 @@ impl Snat {
         }
         let owned: usize = p.owners.values().map(Vec::len).sum();
         assert_eq!(owned, block_used.len());
-        if self.cfg.selection == Selection::Paired {
+        // Every live flow of a source is one of its mappings (netfilter), and no other is.
+        assert_eq!(p.bysource.len(), mapped.len());
+        for (k, n) in mapped {
+            assert_eq!(p.bysource[&k].len(), n, "mappings of {k:?}");
+        }
+        assert_eq!(stats.failed, stats.exhausted + stats.gave_up);
+        if matches!(
+            self.cfg.allocator,
+            Allocator::Sequential | Allocator::Random { .. }
+        ) {
+            assert_eq!(stats.gave_up, 0, "sequential and random search everything");
+        }
+        if let Some(r) = self.reuse() {
+            let all = r.total();
+            assert!(all.hazards <= all.reuses && all.reuses <= self.created);
+            assert_eq!(r.nat_ips(), self.ports.nats.len());
+            let sum: u64 = (0..r.nat_ips()).map(|i| r.nat_ip(i).reuses).sum();
+            assert_eq!(sum, all.reuses);
+        }
+        if p.paired {
             assert_eq!(p.hosts.len(), hosts.len());
             for (k, n) in hosts {
                 assert_eq!(p.hosts[&k].flows, n);
@@ -875,7 +904,8 @@ fn flow_record_is_32_bytes_and_memory_is_counted() {
 
 #[derive(Clone, Debug)]
 enum Op {
-    /// A SYN from consumer host `h`, port `p`, to backend `b`, on link `l`.
+    /// A SYN from consumer host `h`, port `2998 + p` (in the NAT range or not), to backend
+    /// `b % 3` on port 443 or (`b >= 3`) 8443, on link `l`.
     Open { l: u32, h: u8, p: u16, b: u8 },
     /// A packet of an existing flow (picked by index), outbound or inbound.
     Packet {
@@ -893,7 +923,7 @@ enum Op {
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        4 => (0..3u32, 0..4u8, 0..6u16, 0..3u8).prop_map(|(l, h, p, b)| Op::Open { l, h, p, b }),
+        4 => (0..3u32, 0..4u8, 0..8u16, 0..6u8).prop_map(|(l, h, p, b)| Op::Open { l, h, p, b }),
         6 => (any::<usize>(), any::<bool>(), prop::sample::select(vec![ACK, SYNACK, FINACK, RSTF, SYN, ACK]))
             .prop_map(|(pick, inbound, flags)| Op::Packet { pick, inbound, flags }),
         2 => prop_oneof![0..5u64, 10..20u64, 100..300u64].prop_map(Op::Wait),
@@ -908,15 +938,17 @@ fn config_strategy() -> impl Strategy<Value = SnatConfig> {
         prop_oneof![
             Just(Allocator::Sequential),
             (0..4u64).prop_map(|seed| Allocator::Random { seed }),
-            (1..5u16).prop_map(Allocator::Block)
+            (1..5u16).prop_map(Allocator::Block),
+            (0..4u64).prop_map(|seed| Allocator::Netfilter { seed }),
         ],
         prop_oneof![Just(ReuseScope::PerBackend), Just(ReuseScope::PerIp)],
         prop_oneof![Just(Selection::Paired), Just(Selection::LeastLoaded)],
         any::<bool>(),
         4..12u16,
+        any::<bool>(),
     )
         .prop_map(
-            |(nats, allocator, reuse, selection, pickup, nports)| SnatConfig {
+            |(nats, allocator, reuse, selection, pickup, nports, track)| SnatConfig {
                 nat_ips: (0..nats).map(nat).collect(),
                 ports: PortRange::new(3000, 3000 + nports - 1),
                 allocator,
@@ -931,6 +963,7 @@ fn config_strategy() -> impl Strategy<Value = SnatConfig> {
                 },
                 rst_on_exhaustion: false,
                 proxy_protocol: false,
+                track_reuse: track.then_some(Duration::from_secs(30)),
             },
         )
 }
@@ -957,10 +990,23 @@ proptest! {
         let mut now = 0u64;
         // The consumer-side tuples (and links) that were ever opened.
         let mut known: Vec<(u32, FlowTuple)> = Vec::new();
+        // Every reply tuple a flow record ever had, and the SYNs that reopened a held record:
+        // each record made on a tuple used before is a reuse.
+        let mut used = HashSet::new();
+        let mut reopens = 0u64;
+        let reopening = |s: &Snat, l: u32, t: FlowTuple, flags: u8, now: u64| {
+            flags == SYN
+                && s.flow(LinkId(l), t).is_some_and(|i| {
+                    matches!(i.state, TcpState::FinHold | TcpState::RstHold)
+                        && i.deadline > secs(now)
+                })
+        };
         for op in ops {
             match op {
                 Op::Open { l, h, p, b } => {
-                    let t = tuple(ip(192, 168, 0, h + 1), 1000 + p, ip(10, 0, 0, b + 4), 443);
+                    let bp = if b >= 3 { 8443 } else { 443 };
+                    let t = tuple(ip(192, 168, 0, h + 1), 2998 + p, ip(10, 0, 0, b % 3 + 4), bp);
+                    reopens += u64::from(reopening(&s, l, t, SYN, now));
                     let before = s.flow(LinkId(l), t);
                     match out(&mut s, l, t, SYN, secs(now)) {
                         Ok(_) => {
@@ -976,6 +1022,7 @@ proptest! {
                     if known.is_empty() { continue; }
                     let (l, t) = known[pick % known.len()];
                     let info = s.flow(LinkId(l), t);
+                    reopens += u64::from(reopening(&s, l, t, flags, now));
                     if inbound {
                         let Some(info) = info else { continue };
                         let r = tuple(t.dst, t.dport, info.nat_ip, info.nat_port);
@@ -1031,10 +1078,18 @@ proptest! {
                 }
             }
             s.audit();
+            for (_, f) in s.table.iter() {
+                used.insert((f.nat, f.n_port, f.b_ip, f.b_port));
+            }
         }
         // Every timer runs out: every port is free again, nothing is left.
         s.expire(secs(now + 1000));
         s.audit();
+        if let Some(r) = s.reuse() {
+            let made = s.created - reopens;
+            prop_assert_eq!(r.total().reuses, made - used.len() as u64);
+            prop_assert_eq!(r.tuples(), used.len());
+        }
         let st = s.stats();
         prop_assert_eq!((st.live, st.open), (0, 0));
         for n in &st.nat_ips {
@@ -1094,3 +1149,6 @@ fn a_syn_from_the_provider_side_opens_nothing() {
     assert_eq!(st.drops.get(DropReason::NoFlow), 2);
     s.audit();
 }
+
+mod netfilter;
+mod reuse;

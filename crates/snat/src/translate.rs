@@ -50,7 +50,11 @@ impl Snat {
                     return Err(DropReason::NoFlow);
                 }
                 let Some(i) = self.open(link.0, t, h, now) else {
-                    self.failed += 1;
+                    if self.ports.has_free(b_ip, t.dport) {
+                        self.gave_up += 1;
+                    } else {
+                        self.exhausted += 1;
+                    }
                     self.drops.add(DropReason::PortExhausted);
                     if self.cfg.rst_on_exhaustion {
                         self.build_rst(frame, view);
@@ -170,7 +174,7 @@ impl Snat {
     /// free.
     fn open(&mut self, link: u32, t: FlowTuple, h: u64, now: u64) -> Option<u32> {
         let (c_ip, b_ip) = (u32::from(t.src), u32::from(t.dst));
-        let (nat, n_port) = self.ports.allocate(link, c_ip, b_ip)?;
+        let (nat, n_port) = self.ports.allocate(link, c_ip, t.sport, b_ip, t.dport)?;
         let flow = Flow {
             last: now,
             link,
@@ -185,6 +189,9 @@ impl Snat {
         };
         let deadline = self.timeouts.deadline(&flow);
         let idx = self.table.insert_hashed(flow, h, flow.rev_hash(), deadline);
+        if let Some(r) = self.reuse.as_mut() {
+            r.made(&flow, now);
+        }
         self.created += 1;
         self.open += 1;
         self.opened(link, true);
