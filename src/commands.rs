@@ -73,7 +73,7 @@ fn run_and_report<S: PacketSource>(
         progress: Some(&progress),
         engine: flags.engine,
         batch: flags.batch,
-        time_wait: flags.time_wait.map(Duration::from_secs_f64),
+        reuse: Some(flags.reuse()),
         ..RunSpec::new(scenario)
     };
     let taps = flags
@@ -146,13 +146,9 @@ pub fn simulate(flags: &RunArgs, over: &workload::Overrides) -> Result<()> {
 /// `plsim simulate --workload tcp`: real TCP stacks echo through the path.
 pub fn simulate_tcp(flags: &RunArgs, connections: u32, bytes: u64) -> Result<()> {
     let scenario = load_scenario(flags.scenario.as_deref(), &flags.overrides)?;
-    if flags.time_wait.is_some() {
-        return Err(Error::Usage(
-            "--time-wait does not apply to --workload tcp (it keeps no reuse record)".into(),
-        ));
-    }
     let stop = interrupts();
-    let (summary, _) = plsim_lab::tcp::echo_summary(&scenario, connections, bytes, Some(&stop))?;
+    let (summary, _) =
+        plsim_lab::tcp::echo_summary(&scenario, connections, bytes, flags.reuse(), Some(&stop))?;
     if let Some(dir) = &flags.out {
         files::write_json(dir, "summary.json", &summary)?;
         eprintln!("plsim: a TCP run writes summary.json only (no pcaps, no time series)");

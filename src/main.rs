@@ -95,11 +95,14 @@ struct RunArgs {
     /// order, that defines the result; the threaded engine gives exactly the same.
     #[arg(long, value_name = "ENGINE", default_value_t = Engine::Threaded)]
     engine: Engine,
-    /// Count port reuses in the summary (`reuse`), and as hazards those within the backends'
-    /// TIME_WAIT of S seconds (60, Linux's, without S) after a close the backend began. Off
-    /// without the flag: the record grows with the distinct NAT tuples used and the reuses.
-    #[arg(long, value_name = "S", num_args = 0..=1, default_missing_value = "60", value_parser = plsim_lab::series::parse_interval)]
-    time_wait: Option<f64>,
+    /// The backends' TIME_WAIT, in seconds (Linux's is 60): a NAT tuple reused within it after a
+    /// close the backend began is a hazard (the summary's `reuse`).
+    #[arg(long, value_name = "S", default_value_t = 60.0, value_parser = plsim_lab::series::parse_interval)]
+    time_wait: f64,
+    /// The longest gap from a close to a reuse of its NAT tuple that the summary counts, in
+    /// seconds (at least --time-wait): the reuse record keeps a tuple's close this long.
+    #[arg(long, value_name = "S", default_value_t = 600.0, value_parser = plsim_lab::series::parse_interval)]
+    reuse_horizon: f64,
     #[command(flatten)]
     overrides: path::Overrides,
 }
@@ -362,7 +365,35 @@ fn check(cli: &Cli) -> Result<(), clap::Error> {
             once("plan", args.pcap.as_deref(), args.list, args.point)
         }
         Command::Generate(a) => a.check(),
+        Command::Replay(ReplayArgs { run, .. }) | Command::Simulate(SimulateArgs { run, .. }) => {
+            run.check()
+        }
         _ => Ok(()),
+    }
+}
+
+impl RunArgs {
+    /// The rule between the reuse record's flags: the horizon covers the TIME_WAIT.
+    fn check(&self) -> Result<(), clap::Error> {
+        if self.reuse_horizon < self.time_wait {
+            return Err(usage_error(
+                "replay",
+                ErrorKind::ValueValidation,
+                format!(
+                    "--reuse-horizon {} is shorter than --time-wait {}: a hazard could go uncounted",
+                    self.reuse_horizon, self.time_wait
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The reuse record's settings.
+    fn reuse(&self) -> plsim_lab::ReuseTracking {
+        plsim_lab::ReuseTracking {
+            time_wait: std::time::Duration::from_secs_f64(self.time_wait),
+            horizon: std::time::Duration::from_secs_f64(self.reuse_horizon),
+        }
     }
 }
 

@@ -35,6 +35,7 @@ pub mod tcp;
 pub mod workload;
 
 pub use error::{Error, Result};
+pub use plsim_snat::ReuseTracking;
 pub use plsim_control::Effect;
 pub use plsim_engine::{Batch, Dir, Engine, Meta, Options, RunStats};
 

@@ -8,7 +8,7 @@ use plsim_control::scenario::Scenario;
 use plsim_control::{ConnectionState, ControlPlane};
 use plsim_endpoint::EndpointTable;
 use plsim_lb::{Lb, LbConfig, Rule};
-use plsim_snat::{Allocator, PortRange, ReuseScope, Snat, SnatConfig};
+use plsim_snat::{Allocator, PortRange, ReuseScope, ReuseTracking, Snat, SnatConfig};
 use plsim_wire::{SimTime, VnetId};
 
 use crate::stages::{EndpointStage, LbStage, SnatStage, endpoint_of};
@@ -218,14 +218,13 @@ impl Path {
         Path::build_with(scenario, pickup, None)
     }
 
-    /// [`Path::build`], with `Some(time_wait)` counting port reuses and hazards under that
-    /// TIME_WAIT of the backends ([`plsim_snat::SnatConfig::track_reuse`]). The record grows
-    /// with the distinct reply tuples used and the reuses, not with the live flows, so a run
-    /// that keeps it no longer streams in constant memory.
+    /// [`Path::build`], with `Some(settings)` counting port reuses and TIME_WAIT hazards
+    /// ([`plsim_snat::SnatConfig::track_reuse`]; its memory follows the tuples freed within
+    /// the horizon).
     pub fn build_with(
         scenario: &Scenario,
         pickup: bool,
-        time_wait: Option<Duration>,
+        reuse: Option<ReuseTracking>,
     ) -> Result<Path> {
         let plane = ControlPlane::new(scenario)?;
         let links = plane.links();
@@ -238,7 +237,7 @@ impl Path {
             .into_iter()
             .map(|cfg| {
                 Snat::new(SnatConfig {
-                    track_reuse: time_wait,
+                    track_reuse: reuse,
                     ..cfg
                 })
             })

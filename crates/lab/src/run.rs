@@ -29,17 +29,15 @@ pub struct RunSpec<'a> {
     pub batch: usize,
     /// Stop early when this is requested (the summary says `interrupted`).
     pub stop: Option<&'a crate::stop::Stop>,
-    /// Count port reuses and TIME_WAIT hazards (the summary's `reuse`) under this TIME_WAIT of
-    /// the backends (`--time-wait`; [`plsim_snat::DEFAULT_TIME_WAIT`] is Linux's). `None`, the
-    /// default, keeps no record: it grows with the distinct reply tuples ever used (19 to 39
-    /// bytes each) and the reuses (8 bytes each), so a run keeping it no longer streams in
-    /// constant memory.
-    pub time_wait: Option<Duration>,
+    /// Count port reuses and TIME_WAIT hazards (the summary's `reuse`) under these settings
+    /// (`--time-wait`, `--reuse-horizon`; Linux's 60 s and ten minutes by default). `None`
+    /// keeps no record (the summary has no `reuse`).
+    pub reuse: Option<plsim_snat::ReuseTracking>,
 }
 
 impl<'a> RunSpec<'a> {
     /// A run of `scenario` with the defaults: no pickup, no samples, no progress, the threaded
-    /// engine with its default batch, no reuse record.
+    /// engine with its default batch, the reuse record under the default settings.
     pub fn new(scenario: &'a Scenario) -> RunSpec<'a> {
         RunSpec {
             scenario,
@@ -49,7 +47,7 @@ impl<'a> RunSpec<'a> {
             engine: Engine::Threaded,
             batch: plsim_engine::DEFAULT_BATCH,
             stop: None,
-            time_wait: None,
+            reuse: Some(plsim_snat::ReuseTracking::default()),
         }
     }
 }
@@ -89,7 +87,7 @@ pub fn run<S: PacketSource, T: Taps>(
     spec: &RunSpec<'_>,
     taps: T,
 ) -> Result<(Outcome, T)> {
-    let mut sim = Path::build_with(spec.scenario, spec.pickup, spec.time_wait)?;
+    let mut sim = Path::build_with(spec.scenario, spec.pickup, spec.reuse)?;
     if sim.routes.is_empty() {
         return Err(Error::Input(
             "the scenario has no private endpoint to send through".into(),

@@ -21,10 +21,11 @@ pub struct Summary {
     pub flows: Flows,
     /// Every NAT IP of every service, in service order.
     pub nat_ips: Vec<NatIp>,
-    /// Port reuses of whole reply tuples and TIME_WAIT hazards, over every NAT IP: with a
-    /// reuse record (`--time-wait`, [`crate::run::RunSpec::time_wait`]), absent otherwise.
+    /// Port reuses of whole reply tuples and TIME_WAIT hazards, over every NAT IP, with the
+    /// settings they were counted under (absent from a run that keeps no reuse record:
+    /// [`crate::run::RunSpec::reuse`]).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub reuse: Option<Reuse>,
+    pub reuse: Option<ReuseTotal>,
     /// Every backend of the load balancer.
     pub backends: Vec<Backend>,
     /// Every private endpoint connection of the run, in link id order.
@@ -168,17 +169,31 @@ pub struct Flows {
 /// flow used, and how soon after its close (see [`plsim_snat::ReuseLog`]).
 #[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq, Default)]
 pub struct Reuse {
-    /// New flows on a tuple an earlier flow used.
+    /// New flows on a tuple an earlier flow used, at most the reuse horizon (`--reuse-horizon`,
+    /// ten minutes by default) after its close.
     pub reuses: u64,
     /// Reuses within the backends' TIME_WAIT (`--time-wait`, 60 s by default) of a close the
     /// backend began.
     pub hazards: u64,
-    /// The shortest gap from a close to the reusing SYN, in seconds (null without reuses).
+    /// The shortest gap from a close to the reusing SYN, in seconds, exact (null without
+    /// reuses).
     #[serde(rename = "gap_min_s", serialize_with = "secs")]
     pub gap_min: Option<Duration>,
-    /// The median gap (the lower median, exact), in seconds (null without reuses).
+    /// The median gap, in seconds, to three significant digits (null without reuses).
     #[serde(rename = "gap_p50_s", serialize_with = "secs")]
     pub gap_p50: Option<Duration>,
+}
+
+/// The port reuses of a whole run and the settings they were counted under.
+#[derive(Clone, Copy, Debug, Serialize, PartialEq, Default)]
+pub struct ReuseTotal {
+    /// The counts, over every NAT IP.
+    #[serde(flatten)]
+    pub counts: Reuse,
+    /// The backends' TIME_WAIT the hazards are counted under, in seconds.
+    pub time_wait_s: f64,
+    /// The longest gap counted, in seconds.
+    pub horizon_s: f64,
 }
 
 impl From<plsim_snat::Reuse> for Reuse {
@@ -308,7 +323,8 @@ pub fn summarize<B, T>(
     let (lb, snat) = &fin.parts.core;
     let mut flows = Flows::default();
     let mut nat_ips = Vec::new();
-    let (mut gaps, mut hazards, mut tracked) = (Vec::new(), 0, true);
+    let (mut gaps, mut min, mut hazards) = (Vec::new(), None::<u64>, 0);
+    let mut tracked: Option<(f64, f64)> = Some((0.0, 0.0));
     for (e, &backends) in snat.engines().iter().zip(snat.backends_per_service()) {
         let st = e.stats();
         flows.created += st.created;
@@ -324,10 +340,16 @@ pub fn summarize<B, T>(
         let log = e.reuse();
         match log {
             Some(r) => {
-                gaps.extend((0..r.nat_ips()).map(|i| r.gaps(i)));
-                hazards += (0..r.nat_ips()).map(|i| r.hazards(i)).sum::<u64>();
+                tracked = tracked.map(|_| (r.time_wait().as_secs_f64(), r.horizon().as_secs_f64()));
+                let (g, m, h) = r.parts();
+                gaps.extend(g);
+                min = match (min, m) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+                hazards += h;
             }
-            None => tracked = false,
+            None => tracked = None,
         }
         let cfg = e.config();
         nat_ips.extend(st.nat_ips.iter().enumerate().map(|(i, n)| NatIp {
@@ -347,7 +369,11 @@ pub fn summarize<B, T>(
             reuse: log.map(|r| r.nat_ip(i).into()),
         }));
     }
-    let reuse = tracked.then(|| plsim_snat::Reuse::of(&gaps, hazards).into());
+    let reuse = tracked.map(|(time_wait_s, horizon_s)| ReuseTotal {
+        counts: plsim_snat::Reuse::of(gaps, min, hazards).into(),
+        time_wait_s,
+        horizon_s,
+    });
     let backends =
         lb.0.stats()
             .backends

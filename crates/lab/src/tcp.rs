@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use plsim_control::Scenario;
 use plsim_engine::{AsIs, Dir, Meta, Taps, Trip};
+use plsim_snat::ReuseTracking;
 use plsim_traffic::tcp::{Delivery, EchoOutcome, EchoSpec, Path as TcpPath, ProxyExpect, run_echo};
 use plsim_wire::{DropReason, LinkId, LinkType, SimTime, VnetId, classify_l3};
 
@@ -152,7 +153,17 @@ pub fn tcp_path(
     connections: u32,
     bytes: u64,
 ) -> Result<(TcpStages, EchoSpec)> {
-    let built = Path::build(scenario, false)?;
+    tcp_path_with(scenario, connections, bytes, None)
+}
+
+/// [`tcp_path`], with the reuse record (the summary's `reuse`) under these settings.
+pub fn tcp_path_with(
+    scenario: &Scenario,
+    connections: u32,
+    bytes: u64,
+    reuse: Option<ReuseTracking>,
+) -> Result<(TcpStages, EchoSpec)> {
+    let built = Path::build_with(scenario, false, reuse)?;
     let route = built
         .routes
         .first()
@@ -208,15 +219,16 @@ pub fn tcp_path(
 }
 
 /// Runs the echo workload and summarizes it like any other run, from what the trip counted,
-/// with its `tcp` section. With `stop`, a requested stop ends the run at its next step, and the
+/// with its `tcp` section and its port reuses. With `stop`, a requested stop ends the run at its next step, and the
 /// summary says `interrupted`. Hands back the outcome without its path (the summary has it).
 pub fn echo_summary(
     scenario: &Scenario,
     connections: u32,
     bytes: u64,
+    reuse: ReuseTracking,
     stop: Option<&crate::stop::Stop>,
 ) -> Result<(Summary, EchoOutcome)> {
-    let (path, mut spec) = tcp_path(scenario, connections, bytes)?;
+    let (path, mut spec) = tcp_path_with(scenario, connections, bytes, Some(reuse))?;
     spec.stop = stop.map(crate::stop::Stop::flag);
     let proxied = spec.proxy.is_some();
     let start = Instant::now();

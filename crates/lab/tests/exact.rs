@@ -43,7 +43,6 @@ fn replay<S: PacketSource>(
         engine,
         batch,
         // The port reuses and hazards are in the summary compared.
-        time_wait: Some(Duration::from_secs(60)),
         ..RunSpec::new(scenario)
     };
     let (out, taps) = sim::run(source, &spec, PcapTaps::in_memory()).expect("the run starts");

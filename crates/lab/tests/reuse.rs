@@ -11,11 +11,12 @@ use std::time::Duration;
 use plsim_control::Scenario;
 use plsim_control::scenario::{Allocator, PortRange, ReuseScope};
 use plsim_engine::Engine;
-use plsim_lab::replay::{FrameSource, PcapTaps};
+use plsim_lab::replay::{Frames, PcapTaps};
 use plsim_lab::run::{self as sim, RunSpec};
 use plsim_lab::summary::{Reuse, Summary};
-use plsim_pcap::Reader;
-use plsim_traffic::captures::Frame;
+use plsim_pcap::{FrameBuf, Reader};
+use plsim_snat::ReuseTracking;
+
 use plsim_wire::build::{TcpSegment, tuple};
 use plsim_wire::{LinkType, TcpFlags, classify};
 
@@ -48,7 +49,7 @@ struct Conv {
     close: Close,
 }
 
-fn frames(convs: &[Conv]) -> Vec<Frame> {
+fn frames(convs: &[Conv]) -> Vec<FrameBuf> {
     let mut out: Vec<(u64, usize, Vec<u8>)> = Vec::new();
     let (a, s, f, r, p) = (
         TcpFlags::ACK,
@@ -102,11 +103,7 @@ fn frames(convs: &[Conv]) -> Vec<Frame> {
     }
     out.sort_by_key(|(t, n, _)| (*t, *n));
     out.into_iter()
-        .map(|(ts_ns, _, data)| Frame {
-            ts_ns,
-            wire_len: data.len(),
-            data,
-        })
+        .map(|(ts_ns, _, data)| FrameBuf::new(ts_ns, LinkType::Ethernet, data))
         .collect()
 }
 
@@ -131,15 +128,18 @@ fn scenario(ports: u16, allocator: Allocator) -> Scenario {
 
 /// Replays `frames` with both engines (threaded at three batch sizes): the same summary and
 /// backend capture every time; gives them back.
-fn replay(frames: &[Frame], sc: &Scenario, time_wait: Duration) -> (Summary, Vec<u8>) {
+fn replay(frames: &[FrameBuf], sc: &Scenario, time_wait: Duration) -> (Summary, Vec<u8>) {
     let run = |engine, batch| {
         let spec = RunSpec {
             engine,
             batch,
-            time_wait: Some(time_wait),
+            reuse: Some(ReuseTracking {
+                time_wait,
+                ..ReuseTracking::default()
+            }),
             ..RunSpec::new(sc)
         };
-        let mut source = FrameSource::new(frames, LinkType::Ethernet);
+        let mut source = Frames::new(frames);
         let (out, taps) = sim::run(&mut source, &spec, PcapTaps::in_memory()).unwrap();
         let (_, _, backend) = taps.finish().unwrap();
         let mut summary = out.summary;
@@ -210,19 +210,22 @@ fn every_reuse_gap_and_hazard_of_a_hand_made_capture() {
         // 17.99, 17.99, 18.99, 29, 29.96, 76.99: the lower median is the third.
         gap_p50: secs(18_990),
     };
-    assert_eq!(summary.reuse, Some(want));
-    assert_eq!(summary.nat_ips[0].reuse, Some(want));
+    let total = summary.reuse.unwrap();
+    assert_eq!((total.time_wait_s, total.horizon_s), (60.0, 600.0));
+    assert_agree(total.counts, want, "the run");
+    assert_eq!(summary.nat_ips[0].reuse, Some(total.counts));
     // The recount from what the backend saw agrees.
     assert_eq!(recount(&backend, Duration::from_secs(60)), want);
     // Under a TIME_WAIT of 18 s only G's 17.99 s is a hazard; under 17.99 s none is.
     let (summary, _) = replay(&frames, &sc, Duration::from_secs(18));
-    assert_eq!(summary.reuse.unwrap().hazards, 1);
+    assert_eq!(summary.reuse.unwrap().counts.hazards, 1);
     let (summary, _) = replay(&frames, &sc, Duration::from_millis(17_990));
-    assert_eq!(summary.reuse.unwrap().hazards, 0);
+    assert_eq!(summary.reuse.unwrap().counts.hazards, 0);
     // In the JSON: seconds.
     let json = serde_json::to_value(&summary).unwrap();
     assert_eq!(json["reuse"]["reuses"], 6);
-    assert_eq!(json["reuse"]["gap_p50_s"], 18.99);
+    let p50 = json["reuse"]["gap_p50_s"].as_f64().unwrap();
+    assert!((p50 - 18.99).abs() < 18.99 * 1e-3, "{p50}");
     assert_eq!(json["nat_ips"][0]["reuse"]["gap_min_s"], 17.99);
 }
 
@@ -251,7 +254,7 @@ fn recount(backend_pcap: &[u8], time_wait: Duration) -> Reuse {
     let mut reader = Reader::from_read("backend.pcap", Cursor::new(backend_pcap.to_vec())).unwrap();
     let mut flows: std::collections::HashMap<_, Flow> = Default::default();
     let (mut gaps, mut hazards) = (Vec::new(), 0u64);
-    while let Some(p) = reader.next_packet() {
+    while let Some(p) = reader.next_frame() {
         let v = classify(p.link, p.data, p.wire_len).unwrap();
         let t = v.tuple();
         let flags = v.flags();
@@ -265,8 +268,11 @@ fn recount(backend_pcap: &[u8], time_wait: Duration) -> Reuse {
             if let Some(prev) = flows.get(&key) {
                 let (at, backend_began) = prev.close();
                 let gap = p.ts_ns - at;
-                gaps.push(gap);
-                hazards += u64::from(backend_began && gap < time_wait.as_nanos() as u64);
+                // Past the record's horizon (ten minutes by default) a reuse is not counted.
+                if gap <= 600 * 1_000_000_000 {
+                    gaps.push(gap);
+                    hazards += u64::from(backend_began && gap < time_wait.as_nanos() as u64);
+                }
             }
             flows.insert(key, Flow::default());
         }
@@ -304,6 +310,26 @@ fn recount(backend_pcap: &[u8], time_wait: Duration) -> Reuse {
     }
 }
 
+/// The record's counts equal the recount's: reuses, hazards and the shortest gap exactly, the
+/// median to the three significant digits the record keeps.
+fn assert_agree(got: Reuse, want: Reuse, what: &str) {
+    assert_eq!(
+        (got.reuses, got.hazards, got.gap_min),
+        (want.reuses, want.hazards, want.gap_min),
+        "{what}"
+    );
+    match (got.gap_p50, want.gap_p50) {
+        (Some(g), Some(w)) => {
+            let (g, w) = (g.as_secs_f64(), w.as_secs_f64());
+            assert!(
+                (g - w).abs() <= w * 1e-3 + 1e-6,
+                "{what}: p50 {g} s for {w} s"
+            );
+        }
+        (g, w) => assert_eq!(g, w, "{what}"),
+    }
+}
+
 /// A deterministic stream of numbers (splitmix64).
 struct Mix(u64);
 
@@ -323,7 +349,7 @@ impl Mix {
 
 /// 3,000 conversations, one every 0.4 to 1.2 s (0.8 s on average), each 0.1 to 2 s long, half
 /// closed by the backend's FIN first, a third by the consumer's, the rest by a RST.
-fn long_capture() -> Vec<Frame> {
+fn long_capture() -> Vec<FrameBuf> {
     let mut mix = Mix(25);
     let mut t = 0;
     let convs: Vec<Conv> = (0..3000u16)
@@ -361,8 +387,8 @@ fn sequential_makes_more_hazards_than_random_on_a_small_range() {
         Allocator::Netfilter { seed: 1 },
     ] {
         let (summary, backend) = replay(&frames, &scenario(64, allocator), tw);
-        let r = summary.reuse.unwrap();
-        assert_eq!(recount(&backend, tw), r, "{allocator}");
+        let r = summary.reuse.unwrap().counts;
+        assert_agree(r, recount(&backend, tw), &allocator.to_string());
         assert_eq!(summary.nat_ips[0].reuse, Some(r));
         assert_eq!(summary.flows.snat_failures, 0, "{allocator}");
         eprintln!("{allocator}: {r:?}");
@@ -385,8 +411,8 @@ fn sequential_makes_none_once_its_cycle_outlasts_time_wait() {
     let tw = Duration::from_secs(60);
     let hazards = |allocator| {
         let (summary, backend) = replay(&frames, &scenario(256, allocator), tw);
-        let r = summary.reuse.unwrap();
-        assert_eq!(recount(&backend, tw), r, "{allocator}");
+        let r = summary.reuse.unwrap().counts;
+        assert_agree(r, recount(&backend, tw), &allocator.to_string());
         r
     };
     let seq = hazards(Allocator::Sequential);

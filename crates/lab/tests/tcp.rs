@@ -118,7 +118,9 @@ fn a_pending_connection_passes_nothing() {
 
 #[test]
 fn the_outcome_fills_the_pipeline_summary() {
-    let (s, o) = plsim_lab::tcp::echo_summary(&Scenario::builtin(), 4, 2_000, None).unwrap();
+    let (s, o) =
+        plsim_lab::tcp::echo_summary(&Scenario::builtin(), 4, 2_000, Default::default(), None)
+            .unwrap();
     assert_eq!(s.packets.consumer_in, o.consumer_in);
     assert_eq!(s.packets.backend_in, o.backend_in);
     assert_eq!(s.input.packets, o.consumer_in + o.backend_in);

@@ -37,12 +37,11 @@ pub struct SnatConfig {
     /// consumer's address and the connection's link id (Azure's "TCP proxy v2"; see
     /// [`crate::proxy`] and [`crate::Snat::proxy_segment`]). Off by default.
     pub proxy_protocol: bool,
-    /// Count port reuses and TIME_WAIT hazards ([`crate::Snat::reuse`]), with this as the
-    /// backends' TIME_WAIT ([`DEFAULT_TIME_WAIT`] is Linux's): a reuse whose gap is shorter,
-    /// after a close the backend began, is a hazard. `None` (the default) keeps no record. It
-    /// costs memory per distinct reply tuple ever used, not per live flow, so a benchmark leaves
-    /// it off.
-    pub track_reuse: Option<Duration>,
+    /// Count port reuses and TIME_WAIT hazards ([`crate::Snat::reuse`]) under these settings
+    /// (the backends' TIME_WAIT: a reuse whose gap is shorter, after a close the backend began,
+    /// is a hazard; the horizon). `None` (the default) keeps no record. It costs memory per
+    /// tuple freed within the horizon, not per live flow, so a benchmark leaves it off.
+    pub track_reuse: Option<crate::ReuseTracking>,
 }
 
 /// Linux's TIME_WAIT (`TCP_TIMEWAIT_LEN`, 60 s): how long a backend that closed first keeps a

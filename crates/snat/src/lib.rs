@@ -45,8 +45,7 @@
 //! is 84.2 bytes a flow. Ports are bitmaps (8 KiB a scope). [`Snat::memory_bytes`] adds it all
 //! up. The `netfilter` allocator adds a map from each source (link, consumer address and port)
 //! to its live mappings; [`SnatConfig::track_reuse`] adds the reuse record, whose size follows
-//! the distinct reply tuples ever used, not the live flows (about 22 bytes a tuple at 200,000;
-//! see "Port reuse").
+//! the reply tuples freed within its horizon (see "Port reuse").
 //!
 //! # Linux's allocator
 //!
@@ -107,7 +106,7 @@ pub use config::{
     Allocator, ConfigError, DEFAULT_TIME_WAIT, MAX_NAT_IPS, PortRange, ReuseScope, Selection,
     SnatConfig, Timers,
 };
-pub use reuse::{Reuse, ReuseLog};
+pub use reuse::{DEFAULT_REUSE_HORIZON, Reuse, ReuseLog, ReuseTracking};
 pub use stats::{NatIpStats, Stats};
 pub use tcp::TcpState;
 
@@ -242,7 +241,7 @@ impl Snat {
                 self.torn_down += 1;
                 self.open -= 1;
             }
-            self.forget(&f);
+            self.forget(&f, now.as_nanos());
         }
         slots.len()
     }
@@ -264,7 +263,7 @@ impl Snat {
             self.reset += 1;
             self.open -= 1;
         }
-        self.forget(&f);
+        self.forget(&f, now.as_nanos());
         true
     }
 
@@ -287,10 +286,10 @@ impl Snat {
 
     /// A flow record left the table: its port goes back, its connection counts one fewer, its
     /// close goes on the reuse record.
-    fn forget(&mut self, f: &flow::Flow) {
+    fn forget(&mut self, f: &flow::Flow, now: u64) {
         self.ports.release(f);
         if let Some(r) = self.reuse.as_mut() {
-            r.freed(f);
+            r.freed(f, now);
         }
         if let Some(n) = self.live_by_link.get_mut(f.link as usize) {
             *n -= 1;
@@ -427,7 +426,7 @@ impl Snat {
                     *n -= 1;
                 }
                 if let Some(r) = reuse.as_mut() {
-                    r.freed(&f);
+                    r.freed(&f, now);
                 }
             },
         );

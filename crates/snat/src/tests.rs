@@ -963,7 +963,11 @@ fn config_strategy() -> impl Strategy<Value = SnatConfig> {
                 },
                 rst_on_exhaustion: false,
                 proxy_protocol: false,
-                track_reuse: track.then_some(Duration::from_secs(30)),
+                // A horizon past the whole run: every reuse counts, every tuple stays.
+                track_reuse: track.then_some(ReuseTracking {
+                    time_wait: Duration::from_secs(30),
+                    horizon: Duration::from_secs(1 << 40),
+                }),
             },
         )
 }

@@ -10,7 +10,10 @@ fn two_ports(time_wait: u64) -> Snat {
     c.timers.fin_hold = Duration::from_secs(10);
     c.timers.rst_hold = Duration::from_secs(5);
     c.timers.transitory = Duration::from_secs(30);
-    c.track_reuse = Some(Duration::from_secs(time_wait));
+    c.track_reuse = Some(ReuseTracking {
+        time_wait: Duration::from_secs(time_wait),
+        ..ReuseTracking::default()
+    });
     let mut s = Snat::new(c).unwrap();
     let host = |i: u8| ip(192, 168, 0, i);
     let t = |i: u8| tuple(host(i), 40_000, B, 443);
@@ -68,19 +71,30 @@ fn every_reuse_gap_and_hazard_of_a_hand_made_sequence() {
     let s = two_ports(60);
     let r = s.reuse().unwrap();
     assert_eq!(r.time_wait(), Duration::from_secs(60));
-    let gaps: Vec<u64> = r.gaps(0).iter().map(|ns| ns / 1_000_000_000).collect();
-    assert_eq!(gaps, [18, 16, 76, 99, 31, 11]);
-    assert!(r.gaps(0).iter().all(|ns| ns % 1_000_000_000 == 0));
-    assert_eq!(r.hazards(0), 1);
-    let want = Reuse {
-        reuses: 6,
-        hazards: 1,
-        gap_min: Some(Duration::from_secs(11)),
-        // Sorted: 11, 16, 18, 31, 76, 99; the lower median is the third.
-        gap_p50: Some(Duration::from_secs(18)),
-    };
-    assert_eq!(r.nat_ip(0), want);
-    assert_eq!(r.total(), want);
+    // Every gap, in whole seconds: the histogram keeps each to three significant digits.
+    let h = r.gaps(0);
+    let mut gaps = Vec::new();
+    for v in h.iter_recorded() {
+        for _ in 0..v.count_at_value() {
+            gaps.push(v.value_iterated_to());
+        }
+    }
+    let want_s = [11u64, 16, 18, 31, 76, 99];
+    assert_eq!(gaps.len(), want_s.len());
+    for (&got, want) in gaps.iter().zip(want_s) {
+        assert!(h.equivalent(got, want * 1_000_000), "{got} us for {want} s");
+    }
+    let got = r.nat_ip(0);
+    assert_eq!((got.reuses, got.hazards), (6, 1));
+    assert_eq!(
+        got.gap_min,
+        Some(Duration::from_secs(11)),
+        "the shortest gap is exact"
+    );
+    // Sorted: 11, 16, 18, 31, 76, 99; the lower median is the third, to 3 digits.
+    let p50 = got.gap_p50.unwrap().as_secs_f64();
+    assert!((p50 - 18.0).abs() <= 18.0 * 1e-3, "p50 {p50} s");
+    assert_eq!(r.total(), got);
     assert_eq!(r.tuples(), 2);
     // The hazard's gap is 18 s: strictly under the TIME_WAIT only.
     assert_eq!(two_ports(19).reuse().unwrap().total().hazards, 1);
@@ -93,25 +107,77 @@ fn every_reuse_gap_and_hazard_of_a_hand_made_sequence() {
 
 #[test]
 fn gaps_merge_into_one_median() {
-    assert_eq!(Reuse::of(&[], 0), Reuse::default());
+    let hist = |gaps_us: &[u64]| {
+        let mut h = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 1_000_000, 3).unwrap();
+        for &g in gaps_us {
+            h.record(g).unwrap();
+        }
+        h
+    };
+    let none = hist(&[]);
+    assert_eq!(Reuse::of([&none], None, 0), Reuse::default());
+    let (a, b, c) = (hist(&[5, 1]), hist(&[]), hist(&[9, 3]));
     assert_eq!(
-        Reuse::of(&[&[5, 1], &[], &[9, 3]], 2),
+        Reuse::of([&a, &b, &c], Some(1_000), 2),
         Reuse {
             reuses: 4,
             hazards: 2,
-            gap_min: Some(Duration::from_nanos(1)),
-            gap_p50: Some(Duration::from_nanos(3)),
+            gap_min: Some(Duration::from_nanos(1_000)),
+            gap_p50: Some(Duration::from_micros(3)),
         }
     );
-    assert_eq!(Reuse::of(&[&[7]], 0).gap_p50, Some(Duration::from_nanos(7)));
+    let one = hist(&[7]);
+    assert_eq!(
+        Reuse::of([&one], Some(7_000), 0).gap_p50,
+        Some(Duration::from_micros(7))
+    );
+}
+
+/// A tuple is forgotten once the horizon has passed since its record left the table: a reuse
+/// further apart is not counted, and the record holds only what the horizon covers.
+#[test]
+fn the_horizon_bounds_what_is_counted_and_kept() {
+    let mut c = cfg(1, 2000, 2000, ReuseScope::PerIp);
+    c.timers.rst_hold = Duration::from_secs(1);
+    c.track_reuse = Some(ReuseTracking {
+        time_wait: Duration::from_secs(60),
+        horizon: Duration::from_secs(100),
+    });
+    let mut s = Snat::new(c).unwrap();
+    let t = |i: u8| tuple(ip(192, 168, 0, i), 40_000, B, 443);
+    // One port: each flow reset at once and freed a second later; the next one reuses it.
+    let mut at = 0;
+    for (i, gap) in [(1u8, 0u64), (2, 50), (3, 100), (4, 101), (5, 30)] {
+        at += gap;
+        out(&mut s, 1, t(i), SYN, secs(at)).unwrap();
+        out(&mut s, 1, t(i), RSTF, secs(at)).unwrap();
+        s.expire(secs(at + 1));
+    }
+    let r = s.reuse().unwrap().total();
+    // Gaps 50, 100 (at the horizon: counted), 101 (past it: not), 30.
+    assert_eq!(r.reuses, 3);
+    assert_eq!(r.gap_min, Some(Duration::from_secs(30)));
+    // Long after: no reuse, and what the queue remembered from before is forgotten as the
+    // next record leaves the table; the tuple is on record again from that close.
+    out(&mut s, 1, t(6), SYN, secs(at + 501)).unwrap();
+    out(&mut s, 1, t(6), RSTF, secs(at + 501)).unwrap();
+    s.expire(secs(at + 550));
+    let r = s.reuse().unwrap();
+    assert_eq!((r.total().reuses, r.tuples()), (3, 1));
+    // A record that leaves the table past the horizon from its close is forgotten at once.
+    out(&mut s, 1, t(7), SYN, secs(at + 700)).unwrap();
+    out(&mut s, 1, t(7), RSTF, secs(at + 700)).unwrap();
+    s.expire(secs(at + 900));
+    let r = s.reuse().unwrap();
+    assert_eq!((r.total().reuses, r.tuples()), (3, 0));
 }
 
 /// What the record costs per distinct reply tuple: 200,000 flows on 200,000 tuples (four
 /// backends), each closed and freed.
 #[test]
-fn the_record_costs_about_20_to_40_bytes_a_tuple() {
+fn the_record_costs_about_35_to_70_bytes_a_tuple_within_its_horizon() {
     let mut c = cfg(1, 1024, 65535, ReuseScope::PerBackend);
-    c.track_reuse = Some(DEFAULT_TIME_WAIT);
+    c.track_reuse = Some(ReuseTracking::default());
     c.timers.rst_hold = Duration::from_secs(1);
     let mut s = Snat::new(c).unwrap();
     let n = 200_000u32;
@@ -127,10 +193,13 @@ fn the_record_costs_about_20_to_40_bytes_a_tuple() {
     let r = s.reuse().unwrap();
     assert_eq!(r.tuples(), n as usize);
     assert_eq!(r.total().reuses, 0);
-    let per_tuple = r.memory_bytes() as f64 / f64::from(n);
-    // 262,144 buckets of 17 bytes for 200,000 tuples.
+    let fixed = (0..r.nat_ips())
+        .map(|i| r.gaps(i).distinct_values() * 8)
+        .sum::<usize>();
+    let per_tuple = (r.memory_bytes() - fixed) as f64 / f64::from(n);
+    // 262,144 map buckets of 17 bytes and 262,144 queue places of 16 for 200,000 tuples.
     assert!(
-        (19.0..39.0).contains(&per_tuple),
+        (35.0..70.0).contains(&per_tuple),
         "{per_tuple} bytes a tuple"
     );
     eprintln!("the reuse record: {per_tuple:.1} bytes a tuple");
