@@ -116,14 +116,14 @@ fn established(n: u32) -> Snat {
         let t = flow_tuple(i);
         let mut f = frame(t, TcpFlags::SYN);
         let mut v = classify(LinkType::Ethernet, &f, FRAME).unwrap();
-        s.outbound(LINK, &mut f, &mut v, now).unwrap();
+        s.forward(LINK, &mut f, &mut v, now).unwrap();
         let n = v.tuple();
         let mut r = frame(n.reversed(), TcpFlags::SYN | TcpFlags::ACK);
         let mut v = classify(LinkType::Ethernet, &r, FRAME).unwrap();
-        s.inbound(&mut r, &mut v, now).unwrap();
+        s.reverse(&mut r, &mut v, now).unwrap();
         let mut f = frame(t, TcpFlags::ACK);
         let mut v = classify(LinkType::Ethernet, &f, FRAME).unwrap();
-        s.outbound(LINK, &mut f, &mut v, now).unwrap();
+        s.forward(LINK, &mut f, &mut v, now).unwrap();
     }
     s
 }
@@ -177,7 +177,7 @@ fn translate(c: &mut Criterion) {
                 scratch.copy_from_slice(&pk.bytes[start..start + BATCH * FRAME]);
                 for (k, f) in scratch.chunks_exact_mut(FRAME).enumerate() {
                     let mut v = pk.views[at + k];
-                    black_box(snat.outbound(LINK, f, &mut v, now)).unwrap();
+                    black_box(snat.forward(LINK, f, &mut v, now)).unwrap();
                 }
                 at = (at + BATCH) % (n as usize - BATCH);
             })
@@ -213,29 +213,23 @@ fn translate(c: &mut Criterion) {
     g.finish();
 }
 
-/// Translates one batch (frames back to back, their views) outbound, prefetching as `mode` says.
+/// Translates one batch (frames back to back, their views) forward, prefetching as `mode` says.
 #[inline(always)]
-fn outbound_batch(
-    s: &mut Snat,
-    frames: &mut [u8],
-    views: &mut [Ipv4Tcp],
-    mode: Mode,
-    now: SimTime,
-) {
+fn forward_batch(s: &mut Snat, frames: &mut [u8], views: &mut [Ipv4Tcp], mode: Mode, now: SimTime) {
     let n = views.len();
     match mode {
         Mode::None => {}
-        Mode::Buckets => views.iter().for_each(|v| s.prefetch_outbound(LINK, v)),
+        Mode::Buckets => views.iter().for_each(|v| s.prefetch_forward(LINK, v)),
         Mode::Window(k) => views[..k.min(n)]
             .iter()
-            .for_each(|v| s.prefetch_outbound(LINK, v)),
+            .for_each(|v| s.prefetch_forward(LINK, v)),
     }
     for (i, f) in frames.chunks_exact_mut(FRAME).enumerate() {
         match mode {
-            Mode::Window(k) if i + k < n => s.prefetch_outbound(LINK, &views[i + k]),
+            Mode::Window(k) if i + k < n => s.prefetch_forward(LINK, &views[i + k]),
             _ => {}
         }
-        black_box(s.outbound(LINK, f, &mut views[i], now)).unwrap();
+        black_box(s.forward(LINK, f, &mut views[i], now)).unwrap();
     }
 }
 
@@ -261,7 +255,7 @@ fn batched(c: &mut Criterion) {
                     .chunks_exact_mut(B * FRAME)
                     .zip(views.chunks_exact_mut(B))
                 {
-                    outbound_batch(&mut snat, f, v, mode, now);
+                    forward_batch(&mut snat, f, v, mode, now);
                 }
                 at = (at + BATCH) % (N as usize - BATCH);
             })
@@ -293,7 +287,7 @@ fn setup(c: &mut Criterion) {
                 let t0 = Instant::now();
                 for (k, f) in scratch.chunks_exact_mut(FRAME).enumerate() {
                     let mut v = pk.views[k];
-                    black_box(s.outbound(LINK, f, &mut v, now)).unwrap();
+                    black_box(s.forward(LINK, f, &mut v, now)).unwrap();
                 }
                 total += t0.elapsed();
                 assert_eq!(s.stats().created, u64::from(NEW));

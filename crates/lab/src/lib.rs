@@ -35,9 +35,9 @@ pub mod tcp;
 pub mod workload;
 
 pub use error::{Error, Result};
-pub use plsim_snat::ReuseTracking;
 pub use plsim_control::Effect;
 pub use plsim_engine::{Batch, Dir, Engine, Meta, Options, RunStats};
+pub use plsim_snat::ReuseTracking;
 
 /// A change applied to every stage at one simulated instant, after everything before it has
 /// left the engine.

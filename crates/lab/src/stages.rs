@@ -338,7 +338,7 @@ impl Stage<Event> for SnatStage {
             .flatten()
             .ok_or(DropReason::NoFlow)?;
         let engine = &mut self.engines[usize::from(s)];
-        let r = engine.outbound(link, frame, view(meta), ts);
+        let r = engine.forward(link, frame, view(meta), ts);
         if self.proxies {
             self.injected.clear();
             self.injected_place = None;
@@ -378,7 +378,7 @@ impl Stage<Event> for SnatStage {
                 .ok_or(DropReason::NoFlow)?;
             &mut self.engines[s]
         };
-        meta.link = engine.inbound(frame, view(meta), ts)?;
+        meta.link = engine.reverse(frame, view(meta), ts)?;
         Ok(())
     }
     const PREFETCH: bool = true;
@@ -386,8 +386,8 @@ impl Stage<Event> for SnatStage {
     fn prefetch(&self, _frame: &[u8], meta: &Meta, dir: Dir) {
         if let (Some(v), Some(e)) = (meta.view.as_ref(), self.engine_of(meta, dir)) {
             match dir {
-                Dir::Forward => e.prefetch_outbound(meta.link, v),
-                Dir::Reverse => e.prefetch_inbound(v),
+                Dir::Forward => e.prefetch_forward(meta.link, v),
+                Dir::Reverse => e.prefetch_reverse(v),
             }
         }
     }

@@ -2,8 +2,8 @@
 //! packet path (DESIGN section 1).
 //!
 //! ```text
-//! outbound  C:cp -> F:fp   --forward-->  C:cp -> B:bp   (then SNAT: src C:cp -> N:np)
-//! return    B:bp -> C:cp   --reply---->  F:fp -> C:cp   (after SNAT restored C:cp)
+//! forward   C:cp -> F:fp   --forward-->  C:cp -> B:bp   (then SNAT: src C:cp -> N:np)
+//! reverse   B:bp -> C:cp   --reverse-->  F:fp -> C:cp   (after SNAT restored C:cp)
 //! ```
 //!
 //! [`Lb::forward`] matches the frontend IP and port against the [rules](Rule), picks a backend of

@@ -3,8 +3,8 @@
 //! way back (DESIGN section 1):
 //!
 //! ```text
-//! outbound  C:cp -> B:bp   (after the load balancer)   --outbound-->  N:np -> B:bp
-//! return    B:bp -> N:np   (from the backend)          --inbound--->  B:bp -> C:cp
+//! forward   C:cp -> B:bp   (after the load balancer)   --forward--->  N:np -> B:bp
+//! reverse   B:bp -> N:np   (from the backend)          --reverse--->  B:bp -> C:cp
 //! ```
 //!
 //! Sans-IO: no threads, no clocks, no files. The caller passes each packet (the frame, its
@@ -12,11 +12,11 @@
 //! frame in place (both checksums updated incrementally by `plsim_wire`) or says why it drops
 //! it.
 //!
-//! * [`Snat::outbound`]: a consumer packet `C:cp -> B:bp` (after the load balancer chose the
+//! * [`Snat::forward`]: a consumer packet `C:cp -> B:bp` (after the load balancer chose the
 //!   backend), tagged with its connection's [`LinkId`], leaves as `N:np -> B:bp`. A SYN with no
 //!   flow opens one: a NAT IP (by [`Selection`]) and a port on it (by [`Allocator`], unique within
 //!   the [`ReuseScope`]).
-//! * [`Snat::inbound`]: a backend packet `B:bp -> N:np` goes back to `B:bp -> C:cp`; the engine
+//! * [`Snat::reverse`]: a backend packet `B:bp -> N:np` goes back to `B:bp -> C:cp`; the engine
 //!   tells the caller the flow's link id. Anything that matches no flow is `no_flow`.
 //! * Timers run on the times the caller passes: every call first frees what is due, and
 //!   [`Snat::expire`] does only that. Expiry is a min-heap of deadlines, re-armed lazily (a packet
@@ -66,8 +66,8 @@
 //!
 //! # Prefetching
 //!
-//! At a million flows every lookup misses the cache. [`Snat::prefetch_outbound`] and
-//! [`Snat::prefetch_inbound`] compute the hash the lookup will compute and prefetch its index
+//! At a million flows every lookup misses the cache. [`Snat::prefetch_forward`] and
+//! [`Snat::prefetch_reverse`] compute the hash the lookup will compute and prefetch its index
 //! bucket. Called for every packet of a batch before the batch is translated, they overlap the
 //! misses of the whole batch (3.3 times faster at 1M flows). The flow records need no prefetch
 //! of their own: once the buckets are cached, the out-of-order core overlaps the record misses
@@ -80,7 +80,7 @@
 //!
 //! # Layout of the crate
 //!
-//! `translate` is the packet path ([`Snat::outbound`], [`Snat::inbound`] and their prefetch
+//! `translate` is the packet path ([`Snat::forward`], [`Snat::reverse`] and their prefetch
 //! hooks), `tcp` the TCP state machine and its timeouts, `ports` the NAT IPs, reuse scopes and
 //! port allocators (`ports/netfilter.rs` Linux's), `flow` the flow record and its keys, `reuse`
 //! the reuse record; this file holds the engine, its timers and its control-plane calls.
@@ -108,15 +108,17 @@ pub use config::{
 };
 pub use reuse::{DEFAULT_REUSE_HORIZON, Reuse, ReuseLog, ReuseTracking};
 pub use stats::{NatIpStats, Stats};
-pub use tcp::TcpState;
+#[cfg(test)]
+pub(crate) use tcp::TcpState;
 
 use flow::{FlowTable, fwd_hash};
 use ports::Ports;
 use tcp::{Timeouts, closed};
 
-/// What [`Snat::flow`] tells of one flow.
+/// What `Snat::flow` tells of one flow (the tests look flows up; no command does).
+#[cfg(test)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct FlowInfo {
+pub(crate) struct FlowInfo {
     /// The flow's NAT IP.
     pub nat_ip: Ipv4Addr,
     /// The flow's NAT port.
@@ -222,7 +224,7 @@ impl Snat {
     }
 
     /// Frees every flow whose timer has run out by `now`; returns how many flow records went.
-    /// ([`Snat::outbound`] and [`Snat::inbound`] do this first on their own.)
+    /// ([`Snat::forward`] and [`Snat::reverse`] do this first on their own.)
     pub fn expire(&mut self, now: SimTime) -> usize {
         let before = self.table.len();
         self.advance(now);
@@ -309,7 +311,7 @@ impl Snat {
         }
     }
 
-    /// The RST answering the SYN the last [`Snat::outbound`] refused for port exhaustion, when
+    /// The RST answering the SYN the last [`Snat::forward`] refused for port exhaustion, when
     /// [`SnatConfig::rst_on_exhaustion`] is on: a bare IPv4 packet (no link header; classify it
     /// with `classify_l3`) from the SYN's destination to its source, checksums filled in. `None`
     /// after any other call.
@@ -318,7 +320,7 @@ impl Snat {
     }
 
     /// With [`SnatConfig::proxy_protocol`]: when the flow of the packet the last
-    /// [`Snat::outbound`] passed has sent its PROXY protocol header (with this packet or
+    /// [`Snat::forward`] passed has sent its PROXY protocol header (with this packet or
     /// before), where the header starts in its backend-side stream (ISN + 1; the header is
     /// [`proxy::HEADER_LEN`] bytes). A backend acknowledges the header: its acknowledgements
     /// past that point are `HEADER_LEN` higher than the consumer's. `None` otherwise.
@@ -326,7 +328,7 @@ impl Snat {
         self.proxy.as_ref()?.sent()
     }
 
-    /// With [`SnatConfig::proxy_protocol`]: when the packet the last [`Snat::outbound`] passed
+    /// With [`SnatConfig::proxy_protocol`]: when the packet the last [`Snat::forward`] passed
     /// (`frame`, as it left, and its view) is the first of its connection after the SYN, writes
     /// the PROXY protocol v2 segment the backend gets with it into `out` (the same link layer;
     /// see [`proxy`]) and says whether it goes just before or just after the packet.
@@ -344,7 +346,8 @@ impl Snat {
 
     /// The flow of connection `link` whose consumer-side tuple (after the load balancer) is
     /// `consumer` (`C:cp -> B:bp`), if there is one.
-    pub fn flow(&self, link: LinkId, consumer: FlowTuple) -> Option<FlowInfo> {
+    #[cfg(test)]
+    pub(crate) fn flow(&self, link: LinkId, consumer: FlowTuple) -> Option<FlowInfo> {
         let (c_ip, b_ip) = (u32::from(consumer.src), u32::from(consumer.dst));
         let h = fwd_hash(link.0, c_ip, consumer.sport, b_ip, consumer.dport);
         let i = self.table.find_fwd(h, |f| {

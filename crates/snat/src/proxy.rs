@@ -100,7 +100,7 @@ struct Shift {
     phase: Phase,
 }
 
-/// The header segment due before the packet the last outbound call passed.
+/// The header segment due before the packet the last forward call passed.
 #[derive(Clone, Copy, Debug)]
 struct Due {
     start: u32,
@@ -114,7 +114,7 @@ struct Due {
 pub(crate) struct Proxy {
     flows: Vec<Shift>,
     due: Option<Due>,
-    /// Where the header starts in the stream of the flow of the packet the last outbound call
+    /// Where the header starts in the stream of the flow of the packet the last forward call
     /// passed, when its header went.
     sent: Option<u32>,
 }
@@ -143,7 +143,7 @@ impl Proxy {
     /// A consumer packet of flow `idx` passed (`opened`: it opened or reopened the flow);
     /// `frame` is still `C:cp -> B:bp`. Shifts its sequence number when the header went or goes
     /// now, and notes the header as due.
-    pub(crate) fn outbound(
+    pub(crate) fn forward(
         &mut self,
         idx: u32,
         opened: bool,
@@ -195,7 +195,7 @@ impl Proxy {
 
     /// A backend packet of flow `idx` passed: its acknowledgement number and SACK edges come
     /// back to the consumer's stream when the header went.
-    pub(crate) fn inbound(&self, idx: u32, frame: &mut [u8], view: &Ipv4Tcp) {
+    pub(crate) fn reverse(&self, idx: u32, frame: &mut [u8], view: &Ipv4Tcp) {
         let Some(&Shift { start, phase }) = self.flows.get(idx as usize) else {
             return;
         };
@@ -326,7 +326,7 @@ mod tests {
     /// Sends a consumer packet; returns it as it left and the segment due with it.
     fn send(s: &mut Snat, flags: u8, seq: u32, payload: &[u8]) -> Sent {
         let (mut f, mut v) = out_pkt(flags, seq, payload);
-        s.outbound(LINK, &mut f, &mut v, plsim_wire::SimTime::ZERO)
+        s.forward(LINK, &mut f, &mut v, plsim_wire::SimTime::ZERO)
             .unwrap();
         let mut seg = Vec::new();
         let due = s
@@ -345,7 +345,7 @@ mod tests {
         }
         let t = tuple(B, 443, info.nat_ip, info.nat_port);
         let (mut f, mut v) = packet(t, ACK, 7, ack, &opts, b"x");
-        s.inbound(&mut f, &mut v, plsim_wire::SimTime::ZERO)
+        s.reverse(&mut f, &mut v, plsim_wire::SimTime::ZERO)
             .unwrap();
         assert!(checksum::verify(&f, &v).ok());
         let mut edges = Vec::new();

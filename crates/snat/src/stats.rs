@@ -9,17 +9,17 @@ use plsim_wire::DropCounts;
 /// Flow counters balance: `created == closed + expired + torn_down + reset + open`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Stats {
-    /// Connections opened: SYNs that got a port, mid-stream pickups, and SYNs that reopened a
+    /// Flows opened: SYNs that got a port, mid-stream pickups, and SYNs that reopened a
     /// flow whose port was still held.
     pub created: u64,
-    /// Connections that ended with FINs both ways or a RST (counted at that packet; the port is
+    /// Flows that ended with FINs both ways or a RST (counted at that packet; the port is
     /// held for a while after).
     pub closed: u64,
-    /// Connections freed by the idle or transitory timeout.
+    /// Flows freed by the idle or transitory timeout.
     pub expired: u64,
-    /// Connections not yet closed that a [`crate::Snat::teardown`] removed.
+    /// Flows not yet closed that a [`crate::Snat::teardown`] removed.
     pub torn_down: u64,
-    /// Connections not yet closed that a [`crate::Snat::reset_flow`] removed.
+    /// Flows not yet closed that a [`crate::Snat::reset_flow`] removed.
     pub reset: u64,
     /// SNAT failures: SYNs refused for want of a port (`port_exhausted`), always
     /// `exhausted + gave_up`.
@@ -33,7 +33,7 @@ pub struct Stats {
     /// of other hosts had free ports). Never with `sequential` or `random`, which search every
     /// NAT IP's whole range.
     pub gave_up: u64,
-    /// Connections open now (not closed).
+    /// Flows open now (not closed).
     pub open: u64,
     /// Flow records now: the open ones and the closed ones whose port is still held.
     pub live: u64,
@@ -70,6 +70,6 @@ pub struct NatIpStats {
     pub busy_peak: u64,
     /// Flow records on this NAT IP now (open or held).
     pub flows: u64,
-    /// Connections this NAT IP has served in all.
+    /// Flows this NAT IP has served in all.
     pub flows_created: u64,
 }

@@ -2,6 +2,7 @@
 //! state [`TcpState`] reports, and the timer each state runs (see the crate docs, "Timers and
 //! the port lifecycle").
 
+pub(crate) use plsim_wire::Dir;
 use plsim_wire::TcpFlags;
 
 use crate::Timers;
@@ -27,15 +28,6 @@ pub(crate) const PLAIN_EST: u8 = LIVE | SYN_OUT | SYNACK_IN | EST;
 /// The flags a packet of a [`PLAIN_EST`] flow must not carry to leave its state as it is.
 pub(crate) const STATE_FLAGS: u8 = TcpFlags::SYN | TcpFlags::FIN | TcpFlags::RST;
 
-/// Which way a packet goes.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Dir {
-    /// From the consumer (outbound).
-    Out,
-    /// From the backend (inbound).
-    In,
-}
-
 /// True once both sides sent a FIN or a RST was seen: the port is held.
 #[inline]
 pub(crate) fn closed(state: u8) -> bool {
@@ -48,17 +40,19 @@ pub(crate) fn closed(state: u8) -> bool {
 pub(crate) fn next(state: u8, dir: Dir, flags: u8) -> Option<u8> {
     let mut s = state;
     if closed(s) {
-        let reopen = dir == Dir::Out
+        let reopen = dir == Dir::Forward
             && flags & (TcpFlags::SYN | TcpFlags::ACK | TcpFlags::RST) == TcpFlags::SYN;
         return reopen.then_some(OPENED);
     }
     if flags & TcpFlags::RST != 0 {
         return Some(s | RST);
     }
-    if dir == Dir::In && flags & (TcpFlags::SYN | TcpFlags::ACK) == TcpFlags::SYN | TcpFlags::ACK {
+    if dir == Dir::Reverse
+        && flags & (TcpFlags::SYN | TcpFlags::ACK) == TcpFlags::SYN | TcpFlags::ACK
+    {
         s |= SYNACK_IN;
     }
-    if dir == Dir::Out
+    if dir == Dir::Forward
         && flags & (TcpFlags::ACK | TcpFlags::SYN) == TcpFlags::ACK
         && s & SYNACK_IN != 0
     {
@@ -66,9 +60,9 @@ pub(crate) fn next(state: u8, dir: Dir, flags: u8) -> Option<u8> {
     }
     if flags & TcpFlags::FIN != 0 {
         s |= match dir {
-            Dir::Out => FIN_OUT,
-            Dir::In if s & FIN_OUT == 0 => FIN_IN | IN_FIRST,
-            Dir::In => FIN_IN,
+            Dir::Forward => FIN_OUT,
+            Dir::Reverse if s & FIN_OUT == 0 => FIN_IN | IN_FIRST,
+            Dir::Reverse => FIN_IN,
         };
     }
     Some(s)
@@ -81,9 +75,10 @@ pub(crate) fn backend_began(state: u8) -> bool {
     state & (FIN_BOTH | IN_FIRST | RST) == FIN_BOTH | IN_FIRST
 }
 
-/// The TCP state of one flow, as [`Snat::flow`](crate::Snat::flow) reports it.
+/// The TCP state of one flow, as the tests read it.
+#[cfg(test)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum TcpState {
+pub(crate) enum TcpState {
     /// The consumer's SYN went out; no SYN-ACK yet.
     SynSent,
     /// The backend answered with a SYN-ACK; the consumer has not ACKed it yet.
@@ -98,6 +93,7 @@ pub enum TcpState {
     RstHold,
 }
 
+#[cfg(test)]
 impl TcpState {
     /// The state of the state bits `s`.
     pub(crate) fn of(s: u8) -> TcpState {

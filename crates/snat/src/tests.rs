@@ -213,7 +213,7 @@ fn out(
 ) -> Result<Vec<u8>, DropReason> {
     let mut f = frame(t, flags);
     let mut v = view(&f);
-    s.outbound(LinkId(link), &mut f, &mut v, now)?;
+    s.forward(LinkId(link), &mut f, &mut v, now)?;
     assert_eq!(v, view(&f), "the view follows the bytes");
     assert!(checksum::verify(&f, &v).ok());
     Ok(f)
@@ -228,7 +228,7 @@ fn inb(
 ) -> Result<(LinkId, Vec<u8>), DropReason> {
     let mut f = frame(t, flags);
     let mut v = view(&f);
-    let l = s.inbound(&mut f, &mut v, now)?;
+    let l = s.reverse(&mut f, &mut v, now)?;
     assert!(checksum::verify(&f, &v).ok());
     Ok((l, f))
 }
@@ -907,10 +907,10 @@ enum Op {
     /// A SYN from consumer host `h`, port `2998 + p` (in the NAT range or not), to backend
     /// `b % 3` on port 443 or (`b >= 3`) 8443, on link `l`.
     Open { l: u32, h: u8, p: u16, b: u8 },
-    /// A packet of an existing flow (picked by index), outbound or inbound.
+    /// A packet of an existing flow (picked by index), forward or reverse.
     Packet {
         pick: usize,
-        inbound: bool,
+        reverse: bool,
         flags: u8,
     },
     /// Time passes.
@@ -925,7 +925,7 @@ fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         4 => (0..3u32, 0..4u8, 0..8u16, 0..6u8).prop_map(|(l, h, p, b)| Op::Open { l, h, p, b }),
         6 => (any::<usize>(), any::<bool>(), prop::sample::select(vec![ACK, SYNACK, FINACK, RSTF, SYN, ACK]))
-            .prop_map(|(pick, inbound, flags)| Op::Packet { pick, inbound, flags }),
+            .prop_map(|(pick, reverse, flags)| Op::Packet { pick, reverse, flags }),
         2 => prop_oneof![0..5u64, 10..20u64, 100..300u64].prop_map(Op::Wait),
         1 => any::<usize>().prop_map(Op::Reset),
         1 => (0..3u32).prop_map(Op::Teardown),
@@ -1022,23 +1022,23 @@ proptest! {
                         }
                     }
                 }
-                Op::Packet { pick, inbound, flags } => {
+                Op::Packet { pick, reverse, flags } => {
                     if known.is_empty() { continue; }
                     let (l, t) = known[pick % known.len()];
                     let info = s.flow(LinkId(l), t);
                     reopens += u64::from(reopening(&s, l, t, flags, now));
-                    if inbound {
+                    if reverse {
                         let Some(info) = info else { continue };
                         let r = tuple(t.dst, t.dport, info.nat_ip, info.nat_port);
                         let orig = frame(r, flags);
                         let (link, back) = inb(&mut s, r, flags, secs(now)).unwrap();
                         prop_assert_eq!(link, LinkId(l));
                         prop_assert_eq!(view(&back).tuple(), t.reversed());
-                        // outbound(inbound(p)) restores p byte for byte.
+                        // forward(reverse(p)) restores p byte for byte.
                         let mut m = back.clone();
                         mirror(&mut m);
                         let mut v = view(&m);
-                        if s.outbound(LinkId(l), &mut m, &mut v, secs(now)).is_ok() {
+                        if s.forward(LinkId(l), &mut m, &mut v, secs(now)).is_ok() {
                             mirror(&mut m);
                             prop_assert_eq!(&m, &orig);
                         }
@@ -1049,11 +1049,11 @@ proptest! {
                                 let v = view(&f);
                                 let info = s.flow(LinkId(l), t).unwrap();
                                 prop_assert_eq!(v.tuple(), tuple(info.nat_ip, info.nat_port, t.dst, t.dport));
-                                // inbound(outbound(p)) restores p byte for byte.
+                                // reverse(forward(p)) restores p byte for byte.
                                 let mut m = f.clone();
                                 mirror(&mut m);
                                 let mut v = view(&m);
-                                prop_assert_eq!(s.inbound(&mut m, &mut v, secs(now)), Ok(LinkId(l)));
+                                prop_assert_eq!(s.reverse(&mut m, &mut v, secs(now)), Ok(LinkId(l)));
                                 mirror(&mut m);
                                 prop_assert_eq!(&m, &orig);
                             }
@@ -1115,16 +1115,16 @@ fn prefetch_hooks_are_harmless_on_any_packet() {
     // An empty engine (no bucket yet), then a packet to no NAT IP of the engine.
     for probe in [t, to_nat(nat(0)), to_nat(ip(1, 2, 3, 4))] {
         let v = view(&frame(probe, ACK));
-        s.prefetch_outbound(LinkId(1), &v);
-        s.prefetch_inbound(&v);
+        s.prefetch_forward(LinkId(1), &v);
+        s.prefetch_reverse(&v);
     }
     let f = out(&mut s, 1, t, SYN, secs(0)).unwrap();
     assert_eq!(src_of(&f), (nat(0), 2000));
     let before = s.stats();
     for probe in [t, to_nat(nat(0)), to_nat(nat(1)), to_nat(ip(1, 2, 3, 4))] {
         let v = view(&frame(probe, ACK));
-        s.prefetch_outbound(LinkId(1), &v);
-        s.prefetch_inbound(&v);
+        s.prefetch_forward(LinkId(1), &v);
+        s.prefetch_reverse(&v);
     }
     assert_eq!(s.stats(), before);
     s.audit();

@@ -1,5 +1,5 @@
-//! The translation path: [`Snat::outbound`] (`C:cp -> B:bp` leaves as `N:np -> B:bp`, opening
-//! a flow on a SYN) and [`Snat::inbound`] (`B:bp -> N:np` back to `B:bp -> C:cp`), their
+//! The translation path: [`Snat::forward`] (`C:cp -> B:bp` leaves as `N:np -> B:bp`, opening
+//! a flow on a SYN) and [`Snat::reverse`] (`B:bp -> N:np` back to `B:bp -> C:cp`), their
 //! prefetch hooks, and what one packet does to its flow (TCP state, timer, port gauges).
 
 use std::net::Ipv4Addr;
@@ -18,7 +18,7 @@ impl Snat {
     /// `no_flow` for another packet with no flow, `port_exhausted` when a SYN finds no free port
     /// (an SNAT failure; see [`Snat::rst_reply`]). The frame is only changed on `Ok`.
     #[inline]
-    pub fn outbound(
+    pub fn forward(
         &mut self,
         link: LinkId,
         frame: &mut [u8],
@@ -40,7 +40,7 @@ impl Snat {
         let flags = view.flags();
         let idx = match found {
             Some(i) => {
-                self.on_packet(i, Dir::Out, flags, now);
+                self.on_packet(i, Dir::Forward, flags, now);
                 i
             }
             None => {
@@ -64,14 +64,14 @@ impl Snat {
                 if !syn {
                     // Mid-stream pickup: take the handshake as done.
                     self.table.get_mut(i).state = PLAIN_EST;
-                    self.on_packet(i, Dir::Out, flags, now);
+                    self.on_packet(i, Dir::Forward, flags, now);
                 }
                 i
             }
         };
         if let Some(p) = self.proxy.as_mut() {
             // Opened or reopened by this packet: `created` moved.
-            p.outbound(idx, self.created != created, link, frame, view);
+            p.forward(idx, self.created != created, link, frame, view);
         }
         let f = self.table.get(idx);
         view.set_source(frame, self.ports.nat_ip(f.nat), f.n_port);
@@ -81,7 +81,7 @@ impl Snat {
     /// Translates a backend packet `B:bp -> N:np` back to `B:bp -> C:cp` and returns the flow's
     /// link id. A packet that matches no flow is `no_flow`: the provider can't open connections.
     #[inline]
-    pub fn inbound(
+    pub fn reverse(
         &mut self,
         frame: &mut [u8],
         view: &mut Ipv4Tcp,
@@ -106,29 +106,29 @@ impl Snat {
             self.drops.add(DropReason::NoFlow);
             return Err(DropReason::NoFlow);
         };
-        self.on_packet(idx, Dir::In, view.flags(), now);
+        self.on_packet(idx, Dir::Reverse, view.flags(), now);
         if let Some(p) = self.proxy.as_ref() {
-            p.inbound(idx, frame, view);
+            p.reverse(idx, frame, view);
         }
         let f = self.table.get(idx);
         view.set_destination(frame, Ipv4Addr::from(f.c_ip), f.c_port);
         Ok(LinkId(f.link))
     }
 
-    /// Prefetches what [`outbound`](Snat::outbound) of this packet (`C:cp -> B:bp` of `link`)
-    /// will read first: its bucket in the forward index (the very hash `outbound` computes).
+    /// Prefetches what [`forward`](Snat::forward) of this packet (`C:cp -> B:bp` of `link`)
+    /// will read first: its bucket in the forward index (the very hash `forward` computes).
     /// Call it for the packets of a batch some packets ahead of translating them. Changes
     /// nothing.
     #[inline]
-    pub fn prefetch_outbound(&self, link: LinkId, view: &Ipv4Tcp) {
+    pub fn prefetch_forward(&self, link: LinkId, view: &Ipv4Tcp) {
         self.table.prefetch_fwd(out_hash(link, view.tuple()));
     }
 
-    /// Prefetches what [`inbound`](Snat::inbound) of this packet (`B:bp -> N:np`) will read
+    /// Prefetches what [`reverse`](Snat::reverse) of this packet (`B:bp -> N:np`) will read
     /// first: its bucket in the reverse index. Does nothing for a packet to no NAT IP of this
     /// engine. Changes nothing.
     #[inline]
-    pub fn prefetch_inbound(&self, view: &Ipv4Tcp) {
+    pub fn prefetch_reverse(&self, view: &Ipv4Tcp) {
         let t = view.tuple();
         if let Some(nat) = self.ports.nat_index(u32::from(t.dst)) {
             self.table.prefetch_rev(in_hash(nat, t));
