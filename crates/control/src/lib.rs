@@ -42,7 +42,7 @@ use scenario::{
 };
 
 impl Scenario {
-    /// The built-in scenario (DESIGN section 4): one service `app` with eight NAT IPs
+    /// The built-in scenario (the one a run uses without a scenario file): one service `app` with eight NAT IPs
     /// (10.10.1.4 to 10.10.1.11, from the subnet `nat` of the provider's VNet 10.10.0.0/16)
     /// behind frontend 10.10.0.4, an HA-ports rule to a pool of four backends (10.10.2.4 to
     /// 10.10.2.7), and one auto-approved endpoint `pe-app` at 10.0.0.4 in the consumer VNet

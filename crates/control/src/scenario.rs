@@ -214,15 +214,20 @@ impl fmt::Display for NatIpConfig {
     }
 }
 
+/// A text that is no NAT IP configuration.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not a NAT IP: an IPv4 address or \"dynamic\"")]
+pub struct BadNatIp(pub String);
+
 impl std::str::FromStr for NatIpConfig {
-    type Err = String;
-    fn from_str(s: &str) -> Result<NatIpConfig, String> {
+    type Err = BadNatIp;
+    fn from_str(s: &str) -> Result<NatIpConfig, BadNatIp> {
         if s == "dynamic" {
             return Ok(NatIpConfig::Dynamic);
         }
         s.parse()
             .map(NatIpConfig::Static)
-            .map_err(|_| format!("`{s}` is not a NAT IP: an IPv4 address or \"dynamic\""))
+            .map_err(|_| BadNatIp(s.to_owned()))
     }
 }
 

@@ -1,5 +1,6 @@
-//! The one error of everything the binary runs. Its variant decides the exit status (DESIGN
-//! section 4): 1 when an input can't be used, 2 for wrong usage, 130 after an interrupt.
+//! The one error of everything the binary runs. Its variant decides the exit status (the
+//! README's "Exit status"): 1 when an input can't be used, 2 for wrong usage, 130 after an
+//! interrupt.
 
 use std::io;
 use std::path::{Path, PathBuf};

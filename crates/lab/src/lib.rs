@@ -1,5 +1,5 @@
 //! The library the `plsim` binary calls: everything it runs, with no flag parsing and no
-//! printing. It sits on top of the path (DESIGN section 3): it builds the stages of a scenario
+//! printing. It sits on top of the path (`docs/architecture.md`, section 3): it builds the stages of a scenario
 //! ([`path`]) as [`plsim_engine`] stages ([`stages`]), feeds them a capture or a workload
 //! ([`replay`], [`workload`]), runs them ([`run`]), and writes what was found: the summary
 //! ([`summary`]), the time series ([`series`]), the output captures ([`replay::PcapTaps`]),

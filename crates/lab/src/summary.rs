@@ -1,4 +1,4 @@
-//! `summary.json`: what a run reports (DESIGN section 4). Every field but `latency_ns` and
+//! `summary.json`: what a run reports (the README describes every field). Every field but `latency_ns` and
 //! `throughput` is a function of the input alone, so two runs of the same input print the same.
 
 use std::time::Duration;

@@ -1,5 +1,5 @@
 //! The Standard Load Balancer frontend forwarder of plsim: a sans-IO stage of the Private Link
-//! packet path (DESIGN section 1).
+//! packet path (`docs/architecture.md`, section 1).
 //!
 //! ```text
 //! forward   C:cp -> F:fp   --forward-->  C:cp -> B:bp   (then SNAT: src C:cp -> N:np)

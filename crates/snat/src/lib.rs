@@ -1,6 +1,6 @@
 //! The provider-side SNAT engine of plsim: NAT IPs, port allocators, flow table, TCP timers.
 //! It is the last stage of the Private Link path on the way to the backend and the first on the
-//! way back (DESIGN section 1):
+//! way back (`docs/architecture.md`, section 1):
 //!
 //! ```text
 //! forward   C:cp -> B:bp   (after the load balancer)   --forward--->  N:np -> B:bp
