@@ -221,7 +221,7 @@ mod tests {
         );
         assert_eq!(
             allocators("x").unwrap_err().to_string(),
-            "not a valid allocator (sequential, random[:SEED], block:N): \"x\""
+            "not a valid allocator (sequential, random[:SEED], block:N, netfilter[:SEED]): \"x\""
         );
         assert_eq!(
             idle("0").unwrap_err().to_string(),
