@@ -109,8 +109,10 @@
 #![warn(missing_docs)]
 #![deny(unsafe_code)]
 
+mod conn;
 mod table;
 
+pub use conn::{ConnRecord, ConnTable, KEYS};
 pub use table::{FlowTable, Record};
 
 /// The largest slot the index can hold (`u32::MAX` marks an empty bucket).
