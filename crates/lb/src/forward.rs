@@ -40,77 +40,57 @@ impl Lb {
         let t = view.tuple();
         let (client, frontend) = (u32::from(t.src), u32::from(t.dst));
         let h = fwd_hash(link, t);
-        let now_ns = now.as_nanos();
         if let Some(slot) = self
             .table
             .find_fwd(h, |f| f.fwd_is(link.0, client, t.sport, frontend, t.dport))
         {
-            let f = self.table.get_mut(slot);
-            let b = &mut self.backends[f.backend as usize];
-            if f.deadline(self.idle_ns) <= now_ns {
-                // Idle past the timeout, not yet collected: it has ended.
-                self.remove_slot(slot);
-                self.flow_stats.expired += 1;
-            } else if !view.is_syn() || b.up {
-                f.last_seen = f.last_seen.max(now_ns);
-                b.counters.packets += 1;
-                self.rules[usize::from(f.rule)].hits += 1;
-                let (ip, port) = (Ipv4Addr::from(f.backend_ip), f.bport);
-                view.set_destination(frame, ip, port);
-                return Ok(Forwarded {
-                    backend: ip,
-                    port,
-                    new_flow: false,
-                });
-            } else {
-                // A new connection on the tuple of a flow whose backend is gone: pick afresh.
-                self.remove_slot(slot);
-                self.flow_stats.replaced += 1;
+            let f = *self.table.get(slot);
+            let mut part = f.part();
+            match self.forward_known(&mut part, view.is_syn(), now) {
+                Ok(()) => {
+                    self.table.get_mut(slot).set_part(part);
+                    let (ip, port) = (Ipv4Addr::from(f.backend_ip), f.bport);
+                    view.set_destination(frame, ip, port);
+                    return Ok(Forwarded {
+                        backend: ip,
+                        port,
+                        new_flow: false,
+                    });
+                }
+                // Expired (not yet collected), or a new connection on the tuple of a flow
+                // whose backend is gone: picked afresh below.
+                Err(_) => {
+                    self.table.remove(slot);
+                }
             }
         }
-        self.expire_budget(now_ns, 2);
-        let (rule, backend, bport) = match self.pick_inner(link.0, t, h) {
-            Ok(picked) => picked,
-            Err(reason) => {
-                self.drops.add(reason);
-                return Err(reason);
-            }
-        };
-        let backend_ip = u32::from(self.backends[backend as usize].ip);
-        let rh = hash::reply(link.0, client, t.sport, backend_ip, bport);
-        if self
-            .table
-            .find_rev(rh, |f| f.rev_is(link.0, client, t.sport, backend_ip, bport))
-            .is_some()
-        {
-            self.flow_stats.ambiguous += 1;
-            self.drops.add(DropReason::NoBackend);
-            return Err(DropReason::NoBackend);
-        }
-        let flow = Flow {
+        self.expire_budget(now.as_nanos(), 2);
+        let choice = self.choose(link, t);
+        let taken = choice.is_ok_and(|c| {
+            let (ip, bport) = (u32::from(c.backend()), c.port());
+            let rh = hash::reply(link.0, client, t.sport, ip, bport);
+            self.table
+                .find_rev(rh, |f| f.rev_is(link.0, client, t.sport, ip, bport))
+                .is_some()
+        });
+        let (ip, bport) = choice.map_or((Ipv4Addr::UNSPECIFIED, 0), |c| (c.backend(), c.port()));
+        let part = self.open(choice, taken, now)?;
+        let mut flow = Flow {
             link: link.0,
             client,
             frontend,
-            backend,
-            backend_ip,
+            backend: 0,
+            backend_ip: u32::from(ip),
             cport: t.sport,
             fport: t.dport,
             bport,
-            rule,
-            last_seen: now_ns,
+            rule: 0,
+            last_seen: 0,
             generation: 0,
         };
-        self.table
-            .insert_hashed(flow, h, rh, flow.deadline(self.idle_ns));
-        self.flow_stats.created += 1;
-        let r = &mut self.rules[usize::from(rule)];
-        r.hits += 1;
-        r.flows += 1;
-        let c = &mut self.backends[backend as usize].counters;
-        c.flows += 1;
-        c.active_flows += 1;
-        c.packets += 1;
-        let ip = Ipv4Addr::from(backend_ip);
+        flow.set_part(part);
+        let rh = hash::reply(link.0, client, t.sport, flow.backend_ip, bport);
+        self.table.insert_hashed(flow, h, rh, self.deadline(&part));
         view.set_destination(frame, ip, bport);
         Ok(Forwarded {
             backend: ip,
@@ -136,19 +116,15 @@ impl Lb {
         let Some(slot) = self.table.find_rev(rh, |f| {
             f.rev_is(link.0, client, t.dport, backend_ip, t.sport)
         }) else {
-            self.drops.add(DropReason::NoFlow);
-            return Err(DropReason::NoFlow);
+            return Err(self.no_flow());
         };
-        let f = self.table.get_mut(slot);
-        let now_ns = now.as_nanos();
-        if f.deadline(self.idle_ns) <= now_ns {
-            self.remove_slot(slot);
-            self.flow_stats.expired += 1;
-            self.drops.add(DropReason::NoFlow);
-            return Err(DropReason::NoFlow);
+        let f = *self.table.get(slot);
+        let mut part = f.part();
+        if let Err(r) = self.reverse_known(&mut part, now) {
+            self.table.remove(slot);
+            return Err(r);
         }
-        f.last_seen = f.last_seen.max(now_ns);
-        self.backends[f.backend as usize].counters.reply_packets += 1;
+        self.table.get_mut(slot).set_part(part);
         view.set_source(frame, Ipv4Addr::from(f.frontend), f.fport);
         Ok(())
     }

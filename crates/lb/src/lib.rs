@@ -57,6 +57,7 @@
 mod config;
 mod forward;
 mod hash;
+mod part;
 mod rules;
 mod stats;
 mod table;
@@ -70,6 +71,7 @@ pub use config::{
     Hashing, LbConfig, MAX_MAGLEV_TABLE_SIZE, OnBackendDown, Pool, Rule, RuleKind,
 };
 pub use forward::Forwarded;
+pub use part::{Choice, Ended, LbFlow};
 pub use plsim_wire::{DropCounts, DropReason, FlowTuple, Ipv4Tcp, LinkId, SimTime};
 pub use stats::{BackendStats, FlowStats, LbStats, RuleStats};
 
@@ -258,24 +260,19 @@ impl Lb {
         up: bool,
         now: SimTime,
     ) -> Result<Vec<ClosedFlow>, ConfigError> {
-        let id = self.backend_id(ip).ok_or(ConfigError::UnknownBackend(ip))?;
+        if self.backend_id(ip).is_none() {
+            return Err(ConfigError::UnknownBackend(ip));
+        }
         self.expire(now);
-        let b = &mut self.backends[id as usize];
-        if b.up == up {
+        let Some(id) = self.set_health(ip, up)? else {
             return Ok(Vec::new());
-        }
-        b.up = up;
-        b.counters.up = up;
-        self.rebuild_rules_with(id);
-        if up || self.on_down == OnBackendDown::Keep {
-            return Ok(Vec::new());
-        }
+        };
         let slots = self.table.live_slots(|f| f.backend == id);
         let closed = slots
             .into_iter()
             .map(|s| {
-                let f = self.remove_slot(s);
-                self.flow_stats.reset += 1;
+                let f = self.table.remove(s);
+                self.reset(&f.part());
                 closed_flow(&f)
             })
             .collect();
@@ -293,30 +290,24 @@ impl Lb {
     pub fn forget_link(&mut self, link: LinkId) -> usize {
         let slots = self.table.live_slots(|f| f.link == link.0);
         for &s in &slots {
-            self.remove_slot(s);
+            let f = self.table.remove(s);
+            self.forgotten(&f.part());
         }
-        self.flow_stats.forgotten += slots.len() as u64;
         slots.len()
     }
 
     // ---- internals ----
 
     fn expire_budget(&mut self, now_ns: u64, budget: usize) -> usize {
-        let (backends, idle_ns) = (&mut self.backends, self.idle_ns);
+        let (backends, stats, idle_ns) = (&mut self.backends, &mut self.flow_stats, self.idle_ns);
         let n = self.table.expire(
             now_ns,
             budget,
             |f| f.deadline(idle_ns),
-            |_, f| backends[f.backend as usize].counters.active_flows -= 1,
+            |_, f| part::ended(backends, stats, &f.part()),
         );
         self.flow_stats.expired += n as u64;
         n
-    }
-
-    fn remove_slot(&mut self, slot: u32) -> Flow {
-        let f = self.table.remove(slot);
-        self.backends[f.backend as usize].counters.active_flows -= 1;
-        f
     }
 }
 

@@ -83,10 +83,7 @@ impl Lb {
                     flows: r.flows,
                 })
                 .collect(),
-            flows: FlowStats {
-                active: self.table.len() as u64,
-                ..self.flow_stats
-            },
+            flows: self.flow_stats,
             drops: self.drops,
         }
     }

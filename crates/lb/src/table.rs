@@ -4,12 +4,14 @@
 use plsim_flowtab::Record;
 
 use crate::hash;
+use crate::part::LbFlow;
 
 /// The flow table of the load balancer.
 pub(crate) type FlowTable = plsim_flowtab::FlowTable<Flow>;
 
-/// One forwarded flow: 40 bytes, plus 8 bytes a bucket (at most 80% full) in each of the two
-/// indexes and 16 bytes of expiry heap entry.
+/// One forwarded flow: its keys and the load balancer's part ([`LbFlow`], its fields laid out
+/// flat here: `last_seen`, `backend`, `rule`); 40 bytes, plus 8 bytes a bucket (at most 80%
+/// full) in each of the two indexes and 16 bytes of expiry heap entry.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Flow {
     /// The link id; in a free slot, the next free slot.
@@ -85,6 +87,24 @@ impl Flow {
     #[inline]
     pub fn deadline(&self, idle_ns: u64) -> u64 {
         self.last_seen.saturating_add(idle_ns)
+    }
+
+    /// The load balancer's part of it.
+    #[inline]
+    pub fn part(&self) -> LbFlow {
+        LbFlow {
+            last_seen: self.last_seen,
+            backend: self.backend,
+            rule: self.rule,
+        }
+    }
+
+    /// Stores the load balancer's part of it.
+    #[inline]
+    pub fn set_part(&mut self, p: LbFlow) {
+        self.last_seen = p.last_seen;
+        self.backend = p.backend;
+        self.rule = p.rule;
     }
     #[inline]
     pub fn fwd_is(&self, link: u32, client: u32, cport: u16, frontend: u32, fport: u16) -> bool {
