@@ -91,6 +91,7 @@
 mod bitmap;
 mod config;
 mod flow;
+mod part;
 mod ports;
 pub mod proxy;
 mod reuse;
@@ -106,6 +107,7 @@ pub use config::{
     Allocator, ConfigError, DEFAULT_TIME_WAIT, MAX_NAT_IPS, PortRange, ReuseScope, Selection,
     SnatConfig, Timers,
 };
+pub use part::{Gone, SnatFlow, SnatKey};
 pub use reuse::{DEFAULT_REUSE_HORIZON, Reuse, ReuseLog, ReuseTracking};
 pub use stats::{NatIpStats, Stats};
 #[cfg(test)]
@@ -113,7 +115,7 @@ pub(crate) use tcp::TcpState;
 
 use flow::{FlowTable, fwd_hash};
 use ports::Ports;
-use tcp::{Timeouts, closed};
+use tcp::Timeouts;
 
 /// What `Snat::flow` tells of one flow (the tests look flows up; no command does).
 #[cfg(test)]
@@ -148,6 +150,8 @@ pub struct Snat {
     /// SNAT failures while a free port existed (see [`Stats::gave_up`]).
     gave_up: u64,
     open: u64,
+    /// Flow records (parts) live now: the open ones and the closed ones whose port is held.
+    live: u64,
     live_peak: u64,
     /// Flows ended because the load balancer reset them (their backend went down).
     reset: u64,
@@ -161,6 +165,9 @@ pub struct Snat {
     proxy: Option<proxy::Proxy>,
     /// With [`SnatConfig::track_reuse`]: the last close of every reply tuple, and the reuses.
     reuse: Option<ReuseLog>,
+    /// The records its own table let go at the last expiry (reused, so expiry allocates
+    /// nothing once warm).
+    gone: Vec<flow::Flow>,
 }
 
 impl Snat {
@@ -182,6 +189,7 @@ impl Snat {
             exhausted: 0,
             gave_up: 0,
             open: 0,
+            live: 0,
             live_peak: 0,
             drops: DropCounts::default(),
             rst: Vec::new(),
@@ -189,6 +197,7 @@ impl Snat {
             reuse: cfg
                 .track_reuse
                 .map(|tw| ReuseLog::new(tw, cfg.nat_ips.len())),
+            gone: Vec::new(),
             cfg,
         })
     }
@@ -235,15 +244,11 @@ impl Snat {
     /// (the control plane does it when the connection leaves `Approved`). Returns how many flow
     /// records went. It walks the flow slab: a control-plane action, not a packet-path one.
     pub fn teardown(&mut self, link: LinkId, now: SimTime) -> usize {
-        self.advance(now);
+        let now = self.advance(now);
         let slots = self.table.live_slots(|f| f.link == link.0);
         for &slot in &slots {
             let f = self.table.remove(slot);
-            if !closed(f.state) {
-                self.torn_down += 1;
-                self.open -= 1;
-            }
-            self.forget(&f, now.as_nanos());
+            self.gone(f.key(), &f.part(), Gone::TornDown, now);
         }
         slots.len()
     }
@@ -252,7 +257,7 @@ impl Snat {
     /// backend went down under `on_backend_down = reset`). `consumer` is the flow as it left
     /// the load balancer (`C:cp -> B:bp`). Returns whether there was such a flow.
     pub fn reset_flow(&mut self, link: LinkId, consumer: FlowTuple, now: SimTime) -> bool {
-        self.advance(now);
+        let now = self.advance(now);
         let (c_ip, b_ip) = (u32::from(consumer.src), u32::from(consumer.dst));
         let h = fwd_hash(link.0, c_ip, consumer.sport, b_ip, consumer.dport);
         let Some(slot) = self.table.find_fwd(h, |f| {
@@ -261,11 +266,7 @@ impl Snat {
             return false;
         };
         let f = self.table.remove(slot);
-        if !closed(f.state) {
-            self.reset += 1;
-            self.open -= 1;
-        }
-        self.forget(&f, now.as_nanos());
+        self.gone(f.key(), &f.part(), Gone::Reset, now);
         true
     }
 
@@ -286,20 +287,8 @@ impl Snat {
         &self.created_by_link
     }
 
-    /// A flow record left the table: its port goes back, its connection counts one fewer, its
-    /// close goes on the reuse record.
-    fn forget(&mut self, f: &flow::Flow, now: u64) {
-        self.ports.release(f);
-        if let Some(r) = self.reuse.as_mut() {
-            r.freed(f, now);
-        }
-        if let Some(n) = self.live_by_link.get_mut(f.link as usize) {
-            *n -= 1;
-        }
-    }
-
     /// A flow of connection `link` was opened (`new`: with a record of its own).
-    fn opened(&mut self, link: u32, new: bool) {
+    pub(crate) fn opened(&mut self, link: u32, new: bool) {
         let i = link as usize;
         if self.created_by_link.len() <= i {
             self.created_by_link.resize(i + 1, 0);
@@ -374,7 +363,7 @@ impl Snat {
             exhausted: self.exhausted,
             gave_up: self.gave_up,
             open: self.open,
-            live: self.table.len() as u64,
+            live: self.live,
             live_peak: self.live_peak,
             drops: self.drops,
             nat_ips: self.ports.nat_stats(),
@@ -400,7 +389,7 @@ impl Snat {
 
     /// Moves the clock to `now` (never back) and runs the timers due.
     #[inline]
-    fn advance(&mut self, now: SimTime) -> u64 {
+    pub(crate) fn advance(&mut self, now: SimTime) -> u64 {
         let now = now.as_nanos().max(self.now);
         self.now = now;
         if self.table.next_deadline().is_some_and(|at| at <= now) {
@@ -412,27 +401,18 @@ impl Snat {
     /// Frees every flow whose real deadline is at or before `now` (the table re-arms the
     /// entries of flows that saw packets since).
     fn run_timers(&mut self, now: u64) {
-        let (timeouts, ports) = (&self.timeouts, &mut self.ports);
-        let (expired, open) = (&mut self.expired, &mut self.open);
-        let (live_by_link, reuse) = (&mut self.live_by_link, &mut self.reuse);
+        let timeouts = &self.timeouts;
+        let mut gone = std::mem::take(&mut self.gone);
         self.table.expire(
             now,
             usize::MAX,
             |f| timeouts.deadline(f),
-            |_, f| {
-                if !closed(f.state) {
-                    *expired += 1;
-                    *open -= 1;
-                }
-                ports.release(&f);
-                if let Some(n) = live_by_link.get_mut(f.link as usize) {
-                    *n -= 1;
-                }
-                if let Some(r) = reuse.as_mut() {
-                    r.freed(&f, now);
-                }
-            },
+            |_, f| gone.push(f),
         );
+        for f in gone.drain(..) {
+            self.gone(f.key(), &f.part(), Gone::Expired, now);
+        }
+        self.gone = gone;
     }
 }
 

@@ -11,6 +11,7 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::flow::{Flow, in_hash, out_hash};
+use crate::tcp::closed;
 
 const SYN: u8 = TcpFlags::SYN;
 const SYNACK: u8 = TcpFlags::SYN | TcpFlags::ACK;

@@ -5,11 +5,12 @@
 use std::net::Ipv4Addr;
 
 use plsim_flowtab::Record;
-use plsim_wire::{DropReason, FlowTuple, Ipv4Tcp, LinkId, SimTime, TcpFlags};
+use plsim_wire::{DropReason, Ipv4Tcp, LinkId, SimTime, TcpFlags};
 
 use crate::Snat;
 use crate::flow::{Flow, in_hash, out_hash};
-use crate::tcp::{self, Dir, OPENED, PLAIN_EST, STATE_FLAGS, closed};
+use crate::part::SnatKey;
+use crate::tcp::Dir;
 
 impl Snat {
     /// Translates a consumer packet `C:cp -> B:bp` of connection `link` to `N:np -> B:bp`.
@@ -25,54 +26,29 @@ impl Snat {
         view: &mut Ipv4Tcp,
         now: SimTime,
     ) -> Result<(), DropReason> {
-        self.rst.clear();
-        if let Some(p) = self.proxy.as_mut() {
-            p.clear_due();
-        }
-        let now = self.advance(now);
+        let now = self.clock(now);
         let created = self.created;
         let t = view.tuple();
-        let (c_ip, b_ip) = (u32::from(t.src), u32::from(t.dst));
+        let k = SnatKey::of(link, t);
         let h = out_hash(link, t);
         let found = self
             .table
-            .find_fwd(h, |f| f.out_is(link.0, c_ip, t.sport, b_ip, t.dport));
-        let flags = view.flags();
+            .find_fwd(h, |f| f.out_is(link.0, k.c_ip, k.c_port, k.b_ip, k.b_port));
         let idx = match found {
             Some(i) => {
-                self.on_packet(i, Dir::Forward, flags, now);
+                self.on_packet(i, Dir::Forward, view.flags(), now);
                 i
             }
             None => {
-                let syn = view.is_syn();
-                if !(syn || self.cfg.pickup && flags & TcpFlags::RST == 0) {
-                    self.drops.add(DropReason::NoFlow);
-                    return Err(DropReason::NoFlow);
-                }
-                let Some(i) = self.open(link.0, t, h, now) else {
-                    if self.ports.has_free(b_ip, t.dport) {
-                        self.gave_up += 1;
-                    } else {
-                        self.exhausted += 1;
-                    }
-                    self.drops.add(DropReason::PortExhausted);
-                    if self.cfg.rst_on_exhaustion {
-                        self.build_rst(frame, view);
-                    }
-                    return Err(DropReason::PortExhausted);
-                };
-                if !syn {
-                    // Mid-stream pickup: take the handshake as done.
-                    self.table.get_mut(i).state = PLAIN_EST;
-                    self.on_packet(i, Dir::Forward, flags, now);
-                }
-                i
+                let p = self.open(k, frame, view, now)?;
+                let flow = Flow::of(k, p);
+                let deadline = self.timeouts.deadline(&flow);
+                self.table.insert_hashed(flow, h, flow.rev_hash(), deadline)
             }
         };
-        if let Some(p) = self.proxy.as_mut() {
-            // Opened or reopened by this packet: `created` moved.
-            p.forward(idx, self.created != created, link, frame, view);
-        }
+        // Opened or reopened by this packet: `created` moved.
+        let opened = self.created != created;
+        self.proxy_forward(idx, opened, link, frame, view);
         let f = self.table.get(idx);
         view.set_source(frame, self.ports.nat_ip(f.nat), f.n_port);
         Ok(())
@@ -87,15 +63,10 @@ impl Snat {
         view: &mut Ipv4Tcp,
         now: SimTime,
     ) -> Result<LinkId, DropReason> {
-        self.rst.clear();
-        if let Some(p) = self.proxy.as_mut() {
-            p.clear_due();
-        }
-        let now = self.advance(now);
+        let now = self.clock(now);
         let t = view.tuple();
         let Some(nat) = self.ports.nat_index(u32::from(t.dst)) else {
-            self.drops.add(DropReason::NoFlow);
-            return Err(DropReason::NoFlow);
+            return Err(self.no_flow());
         };
         let b_ip = u32::from(t.src);
         let h = in_hash(nat, t);
@@ -103,13 +74,10 @@ impl Snat {
             .table
             .find_rev(h, |f| f.in_is(nat, t.dport, b_ip, t.sport));
         let Some(idx) = found else {
-            self.drops.add(DropReason::NoFlow);
-            return Err(DropReason::NoFlow);
+            return Err(self.no_flow());
         };
         self.on_packet(idx, Dir::Reverse, view.flags(), now);
-        if let Some(p) = self.proxy.as_ref() {
-            p.reverse(idx, frame, view);
-        }
+        self.proxy_reverse(idx, frame, view);
         let f = self.table.get(idx);
         view.set_destination(frame, Ipv4Addr::from(f.c_ip), f.c_port);
         Ok(LinkId(f.link))
@@ -135,72 +103,23 @@ impl Snat {
         }
     }
 
-    /// Updates flow `idx` for one packet: its TCP state, last-seen time, counters and port
-    /// gauges, and its timer when the deadline moved earlier.
+    /// Updates flow `idx` of the engine's own table for one packet (see [`Snat::step`]), and
+    /// its timer when the deadline moved earlier.
     #[inline]
     fn on_packet(&mut self, idx: u32, dir: Dir, flags: u8, now: u64) {
-        let f = self.table.get_mut(idx);
-        if f.state == PLAIN_EST && flags & STATE_FLAGS == 0 {
-            f.last = now;
-            return;
+        let f = *self.table.get(idx);
+        let mut p = f.part();
+        let rearm = self.step(f.key(), &mut p, dir, flags, now);
+        let rec = self.table.get_mut(idx);
+        rec.last = p.last;
+        rec.state = p.state;
+        if let Some(deadline) = rearm {
+            self.table.rearm(idx, deadline);
         }
-        let old = *f;
-        let old_deadline = self.timeouts.deadline(&old);
-        let Some(s) = tcp::next(old.state, dir, flags) else {
-            return; // closed, and not reopened: frozen
-        };
-        if closed(old.state) {
-            // A new SYN from the consumer reopens it on the same port.
-            self.created += 1;
-            self.open += 1;
-            self.opened(old.link, false);
-            self.ports.reopen(&old);
-        }
-        let f = self.table.get_mut(idx);
-        f.state = s;
-        f.last = now;
-        let new_deadline = self.timeouts.deadline(f);
-        if closed(s) && !closed(old.state) {
-            self.closed += 1;
-            self.open -= 1;
-            self.ports.hold(&old);
-        }
-        if new_deadline < old_deadline {
-            self.table.rearm(idx, new_deadline);
-        }
-    }
-
-    /// Picks a NAT IP and a port for a new flow and makes its record; `None` when no port is
-    /// free.
-    fn open(&mut self, link: u32, t: FlowTuple, h: u64, now: u64) -> Option<u32> {
-        let (c_ip, b_ip) = (u32::from(t.src), u32::from(t.dst));
-        let (nat, n_port) = self.ports.allocate(link, c_ip, t.sport, b_ip, t.dport)?;
-        let flow = Flow {
-            last: now,
-            link,
-            c_ip,
-            b_ip,
-            gen_: 0,
-            c_port: t.sport,
-            b_port: t.dport,
-            n_port,
-            nat,
-            state: OPENED,
-        };
-        let deadline = self.timeouts.deadline(&flow);
-        let idx = self.table.insert_hashed(flow, h, flow.rev_hash(), deadline);
-        if let Some(r) = self.reuse.as_mut() {
-            r.made(&flow, now);
-        }
-        self.created += 1;
-        self.open += 1;
-        self.opened(link, true);
-        self.live_peak = self.live_peak.max(self.table.len() as u64);
-        Some(idx)
     }
 
     /// Writes the RST answering the refused SYN of `frame` into `self.rst`.
-    fn build_rst(&mut self, frame: &[u8], view: &Ipv4Tcp) {
+    pub(crate) fn build_rst(&mut self, frame: &[u8], view: &Ipv4Tcp) {
         let t = view.tuple();
         let ack = view
             .seq(frame)
