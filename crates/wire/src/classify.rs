@@ -189,6 +189,48 @@ impl Ipv4Tcp {
         self.tuple.dport = port;
     }
 
+    /// Rewrites the source and the destination (addresses and ports) at once, each checksum
+    /// updated once for the whole change: the very bytes [`Ipv4Tcp::set_source`] then
+    /// [`Ipv4Tcp::set_destination`] write (a one's-complement sum folds to zero only when it is
+    /// zero, so one fold of the summed deltas equals two folds in a row).
+    #[inline]
+    pub fn set_both(
+        &mut self,
+        frame: &mut [u8],
+        src: Ipv4Addr,
+        sport: u16,
+        dst: Ipv4Addr,
+        dport: u16,
+    ) {
+        let l3 = self.l3_offset();
+        let l4 = self.l4_offset();
+        let old = self.tuple;
+        let addr_delta = |o: Ipv4Addr, n: Ipv4Addr| {
+            let (o, n) = (o.octets(), n.octets());
+            sum_words(&[
+                !be(o[0], o[1]),
+                !be(o[2], o[3]),
+                be(n[0], n[1]),
+                be(n[2], n[3]),
+            ])
+        };
+        let addrs = addr_delta(old.src, src) + addr_delta(old.dst, dst);
+        let ports =
+            u32::from(!old.sport) + u32::from(sport) + u32::from(!old.dport) + u32::from(dport);
+        frame[l3 + 12..l3 + 16].copy_from_slice(&src.octets());
+        frame[l3 + 16..l3 + 20].copy_from_slice(&dst.octets());
+        update_field(frame, l3 + 10, addrs);
+        frame[l4..l4 + 2].copy_from_slice(&sport.to_be_bytes());
+        frame[l4 + 2..l4 + 4].copy_from_slice(&dport.to_be_bytes());
+        update_field(frame, l4 + 16, addrs + ports);
+        self.tuple = FlowTuple {
+            src,
+            sport,
+            dst,
+            dport,
+        };
+    }
+
     /// Rewrites the TCP sequence number, updating the TCP checksum incrementally.
     #[inline]
     pub fn set_seq(&self, frame: &mut [u8], seq: u32) {
