@@ -35,6 +35,26 @@ pub trait ConnRecord: Copy {
     fn next_vacant(&self) -> u32;
 }
 
+/// What [`ConnTable::expire`] asks of its caller (a pair of closures will do: a record's
+/// deadline, and what ends when it is due).
+pub trait Expiry<T> {
+    /// A live record's real deadline: the earliest of its live parts'.
+    fn deadline(&mut self, rec: &T) -> u64;
+    /// Ends what is due in the record in `slot`; true when something of it lives on.
+    fn due(&mut self, slot: u32, rec: &mut T) -> bool;
+}
+
+impl<T, D: FnMut(&T) -> u64, U: FnMut(u32, &mut T) -> bool> Expiry<T> for (D, U) {
+    #[inline]
+    fn deadline(&mut self, rec: &T) -> u64 {
+        (self.0)(rec)
+    }
+    #[inline]
+    fn due(&mut self, slot: u32, rec: &mut T) -> bool {
+        (self.1)(slot, rec)
+    }
+}
+
 /// The end of the free list.
 const NONE: u32 = u32::MAX;
 
@@ -264,19 +284,13 @@ impl<T: ConnRecord> ConnTable<T> {
         self.heap.push(Reverse((deadline, slot, generation)));
     }
 
-    /// Runs the records whose real deadline (`deadline_of`) is at or before `now`, in the
-    /// order of their heap entries: `due(slot, record)` ends what is due in the record and
+    /// Runs the records whose real deadline ([`Expiry::deadline`]) is at or before `now`, in
+    /// the order of their heap entries: [`Expiry::due`] ends what is due in the record and
     /// says whether anything of it lives on. A record that lives on is re-indexed (its keys
     /// may have changed) and armed again at its new deadline; one that does not is removed.
     /// Pops at most `budget` due heap entries (stale ones count); returns how many records
-    /// `due` ran on.
-    pub fn expire(
-        &mut self,
-        now: u64,
-        mut budget: usize,
-        mut deadline_of: impl FnMut(&T) -> u64,
-        mut due: impl FnMut(u32, &mut T) -> bool,
-    ) -> usize {
+    /// ran.
+    pub fn expire(&mut self, now: u64, mut budget: usize, mut x: impl Expiry<T>) -> usize {
         let mut ran = 0;
         while budget > 0 {
             let Some(&Reverse((at, slot, generation))) = self.heap.peek() else {
@@ -291,7 +305,7 @@ impl<T: ConnRecord> ConnTable<T> {
             if !rec.is_live() || rec.generation() != generation {
                 continue; // stale
             }
-            let real = deadline_of(rec);
+            let real = x.deadline(rec);
             if real > now {
                 self.heap.push(Reverse((real, slot, generation)));
                 continue;
@@ -299,13 +313,13 @@ impl<T: ConnRecord> ConnTable<T> {
             ran += 1;
             let before = rec.keys();
             let mut changed = *rec;
-            if due(slot, &mut changed) {
-                self.slots[slot as usize] = changed;
+            let lives = x.due(slot, &mut changed);
+            self.slots[slot as usize] = changed;
+            if lives {
                 self.reindex(slot, before, changed.keys());
-                let next = deadline_of(&changed);
+                let next = x.deadline(&changed);
                 self.heap.push(Reverse((next, slot, generation)));
             } else {
-                self.slots[slot as usize] = changed;
                 self.remove_keys(slot, before);
             }
         }

@@ -112,7 +112,7 @@
 mod conn;
 mod table;
 
-pub use conn::{ConnRecord, ConnTable, KEYS};
+pub use conn::{ConnRecord, ConnTable, Expiry, KEYS};
 pub use table::{FlowTable, Record};
 
 /// The largest slot the index can hold (`u32::MAX` marks an empty bucket).

@@ -15,6 +15,7 @@
 #![forbid(unsafe_code)]
 
 pub mod bench;
+pub mod core;
 mod error;
 pub mod files;
 pub mod inspect;
@@ -58,11 +59,47 @@ impl From<Effect> for Event {
     }
 }
 
-/// The core of a path built from a scenario: the load balancer, then the SNAT engines.
+/// The core of a path built from a scenario as the stages run on their own tables: the load
+/// balancer, then the SNAT engines (the sequential engine's, the definition of a run).
 pub type Core = (stages::LbStage, stages::SnatStage);
 
-/// The edge, the core and the backend end of a path built from a scenario.
-pub type PathParts<B> = plsim_engine::Parts<stages::EndpointStage, Core, B>;
+/// The core as one stage whose connections are one record each (the threaded engine's; see
+/// [`core`]).
+pub type SharedCore = (core::CoreStage,);
 
-/// A finished run of such a path.
-pub type Finished<B, T> = plsim_engine::Finished<stages::EndpointStage, Core, B, T>;
+/// A finished run of a path built from a scenario, with either core.
+pub type Finished<C, B, T> = plsim_engine::Finished<stages::EndpointStage, C, B, T>;
+
+/// What a run's results read of the core, whichever way it is composed.
+pub trait CoreView {
+    /// The load balancer.
+    fn lb(&self) -> &stages::LbStage;
+    /// The SNAT engines.
+    fn snat(&self) -> &stages::SnatStage;
+    /// The SNAT engines, to set up sampling and take the samples.
+    fn snat_mut(&mut self) -> &mut stages::SnatStage;
+}
+
+impl CoreView for Core {
+    fn lb(&self) -> &stages::LbStage {
+        &self.0
+    }
+    fn snat(&self) -> &stages::SnatStage {
+        &self.1
+    }
+    fn snat_mut(&mut self) -> &mut stages::SnatStage {
+        &mut self.1
+    }
+}
+
+impl CoreView for SharedCore {
+    fn lb(&self) -> &stages::LbStage {
+        self.0.lb()
+    }
+    fn snat(&self) -> &stages::SnatStage {
+        self.0.snat()
+    }
+    fn snat_mut(&mut self) -> &mut stages::SnatStage {
+        self.0.snat_mut()
+    }
+}

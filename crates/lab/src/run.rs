@@ -7,11 +7,12 @@ use plsim_control::Scenario;
 use plsim_engine::{Batch, Engine, Feeder, Fill, Options, Parts, Taps};
 use plsim_wire::SimTime;
 
+use crate::core::CoreStage;
 use crate::path::Path;
 use crate::replay::{BackendEmulation, CaptureFeeder, PacketSource};
 use crate::series::Sample;
 use crate::summary::{Input, Summary, summarize};
-use crate::{Error, Event, Result};
+use crate::{CoreView, Error, Event, Finished, Result};
 
 /// How to run.
 pub struct RunSpec<'a> {
@@ -108,13 +109,44 @@ pub fn run<S: PacketSource, T: Taps>(
         call: spec.progress,
         packets: 0,
     };
-    let parts = Parts {
-        edge: sim.endpoint,
-        core: (sim.lb, sim.snat),
-        backend: BackendEmulation::new(spec.pickup).forgetting_after(sim.horizon),
+    let backend = BackendEmulation::new(spec.pickup).forgetting_after(sim.horizon);
+    let edge = sim.endpoint;
+    // The sequential engine runs the stages on their own tables (the definition of a run),
+    // the threaded one the core whose connections are one record each: the differential
+    // tests compare the two.
+    let (mut summary, series, taps) = match spec.engine {
+        Engine::Sequential => {
+            let core = (sim.lb, sim.snat);
+            let parts = Parts {
+                edge,
+                core,
+                backend,
+            };
+            let fin = plsim_engine::run(parts, &mut feeder, taps, opts);
+            results(fin, &feeder.inner, &sim.connections)
+        }
+        Engine::Threaded => {
+            let core = (CoreStage::new(sim.lb, sim.snat),);
+            let parts = Parts {
+                edge,
+                core,
+                backend,
+            };
+            let fin = plsim_engine::run(parts, &mut feeder, taps, opts);
+            results(fin, &feeder.inner, &sim.connections)
+        }
     };
-    let mut fin = plsim_engine::run(parts, &mut feeder, taps, opts);
-    let feeder = feeder.inner;
+    summary.interrupted = feeder.inner.interrupted();
+    Ok((Outcome { summary, series }, taps))
+}
+
+/// What a finished run found: its summary (`input.truncated` left false), the time series,
+/// and the taps.
+fn results<C: CoreView, S: PacketSource, T>(
+    mut fin: Finished<C, BackendEmulation, T>,
+    feeder: &CaptureFeeder<'_, S>,
+    connections: &[crate::path::ConnectionInfo],
+) -> (Summary, Vec<Sample>, T) {
     let read = feeder.input();
     let input = Input {
         packets: read.packets,
@@ -125,8 +157,7 @@ pub fn run<S: PacketSource, T: Taps>(
     };
     let end = fin.stats.last_ts.unwrap_or(feeder.first());
     let sim_time = SimTime::ZERO + end.saturating_since(feeder.first());
-    let series = fin.parts.core.1.take_series(end);
-    let mut summary = summarize(&fin, input, sim_time, &sim.connections);
-    summary.interrupted = feeder.interrupted();
-    Ok((Outcome { summary, series }, fin.taps))
+    let series = fin.parts.core.snat_mut().take_series(end);
+    let summary = summarize(&fin, input, sim_time, connections);
+    (summary, series, fin.taps)
 }

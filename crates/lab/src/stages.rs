@@ -278,6 +278,77 @@ impl SnatStage {
         self.engines.iter_mut().map(|e| e.expire(now)).sum()
     }
 
+    /// After engine `s` passed (`passed`) or refused a consumer packet: the PROXY protocol
+    /// segment due with it (and where its backend-side stream starts, in `meta`), or the RST
+    /// answering a SYN refused for want of a port. (The engines' own table and a shared one
+    /// alike.)
+    #[inline]
+    pub(crate) fn after_forward(&mut self, s: usize, frame: &[u8], meta: &mut Meta, passed: bool) {
+        let engine = &self.engines[s];
+        if self.proxies {
+            self.injected.clear();
+            self.injected_place = None;
+            if passed {
+                // The header names the private endpoint as the consumer addressed it.
+                let pe = self.endpoints[meta.link.0 as usize];
+                let endpoint = std::net::SocketAddrV4::new(pe, meta.orig.dport);
+                self.injected_place =
+                    engine.proxy_segment(endpoint, frame, view(meta), &mut self.injected);
+                meta.stream_start = engine.proxy_sent();
+            }
+        }
+        if let Some(rst) = engine.rst_reply() {
+            // The answer: the SYN's link header (addresses swapped), then the RST.
+            self.answer.clear();
+            let l3 = view(meta).l3_offset();
+            self.answer.extend_from_slice(&frame[..l3]);
+            if meta.linktype == plsim_wire::LinkType::Ethernet && l3 >= 12 {
+                let (dst, src) = self.answer.split_at_mut(6);
+                dst.swap_with_slice(&mut src[..6]);
+            }
+            self.answer.extend_from_slice(rst);
+        }
+    }
+
+    /// The engine that owns a backend packet's destination NAT IP (the only one when there is
+    /// one engine, whatever the address), or `None`.
+    #[inline]
+    pub(crate) fn owner_of(&self, dst: Ipv4Addr) -> Option<usize> {
+        if self.engines.len() == 1 {
+            return Some(0);
+        }
+        self.owners
+            .iter()
+            .find(|(ip, _)| *ip == dst)
+            .map(|&(_, s)| s)
+    }
+
+    /// The service (engine) of connection `link`, once approved.
+    #[inline]
+    pub(crate) fn service_of(&self, link: LinkId) -> Option<usize> {
+        self.services
+            .get(link.0 as usize)
+            .copied()
+            .flatten()
+            .map(usize::from)
+    }
+
+    /// The engines, to change (a shared table's path calls their part functions).
+    pub(crate) fn engines_mut(&mut self) -> &mut [Snat] {
+        &mut self.engines
+    }
+
+    /// Samples the gauges when a sample is due at `now` (after the timers ran).
+    #[inline]
+    pub(crate) fn sample_if_due(&mut self, now: SimTime) {
+        if self.series.as_ref().is_some_and(|s| s.due(now)) {
+            let sample = self.sample(now);
+            if let Some(s) = self.series.as_mut() {
+                s.push(sample);
+            }
+        }
+    }
+
     fn sample(&self, t: SimTime) -> Sample {
         let mut s = Sample {
             t,
@@ -337,48 +408,17 @@ impl Stage<Event> for SnatStage {
             .copied()
             .flatten()
             .ok_or(DropReason::NoFlow)?;
-        let engine = &mut self.engines[usize::from(s)];
-        let r = engine.forward(link, frame, view(meta), ts);
-        if self.proxies {
-            self.injected.clear();
-            self.injected_place = None;
-            if r.is_ok() {
-                // The header names the private endpoint as the consumer addressed it.
-                let pe = self.endpoints[link.0 as usize];
-                let endpoint = std::net::SocketAddrV4::new(pe, meta.orig.dport);
-                self.injected_place =
-                    engine.proxy_segment(endpoint, frame, view(meta), &mut self.injected);
-                meta.stream_start = engine.proxy_sent();
-            }
-        }
-        if let Some(rst) = engine.rst_reply() {
-            // The answer: the SYN's link header (addresses swapped), then the RST.
-            self.answer.clear();
-            let l3 = view(meta).l3_offset();
-            self.answer.extend_from_slice(&frame[..l3]);
-            if meta.linktype == plsim_wire::LinkType::Ethernet && l3 >= 12 {
-                let (dst, src) = self.answer.split_at_mut(6);
-                dst.swap_with_slice(&mut src[..6]);
-            }
-            self.answer.extend_from_slice(rst);
-        }
+        let r = self.engines[usize::from(s)].forward(link, frame, view(meta), ts);
+        self.after_forward(usize::from(s), frame, meta, r.is_ok());
         r
     }
     #[inline]
     fn reverse(&mut self, frame: &mut [u8], meta: &mut Meta) -> Result<(), DropReason> {
         let ts = meta.ts;
-        let engine = if self.engines.len() == 1 {
-            &mut self.engines[0]
-        } else {
-            let dst = view(meta).tuple().dst;
-            let &(_, s) = self
-                .owners
-                .iter()
-                .find(|(ip, _)| *ip == dst)
-                .ok_or(DropReason::NoFlow)?;
-            &mut self.engines[s]
-        };
-        meta.link = engine.reverse(frame, view(meta), ts)?;
+        let s = self
+            .owner_of(view(meta).tuple().dst)
+            .ok_or(DropReason::NoFlow)?;
+        meta.link = self.engines[s].reverse(frame, view(meta), ts)?;
         Ok(())
     }
     const PREFETCH: bool = true;
@@ -396,12 +436,7 @@ impl Stage<Event> for SnatStage {
         for e in &mut self.engines {
             e.expire(now);
         }
-        if self.series.as_ref().is_some_and(|s| s.due(now)) {
-            let sample = self.sample(now);
-            if let Some(s) = self.series.as_mut() {
-                s.push(sample);
-            }
-        }
+        self.sample_if_due(now);
     }
     fn apply(&mut self, event: &Event, now: SimTime) -> Vec<Event> {
         match event {

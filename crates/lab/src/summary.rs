@@ -8,7 +8,7 @@ use plsim_snat::{Allocator, ReuseScope};
 use plsim_wire::{DropCounts, DropReason, SimTime};
 use serde::Serialize;
 
-use crate::Finished;
+use crate::{CoreView, Finished};
 
 /// The whole summary.
 #[derive(Clone, Debug, Serialize, PartialEq)]
@@ -313,14 +313,14 @@ pub struct Throughput {
 }
 
 /// The summary of a finished run.
-pub fn summarize<B, T>(
-    fin: &Finished<B, T>,
+pub fn summarize<C: CoreView, B, T>(
+    fin: &Finished<C, B, T>,
     input: Input,
     sim_time: SimTime,
     connections: &[crate::path::ConnectionInfo],
 ) -> Summary {
     let s = &fin.stats;
-    let (lb, snat) = &fin.parts.core;
+    let (lb, snat) = (fin.parts.core.lb(), fin.parts.core.snat());
     let mut flows = Flows::default();
     let mut nat_ips = Vec::new();
     let (mut gaps, mut min, mut hazards) = (Vec::new(), None::<u64>, 0);

@@ -100,7 +100,7 @@ impl TcpStages {
     }
 
     /// The end of the run: what the trip counted, the stages, and the run's connections.
-    pub fn finish(self) -> (Finished<AsIs, Deliveries>, Vec<ConnectionInfo>) {
+    pub fn finish(self) -> (Finished<Core, AsIs, Deliveries>, Vec<ConnectionInfo>) {
         (self.trip.finish(), self.connections)
     }
 }

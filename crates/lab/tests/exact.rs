@@ -265,6 +265,10 @@ struct Setting {
     add_nat_ip: Option<f64>,
     /// The service sends PROXY protocol v2 headers.
     proxy: bool,
+    /// The service answers a SYN it has no port for with a RST.
+    rst: bool,
+    /// A backend going down ends its flows at once (`on_backend_down = reset`).
+    reset: bool,
 }
 
 fn setting() -> impl Strategy<Value = Setting> {
@@ -282,17 +286,23 @@ fn setting() -> impl Strategy<Value = Setting> {
         prop::option::weighted(0.4, (0.0f64..1_000.0, 0.0f64..5_000.0)),
         prop::option::weighted(0.3, 0.0f64..3_000.0),
         any::<bool>(),
+        any::<bool>(),
+        any::<bool>(),
     )
         .prop_map(
-            |(nat_ips, ports, per_ip, allocator, reject, down, add_nat_ip, proxy)| Setting {
-                nat_ips,
-                ports,
-                per_ip,
-                allocator,
-                reject,
-                down,
-                add_nat_ip,
-                proxy,
+            |(nat_ips, ports, per_ip, allocator, reject, down, add_nat_ip, proxy, rst, reset)| {
+                Setting {
+                    nat_ips,
+                    ports,
+                    per_ip,
+                    allocator,
+                    reject,
+                    down,
+                    add_nat_ip,
+                    proxy,
+                    rst,
+                    reset,
+                }
             },
         )
 }
@@ -320,6 +330,10 @@ fn scenario_of(s: &Setting) -> Scenario {
     svc.timers.fin_hold = Duration::from_secs(20);
     svc.timers.rst_hold = Duration::from_secs(5);
     svc.enable_proxy_protocol = s.proxy;
+    svc.rst_on_exhaustion = s.rst;
+    if s.reset {
+        sc.load_balancer.on_backend_down = plsim_control::scenario::OnBackendDown::Reset;
+    }
     let backend = sc.load_balancer.pools[0].backends[1];
     if let Some(at) = s.reject {
         sc.timeline.push(Timeline::Reject {

@@ -13,7 +13,7 @@ use crate::{FlowStats, Lb};
 
 /// The load balancer's part of one flow: the backend it goes to and by which rule, and when
 /// it last saw a packet. 16 bytes. Only the load balancer reads or changes it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct LbFlow {
     /// Nanoseconds of the last packet, either way.
     pub(crate) last_seen: u64,

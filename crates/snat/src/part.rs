@@ -13,7 +13,7 @@ use crate::tcp::{self, Dir, OPENED, PLAIN_EST, STATE_FLAGS, closed};
 
 /// The SNAT's part of one flow: its NAT IP and port, its TCP state and its last packet. 16
 /// bytes. Only the SNAT engine reads or changes it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SnatFlow {
     /// Nanoseconds of the last packet (of the closing packet once closed).
     pub(crate) last: u64,
@@ -293,13 +293,6 @@ impl Snat {
         if let Some(p) = self.proxy.as_ref() {
             p.reverse(slot, frame, view);
         }
-    }
-
-    /// Whether PROXY protocol is on (then every packet takes the slow path: the stream is
-    /// shifted).
-    #[inline]
-    pub fn proxies(&self) -> bool {
-        self.proxy.is_some()
     }
 }
 

@@ -163,7 +163,7 @@ proptest! {
                     let now = now.max(clock);
                     clock = now;
                     let mut ran = Vec::new();
-                    t.expire(now, usize::MAX, Rec::deadline, |_, r| {
+                    t.expire(now, usize::MAX, (Rec::deadline, |_, r: &mut Rec| {
                         ran.push(r.id);
                         assert!(r.deadline() <= now, "ran early");
                         if r.a.is_some_and(|d| d <= now) {
@@ -173,7 +173,7 @@ proptest! {
                             r.b = None;
                         }
                         r.a.is_some() || r.b.is_some()
-                    });
+                    }));
                     for (id, (_, a, b)) in model.iter_mut() {
                         let was_due = a.iter().chain(b.iter()).any(|&d| d <= now);
                         prop_assert_eq!(was_due, ran.contains(id), "record {} ran wrongly", id);
@@ -215,12 +215,16 @@ fn a_freed_slot_is_taken_first_and_memory_is_counted() {
     assert_eq!(t.insert(Rec::new(3, m, None, Some(7)), 7), a);
     assert_eq!(t.len(), 2);
     // B's part B ends at 5; its part A lives on, found by its own key and the shared one only.
-    let ran = t.expire(6, usize::MAX, Rec::deadline, |_, r| {
-        if r.b.is_some_and(|d| d <= 6) {
-            r.b = None;
-        }
-        r.a.is_some()
-    });
+    let ran = t.expire(
+        6,
+        usize::MAX,
+        (Rec::deadline, |_, r: &mut Rec| {
+            if r.b.is_some_and(|d| d <= 6) {
+                r.b = None;
+            }
+            r.a.is_some()
+        }),
+    );
     assert_eq!(ran, 1);
     assert_eq!(find(&t, m, 2), [Some(b), None, Some(b)]);
     assert_eq!(t.next_deadline(), Some(7));
