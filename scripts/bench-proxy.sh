@@ -30,7 +30,7 @@ import json, sys
 r = json.load(sys.stdin)
 b = r['bytes_per_flow']
 assert r['complete'], 'dropped packets: not a throughput figure'
-print(f\"{r['mpps']:6.2f} Mpps ({r['ratio']:.2f}x the reference loop), {b['lb']:.1f} + {b['snat']:.1f} B/flow\")"
+print(f\"{r['mpps']:6.2f} Mpps ({r['ratio']:.2f}x the reference loop), {b['lb'] + b['snat'] + b.get('table', 0):.1f} B/flow\")"
 }
 for i in $(seq "$rounds"); do
     echo "round $i: base $base:   $(run "$dir/plsim-base")"

@@ -18,8 +18,8 @@ d = json.load(sys.stdin)
 assert d["complete"], "the bench dropped packets: not a throughput figure"
 s = d["stage_ns_per_packet"]
 rounds = ", ".join("%.2fx" % r["ratio"] for r in d["rounds"])
-print("  %9d flows %-10s: %6.2f Mpps, reference %6.2f Mpps, ratio %.2fx (its %d rounds: %s; stage ns: endpoint %.0f, lb %.0f, snat %.0f)"
-      % (d["flows"], sys.argv[1], d["mpps"], d["reference_mpps"], d["ratio"], len(d["rounds"]), rounds, s["endpoint"], s["lb"], s["snat"]))
+print("  %9d flows %-10s: %6.2f Mpps, reference %6.2f Mpps, ratio %.2fx (its %d rounds: %s; stage ns: endpoint %.0f, core %.0f)"
+      % (d["flows"], sys.argv[1], d["mpps"], d["reference_mpps"], d["ratio"], len(d["rounds"]), rounds, s["endpoint"], s["core"]))
 ' "$1"
 }
 for i in $(seq "$rounds"); do

@@ -21,7 +21,9 @@ rss = {f: int(open(f"{d}/rss.{f}").read().split()[-1]) * 1024 for f in (100000, 
 b = json.load(open(f"{d}/bench.10000000"))
 per = (rss[10000000] - rss[100000]) / (10000000 - 100000)
 print(f"peak RSS: {rss[100000] / 2**20:.1f} MiB at 100k flows, {rss[10000000] / 2**20:.1f} MiB at 10M")
-print(f"whole process: {per:.1f} bytes per live flow (budget 160)")
-print(f"of which the load balancer {b['bytes_per_flow']['lb']:.1f}, the SNAT {b['bytes_per_flow']['snat']:.1f}, "
-      f"the rest {per - b['bytes_per_flow']['lb'] - b['bytes_per_flow']['snat']:.1f}")
+print(f"whole process: {per:.1f} bytes per live flow (budget 128)")
+f = b['bytes_per_flow']
+print(f"of which the load balancer's parts {f['lb']:.1f}, the SNAT's parts and ports {f['snat']:.1f}, "
+      f"the connection table's keys, index and timers {f['table']:.1f}, "
+      f"the rest {per - f['lb'] - f['snat'] - f['table']:.1f}")
 PY

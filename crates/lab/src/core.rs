@@ -25,6 +25,12 @@ use plsim_wire::{DropReason, Ipv4Tcp, LinkId, Place, SimTime, TcpFlags};
 use crate::stages::{LbStage, SnatStage};
 use crate::{Effect, Event};
 
+/// The bytes each stage's part takes in a connection record: the load balancer's, the
+/// SNAT's.
+pub fn part_bytes() -> (usize, usize) {
+    (size_of::<LbFlow>(), size_of::<SnatFlow>())
+}
+
 /// The load balancer's part lives.
 const LB: u8 = 1;
 /// The SNAT's part lives.
@@ -248,7 +254,7 @@ impl CoreStage {
     /// Makes room for `flows` more connections without growing on the packet path.
     pub fn reserve(&mut self, flows: usize) {
         self.table.reserve(flows, 3 * flows);
-        self.snat.reserve(flows);
+        self.snat.reserve_slots(self.table.slot_count() + flows);
     }
 
     /// The load balancer.

@@ -332,10 +332,11 @@ pub fn bench(engine: Engine, r: &BenchReport) -> String {
     );
     wl!(
         o,
-        "  flow state     {:.1} bytes per live flow: load balancer {:.1}, SNAT {:.1}; peak RSS {:.1} MiB",
-        r.bytes_per_flow.lb + r.bytes_per_flow.snat,
+        "  flow state     {:.1} bytes per live flow: load balancer {:.1}, SNAT {:.1}, connection table {:.1}; peak RSS {:.1} MiB",
+        r.bytes_per_flow.lb + r.bytes_per_flow.snat + r.bytes_per_flow.table,
         r.bytes_per_flow.lb,
         r.bytes_per_flow.snat,
+        r.bytes_per_flow.table,
         r.peak_rss_bytes as f64 / (1 << 20) as f64
     );
     wl!(
@@ -349,10 +350,9 @@ pub fn bench(engine: Engine, r: &BenchReport) -> String {
     let st = &r.stage_ns_per_packet;
     wl!(
         o,
-        "  stage time     endpoint {:.1} ns, load balancer {:.1} ns, SNAT {:.1} ns per packet (batches of {})",
+        "  stage time     endpoint {:.1} ns, core (load balancer and SNAT) {:.1} ns per packet (batches of {})",
         st.endpoint,
-        st.lb,
-        st.snat,
+        st.core,
         r.batch
     );
     o

@@ -216,6 +216,14 @@ impl SnatStage {
         }
     }
 
+    /// Makes room in every engine for what it keeps beside parts a shared table holds under
+    /// slots below `slots`.
+    pub(crate) fn reserve_slots(&mut self, slots: usize) {
+        for e in &mut self.engines {
+            e.reserve_slots(slots);
+        }
+    }
+
     /// The engines, in service order.
     pub fn engines(&self) -> &[Snat] {
         &self.engines

@@ -215,6 +215,14 @@ impl Snat {
         }
     }
 
+    /// Makes room for the per-flow state kept beside parts that a shared table holds under
+    /// slots below `slots` (the PROXY protocol's, when on), without growing on the packet path.
+    pub fn reserve_slots(&mut self, slots: usize) {
+        if let Some(p) = self.proxy.as_mut() {
+            p.reserve(slots);
+        }
+    }
+
     /// Adds a NAT IP at run time (the control plane may, up to eight; they are never removed).
     /// Returns its index.
     pub fn add_nat_ip(&mut self, ip: Ipv4Addr) -> Result<usize, ConfigError> {

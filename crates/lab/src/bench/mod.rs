@@ -62,10 +62,7 @@ pub fn run_builtin(o: &BenchOptions) -> crate::Result<BenchReport> {
 pub fn run_on(scenario: &Scenario, o: &BenchOptions) -> crate::Result<BenchReport> {
     let (flows, packets, batch) = (o.flows, o.packets, o.batch);
     let backends = scenario.load_balancer.pools[0].backends.len();
-    let mut sim = crate::path::Path::build(scenario, false)?;
-    // The tables take every flow without growing on the packet path.
-    sim.lb.0.reserve(flows as usize);
-    sim.snat.reserve(flows as usize);
+    let sim = crate::path::Path::build(scenario, false)?;
     let proxy_protocol = scenario.services[0].enable_proxy_protocol;
     let route = &sim.routes[0];
     let addrs = BenchAddrs {
@@ -73,27 +70,62 @@ pub fn run_on(scenario: &Scenario, o: &BenchOptions) -> crate::Result<BenchRepor
         endpoint: (route.address, 443),
         vnet: route.vnet,
     };
-    let parts = Parts {
-        edge: sim.endpoint,
-        core: (sim.lb, sim.snat),
-        backend: AsIs,
-    };
     // The reference's table is built before the rounds, so both run on warm, built state.
     let mut reference = (!o.no_reference).then(|| Reference::new(addrs, flows));
     let mut reference_times = Vec::new();
-    let (res, parts) = bench(parts, addrs, o, |from, n| {
+    let between = |from, n| {
         if let Some(r) = reference.as_mut() {
             reference_times.push(r.run(from, n));
         }
-    });
-    let (lb, snat) = &parts.core;
-    let live: u64 = snat.engines().iter().map(|e| e.stats().live).sum();
-    let per_flow = |bytes: usize| bytes as f64 / live.max(1) as f64;
-    let bytes_per_flow = StateBytes {
-        lb: per_flow(lb.0.memory_bytes()),
-        snat: per_flow(snat.engines().iter().map(|e| e.memory_bytes()).sum()),
     };
-    drop(parts);
+    // The engine's own core: the stages on their own tables for the sequential engine, the
+    // shared connection table for the threaded one. The tables take every flow without
+    // growing on the packet path.
+    let (res, bytes_per_flow) = match o.engine {
+        plsim_engine::Engine::Sequential => {
+            let (mut lb, mut snat) = (sim.lb, sim.snat);
+            lb.0.reserve(flows as usize);
+            snat.reserve(flows as usize);
+            let parts = Parts {
+                edge: sim.endpoint,
+                core: (lb, snat),
+                backend: AsIs,
+            };
+            let (res, parts) = bench(parts, addrs, o, between);
+            let (lb, snat) = &parts.core;
+            let live = live_flows(snat);
+            let per_flow = |bytes: usize| bytes as f64 / live.max(1) as f64;
+            let state = StateBytes {
+                lb: per_flow(lb.0.memory_bytes()),
+                snat: per_flow(snat.engines().iter().map(|e| e.memory_bytes()).sum()),
+                table: 0.0,
+            };
+            (res, state)
+        }
+        plsim_engine::Engine::Threaded => {
+            let mut core = crate::core::CoreStage::new(sim.lb, sim.snat);
+            core.reserve(flows as usize);
+            let parts = Parts {
+                edge: sim.endpoint,
+                core: (core,),
+                backend: AsIs,
+            };
+            let (res, parts) = bench(parts, addrs, o, between);
+            let core = &parts.core.0;
+            let live = live_flows(core.snat());
+            let per_flow = |bytes: usize| bytes as f64 / live.max(1) as f64;
+            let (lb_part, snat_part) = crate::core::part_bytes();
+            let records = core.connections();
+            let parts_bytes = |part: usize| (part * records) as f64 / live.max(1) as f64;
+            let state = StateBytes {
+                lb: parts_bytes(lb_part) + per_flow(core.lb().0.memory_bytes()),
+                snat: parts_bytes(snat_part)
+                    + per_flow(core.snat().engines().iter().map(|e| e.memory_bytes()).sum()),
+                table: per_flow(core.table_bytes()) - parts_bytes(lb_part) - parts_bytes(snat_part),
+            };
+            (res, state)
+        }
+    };
     let reference_mpps = reference
         .is_some()
         .then(|| mpps(packets, reference_times.iter().sum()));
@@ -134,13 +166,18 @@ pub fn run_on(scenario: &Scenario, o: &BenchOptions) -> crate::Result<BenchRepor
         latency_ns: Latency::from(&res.stats.latency_ns),
         stage_ns_per_packet: StageNs {
             endpoint: per(busy(0)),
-            lb: per(busy(1)),
-            snat: per(busy(2)),
+            // One stage, or the load balancer and the SNAT stage one after the other.
+            core: per(busy(1) + busy(2)),
         },
         batch,
         proxy_protocol,
         proxy_headers: res.setup.injected,
     })
+}
+
+/// Live flow records of the SNAT engines (a flow of the bench has one).
+fn live_flows(snat: &crate::stages::SnatStage) -> u64 {
+    snat.engines().iter().map(|e| e.stats().live).sum()
 }
 
 #[cfg(test)]

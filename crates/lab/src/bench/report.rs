@@ -70,10 +70,15 @@ pub struct Round {
 /// Heap bytes of flow state per live flow (capacities: what the allocator handed out).
 #[derive(Clone, Copy, Debug, Serialize)]
 pub struct StateBytes {
-    /// The load balancer's flow table.
+    /// The load balancer: its part of each connection record (threaded engine), or its own
+    /// flow table (sequential engine), and its other state.
     pub lb: f64,
-    /// The SNAT engines: flow table and port allocators.
+    /// The SNAT engines: their parts of the records (or their own flow tables) and the port
+    /// allocators.
     pub snat: f64,
+    /// The shared connection table but the stages' parts: the records' keys and bookkeeping,
+    /// the one index, the timers (threaded engine; 0 for the sequential one).
+    pub table: f64,
 }
 
 /// Nanoseconds per packet each stage spent processing.
@@ -81,10 +86,9 @@ pub struct StateBytes {
 pub struct StageNs {
     /// The private endpoint (on the driver thread).
     pub endpoint: f64,
-    /// The load balancer.
-    pub lb: f64,
-    /// The SNAT stage.
-    pub snat: f64,
+    /// The core: the load balancer and the SNAT stage (one stage on the threaded engine, two
+    /// in a row on the sequential one), on the core thread.
+    pub core: f64,
 }
 
 impl BenchReport {
