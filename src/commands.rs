@@ -8,7 +8,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use plsim_control::Scenario;
 use plsim_lab::files::{self, load_scenario};
 use plsim_lab::path::Overrides;
-use plsim_lab::points::{self, Command, PointFile};
+use plsim_lab::points::{self, Command, Ran};
 use plsim_lab::replay::{PacketSource, PcapTaps};
 use plsim_lab::run::{self, RunSpec};
 use plsim_lab::stop::Stop;
@@ -223,10 +223,13 @@ pub fn plan(a: PlanArgs) -> Result<()> {
     let stop = interrupts();
     if let Some(k) = a.point {
         let out = a.out.expect("clap requires --out with --point");
-        let result = plsim_lab::plan::run_one(&base, a.pickup, Some(&stop), k, pcap)?;
-        return point_out(result, k, &out, a.json);
+        let ran = plsim_lab::plan::run_one(&base, a.pickup, Some(&stop), k, pcap)?;
+        return point_out(ran, k, &out, a.json);
     }
     let plan = plsim_lab::plan::plan(&base, a.pickup, Some(&stop), || Ok(Reader::open(pcap)?))?;
+    if let Some(w) = &plan.warning {
+        warn(w);
+    }
     if a.json {
         json(&plan);
     } else {
@@ -241,6 +244,9 @@ pub fn plan(a: PlanArgs) -> Result<()> {
 /// `plsim plan merge`: every `plan-point-*.json` of `dirs` into the plan.
 pub fn plan_merge(dirs: &[std::path::PathBuf], as_json: bool) -> Result<()> {
     let (plan, input) = plsim_lab::plan::merge(points::read(Command::Plan, dirs)?)?;
+    if plan.truncated {
+        warn(DAMAGED_POINTS);
+    }
     if as_json {
         json(&plan);
     } else {
@@ -285,19 +291,20 @@ pub fn sweep(a: SweepArgs) -> Result<()> {
     // Each run is itself two threads: one run per core at a time.
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     let swept = sweep.run_all(workers)?;
+    if let Some(w) = &swept.warning {
+        warn(w);
+    }
     write_sweep(&out, &sweep.title(), &swept.rows, a.json)?;
     swept.check_whole(sweep.points().len())
 }
 
 /// Writes point `k`'s result into `dir` (none: the point was interrupted) and prints it or
-/// where it went.
-fn point_out<R: Serialize>(
-    r: Option<PointFile<R>>,
-    k: usize,
-    dir: &Path,
-    as_json: bool,
-) -> Result<()> {
-    let Some(result) = r else {
+/// where it went, after the capture's warning, if any.
+fn point_out<R: Serialize>(ran: Ran<R>, k: usize, dir: &Path, as_json: bool) -> Result<()> {
+    if let Some(w) = &ran.warning {
+        warn(w);
+    }
+    let Some(result) = ran.result else {
         let why = format!("point {k} did not run to its end: no result written");
         return Err(Error::Interrupted(why));
     };
@@ -309,6 +316,10 @@ fn point_out<R: Serialize>(
     }
     Ok(())
 }
+
+/// What a merge says of points that read a damaged capture.
+const DAMAGED_POINTS: &str = "the points read a capture cut short or damaged after its first \
+                              packet, each up to the damage (their results say `truncated`)";
 
 /// Writes `sweep.csv` and the plot into `out` and prints the rows.
 fn write_sweep(
@@ -340,6 +351,9 @@ fn write_sweep(
 /// `plsim sweep merge`: every `point-*.json` of `dirs` into `sweep.csv` and the plot.
 pub fn sweep_merge(dirs: &[std::path::PathBuf], out: &Path, as_json: bool) -> Result<()> {
     let (rows, title) = plsim_lab::sweep::merge(points::read(Command::Sweep, dirs)?)?;
+    if rows.iter().any(|r| r.truncated) {
+        warn(DAMAGED_POINTS);
+    }
     write_sweep(out, &title, &rows, as_json)
 }
 
