@@ -111,7 +111,7 @@ fn run_and_report<S: PacketSource>(
 }
 
 /// The stop Ctrl-C and SIGTERM request (see [`Stop::on_signals`]).
-fn interrupts() -> Stop {
+pub(crate) fn interrupts() -> Stop {
     let (stop, failed) = Stop::on_signals();
     if let Some(w) = failed {
         warn(&w);

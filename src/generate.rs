@@ -7,9 +7,10 @@ use clap::{Args, ValueEnum};
 use plsim_pcap::FrameBuf;
 use plsim_traffic::captures;
 
+use plsim_lab::Result;
 use plsim_lab::files::{load_scenario, write_capture};
+use plsim_lab::replay::Frames;
 use plsim_lab::workload::{self, Workloads, specs};
-use plsim_lab::{Error, Result};
 
 #[derive(Clone, Copy, ValueEnum)]
 pub enum Kind {
@@ -66,14 +67,18 @@ impl GenerateArgs {
     }
 }
 
+/// Writes the capture under its partial name and renames it once whole (see
+/// [`write_capture`]): a write error, a full disk or a signal (exit 130) leaves nothing under
+/// the file's name.
 pub fn run(a: GenerateArgs) -> Result<()> {
-    let write_err = |e: std::io::Error| Error::io(&a.out, &e);
+    let stop = crate::commands::interrupts();
     let flows = || a.flows().expect("checked before the run");
     let packets = match a.kind {
         Kind::Workload => {
             let scenario = load_scenario(a.scenario.as_deref(), &Default::default())?;
             let specs = specs(&scenario, &a.workload)?;
-            write_capture(&a.out, &mut Workloads::new(&scenario, specs)?)?
+            let mut source = Workloads::new(&scenario, specs)?;
+            write_capture(&a.out, &mut source, Some(&stop))?
         }
         kind => {
             let frames: Vec<FrameBuf> = match kind {
@@ -83,8 +88,7 @@ pub fn run(a: GenerateArgs) -> Result<()> {
                 }
                 _ => captures::syn_burst(flows()),
             };
-            captures::write_pcap(&a.out, &frames).map_err(write_err)?;
-            frames.len() as u64
+            write_capture(&a.out, &mut Frames::new(&frames), Some(&stop))?
         }
     };
     eprintln!("plsim: wrote {packets} packets to {}", a.out.display());

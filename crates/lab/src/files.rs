@@ -1,4 +1,5 @@
-//! The files around a run: scenario files in, summaries, time series and plots out.
+//! The files around a run: scenario files in; summaries, captures, time series and plots out,
+//! each through a [`Partial`] (created exclusively under a partial name, renamed once whole).
 
 use std::path::{Path, PathBuf};
 
@@ -9,8 +10,8 @@ use crate::replay::{PacketSource, PcapTaps};
 use crate::series::{Sample, series_csv};
 use crate::summary::Summary;
 use crate::{Error, Result};
-use std::fs::File;
-use std::io::BufWriter;
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufWriter, Write};
 
 /// Reads and checks a scenario file: every problem, with its line.
 pub fn read_scenario(file: &Path) -> Result<Scenario> {
@@ -48,25 +49,134 @@ pub fn partial(path: &Path) -> PathBuf {
     path.with_file_name(name)
 }
 
-/// Writes `path` whole or not at all: `write` writes its [`partial`] name, which is then
-/// renamed over `path`; on any error the partial file is removed and the error names `path`.
-pub fn write_whole<T>(path: &Path, write: impl FnOnce(&Path) -> Result<T>) -> Result<T> {
-    let tmp = partial(path);
-    let done = write(&tmp).and_then(|v| {
-        std::fs::rename(&tmp, path)
-            .map(|()| v)
-            .map_err(|e| Error::io(path, &e))
-    });
-    if done.is_err() {
-        let _ = std::fs::remove_file(&tmp);
+/// An output file being written: created exclusively under its [`partial`] name, in the
+/// directory of its own name, and renamed over that name by [`Partial::keep`] once whole.
+/// Whatever was at the partial name (a link, a crashed run's file) is removed first, never
+/// opened: removing a link removes the link, not its target; and the exclusive create never
+/// follows a link nor reuses a file. The rename replaces whatever is at the final name, a link
+/// included, never writing through it. Dropped before [`Partial::keep`], the partial file is
+/// removed: nothing half written is left.
+#[derive(Debug)]
+pub struct Partial {
+    file: File,
+    tmp: PathBuf,
+    path: PathBuf,
+    kept: bool,
+}
+
+impl Partial {
+    /// Starts writing `path`; the error names `path`.
+    pub fn create(path: &Path) -> Result<Partial> {
+        Partial::open(path).map_err(|e| Error::io(path, &e))
     }
-    done
+
+    /// [`Partial::create`], for writers whose errors are `io::Error`s (the error is worded,
+    /// for [`Error::io`] on `path`).
+    pub fn open(path: &Path) -> io::Result<Partial> {
+        // A device, a pipe or a directory under the final name (or behind a link there) is
+        // not an output plsim replaces.
+        if let Ok(m) = std::fs::metadata(path)
+            && !m.is_file()
+        {
+            return Err(not_a_file(&m));
+        }
+        let tmp = partial(path);
+        match std::fs::remove_file(&tmp) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(io::Error::other(format!(
+                    "{} is in the way: {}",
+                    tmp.display(),
+                    crate::error::reason(&e)
+                )));
+            }
+        }
+        let file = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+        Ok(Partial {
+            file,
+            tmp,
+            path: path.to_path_buf(),
+            kept: false,
+        })
+    }
+
+    /// Gives the file its name, now that it is whole (everything written to it, flushed).
+    /// Refused, naming the file, when its partial name no longer holds this file (a run
+    /// writing the same file at the same time removed it).
+    pub fn keep(mut self) -> Result<()> {
+        if !self.ours() {
+            self.kept = true; // Not ours to remove either.
+            return Err(Error::io(
+                &self.path,
+                &io::Error::other("written by another run at the same time"),
+            ));
+        }
+        std::fs::rename(&self.tmp, &self.path).map_err(|e| Error::io(&self.path, &e))?;
+        self.kept = true;
+        Ok(())
+    }
+
+    /// Whether the partial name still holds this very file.
+    fn ours(&self) -> bool {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt;
+            let (Ok(there), Ok(mine)) =
+                (std::fs::symlink_metadata(&self.tmp), self.file.metadata())
+            else {
+                return false;
+            };
+            there.dev() == mine.dev() && there.ino() == mine.ino()
+        }
+        #[cfg(not(unix))]
+        std::fs::symlink_metadata(&self.tmp).is_ok()
+    }
+}
+
+/// Why what is at an output's name (`m`, not a regular file) is not replaced, in words.
+fn not_a_file(m: &std::fs::Metadata) -> io::Error {
+    let what = if m.is_dir() {
+        "a directory is in the way"
+    } else {
+        "not a regular file"
+    };
+    io::Error::other(format!("{what}: plsim replaces files only"))
+}
+
+impl Write for Partial {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.file.write(buf)
+    }
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.file.write_all(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}
+
+impl Drop for Partial {
+    fn drop(&mut self) {
+        if !self.kept && self.ours() {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+/// Writes `path` whole or not at all through a [`Partial`]: `write` writes it, which is then
+/// renamed over `path`; on any error the partial file is removed. Errors name `path`.
+pub fn write_whole<T>(path: &Path, write: impl FnOnce(&mut Partial) -> Result<T>) -> Result<T> {
+    let mut file = Partial::create(path)?;
+    let v = write(&mut file)?;
+    file.keep()?;
+    Ok(v)
 }
 
 /// Writes a file whole or not at all (see [`write_whole`]), naming it in the error.
 pub fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
-    write_whole(path, |tmp| {
-        std::fs::write(tmp, bytes).map_err(|e| Error::io(path, &e))
+    write_whole(path, |f| {
+        f.write_all(bytes).map_err(|e| Error::io(path, &e))
     })
 }
 
@@ -81,7 +191,7 @@ pub fn create_dir(dir: &Path) -> Result<()> {
 /// drawn.
 pub fn write_run(
     dir: &Path,
-    taps: Option<PcapTaps<BufWriter<File>>>,
+    taps: Option<PcapTaps<BufWriter<Partial>>>,
     summary: &Summary,
     series: &[Sample],
     title: &str,
@@ -104,31 +214,36 @@ pub fn write_run(
     Ok(warnings)
 }
 
-/// Writes every packet of a source (Ethernet frames) to a classic pcap, whole or not at all;
-/// returns how many.
-pub fn write_capture<S: PacketSource>(path: &Path, source: &mut S) -> Result<u64> {
-    write_whole(path, |tmp| write_capture_to(tmp, path, source))
-}
-
-fn write_capture_to<S: PacketSource>(tmp: &Path, path: &Path, source: &mut S) -> Result<u64> {
-    let io = |e: std::io::Error| Error::io(path, &e);
-    let file = std::fs::File::create(tmp).map_err(io)?;
-    let mut w = plsim_pcap::Writer::new(
-        std::io::BufWriter::new(file),
-        plsim_wire::LinkType::Ethernet,
-        65535,
-    )
-    .map_err(io)?;
-    while let Some(p) = source.next_packet() {
-        let f = p.frame;
-        w.write(f.ts_ns, f.data, f.wire_len).map_err(io)?;
-    }
-    let n = w.packets();
-    w.finish()
-        .map_err(io)?
-        .into_inner()
-        .map_err(|e| io(e.into_error()))?;
-    Ok(n)
+/// Writes every packet of a source (Ethernet frames) to a classic pcap, whole or not at all
+/// (see [`write_whole`]); returns how many. Stopped on request (`stop`), it writes nothing:
+/// [`Error::Interrupted`].
+pub fn write_capture<S: PacketSource>(
+    path: &Path,
+    source: &mut S,
+    stop: Option<&crate::stop::Stop>,
+) -> Result<u64> {
+    write_whole(path, |file| {
+        let io = |e: io::Error| Error::io(path, &e);
+        let mut w =
+            plsim_pcap::Writer::new(BufWriter::new(file), plsim_wire::LinkType::Ethernet, 65535)
+                .map_err(io)?;
+        while let Some(p) = source.next_packet() {
+            if stop.is_some_and(crate::stop::Stop::requested) {
+                return Err(Error::Interrupted(format!(
+                    "{} not written",
+                    path.display()
+                )));
+            }
+            let f = p.frame;
+            w.write(f.ts_ns, f.data, f.wire_len).map_err(io)?;
+        }
+        let n = w.packets();
+        w.finish()
+            .map_err(io)?
+            .into_inner()
+            .map_err(|e| io(e.into_error()))?;
+        Ok(n)
+    })
 }
 
 /// Writes `value` as `out/name` (a point's result, a summary), pretty JSON, whole or not at
