@@ -1,16 +1,16 @@
 //! `plsim generate`: the project's own deterministic captures, and a scenario's synthetic
 //! workload written as a capture.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::{Args, ValueEnum};
 use plsim_pcap::FrameBuf;
 use plsim_traffic::captures;
 
-use plsim_lab::Result;
 use plsim_lab::files::{load_scenario, write_capture};
 use plsim_lab::replay::Frames;
 use plsim_lab::workload::{self, Workloads, specs};
+use plsim_lab::{Error, Result};
 
 #[derive(Clone, Copy, ValueEnum)]
 pub enum Kind {
@@ -69,9 +69,22 @@ impl GenerateArgs {
 
 /// Writes the capture under its partial name and renames it once whole (see
 /// [`write_capture`]): a write error, a full disk or a signal (exit 130) leaves nothing under
-/// the file's name.
+/// the file's name. Its directory is held with the other runs that write files of their own
+/// into it, and refused when a run holds it alone.
 pub fn run(a: GenerateArgs) -> Result<()> {
     let stop = crate::commands::interrupts();
+    let dir = match a.out.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    // A directory that isn't there: the file can't be written, and the error names it.
+    let _held = crate::commands::hold_shared(dir).map_err(|e| match e {
+        Error::Io { reason, .. } => Error::Io {
+            path: a.out.clone(),
+            reason,
+        },
+        e => e,
+    })?;
     let flows = || a.flows().expect("checked before the run");
     let packets = match a.kind {
         Kind::Workload => {

@@ -55,6 +55,15 @@ pub enum Error {
         /// Why, in words.
         reason: String,
     },
+    /// An output directory another run holds (exit 1): two runs' outputs would mix.
+    #[error(
+        "{}: in use by another plsim run (a directory takes one run's outputs at a time)",
+        dir.display()
+    )]
+    InUse {
+        /// The directory.
+        dir: PathBuf,
+    },
     /// A capture that can't be read (exit 1).
     #[error(transparent)]
     Capture(#[from] plsim_pcap::ReadError),

@@ -1,5 +1,6 @@
 //! The files around a run: scenario files in; summaries, captures, time series and plots out,
-//! each through a [`Partial`] (created exclusively under a partial name, renamed once whole).
+//! each through a [`Partial`] (created exclusively under a partial name, renamed once whole),
+//! into a directory the run holds ([`OutDir`]), the summary last.
 
 use std::path::{Path, PathBuf};
 
@@ -185,14 +186,97 @@ pub fn create_dir(dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, &e))
 }
 
-/// Writes a run's outputs into `dir`: the captures its taps wrote (given their names; see
-/// [`PcapTaps::finish_in_dir`]), `summary.json`, `timeseries.csv` and its plot. Returns the
-/// warnings: frames of another link type left out of the captures, a plot that could not be
-/// drawn.
+/// The outputs of a replay or a simulation (`--out`), `summary.json` first: what
+/// [`OutDir::clear`] removes before such a run writes any (a run without captures leaves none
+/// of a previous run's beside its summary).
+pub const RUN_OUTPUTS: [&str; 6] = [
+    "summary.json",
+    "consumer.pcap",
+    "backend.pcap",
+    "timeseries.csv",
+    "timeseries.svg",
+    "timeseries.png",
+];
+
+/// An output directory held by a run until it is dropped: an advisory lock on the directory
+/// itself (`flock`), exclusive for a run whose outputs are the directory's (a replay, a
+/// simulation, a sweep, a merge), shared for one that writes one file of its own into it (a
+/// point, a generated capture). A directory another run holds is refused ([`Error::InUse`]):
+/// two runs' outputs never mix.
+#[derive(Debug)]
+pub struct OutDir {
+    dir: PathBuf,
+    _lock: Option<File>,
+}
+
+impl OutDir {
+    /// Creates `dir` if needed and holds it for this run alone. With a warning when the
+    /// file system can't lock it (the run goes on, unguarded).
+    pub fn alone(dir: &Path) -> Result<(OutDir, Option<String>)> {
+        create_dir(dir)?;
+        OutDir::hold(dir, false)
+    }
+
+    /// Holds `dir` (which must exist) with other runs that write files of their own into it.
+    pub fn shared(dir: &Path) -> Result<(OutDir, Option<String>)> {
+        OutDir::hold(dir, true)
+    }
+
+    fn hold(dir: &Path, shared: bool) -> Result<(OutDir, Option<String>)> {
+        let file = File::open(dir).map_err(|e| Error::io(dir, &e))?;
+        let locked = if shared {
+            file.try_lock_shared()
+        } else {
+            file.try_lock()
+        };
+        let held = |lock| OutDir {
+            dir: dir.to_path_buf(),
+            _lock: lock,
+        };
+        match locked {
+            Ok(()) => Ok((held(Some(file)), None)),
+            Err(std::fs::TryLockError::WouldBlock) => Err(Error::InUse {
+                dir: dir.to_path_buf(),
+            }),
+            Err(std::fs::TryLockError::Error(e)) => Ok((
+                held(None),
+                Some(format!(
+                    "{}: can't be locked ({}): another run into it would not be refused",
+                    dir.display(),
+                    crate::error::reason(&e)
+                )),
+            )),
+        }
+    }
+
+    /// Removes what a previous run left under these names (a link: the link, not its
+    /// target), the first first. A directory in the way is an error naming it.
+    pub fn clear(&self, names: &[&str]) -> Result<()> {
+        for name in names {
+            let path = self.dir.join(name);
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    let why = match std::fs::symlink_metadata(&path) {
+                        Ok(m) if m.is_dir() => not_a_file(&m),
+                        _ => e,
+                    };
+                    return Err(Error::io(&path, &why));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Writes a run's outputs but its summary into `dir`: the captures its taps wrote (see
+/// [`PcapTaps::finish_in_dir`]), `timeseries.csv` and its plot; `summary.json` comes after
+/// them (see [`write_summary`]), so that its presence means they are whole. Returns the
+/// warnings: frames of another link type left out of the captures.
 pub fn write_run(
     dir: &Path,
     taps: Option<PcapTaps<BufWriter<Partial>>>,
-    summary: &Summary,
     series: &[Sample],
     title: &str,
 ) -> Result<Vec<String>> {
@@ -206,12 +290,14 @@ pub fn write_run(
             ));
         }
     }
-    write_json(dir, "summary.json", summary)?;
     write_file(&dir.join("timeseries.csv"), series_csv(series).as_bytes())?;
-    if let Err(e) = crate::plot::series(&dir.join("timeseries"), title, series) {
-        warnings.push(format!("no time series plot: {e}"));
-    }
+    crate::plot::series(&dir.join("timeseries"), title, series)?;
     Ok(warnings)
+}
+
+/// Writes `summary.json` into `dir`: last, once every other output of the run is whole.
+pub fn write_summary(dir: &Path, summary: &Summary) -> Result<PathBuf> {
+    write_json(dir, "summary.json", summary)
 }
 
 /// Writes every packet of a source (Ethernet frames) to a classic pcap, whole or not at all

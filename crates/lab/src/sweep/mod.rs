@@ -279,12 +279,22 @@ fn title(input: &str) -> String {
     format!("sweep of {input}")
 }
 
-/// Writes `sweep.csv` and the plot (`sweep.svg`, `sweep.png`) into `out`; returns the CSV and,
-/// when the plot could not be drawn or written, why (the CSV is written all the same).
-pub fn write(out: &Path, title: &str, rows: &[Row]) -> Result<(String, Option<Error>)> {
+/// What a sweep writes into its directory, `sweep.csv` first: what
+/// [`OutDir::clear`](crate::files::OutDir::clear) removes before a sweep or a merge writes
+/// any.
+pub const OUTPUTS: [&str; 3] = ["sweep.csv", "sweep.svg", "sweep.png"];
+
+/// Writes the plot (`sweep.svg`, `sweep.png`; none without a row) and then `sweep.csv` into
+/// `out`: the CSV last, once the plot is whole, so that its presence means the directory is
+/// complete; a plot that can't be drawn or written is an error naming it, and no CSV is
+/// written. Returns the CSV and whether there is a plot.
+pub fn write(out: &Path, title: &str, rows: &[Row]) -> Result<(String, bool)> {
     crate::files::create_dir(out)?;
+    let plotted = !rows.is_empty();
+    if plotted {
+        plot(&out.join("sweep"), title, rows)?;
+    }
     let text = csv(rows);
     crate::files::write_file(&out.join("sweep.csv"), text.as_bytes())?;
-    let plotted = plot(&out.join("sweep"), title, rows);
-    Ok((text, plotted.err()))
+    Ok((text, plotted))
 }
