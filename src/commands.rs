@@ -6,12 +6,13 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use plsim_control::Scenario;
-use plsim_lab::files::{self, load_scenario};
+use plsim_lab::files::{self, OutDir, load_scenario};
 use plsim_lab::path::Overrides;
-use plsim_lab::points::{self, Command, PointFile};
+use plsim_lab::points::{self, Command, Ran};
 use plsim_lab::replay::{PacketSource, PcapTaps};
 use plsim_lab::run::{self, RunSpec};
 use plsim_lab::stop::Stop;
+use plsim_lab::summary::Summary;
 use plsim_lab::sweep::{Grid, Input, Sweep};
 use plsim_lab::workload::{self, Workloads, specs};
 use plsim_lab::{Error, Result};
@@ -53,16 +54,14 @@ fn run_and_report<S: PacketSource>(
     (what, verb): (&str, &str),
     cut: impl FnOnce(&S) -> (bool, Option<String>),
 ) -> Result<()> {
-    if let Some(dir) = &flags.out {
-        files::create_dir(dir)?;
-    }
+    let stop = interrupts();
+    let _held = hold_outputs(flags.out.as_deref())?;
     let bar = spinner(flags, verb);
     let progress = |n: u64| {
         if let Some(b) = &bar {
             b.set_position(n);
         }
     };
-    let stop = interrupts();
     let spec = RunSpec {
         stop: Some(&stop),
         pickup: flags.overrides.pickup,
@@ -91,27 +90,130 @@ fn run_and_report<S: PacketSource>(
     if let Some(w) = warning {
         warn(&w);
     }
+    test_hold("outputs", &stop);
     if let Some(dir) = &flags.out {
-        for w in files::write_run(dir, taps, &summary, &outcome.series, what)? {
+        for w in files::write_run(dir, taps, &outcome.series, what)? {
             warn(&w);
         }
     }
+    let print = |s: &Summary| print_summary(flags, what, s);
+    finish(summary, flags.out.as_deref(), print, &stop, |s, cut| {
+        if cut {
+            format!(
+                "the results cover the {} packets read before it",
+                s.input.packets
+            )
+        } else {
+            format!(
+                "the signal came once the input was read: the results cover all {} packets",
+                s.input.packets
+            )
+        }
+    })
+}
+
+fn print_summary(flags: &RunArgs, what: &str, summary: &Summary) {
     if flags.json {
-        json(&summary);
+        json(summary);
     } else {
-        print!("{}", report::summary(what, &summary));
+        print!("{}", report::summary(what, summary));
+    }
+}
+
+/// With `--out DIR`: holds DIR for this run alone (see [`OutDir`]) and clears what a previous
+/// run left there, so that the directory holds one run's outputs, `summary.json` last.
+fn hold_outputs(out: Option<&Path>) -> Result<Option<OutDir>> {
+    out.map(|dir| hold_alone(dir, &files::RUN_OUTPUTS))
+        .transpose()
+}
+
+/// Holds `dir` for this run alone (refused when another run holds it, created if needed) and
+/// removes what a previous run left under the names of `outputs`.
+fn hold_alone(dir: &Path, outputs: &[&str]) -> Result<OutDir> {
+    let (held, warning) = OutDir::alone(dir)?;
+    if let Some(w) = warning {
+        warn(&w);
+    }
+    held.clear(outputs)?;
+    Ok(held)
+}
+
+/// Holds `dir` (which must exist) with the other runs that write files of their own into it;
+/// refused when a run holds it alone.
+pub(crate) fn hold_shared(dir: &Path) -> Result<OutDir> {
+    let (held, warning) = OutDir::shared(dir)?;
+    if let Some(w) = warning {
+        warn(&w);
+    }
+    Ok(held)
+}
+
+/// The end of a run whose results are one summary: `summary.json` written (with `--out`,
+/// after every other output: its presence means they are whole), the summary printed, and the
+/// exit status, all agreeing on whether a signal came. A signal counts until the last look at
+/// the stop flag here, whenever it came: while the input was read (the run stopped reading:
+/// `interrupted` from the run), or after (its results are whole, but the status is 130 and
+/// the summary says `interrupted` all the same). One that came while `summary.json` was
+/// written or the summary printed has `summary.json` written again, so that the file and the
+/// status agree (what was printed may say otherwise). After the last look, a first signal
+/// changes nothing: the process ends with the status decided there, which the file says. `why`
+/// words the interrupt: whether the run itself was cut short.
+fn finish(
+    mut summary: Summary,
+    out: Option<&Path>,
+    print: impl Fn(&Summary),
+    stop: &Stop,
+    why: impl Fn(&Summary, bool) -> String,
+) -> Result<()> {
+    let cut = summary.interrupted;
+    summary.interrupted |= stop.requested();
+    if let Some(dir) = out {
+        files::write_summary(dir, &summary)?;
+    }
+    print(&summary);
+    test_hold("summary", stop);
+    if !summary.interrupted && stop.requested() {
+        summary.interrupted = true;
+        if let Some(dir) = out {
+            files::write_summary(dir, &summary)?;
+        }
     }
     if summary.interrupted {
-        return Err(Error::Interrupted(format!(
-            "the results cover the {} packets read before it",
-            summary.input.packets
-        )));
+        return Err(Error::Interrupted(why(&summary, cut)));
     }
     Ok(())
 }
 
+/// For the tests only: with `PLSIM_TEST_HOLD=POINT` in the environment, a run says
+/// `plsim: test hold: POINT` on stderr when it reaches `point` and waits there until a signal
+/// asks it to stop or its standard input closes (at most a minute), so that a test can send a
+/// signal, or start another run, at that very point instead of after a guessed sleep. The
+/// points: `start` (a sweep, before its first point), `outputs` (a replay or simulation, its
+/// input read and run through, before it writes anything) and `summary` (after `summary.json`
+/// is written and the summary printed, before the exit status is decided). Never on the packet
+/// path.
+fn test_hold(point: &str, stop: &Stop) {
+    if std::env::var_os("PLSIM_TEST_HOLD").is_none_or(|p| p != point) {
+        return;
+    }
+    eprintln!("plsim: test hold: {point}");
+    let released = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = std::sync::Arc::clone(&released);
+    std::thread::spawn(move || {
+        let _ = std::io::Read::read(&mut std::io::stdin(), &mut [0u8; 1]);
+        flag.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+    let start = std::time::Instant::now();
+    while !stop.requested()
+        && !released.load(std::sync::atomic::Ordering::Relaxed)
+        && start.elapsed() < Duration::from_secs(60)
+    {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 /// The stop Ctrl-C and SIGTERM request (see [`Stop::on_signals`]).
-fn interrupts() -> Stop {
+pub(crate) fn interrupts() -> Stop {
     let (stop, failed) = Stop::on_signals();
     if let Some(w) = failed {
         warn(&w);
@@ -147,24 +249,22 @@ pub fn simulate(flags: &RunArgs, over: &workload::Overrides) -> Result<()> {
 pub fn simulate_tcp(flags: &RunArgs, connections: u32, bytes: u64) -> Result<()> {
     let scenario = load_scenario(flags.scenario.as_deref(), &flags.overrides)?;
     let stop = interrupts();
+    let _held = hold_outputs(flags.out.as_deref())?;
     let (summary, _) =
         plsim_lab::tcp::echo_summary(&scenario, connections, bytes, flags.reuse(), Some(&stop))?;
-    if let Some(dir) = &flags.out {
-        files::write_json(dir, "summary.json", &summary)?;
+    test_hold("outputs", &stop);
+    if flags.out.is_some() {
         eprintln!("plsim: a TCP run writes summary.json only (no pcaps, no time series)");
     }
-    if flags.json {
-        json(&summary);
-    } else {
-        let what = format!("{connections} TCP connections of {bytes} bytes");
-        print!("{}", report::summary(&what, &summary));
-    }
-    if summary.interrupted {
-        return Err(Error::Interrupted(
-            "the TCP run stopped where it was".into(),
-        ));
-    }
-    Ok(())
+    let what = format!("{connections} TCP connections of {bytes} bytes");
+    let print = |s: &Summary| print_summary(flags, &what, s);
+    finish(summary, flags.out.as_deref(), print, &stop, |_, cut| {
+        if cut {
+            "the TCP run stopped where it was".into()
+        } else {
+            "the signal came once the TCP run was over: its results are whole".into()
+        }
+    })
 }
 
 /// `plsim inspect`.
@@ -223,10 +323,15 @@ pub fn plan(a: PlanArgs) -> Result<()> {
     let stop = interrupts();
     if let Some(k) = a.point {
         let out = a.out.expect("clap requires --out with --point");
-        let result = plsim_lab::plan::run_one(&base, a.pickup, Some(&stop), k, pcap)?;
-        return point_out(result, k, &out, a.json);
+        files::create_dir(&out)?;
+        let _held = hold_shared(&out)?;
+        let ran = plsim_lab::plan::run_one(&base, a.pickup, Some(&stop), k, pcap)?;
+        return point_out(ran, k, &out, a.json);
     }
     let plan = plsim_lab::plan::plan(&base, a.pickup, Some(&stop), || Ok(Reader::open(pcap)?))?;
+    if let Some(w) = &plan.warning {
+        warn(w);
+    }
     if a.json {
         json(&plan);
     } else {
@@ -241,6 +346,9 @@ pub fn plan(a: PlanArgs) -> Result<()> {
 /// `plsim plan merge`: every `plan-point-*.json` of `dirs` into the plan.
 pub fn plan_merge(dirs: &[std::path::PathBuf], as_json: bool) -> Result<()> {
     let (plan, input) = plsim_lab::plan::merge(points::read(Command::Plan, dirs)?)?;
+    if plan.truncated {
+        warn(DAMAGED_POINTS);
+    }
     if as_json {
         json(&plan);
     } else {
@@ -280,24 +388,31 @@ pub fn sweep(a: SweepArgs) -> Result<()> {
     }
     let out = a.out.expect("clap requires --out unless --list");
     if let Some(k) = a.point {
+        files::create_dir(&out)?;
+        let _held = hold_shared(&out)?;
         return point_out(sweep.run_one(k)?, k, &out, a.json);
     }
+    let _held = hold_alone(&out, &plsim_lab::sweep::OUTPUTS)?;
     // Each run is itself two threads: one run per core at a time.
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if let Some(stop) = &sweep.stop {
+        test_hold("start", stop);
+    }
     let swept = sweep.run_all(workers)?;
+    if let Some(w) = &swept.warning {
+        warn(w);
+    }
     write_sweep(&out, &sweep.title(), &swept.rows, a.json)?;
     swept.check_whole(sweep.points().len())
 }
 
 /// Writes point `k`'s result into `dir` (none: the point was interrupted) and prints it or
-/// where it went.
-fn point_out<R: Serialize>(
-    r: Option<PointFile<R>>,
-    k: usize,
-    dir: &Path,
-    as_json: bool,
-) -> Result<()> {
-    let Some(result) = r else {
+/// where it went, after the capture's warning, if any.
+fn point_out<R: Serialize>(ran: Ran<R>, k: usize, dir: &Path, as_json: bool) -> Result<()> {
+    if let Some(w) = &ran.warning {
+        warn(w);
+    }
+    let Some(result) = ran.result else {
         let why = format!("point {k} did not run to its end: no result written");
         return Err(Error::Interrupted(why));
     };
@@ -310,29 +425,31 @@ fn point_out<R: Serialize>(
     Ok(())
 }
 
-/// Writes `sweep.csv` and the plot into `out` and prints the rows.
+/// What a merge says of points that read a damaged capture.
+const DAMAGED_POINTS: &str = "the points read a capture cut short or damaged after its first \
+                              packet, each up to the damage (their results say `truncated`)";
+
+/// Writes the plot and `sweep.csv` into `out` (the CSV last) and prints the rows.
 fn write_sweep(
     out: &Path,
     title: &str,
     rows: &[plsim_lab::sweep::Row],
     as_json: bool,
 ) -> Result<()> {
-    let (csv, no_plot) = plsim_lab::sweep::write(out, title, rows)?;
+    let (csv, plotted) = plsim_lab::sweep::write(out, title, rows)?;
     let csv_file = out.join("sweep.csv");
     if as_json {
         json(&rows);
     } else {
         print!("{csv}");
     }
-    match no_plot {
-        Some(e) => {
-            warn(&format!("no sweep plot: {e}"));
-            if !as_json {
-                eprintln!("plsim: wrote {}", csv_file.display());
-            }
-        }
-        None if !as_json => eprintln!("plsim: wrote {} and the plot", csv_file.display()),
-        None => {}
+    if !as_json {
+        let plot = if plotted {
+            " and the plot"
+        } else {
+            " (no point ran to its end: no plot)"
+        };
+        eprintln!("plsim: wrote {}{plot}", csv_file.display());
     }
     Ok(())
 }
@@ -340,6 +457,10 @@ fn write_sweep(
 /// `plsim sweep merge`: every `point-*.json` of `dirs` into `sweep.csv` and the plot.
 pub fn sweep_merge(dirs: &[std::path::PathBuf], out: &Path, as_json: bool) -> Result<()> {
     let (rows, title) = plsim_lab::sweep::merge(points::read(Command::Sweep, dirs)?)?;
+    let _held = hold_alone(out, &plsim_lab::sweep::OUTPUTS)?;
+    if rows.iter().any(|r| r.truncated) {
+        warn(DAMAGED_POINTS);
+    }
     write_sweep(out, &title, &rows, as_json)
 }
 

@@ -1,13 +1,14 @@
 //! `plsim generate`: the project's own deterministic captures, and a scenario's synthetic
 //! workload written as a capture.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::{Args, ValueEnum};
 use plsim_pcap::FrameBuf;
 use plsim_traffic::captures;
 
 use plsim_lab::files::{load_scenario, write_capture};
+use plsim_lab::replay::Frames;
 use plsim_lab::workload::{self, Workloads, specs};
 use plsim_lab::{Error, Result};
 
@@ -66,14 +67,31 @@ impl GenerateArgs {
     }
 }
 
+/// Writes the capture under its partial name and renames it once whole (see
+/// [`write_capture`]): a write error, a full disk or a signal (exit 130) leaves nothing under
+/// the file's name. Its directory is held with the other runs that write files of their own
+/// into it, and refused when a run holds it alone.
 pub fn run(a: GenerateArgs) -> Result<()> {
-    let write_err = |e: std::io::Error| Error::io(&a.out, &e);
+    let stop = crate::commands::interrupts();
+    let dir = match a.out.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    // A directory that isn't there: the file can't be written, and the error names it.
+    let _held = crate::commands::hold_shared(dir).map_err(|e| match e {
+        Error::Io { reason, .. } => Error::Io {
+            path: a.out.clone(),
+            reason,
+        },
+        e => e,
+    })?;
     let flows = || a.flows().expect("checked before the run");
     let packets = match a.kind {
         Kind::Workload => {
             let scenario = load_scenario(a.scenario.as_deref(), &Default::default())?;
             let specs = specs(&scenario, &a.workload)?;
-            write_capture(&a.out, &mut Workloads::new(&scenario, specs)?)?
+            let mut source = Workloads::new(&scenario, specs)?;
+            write_capture(&a.out, &mut source, Some(&stop))?
         }
         kind => {
             let frames: Vec<FrameBuf> = match kind {
@@ -83,8 +101,7 @@ pub fn run(a: GenerateArgs) -> Result<()> {
                 }
                 _ => captures::syn_burst(flows()),
             };
-            captures::write_pcap(&a.out, &frames).map_err(write_err)?;
-            frames.len() as u64
+            write_capture(&a.out, &mut Frames::new(&frames), Some(&stop))?
         }
     };
     eprintln!("plsim: wrote {packets} packets to {}", a.out.display());

@@ -12,6 +12,29 @@ pub fn plsim(args: &[&str]) -> Output {
         .expect("plsim runs")
 }
 
+/// plsim with its files limited to `bytes` (RLIMIT_FSIZE: a write past it fails with EFBIG,
+/// "File too large", as a full disk fails with ENOSPC).
+pub fn plsim_limited(args: &[&str], bytes: u64) -> Output {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_plsim"));
+    cmd.args(args);
+    // SAFETY: async-signal-safe calls only, between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            let limit = libc::rlimit {
+                rlim_cur: bytes,
+                rlim_max: bytes,
+            };
+            if libc::setrlimit(libc::RLIMIT_FSIZE, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    cmd.output().unwrap()
+}
+
 /// The captures others wrote (`../shared/pcaps-real`), or `None` with a message when this clone
 /// has no `../shared` beside it (CI always has it: `.ci/run` checks).
 pub fn real_pcaps() -> Option<PathBuf> {

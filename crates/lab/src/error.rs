@@ -55,6 +55,15 @@ pub enum Error {
         /// Why, in words.
         reason: String,
     },
+    /// An output directory another run holds (exit 1): two runs' outputs would mix.
+    #[error(
+        "{}: in use by another plsim run (a directory takes one run's outputs at a time)",
+        dir.display()
+    )]
+    InUse {
+        /// The directory.
+        dir: PathBuf,
+    },
     /// A capture that can't be read (exit 1).
     #[error(transparent)]
     Capture(#[from] plsim_pcap::ReadError),
@@ -127,21 +136,26 @@ impl Error {
 
     /// An I/O error on `path`, in words a user reads ("no such file", "permission denied").
     pub fn io(path: &Path, e: &io::Error) -> Error {
-        let reason = match e.kind() {
-            io::ErrorKind::NotFound => "no such file".to_owned(),
-            io::ErrorKind::PermissionDenied => "permission denied".to_owned(),
-            _ => {
-                // Drop the "(os error N)" tail: the words say it.
-                let s = e.to_string();
-                match s.find(" (os error") {
-                    Some(at) => s[..at].to_owned(),
-                    None => s,
-                }
-            }
-        };
         Error::Io {
             path: path.to_path_buf(),
-            reason,
+            reason: reason(e),
+        }
+    }
+}
+
+/// An I/O error in words a user reads: "no such file", "permission denied", or the system's
+/// own words without their "(os error N)".
+pub(crate) fn reason(e: &io::Error) -> String {
+    match e.kind() {
+        io::ErrorKind::NotFound => "no such file".to_owned(),
+        io::ErrorKind::PermissionDenied => "permission denied".to_owned(),
+        _ => {
+            // Drop the "(os error N)" tail: the words say it.
+            let s = e.to_string();
+            match s.find(" (os error") {
+                Some(at) => s[..at].to_owned(),
+                None => s,
+            }
         }
     }
 }

@@ -9,7 +9,7 @@ use plsim_engine::NoTaps;
 use serde::{Deserialize, Serialize};
 
 use crate::points::fingerprint::{InputHash, fingerprint};
-use crate::points::{self, Command, PointFile};
+use crate::points::{self, Command, PointFile, Ran};
 use crate::replay::PacketSource;
 use crate::run::{self, RunSpec};
 use crate::summary::Summary;
@@ -48,6 +48,13 @@ pub struct Plan {
     /// The fewest NAT IPs a replay showed to lose no flow (`nat_ips_needed` once the search
     /// is over).
     pub nat_ips_enough: Option<usize>,
+    /// The capture was cut short or damaged after its first packet, and its replays read it
+    /// up to there (left out when not).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub truncated: bool,
+    /// The capture's reader's warning, when `truncated`, as `replay` gives it.
+    #[serde(skip)]
+    pub warning: Option<String>,
 }
 
 impl Plan {
@@ -85,10 +92,14 @@ pub struct PlanPoint {
     pub peak_ports_per_nat_ip: u64,
     /// The ports that NAT IP offers.
     pub ports_total_per_nat_ip: u64,
+    /// The capture was cut short or damaged after its first packet, and read up to there
+    /// (left out when not).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub truncated: bool,
 }
 
 impl PlanPoint {
-    fn of(n: usize, s: &Summary) -> PlanPoint {
+    fn of(n: usize, s: &Summary, truncated: bool) -> PlanPoint {
         // Held ports (after a FIN or RST) are as unavailable as ports in use.
         let busiest = s.nat_ips.iter().max_by_key(|n| n.ports_busy_peak);
         PlanPoint {
@@ -100,6 +111,7 @@ impl PlanPoint {
             peak_concurrent_flows: s.flows.active_peak,
             peak_ports_per_nat_ip: busiest.map_or(0, |n| n.ports_busy_peak),
             ports_total_per_nat_ip: busiest.map_or(0, |n| n.ports_total),
+            truncated,
         }
     }
 }
@@ -111,15 +123,16 @@ fn planned(base: &Scenario) -> Result<&plsim_control::scenario::Service> {
         .ok_or_else(|| Error::Input("the scenario has no service".into()))
 }
 
-/// Replays the capture `open` gives with `n` NAT IPs for every service; `None` when stopped
-/// before its end.
+/// Replays the capture `open` gives with `n` NAT IPs for every service: what it found
+/// (`None` when stopped before its end; marked `truncated` when the capture is damaged), and
+/// the capture's warning, if any (see [`PacketSource::warning`]).
 pub fn run_point<S: PacketSource>(
     base: &Scenario,
     pickup: bool,
     stop: Option<&crate::stop::Stop>,
     n: usize,
     open: impl FnOnce() -> Result<S>,
-) -> Result<Option<PlanPoint>> {
+) -> Result<(Option<PlanPoint>, Option<String>)> {
     let mut s = base.clone();
     for svc in &mut s.services {
         svc.nat_ips.truncate(n);
@@ -129,8 +142,12 @@ pub fn run_point<S: PacketSource>(
         stop,
         ..RunSpec::new(&s)
     };
-    let (out, _) = run::run(&mut open()?, &spec, NoTaps)?;
-    Ok((!out.summary.interrupted).then(|| PlanPoint::of(n, &out.summary)))
+    let mut source = open()?;
+    let (out, _) = run::run(&mut source, &spec, NoTaps)?;
+    let warning = source.warning().map(str::to_owned);
+    let point =
+        (!out.summary.interrupted).then(|| PlanPoint::of(n, &out.summary, warning.is_some()));
+    Ok((point, warning))
 }
 
 /// Plans the NAT IPs of the first service of `base` for the capture `open` reads (it is
@@ -144,9 +161,12 @@ pub fn plan<S: PacketSource>(
 ) -> Result<Plan> {
     let available = planned(base)?.nat_ips.len();
     let mut runs: Vec<PlanRun> = Vec::new();
+    // Every replay reads the same capture: its first warning says what they all found.
+    let mut warning: Option<String> = None;
     let mut run_with = |n: usize| -> Result<Option<PlanPoint>> {
-        let p = run_point(base, pickup, stop, n, &mut open)?;
+        let (p, w) = run_point(base, pickup, stop, n, &mut open)?;
         runs.extend(p.map(|p| p.run));
+        warning = warning.take().or(w);
         Ok(p)
     };
     let mut interrupted = false;
@@ -176,7 +196,10 @@ pub fn plan<S: PacketSource>(
     };
     // The bisection never runs a count twice.
     runs.sort_by_key(|r| r.nat_ips);
-    Ok(assemble(base, needed, enough, at, runs, interrupted))
+    let mut plan = assemble(base, needed, enough, at, runs, interrupted);
+    plan.truncated = warning.is_some();
+    plan.warning = warning;
+    Ok(plan)
 }
 
 /// The plan from what the replays found.
@@ -218,6 +241,9 @@ fn assemble(
         runs,
         interrupted,
         nat_ips_enough: enough,
+        // Said by the callers, who know the capture.
+        truncated: false,
+        warning: None,
     }
 }
 
@@ -233,33 +259,41 @@ pub struct PointResult {
 }
 
 /// Runs point `index` of a plan alone (`index + 1` NAT IPs) on the capture `pcap` (a file or
-/// standard input) and gives its result with the plan's fingerprint; `None` when stopped.
+/// standard input) and gives its result with the plan's fingerprint (none when stopped), and
+/// what was wrong with the capture.
 pub fn run_one(
     base: &Scenario,
     pickup: bool,
     stop: Option<&crate::stop::Stop>,
     index: usize,
     pcap: &Path,
-) -> Result<Option<PointFile<PointResult>>> {
+) -> Result<Ran<PointResult>> {
     let available = planned(base)?.nat_ips.len();
     points::check_index(Command::Plan, index, available)?;
     let hash = InputHash::default();
-    let Some(point) = run_point(base, pickup, stop, index + 1, || hash.open(pcap))? else {
-        return Ok(None);
+    let (point, warning) = run_point(base, pickup, stop, index + 1, || hash.open(pcap))?;
+    let Some(point) = point else {
+        return Ok(Ran {
+            result: None,
+            warning,
+        });
     };
     let scenario = base.to_toml();
     let settings = Settings {
         scenario: &scenario,
         pickup,
     };
-    Ok(Some(PointFile {
-        command: Command::Plan,
-        fingerprint: fingerprint(Command::Plan, &settings, Some(&hash)),
-        index,
-        points: available,
-        input: points::input_name(pcap),
-        result: PointResult { scenario, point },
-    }))
+    Ok(Ran {
+        result: Some(PointFile {
+            command: Command::Plan,
+            fingerprint: fingerprint(Command::Plan, &settings, Some(&hash)),
+            index,
+            points: available,
+            input: points::input_name(pcap),
+            result: PointResult { scenario, point },
+        }),
+        warning,
+    })
 }
 
 /// What every point of a plan depends on but its index and its capture's bytes: the settings
@@ -304,7 +338,7 @@ pub fn merge(files: Vec<(PathBuf, PointFile<PointResult>)>) -> Result<(Plan, Str
         .then(|| points.iter().find(|p| p.run.snat_failures == 0))
         .flatten()
         .copied();
-    let plan = assemble(
+    let mut plan = assemble(
         &scenario,
         needed.map(|p| p.run.nat_ips),
         needed.map(|p| p.run.nat_ips),
@@ -312,6 +346,7 @@ pub fn merge(files: Vec<(PathBuf, PointFile<PointResult>)>) -> Result<(Plan, Str
         points.iter().map(|p| p.run).collect(),
         false,
     );
+    plan.truncated = points.iter().any(|p| p.truncated);
     Ok((plan, merged.input))
 }
 

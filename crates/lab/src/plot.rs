@@ -2,8 +2,12 @@
 //! swept setting. Each is written as SVG and as PNG. A plot that can't be written is an
 //! [`Error::Io`] naming its file; one that can't be drawn is an [`Error::Plot`] saying why.
 
+use std::io::Write;
 use std::net::Ipv4Addr;
 use std::path::Path;
+
+use image::codecs::png::PngEncoder;
+use image::{ColorType, ImageEncoder};
 
 use plotters::drawing::DrawingAreaErrorKind;
 use plotters::prelude::*;
@@ -167,29 +171,35 @@ fn draw<DB: DrawingBackend>(
     root.present()
 }
 
-/// Writes `stem.svg` and `stem.png`, each whole or not at all.
+/// Writes `stem.svg` and `stem.png`, each whole or not at all: drawn in memory, then written
+/// through a [`Partial`](crate::files::Partial) (created exclusively, renamed once whole).
 pub fn write(stem: &Path, title: &str, x_label: &str, panels: &[Panel]) -> Result<()> {
-    let height = 300 * panels.len().max(1) as u32 + 40;
-    // Each file is drawn under its partial name and renamed once whole.
+    let size = (900, 300 * panels.len().max(1) as u32 + 40);
     let svg = stem.with_extension("svg");
-    crate::files::write_whole(&svg, |tmp| {
-        draw(
-            SVGBackend::new(tmp, (900, height)).into_drawing_area(),
-            title,
-            x_label,
-            panels,
-        )
-        .map_err(|e| failure(&svg, e, |file, e| Error::io(file, &e)))
-    })?;
+    let mut text = String::new();
+    draw(
+        SVGBackend::with_string(&mut text, size).into_drawing_area(),
+        title,
+        x_label,
+        panels,
+    )
+    .map_err(|e| failure(&svg, e, |file, e| Error::io(file, &e)))?;
+    crate::files::write_file(&svg, text.as_bytes())?;
     let png = stem.with_extension("png");
-    crate::files::write_whole(&png, |tmp| {
-        draw(
-            BitMapBackend::new(tmp, (900, height)).into_drawing_area(),
-            title,
-            x_label,
-            panels,
-        )
-        .map_err(|e| failure(&png, e, png_failure))
+    let mut pixels = vec![0u8; size.0 as usize * size.1 as usize * 3];
+    draw(
+        BitMapBackend::with_buffer(&mut pixels, size).into_drawing_area(),
+        title,
+        x_label,
+        panels,
+    )
+    .map_err(|e| failure(&png, e, png_failure))?;
+    crate::files::write_whole(&png, |file| {
+        let mut out = std::io::BufWriter::new(file);
+        PngEncoder::new(&mut out)
+            .write_image(&pixels, size.0, size.1, ColorType::Rgb8)
+            .map_err(|e| png_failure(&png, PngError::ImageError(e)))?;
+        out.flush().map_err(|e| Error::io(&png, &e))
     })
 }
 

@@ -109,6 +109,16 @@ pub struct PointFile<R> {
     pub result: R,
 }
 
+/// A point run alone (`--point K`): its result, and what was wrong with its capture.
+#[derive(Clone, Debug)]
+pub struct Ran<R> {
+    /// The point's result; `None` when it was stopped before its end.
+    pub result: Option<PointFile<R>>,
+    /// The capture's reader's warning when it was cut short or damaged after its first packet
+    /// and read up to there (the result is marked `truncated`), as `replay` gives it.
+    pub warning: Option<String>,
+}
+
 impl<R: Serialize> PointFile<R> {
     /// Writes it into `dir` (created if needed) under its name ([`Command::file`]), pretty
     /// JSON, whole or not at all; returns the file's path.

@@ -17,6 +17,12 @@ pub struct Packet<'a> {
 pub trait PacketSource {
     /// The next packet, in time order.
     fn next_packet(&mut self) -> Option<Packet<'_>>;
+
+    /// What was wrong with the source once read, if anything: a capture cut short or damaged
+    /// after its first packet, read up to there ([`Reader::warning`]).
+    fn warning(&self) -> Option<&str> {
+        None
+    }
 }
 
 impl PacketSource for Reader {
@@ -26,6 +32,10 @@ impl PacketSource for Reader {
             frame,
             endpoint: None,
         })
+    }
+
+    fn warning(&self) -> Option<&str> {
+        Reader::warning(self)
     }
 }
 

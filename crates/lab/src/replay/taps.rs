@@ -1,6 +1,5 @@
 //! The taps: what the consumer side and the backend side saw, written as two pcap captures.
 
-use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
@@ -8,6 +7,8 @@ use plsim_pcap::Writer;
 use plsim_wire::LinkType;
 
 use plsim_engine::{Meta, Taps};
+
+use crate::files::Partial;
 
 /// Writes what each side saw to `consumer.pcap` and `backend.pcap` (classic pcap, ns
 /// timestamps, the link type of the capture's first packet), in a directory or in memory.
@@ -39,39 +40,35 @@ pub struct Written {
     pub skipped: u64,
 }
 
-impl PcapTaps<BufWriter<File>> {
+impl PcapTaps<BufWriter<Partial>> {
     /// Taps that write `consumer.pcap` and `backend.pcap` into `dir` (which must exist) once
-    /// the first packet shows the link type. Until [`finish_in_dir`](Self::finish_in_dir) they
-    /// are `consumer.partial.pcap` and `backend.partial.pcap`: a run cut short leaves nothing
-    /// that looks finished.
+    /// the first packet shows the link type, each through a [`Partial`]: until
+    /// [`finish_in_dir`](Self::finish_in_dir) they are `consumer.partial.pcap` and
+    /// `backend.partial.pcap`, created exclusively, and a run cut short leaves nothing that
+    /// looks finished.
     pub fn in_dir(dir: &Path) -> Self {
         let at: PathBuf = dir.to_path_buf();
         let mut taps = PcapTaps::new(move |name| {
-            let f = File::create(crate::files::partial(&at.join(name)))?;
-            Ok(BufWriter::with_capacity(1 << 20, f))
+            let file = Partial::open(&at.join(name))?;
+            Ok(BufWriter::with_capacity(1 << 20, file))
         });
         taps.dir = Some(dir.to_path_buf());
         taps
     }
 
     /// Flushes both captures and gives them their names (`consumer.pcap`, `backend.pcap`).
-    /// On an error, names the capture it hit and removes both partial files (nothing half
-    /// written is left behind).
+    /// On an error, names the capture it hit; neither partial file is left behind (each is
+    /// removed as its [`Partial`] is dropped).
     pub fn finish_in_dir(self) -> crate::Result<Written> {
         let dir = self.dir.clone().expect("taps made by in_dir");
-        let partials = CAPTURES.map(|name| crate::files::partial(&dir.join(name)));
-        let error = |name: &str, e: io::Error| {
-            for p in &partials {
-                let _ = std::fs::remove_file(p);
-            }
-            crate::Error::io(&dir.join(name), &e)
-        };
+        let error = |name: &str, e: io::Error| crate::Error::io(&dir.join(name), &e);
         let (written, c, b) = self.finish_named().map_err(|(name, e)| error(name, e))?;
+        let mut files = Vec::with_capacity(CAPTURES.len());
         for (name, w) in CAPTURES.into_iter().zip([c, b]) {
-            w.into_inner().map_err(|e| error(name, e.into_error()))?;
+            files.push(w.into_inner().map_err(|e| error(name, e.into_error()))?);
         }
-        for (name, p) in CAPTURES.into_iter().zip(&partials) {
-            std::fs::rename(p, dir.join(name)).map_err(|e| error(name, e))?;
+        for file in files {
+            file.keep()?;
         }
         Ok(written)
     }

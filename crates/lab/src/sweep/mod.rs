@@ -17,7 +17,7 @@ use plsim_traffic::workload::Arrivals;
 use crate::files::load_scenario;
 use crate::path::Overrides;
 use crate::points::fingerprint::{InputHash, fingerprint};
-use crate::points::{self, Command, PointFile};
+use crate::points::{self, Command, PointFile, Ran};
 use crate::run::{self, RunSpec};
 use crate::stop::Stop;
 use crate::workload::{self, Workloads, specs};
@@ -84,6 +84,9 @@ pub struct Swept {
     pub rows: Vec<Row>,
     /// Whether the sweep was stopped early (then some points are missing).
     pub interrupted: bool,
+    /// What was wrong with the capture, when its points read it up to damage (the reader's
+    /// warning, as `replay` gives it; every such row is marked `truncated`).
+    pub warning: Option<String>,
 }
 
 impl Swept {
@@ -115,29 +118,41 @@ impl Sweep {
         title(&self.input.name())
     }
 
-    /// Runs point `index` alone and gives its result with the sweep's fingerprint; `None` when
-    /// it was stopped before its end.
-    pub fn run_one(&self, index: usize) -> Result<Option<PointFile<Row>>> {
+    /// Runs point `index` alone and gives its result with the sweep's fingerprint (none when
+    /// it was stopped before its end), and what was wrong with its capture.
+    pub fn run_one(&self, index: usize) -> Result<Ran<Row>> {
         let all = self.points();
         points::check_index(Command::Sweep, index, all.len())?;
         let hash = InputHash::default();
-        let Some(row) = self.run_point(&all[index], Some(&hash))? else {
-            return Ok(None);
+        let (row, warning) = self.run_point(&all[index], Some(&hash))?;
+        let Some(row) = row else {
+            return Ok(Ran {
+                result: None,
+                warning,
+            });
         };
         let capture = matches!(self.input, Input::Capture(_)).then_some(&hash);
-        Ok(Some(PointFile {
-            command: Command::Sweep,
-            fingerprint: fingerprint(Command::Sweep, &self.settings(&all)?, capture),
-            index,
-            points: all.len(),
-            input: self.input.name(),
-            result: row,
-        }))
+        Ok(Ran {
+            result: Some(PointFile {
+                command: Command::Sweep,
+                fingerprint: fingerprint(Command::Sweep, &self.settings(&all)?, capture),
+                index,
+                points: all.len(),
+                input: self.input.name(),
+                result: row,
+            }),
+            warning,
+        })
     }
 
-    /// Runs one point, reading a capture through `hash` when given; `None` when it was
-    /// stopped before its end.
-    fn run_point(&self, p: &Point, hash: Option<&InputHash>) -> Result<Option<Row>> {
+    /// Runs one point, reading a capture through `hash` when given: its row (`None` when it
+    /// was stopped before its end; marked `truncated` when the capture is damaged), and the
+    /// capture's warning, if any.
+    fn run_point(
+        &self,
+        p: &Point,
+        hash: Option<&InputHash>,
+    ) -> Result<(Option<Row>, Option<String>)> {
         let overrides = Overrides {
             nat_ips: p.nat_ips,
             ports: p.ports,
@@ -163,13 +178,17 @@ impl Sweep {
             stop: self.stop.as_ref(),
             ..RunSpec::new(&scenario)
         };
+        let mut warning = None;
         let summary = match &self.input {
             Input::Capture(pcap) => {
                 let mut reader = match hash {
                     Some(h) => h.open(pcap)?,
                     None => Reader::open(pcap)?,
                 };
-                run::run(&mut reader, &spec, NoTaps)?.0.summary
+                let mut summary = run::run(&mut reader, &spec, NoTaps)?.0.summary;
+                summary.input.truncated = reader.truncated();
+                warning = reader.warning().map(str::to_owned);
+                summary
             }
             Input::Workload { flags, .. } => {
                 let mut specs = specs(&scenario, flags)?;
@@ -189,7 +208,8 @@ impl Sweep {
                 run::run(&mut source, &spec, NoTaps)?.0.summary
             }
         };
-        Ok((!summary.interrupted).then(|| Row::of(p.clone(), &summary)))
+        let row = (!summary.interrupted).then(|| Row::of(p.clone(), &summary));
+        Ok((row, warning))
     }
 
     /// Runs every point, `workers` at a time (each run is itself two threads), and gives the
@@ -202,10 +222,12 @@ impl Sweep {
             return Ok(Swept {
                 rows: Vec::new(),
                 interrupted: false,
+                warning: None,
             });
         };
         let first = self.run_point(first, None)?;
-        let results: Mutex<Vec<Option<Result<Option<Row>>>>> =
+        type Ran = Result<(Option<Row>, Option<String>)>;
+        let results: Mutex<Vec<Option<Ran>>> =
             Mutex::new((0..points.len()).map(|_| None).collect());
         results.lock().expect("not poisoned")[0] = Some(Ok(first));
         let next = AtomicUsize::new(1);
@@ -225,14 +247,22 @@ impl Sweep {
         });
         let mut rows = Vec::new();
         let mut interrupted = false;
+        let mut warning = None;
         for r in results.into_inner().expect("not poisoned") {
-            match r.transpose()? {
-                Some(Some(row)) => rows.push(row),
+            let (row, w) = r.transpose()?.unwrap_or_default();
+            // Every point reads the same capture: one warning says it.
+            warning = warning.or(w);
+            match row {
+                Some(row) => rows.push(row),
                 // Cut short, or never started: the sweep was stopped.
-                Some(None) | None => interrupted = true,
+                None => interrupted = true,
             }
         }
-        Ok(Swept { rows, interrupted })
+        Ok(Swept {
+            rows,
+            interrupted,
+            warning,
+        })
     }
 }
 
@@ -249,12 +279,22 @@ fn title(input: &str) -> String {
     format!("sweep of {input}")
 }
 
-/// Writes `sweep.csv` and the plot (`sweep.svg`, `sweep.png`) into `out`; returns the CSV and,
-/// when the plot could not be drawn or written, why (the CSV is written all the same).
-pub fn write(out: &Path, title: &str, rows: &[Row]) -> Result<(String, Option<Error>)> {
+/// What a sweep writes into its directory, `sweep.csv` first: what
+/// [`OutDir::clear`](crate::files::OutDir::clear) removes before a sweep or a merge writes
+/// any.
+pub const OUTPUTS: [&str; 3] = ["sweep.csv", "sweep.svg", "sweep.png"];
+
+/// Writes the plot (`sweep.svg`, `sweep.png`; none without a row) and then `sweep.csv` into
+/// `out`: the CSV last, once the plot is whole, so that its presence means the directory is
+/// complete; a plot that can't be drawn or written is an error naming it, and no CSV is
+/// written. Returns the CSV and whether there is a plot.
+pub fn write(out: &Path, title: &str, rows: &[Row]) -> Result<(String, bool)> {
     crate::files::create_dir(out)?;
+    let plotted = !rows.is_empty();
+    if plotted {
+        plot(&out.join("sweep"), title, rows)?;
+    }
     let text = csv(rows);
     crate::files::write_file(&out.join("sweep.csv"), text.as_bytes())?;
-    let plotted = plot(&out.join("sweep"), title, rows);
-    Ok((text, plotted.err()))
+    Ok((text, plotted))
 }

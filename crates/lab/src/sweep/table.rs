@@ -27,6 +27,12 @@ pub struct Row {
     pub packets: u64,
     /// Packets dropped.
     pub dropped: u64,
+    /// The capture was cut short or damaged after its first packet, and read up to there
+    /// (left out when not: a whole capture's results are as they always were). Not a column
+    /// of the CSV: every point of a sweep reads the same capture, so it would say one thing
+    /// in every row; the sweep's warning says it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub truncated: bool,
 }
 
 impl Row {
@@ -49,6 +55,7 @@ impl Row {
             peak_flows: s.flows.active_peak,
             packets: s.input.packets,
             dropped: s.packets.dropped.total(),
+            truncated: s.input.truncated,
         }
     }
 }
