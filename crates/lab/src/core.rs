@@ -678,18 +678,14 @@ impl Stage<Event> for CoreStage {
 
     #[inline]
     fn tick(&mut self, now: SimTime) {
+        // The stages' own tables hold nothing (their clocks move with each slow-path call,
+        // which is all they are read for): only the connections' timers run, when due.
         if self
             .table
             .next_deadline()
             .is_some_and(|d| d <= now.as_nanos())
         {
             self.expire(now);
-        } else {
-            // The stages' own tables are empty; their clocks still move.
-            self.lb.0.expire(now);
-            for e in self.snat.engines_mut() {
-                e.expire(now);
-            }
         }
         self.snat.sample_if_due(now);
     }
