@@ -129,6 +129,7 @@ impl TcpPath for TcpStages {
             drop: view.err(),
             own: None,
             stream_start: None,
+            handle: plsim_engine::Meta::NO_HANDLE,
         };
         self.seq += 1;
         if let Some(log) = self.log.as_mut() {
