@@ -7,7 +7,9 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressStyle};
 use plsim_control::Scenario;
 use plsim_lab::files::{self, OutDir, load_scenario};
+use plsim_lab::html::{self, RunMeta};
 use plsim_lab::path::Overrides;
+use plsim_lab::points::fingerprint::InputHash;
 use plsim_lab::points::{self, Command, Ran};
 use plsim_lab::replay::{PacketSource, PcapTaps};
 use plsim_lab::run::{self, RunSpec};
@@ -52,6 +54,8 @@ fn run_and_report<S: PacketSource>(
     scenario: &Scenario,
     flags: &RunArgs,
     (what, verb): (&str, &str),
+    mut meta: RunMeta,
+    hash: Option<&InputHash>,
     cut: impl FnOnce(&S) -> (bool, Option<String>),
 ) -> Result<()> {
     let stop = interrupts();
@@ -96,20 +100,36 @@ fn run_and_report<S: PacketSource>(
             warn(&w);
         }
     }
+    meta.fingerprint = hash.map(InputHash::digest);
     let print = |s: &Summary| print_summary(flags, what, s);
-    finish(summary, flags.out.as_deref(), print, &stop, |s, cut| {
-        if cut {
-            format!(
-                "the results cover the {} packets read before it",
-                s.input.packets
-            )
-        } else {
-            format!(
-                "the signal came once the input was read: the results cover all {} packets",
-                s.input.packets
-            )
-        }
-    })
+    let report = |dir: &Path, s: &Summary| {
+        let doc = serde_json::to_value(s).expect("results serialize");
+        files::write_report(
+            dir,
+            &html::run(&meta, &doc, &outcome.series, &outcome.latency),
+        )
+        .map(|_| ())
+    };
+    finish(
+        summary,
+        flags.out.as_deref(),
+        print,
+        report,
+        &stop,
+        |s, cut| {
+            if cut {
+                format!(
+                    "the results cover the {} packets read before it",
+                    s.input.packets
+                )
+            } else {
+                format!(
+                    "the signal came once the input was read: the results cover all {} packets",
+                    s.input.packets
+                )
+            }
+        },
+    )
 }
 
 fn print_summary(flags: &RunArgs, what: &str, summary: &Summary) {
@@ -117,6 +137,31 @@ fn print_summary(flags: &RunArgs, what: &str, summary: &Summary) {
         json(summary);
     } else {
         print!("{}", report::summary(what, summary));
+    }
+}
+
+/// What ran, for a report: the command line as given, plsim's version, the input, and the
+/// scenario as `plsim scenario show` prints it (left out if it can't be shown).
+fn meta(kind: &str, input: &str, scenario: Option<&Scenario>) -> RunMeta {
+    let command = std::env::args()
+        .map(|a| {
+            if a.is_empty() || a.contains(|c: char| c.is_whitespace() || "'\"$`\\".contains(c)) {
+                format!("'{}'", a.replace('\'', "'\\''"))
+            } else {
+                a
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ");
+    RunMeta {
+        kind: kind.into(),
+        command,
+        version: env!("CARGO_PKG_VERSION").into(),
+        input: input.into(),
+        fingerprint: None,
+        scenario: scenario
+            .and_then(|s| plsim_lab::show::show(s).ok())
+            .map_or_else(String::new, |s| plsim_lab::show::text(&s)),
     }
 }
 
@@ -162,12 +207,14 @@ fn finish(
     mut summary: Summary,
     out: Option<&Path>,
     print: impl Fn(&Summary),
+    report: impl Fn(&Path, &Summary) -> Result<()>,
     stop: &Stop,
     why: impl Fn(&Summary, bool) -> String,
 ) -> Result<()> {
     let cut = summary.interrupted;
     summary.interrupted |= stop.requested();
     if let Some(dir) = out {
+        report(dir, &summary)?;
         files::write_summary(dir, &summary)?;
     }
     print(&summary);
@@ -175,6 +222,7 @@ fn finish(
     if !summary.interrupted && stop.requested() {
         summary.interrupted = true;
         if let Some(dir) = out {
+            report(dir, &summary)?;
             files::write_summary(dir, &summary)?;
         }
     }
@@ -224,12 +272,16 @@ pub(crate) fn interrupts() -> Stop {
 /// `plsim replay`.
 pub fn replay(pcap: &Path, flags: &RunArgs) -> Result<()> {
     let scenario = load_scenario(flags.scenario.as_deref(), &flags.overrides)?;
-    let mut reader = Reader::open(pcap)?;
+    let hash = InputHash::default();
+    let mut reader = hash.open(pcap)?;
+    let name = pcap.display().to_string();
     run_and_report(
         &mut reader,
         &scenario,
         flags,
-        (&pcap.display().to_string(), "replayed"),
+        (&name, "replayed"),
+        meta("replay", &name, Some(&scenario)),
+        Some(&hash),
         |r| (r.truncated(), r.warning().map(str::to_string)),
     )
 }
@@ -240,9 +292,16 @@ pub fn simulate(flags: &RunArgs, over: &workload::Overrides) -> Result<()> {
     let specs = specs(&scenario, over)?;
     let what = workload::describe(&specs);
     let mut source = Workloads::new(&scenario, specs)?;
-    run_and_report(&mut source, &scenario, flags, (&what, "simulated"), |_| {
-        (false, None)
-    })
+    let meta = meta("simulate", &what, Some(&scenario));
+    run_and_report(
+        &mut source,
+        &scenario,
+        flags,
+        (&what, "simulated"),
+        meta,
+        None,
+        |_| (false, None),
+    )
 }
 
 /// `plsim simulate --workload tcp`: real TCP stacks echo through the path.
@@ -258,13 +317,25 @@ pub fn simulate_tcp(flags: &RunArgs, connections: u32, bytes: u64) -> Result<()>
     }
     let what = format!("{connections} TCP connections of {bytes} bytes");
     let print = |s: &Summary| print_summary(flags, &what, s);
-    finish(summary, flags.out.as_deref(), print, &stop, |_, cut| {
-        if cut {
-            "the TCP run stopped where it was".into()
-        } else {
-            "the signal came once the TCP run was over: its results are whole".into()
-        }
-    })
+    let meta = meta("simulate", &what, Some(&scenario));
+    let report = |dir: &Path, s: &Summary| {
+        let doc = serde_json::to_value(s).expect("results serialize");
+        files::write_report(dir, &html::run(&meta, &doc, &[], &[])).map(|_| ())
+    };
+    finish(
+        summary,
+        flags.out.as_deref(),
+        print,
+        report,
+        &stop,
+        |_, cut| {
+            if cut {
+                "the TCP run stopped where it was".into()
+            } else {
+                "the signal came once the TCP run was over: its results are whole".into()
+            }
+        },
+    )
 }
 
 /// `plsim inspect`.
@@ -328,20 +399,33 @@ pub fn plan(a: PlanArgs) -> Result<()> {
         let ran = plsim_lab::plan::run_one(&base, a.pickup, Some(&stop), k, pcap)?;
         return point_out(ran, k, &out, a.json);
     }
+    let held = a
+        .out
+        .as_deref()
+        .map(|out| hold_alone(out, &PLAN_OUTPUTS))
+        .transpose()?;
     let plan = plsim_lab::plan::plan(&base, a.pickup, Some(&stop), || Ok(Reader::open(pcap)?))?;
     if let Some(w) = &plan.warning {
         warn(w);
     }
+    let input = plsim_lab::points::input_name(pcap);
+    if let Some(out) = a.out.as_deref() {
+        let doc = serde_json::to_value(&plan).expect("a plan serializes");
+        let meta = meta("plan", &input, Some(&base));
+        files::write_report(out, &html::plan(&meta, &doc))?;
+        files::write_json(out, "plan.json", &plan)?;
+    }
+    drop(held);
     if a.json {
         json(&plan);
     } else {
-        print!(
-            "{}",
-            report::plan(&plsim_lab::points::input_name(pcap), &plan)
-        );
+        print!("{}", report::plan(&input, &plan));
     }
     plan.check_whole()
 }
+
+/// What `plan --out` writes, `plan.json` (written last) first.
+const PLAN_OUTPUTS: [&str; 2] = ["plan.json", "report.html"];
 
 /// `plsim plan merge`: every `plan-point-*.json` of `dirs` into the plan.
 pub fn plan_merge(dirs: &[std::path::PathBuf], as_json: bool) -> Result<()> {
@@ -402,7 +486,8 @@ pub fn sweep(a: SweepArgs) -> Result<()> {
     if let Some(w) = &swept.warning {
         warn(w);
     }
-    write_sweep(&out, &sweep.title(), &swept.rows, a.json)?;
+    let meta = meta("sweep", &sweep.input.name(), None);
+    write_sweep(&out, &sweep.title(), &swept.rows, &meta, a.json)?;
     swept.check_whole(sweep.points().len())
 }
 
@@ -434,9 +519,10 @@ fn write_sweep(
     out: &Path,
     title: &str,
     rows: &[plsim_lab::sweep::Row],
+    meta: &RunMeta,
     as_json: bool,
 ) -> Result<()> {
-    let (csv, plotted) = plsim_lab::sweep::write(out, title, rows)?;
+    let (csv, plotted) = plsim_lab::sweep::write(out, title, rows, meta)?;
     let csv_file = out.join("sweep.csv");
     if as_json {
         json(&rows);
@@ -461,7 +547,8 @@ pub fn sweep_merge(dirs: &[std::path::PathBuf], out: &Path, as_json: bool) -> Re
     if rows.iter().any(|r| r.truncated) {
         warn(DAMAGED_POINTS);
     }
-    write_sweep(out, &title, &rows, as_json)
+    let meta = meta("sweep merge", &title, None);
+    write_sweep(out, &title, &rows, &meta, as_json)
 }
 
 /// `plsim bench`.

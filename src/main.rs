@@ -269,7 +269,7 @@ struct PlanArgs {
     /// --out.
     #[arg(long, value_name = "K", requires = "out")]
     point: Option<usize>,
-    /// With --point: the directory for its result.
+    /// Write report.html and plan.json (last) into DIR; with --point, the point's result.
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
     /// Print the plan as JSON.

@@ -101,9 +101,10 @@ fn ended(child: Child, mut err: BufReader<ChildStderr>) -> (Output, String) {
     (out, rest)
 }
 
-const RUN_OUTPUTS: [&str; 6] = [
+const RUN_OUTPUTS: [&str; 7] = [
     "backend.pcap",
     "consumer.pcap",
+    "report.html",
     "summary.json",
     "timeseries.csv",
     "timeseries.png",
@@ -191,7 +192,10 @@ fn links_at_output_names_are_replaced_never_written_through() {
     run(&["sweep", "merge", s(&pts), "--out", s(&merged)]);
     untouched(&victim2);
     for dir in [&sweep, &merged] {
-        assert_eq!(names(dir), ["sweep.csv", "sweep.png", "sweep.svg"]);
+        assert_eq!(
+            names(dir),
+            ["report.html", "sweep.csv", "sweep.png", "sweep.svg"]
+        );
         for n in names(dir) {
             assert!(regular(&dir.join(&n)), "{n}");
         }
@@ -276,6 +280,8 @@ fn summary_json_comes_last_and_a_failed_output_fails_the_run() {
     let cap = shipped("conversations-200.pcap");
     for (case, planted, named) in [
         ("png", "timeseries.png", "timeseries.png"),
+        ("report", "report.html", "report.html"),
+        ("partial-report", "report.partial.html", "report.html"),
         ("partial-png", "timeseries.partial.png", "timeseries.png"),
         ("partial-svg", "timeseries.partial.svg", "timeseries.svg"),
         ("csv", "timeseries.partial.csv", "timeseries.csv"),
@@ -569,5 +575,5 @@ fn a_sweep_stopped_before_any_point_says_it_has_no_plot() {
         )),
         "{rest}"
     );
-    assert_eq!(names(&d), ["sweep.csv"]);
+    assert_eq!(names(&d), ["report.html", "sweep.csv"]);
 }

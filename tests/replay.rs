@@ -717,6 +717,7 @@ fn outputs_are_whole_or_absent() {
         [
             "backend.pcap",
             "consumer.pcap",
+            "report.html",
             "summary.json",
             "timeseries.csv",
             "timeseries.png",

@@ -189,8 +189,9 @@ pub fn create_dir(dir: &Path) -> Result<()> {
 /// The outputs of a replay or a simulation (`--out`), `summary.json` first: what
 /// [`OutDir::clear`] removes before such a run writes any (a run without captures leaves none
 /// of a previous run's beside its summary).
-pub const RUN_OUTPUTS: [&str; 6] = [
+pub const RUN_OUTPUTS: [&str; 7] = [
     "summary.json",
+    "report.html",
     "consumer.pcap",
     "backend.pcap",
     "timeseries.csv",
@@ -293,6 +294,13 @@ pub fn write_run(
     write_file(&dir.join("timeseries.csv"), series_csv(series).as_bytes())?;
     crate::plot::series(&dir.join("timeseries"), title, series)?;
     Ok(warnings)
+}
+
+/// Writes `report.html` into `dir` (whole or not at all); returns its path.
+pub fn write_report(dir: &Path, html: &str) -> Result<PathBuf> {
+    let file = dir.join("report.html");
+    write_file(&file, html.as_bytes())?;
+    Ok(file)
 }
 
 /// Writes `summary.json` into `dir`: last, once every other output of the run is whole.

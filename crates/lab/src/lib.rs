@@ -18,6 +18,7 @@ pub mod bench;
 pub mod core;
 mod error;
 pub mod files;
+pub mod html;
 pub mod inspect;
 pub mod path;
 pub mod plan;

@@ -59,6 +59,9 @@ pub struct Outcome {
     pub summary: Summary,
     /// The gauges over time, with `sample_every`.
     pub series: Vec<Sample>,
+    /// The distribution of the wall-clock time packets spent in the engine: (quantile,
+    /// nanoseconds) at each percent and at 99.9 and 99.99 (empty without packets).
+    pub latency: Vec<(f64, u64)>,
 }
 
 /// Calls the progress callback every 64 Ki packets, and at the end.
@@ -114,7 +117,7 @@ pub fn run<S: PacketSource, T: Taps>(
     // The sequential engine runs the stages on their own tables (the definition of a run),
     // the threaded one the core whose connections are one record each: the differential
     // tests compare the two.
-    let (mut summary, series, taps) = match spec.engine {
+    let (mut summary, series, latency, taps) = match spec.engine {
         Engine::Sequential => {
             let core = (sim.lb, sim.snat);
             let parts = Parts {
@@ -137,7 +140,14 @@ pub fn run<S: PacketSource, T: Taps>(
         }
     };
     summary.interrupted = feeder.inner.interrupted();
-    Ok((Outcome { summary, series }, taps))
+    Ok((
+        Outcome {
+            summary,
+            series,
+            latency,
+        },
+        taps,
+    ))
 }
 
 /// What a finished run found: its summary (`input.truncated` left false), the time series,
@@ -146,7 +156,7 @@ fn results<C: CoreView, S: PacketSource, T>(
     mut fin: Finished<C, BackendEmulation, T>,
     feeder: &CaptureFeeder<'_, S>,
     connections: &[crate::path::ConnectionInfo],
-) -> (Summary, Vec<Sample>, T) {
+) -> (Summary, Vec<Sample>, Vec<(f64, u64)>, T) {
     let read = feeder.input();
     let input = Input {
         packets: read.packets,
@@ -159,5 +169,13 @@ fn results<C: CoreView, S: PacketSource, T>(
     let sim_time = SimTime::ZERO + end.saturating_since(feeder.first());
     let series = fin.parts.core.snat_mut().take_series(end);
     let summary = summarize(&fin, input, sim_time, connections);
-    (summary, series, fin.taps)
+    let h = &fin.stats.latency_ns;
+    let latency = if h.is_empty() {
+        Vec::new()
+    } else {
+        let mut q: Vec<f64> = (0..=100).map(|p| f64::from(p) / 100.0).collect();
+        q.splice(100..100, [0.999, 0.9999]);
+        q.into_iter().map(|q| (q, h.value_at_quantile(q))).collect()
+    };
+    (summary, series, latency, fin.taps)
 }

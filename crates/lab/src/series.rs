@@ -19,6 +19,9 @@ pub struct Sample {
     pub ports_held: u64,
     /// Ports in use on each NAT IP.
     pub ports_in_use: Vec<(Ipv4Addr, u64)>,
+    /// Ports of closed flows still held on each NAT IP (in the order of `ports_in_use`): in
+    /// use plus held is what runs out (the report's busy ports).
+    pub ports_held_by_ip: Vec<(Ipv4Addr, u64)>,
     /// Flow records of each connection (by link id) that has had one.
     pub live_by_link: Vec<(u32, u64)>,
 }
@@ -148,6 +151,7 @@ mod tests {
             snat_failures: 0,
             ports_held: 1,
             ports_in_use: vec![(Ipv4Addr::new(10, 0, 0, 1), 2)],
+            ports_held_by_ip: vec![(Ipv4Addr::new(10, 0, 0, 1), 0)],
             live_by_link: vec![(1, 3)],
         }
     }

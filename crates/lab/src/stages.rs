@@ -364,6 +364,7 @@ impl SnatStage {
             snat_failures: 0,
             ports_held: 0,
             ports_in_use: Vec::new(),
+            ports_held_by_ip: Vec::new(),
             live_by_link: Vec::new(),
         };
         for e in &self.engines {
@@ -373,6 +374,8 @@ impl SnatStage {
             s.ports_held += st.nat_ips.iter().map(|n| n.held).sum::<u64>();
             s.ports_in_use
                 .extend(st.nat_ips.iter().map(|n| (n.ip, n.in_use)));
+            s.ports_held_by_ip
+                .extend(st.nat_ips.iter().map(|n| (n.ip, n.held)));
             for (link, &n) in e.live_by_link().iter().enumerate() {
                 let ever = e.created_by_link().get(link).is_some_and(|&c| c > 0);
                 if ever {

@@ -282,18 +282,26 @@ fn title(input: &str) -> String {
 /// What a sweep writes into its directory, `sweep.csv` first: what
 /// [`OutDir::clear`](crate::files::OutDir::clear) removes before a sweep or a merge writes
 /// any.
-pub const OUTPUTS: [&str; 3] = ["sweep.csv", "sweep.svg", "sweep.png"];
+pub const OUTPUTS: [&str; 4] = ["sweep.csv", "sweep.svg", "sweep.png", "report.html"];
 
-/// Writes the plot (`sweep.svg`, `sweep.png`; none without a row) and then `sweep.csv` into
-/// `out`: the CSV last, once the plot is whole, so that its presence means the directory is
-/// complete; a plot that can't be drawn or written is an error naming it, and no CSV is
+/// Writes the plot (`sweep.svg`, `sweep.png`; none without a row), `report.html` (see
+/// [`crate::html::sweep`], from the rows' JSON) and then `sweep.csv` into `out`: the CSV last,
+/// once the others are whole, so that its presence means the directory is complete; a plot
+/// that can't be drawn or a file that can't be written is an error naming it, and no CSV is
 /// written. Returns the CSV and whether there is a plot.
-pub fn write(out: &Path, title: &str, rows: &[Row]) -> Result<(String, bool)> {
+pub fn write(
+    out: &Path,
+    title: &str,
+    rows: &[Row],
+    meta: &crate::html::RunMeta,
+) -> Result<(String, bool)> {
     crate::files::create_dir(out)?;
     let plotted = !rows.is_empty();
     if plotted {
         plot(&out.join("sweep"), title, rows)?;
     }
+    let doc = serde_json::to_value(rows).expect("rows serialize");
+    crate::files::write_report(out, &crate::html::sweep(meta, title, &doc))?;
     let text = csv(rows);
     crate::files::write_file(&out.join("sweep.csv"), text.as_bytes())?;
     Ok((text, plotted))
