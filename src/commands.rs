@@ -137,6 +137,9 @@ fn print_summary(flags: &RunArgs, what: &str, summary: &Summary) {
         json(summary);
     } else {
         print!("{}", report::summary(what, summary));
+        if let Some(dir) = &flags.out {
+            println!("  report         {}", dir.join("report.html").display());
+        }
     }
 }
 
@@ -313,7 +316,9 @@ pub fn simulate_tcp(flags: &RunArgs, connections: u32, bytes: u64) -> Result<()>
         plsim_lab::tcp::echo_summary(&scenario, connections, bytes, flags.reuse(), Some(&stop))?;
     test_hold("outputs", &stop);
     if flags.out.is_some() {
-        eprintln!("plsim: a TCP run writes summary.json only (no pcaps, no time series)");
+        eprintln!(
+            "plsim: a TCP run writes summary.json and report.html only (no pcaps, no time series)"
+        );
     }
     let what = format!("{connections} TCP connections of {bytes} bytes");
     let print = |s: &Summary| print_summary(flags, &what, s);
@@ -420,6 +425,9 @@ pub fn plan(a: PlanArgs) -> Result<()> {
         json(&plan);
     } else {
         print!("{}", report::plan(&input, &plan));
+        if let Some(out) = &a.out {
+            println!("  report: {}", out.join("report.html").display());
+        }
     }
     plan.check_whole()
 }

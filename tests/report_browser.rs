@@ -286,6 +286,10 @@ fn every_kind_of_report_renders_in_a_real_browser_and_agrees_with_its_json() {
         "1024-1100",
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).trim_end().ends_with(&format!(
+        "report         {}",
+        d.join("report.html").display()
+    )));
     let shot = check_report(
         &browser,
         &d,

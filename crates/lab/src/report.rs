@@ -112,11 +112,14 @@ pub fn summary(what: &str, s: &Summary) -> String {
     for n in &s.nat_ips {
         wl!(
             o,
-            "  NAT IP {:<15} {:>8} flows, {:>7} ports in use at most, {:>7} at the end",
+            "  NAT IP {:<15} {:>8} flows; ports busy (in use + held) {:>7} at most of {}, in use {:>7} at most; at the end {} in use, {} held",
             n.ip,
             n.flows,
+            n.ports_busy_peak,
+            n.ports_total,
             n.ports_in_use_peak,
-            n.ports_in_use_end
+            n.ports_in_use_end,
+            n.ports_held_end
         );
     }
     if let Some(t) = s.tcp {

@@ -80,17 +80,45 @@ impl Overrides {
     }
 }
 
-/// What a run of these workloads is, in words: one endpoint's flows and arrivals, or how many
-/// endpoints run theirs.
+/// What a run of these workloads is, in plain words: one endpoint's flows, how they arrive and
+/// how long they last, or how many endpoints run theirs.
 pub fn describe(specs: &[(usize, WorkloadSpec, SimTime)]) -> String {
     match specs {
-        [(_, spec, _)] => format!(
-            "workload ({} flows max, {})",
-            spec.profile
-                .flows
-                .map_or("no limit".into(), |n| n.to_string()),
-            spec.profile.arrivals
-        ),
+        [(_, spec, _)] => {
+            let p = &spec.profile;
+            let count = match (p.flows, p.until_secs) {
+                (Some(n), Some(t)) => format!("{n} flows (none started after {t} s)"),
+                (Some(n), None) => format!("{n} flows"),
+                (None, Some(t)) => format!("flows started for {t} s"),
+                (None, None) => "flows without end".to_owned(),
+            };
+            let arrivals = match p.arrivals {
+                Arrivals::Constant { per_sec } => {
+                    format!("{per_sec} a second, evenly spaced")
+                }
+                Arrivals::Poisson { per_sec } => {
+                    format!("{per_sec} a second on average (Poisson)")
+                }
+            };
+            let lasting = match p.flow_duration {
+                FlowDuration::Fixed { secs } => format!("{secs} s each"),
+                FlowDuration::Exponential { mean_secs } => {
+                    format!("{mean_secs} s on average (exponential)")
+                }
+                FlowDuration::LogNormal { mu, sigma } => {
+                    format!("log-normal seconds (mu {mu}, sigma {sigma})")
+                }
+                FlowDuration::Pareto { scale_secs, shape } => {
+                    format!("Pareto seconds (scale {scale_secs} s, shape {shape})")
+                }
+            };
+            let close = match p.close {
+                Close::Fin => "closed by FIN",
+                Close::Rst => "closed by RST",
+                Close::Idle => "left idle to expire",
+            };
+            format!("workload of {count}, {arrivals}, lasting {lasting}, {close}")
+        }
         many => format!("workloads of {} endpoints", many.len()),
     }
 }
