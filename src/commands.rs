@@ -146,7 +146,9 @@ fn print_summary(flags: &RunArgs, what: &str, summary: &Summary) {
 /// What ran, for a report: the command line as given, plsim's version, the input, and the
 /// scenario as `plsim scenario show` prints it (left out if it can't be shown).
 fn meta(kind: &str, input: &str, scenario: Option<&Scenario>) -> RunMeta {
-    let command = std::env::args()
+    // The program as `plsim`, not the path it was started by.
+    let command = std::iter::once("plsim".to_owned())
+        .chain(std::env::args().skip(1))
         .map(|a| {
             if a.is_empty() || a.contains(|c: char| c.is_whitespace() || "'\"$`\\".contains(c)) {
                 format!("'{}'", a.replace('\'', "'\\''"))

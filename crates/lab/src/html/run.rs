@@ -76,12 +76,15 @@ pub fn run(meta: &RunMeta, summary: &Value, series: &[Sample], latency: &[(f64, 
     }
     p.raw(&table(doc, "head", &head));
 
-    p.section("Packets");
-    p.raw(&leaf_table(doc, "/packets", &|ptr| {
-        !ptr.starts_with("/packets/dropped")
-    }));
+    p.section("Over simulated time");
+    if series.is_empty() {
+        p.text("note", "No time series was taken in this run.");
+    } else {
+        p.raw(&plots(series));
+    }
+
     p.section("Drops by reason");
-    p.raw(&leaf_table(doc, "/packets/dropped", &|_| true));
+    p.raw(&leaf_row(doc, "/packets/dropped", &|_| true));
     let drops: Vec<(String, f64)> = doc
         .pointer("/packets/dropped")
         .and_then(Value::as_object)
@@ -96,10 +99,6 @@ pub fn run(meta: &RunMeta, summary: &Value, series: &[Sample], latency: &[(f64, 
     } else {
         p.raw(&svg::bars("Drops by reason", &drops));
     }
-
-    p.section("Input and flows");
-    p.raw(&leaf_table(doc, "/input", &|_| true));
-    p.raw(&leaf_table(doc, "/flows", &|_| true));
 
     p.section("Per NAT IP");
     p.text(
@@ -127,11 +126,19 @@ pub fn run(meta: &RunMeta, summary: &Value, series: &[Sample], latency: &[(f64, 
     }
     if doc.pointer("/reuse").is_some() {
         p.section("Port reuse");
-        p.raw(&leaf_table(doc, "/reuse", &|_| true));
+        p.raw(&leaf_row(doc, "/reuse", &|_| true));
     }
 
     p.section("Per connection");
     connections(&mut p, doc);
+
+    p.section("Packets");
+    p.raw(&leaf_row(doc, "/packets", &|ptr| {
+        !ptr.starts_with("/packets/dropped")
+    }));
+    p.section("Input and flows");
+    p.raw(&leaf_row(doc, "/input", &|_| true));
+    p.raw(&leaf_row(doc, "/flows", &|_| true));
 
     p.section("Backends");
     let n_backends = len(doc, "/backends");
@@ -144,14 +151,7 @@ pub fn run(meta: &RunMeta, summary: &Value, series: &[Sample], latency: &[(f64, 
     ));
     if doc.pointer("/tcp").is_some() {
         p.section("TCP");
-        p.raw(&leaf_table(doc, "/tcp", &|_| true));
-    }
-
-    p.section("Over simulated time");
-    if series.is_empty() {
-        p.text("note", "No time series was taken in this run.");
-    } else {
-        p.raw(&plots(series));
+        p.raw(&leaf_row(doc, "/tcp", &|_| true));
     }
 
     p.section("Latency and speed");
@@ -159,8 +159,8 @@ pub fn run(meta: &RunMeta, summary: &Value, series: &[Sample], latency: &[(f64, 
         "note",
         "Wall-clock time packets spent in the engine: it varies from run to run.",
     );
-    p.raw(&leaf_table(doc, "/latency_ns", &|_| true));
-    p.raw(&leaf_table(doc, "/throughput", &|_| true));
+    p.raw(&leaf_row(doc, "/latency_ns", &|_| true));
+    p.raw(&leaf_row(doc, "/throughput", &|_| true));
     p.raw(&table(
         doc,
         "kv",
@@ -220,6 +220,23 @@ pub(super) fn leaf_table(doc: &Value, base: &str, keep: &dyn Fn(&str) -> bool) -
         })
         .collect();
     table(doc, "kv", &rows)
+}
+
+/// A table of the leaves under `base` that `keep` keeps, side by side: a row of names, a row
+/// of figures.
+fn leaf_row(doc: &Value, base: &str, keep: &dyn Fn(&str) -> bool) -> String {
+    let Some(v) = doc.pointer(base) else {
+        return String::new();
+    };
+    let mut l = Vec::new();
+    leaves(v, base, &mut l);
+    let l: Vec<String> = l.into_iter().map(|(p, _)| p).filter(|p| keep(p)).collect();
+    let names = l
+        .iter()
+        .map(|p| Cell::Head(p[base.len()..].trim_start_matches('/').replace('_', " ")))
+        .collect();
+    let figures = l.iter().map(|p| Cell::Json(p.clone())).collect();
+    table(doc, "rows", &[names, figures])
 }
 
 /// The per-connection table: every connection, or the [`MAX_ROWS`] that opened the most flows
