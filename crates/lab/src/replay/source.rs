@@ -17,6 +17,10 @@ pub struct Packet<'a> {
 pub trait PacketSource {
     /// The next packet, in time order.
     fn next_packet(&mut self) -> Option<Packet<'_>>;
+
+    /// The run's stop: a source that can work long for one packet (a workload) looks at it
+    /// meanwhile. The feeder checks it between batches itself; by default, nothing more.
+    fn stop_on(&mut self, _stop: &crate::stop::Stop) {}
 }
 
 impl PacketSource for Reader {
