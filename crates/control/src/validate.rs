@@ -4,8 +4,6 @@ use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 
 use plsim_wire::SimTime;
-use toml::Spanned;
-use toml::de::{DeTable, DeValue};
 
 use crate::net::Prefix;
 use crate::plane::{ControlError, ControlPlane, Path, Seg};
@@ -445,105 +443,5 @@ fn check_endpoints(s: &Scenario, c: &mut Collector) {
                 c.at(&at, format!("endpoint `{endpoint}` is created twice"));
             }
         }
-    }
-}
-
-/// Lines for a parsed file.
-pub(crate) struct Spans<'a> {
-    text: &'a str,
-    root: Option<Spanned<DeValue<'a>>>,
-}
-
-impl<'a> Spans<'a> {
-    pub(crate) fn new(text: &'a str) -> Spans<'a> {
-        let root = DeTable::parse(text).ok().map(|t| {
-            let span = t.span();
-            Spanned::new(span, DeValue::Table(t.into_inner()))
-        });
-        Spans { text, root }
-    }
-
-    pub(crate) fn line_of_offset(&self, offset: usize) -> usize {
-        let end = offset.min(self.text.len());
-        self.text.as_bytes()[..end]
-            .iter()
-            .filter(|&&b| b == b'\n')
-            .count()
-            + 1
-    }
-
-    /// The line of the deepest part of `path` present in the file.
-    pub(crate) fn line(&self, path: &[Seg]) -> Option<usize> {
-        let mut node = self.root.as_ref()?;
-        let mut span = None;
-        for seg in path {
-            let next = match seg {
-                Seg::Key(key) => node.get_ref().get(*key),
-                Seg::Name(key) => node.get_ref().get(key.as_str()),
-                Seg::Index(i) => node.get_ref().get(*i),
-            };
-            match next {
-                Some(n) => {
-                    node = n;
-                    if !n.span().is_empty() {
-                        span = Some(n.span());
-                    }
-                }
-                None => break,
-            }
-        }
-        span.map(|s| self.line_of_offset(s.start))
-    }
-
-    /// The path of the deepest value whose span holds `offset`.
-    pub(crate) fn path_at(&self, offset: usize) -> Path {
-        let mut path = Vec::new();
-        let Some(mut node) = self.root.as_ref() else {
-            return path;
-        };
-        'down: loop {
-            match node.get_ref() {
-                DeValue::Table(t) => {
-                    for (key, v) in t.iter() {
-                        if key.span().contains(&offset) || v.span().contains(&offset) {
-                            path.push(Seg::Name(key.get_ref().to_string()));
-                            node = v;
-                            continue 'down;
-                        }
-                    }
-                    // Array-of-tables entries may have spans that cover only their header:
-                    // take the last key that starts before the offset.
-                    let before = t
-                        .iter()
-                        .filter(|(key, _)| key.span().start <= offset)
-                        .max_by_key(|(key, _)| key.span().start);
-                    match before {
-                        Some((key, v))
-                            if matches!(v.get_ref(), DeValue::Array(_) | DeValue::Table(_)) =>
-                        {
-                            path.push(Seg::Name(key.get_ref().to_string()));
-                            node = v;
-                        }
-                        _ => break,
-                    }
-                }
-                DeValue::Array(a) => {
-                    let hit = a
-                        .iter()
-                        .enumerate()
-                        .filter(|(_, v)| v.span().start <= offset)
-                        .max_by_key(|(_, v)| v.span().start);
-                    match hit {
-                        Some((i, v)) => {
-                            path.push(Seg::Index(i));
-                            node = v;
-                        }
-                        None => break,
-                    }
-                }
-                _ => break,
-            }
-        }
-        path
     }
 }
