@@ -154,3 +154,97 @@ fn a_workload_that_starts_flows_far_ahead_of_its_next_packet_stops_at_the_first_
         "it ran a while"
     );
 }
+
+#[test]
+fn more_tcp_connections_than_client_ports_is_a_usage_error_with_the_limit() {
+    refused(
+        &[
+            "simulate",
+            "--workload",
+            "tcp",
+            "--connections",
+            "4294967295",
+        ],
+        2,
+        "--connections 4294967295: a TCP run has at most 6384000 connections, one for each \
+         client port (250 client hosts, ports 40000 to 65535 of each)",
+    );
+}
+
+/// Runs plsim under an address-space limit of `kib` KiB (`ulimit -v`): a machine with that
+/// little memory for it, whatever the machine running the test has.
+#[cfg(unix)]
+fn plsim_limited(kib: u64, args: &[&str]) -> std::process::Output {
+    let mut sh = vec![
+        "-c".to_owned(),
+        format!("ulimit -v {kib} && exec \"$0\" \"$@\""),
+        env!("CARGO_BIN_EXE_plsim").to_owned(),
+    ];
+    sh.extend(args.iter().map(|a| a.to_string()));
+    let sh: Vec<&str> = sh.iter().map(String::as_str).collect();
+    let mut child = std::process::Command::new("sh")
+        .args(&sh)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > Duration::from_secs(60) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{args:?} still ran after a minute");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// What a run needs in memory is checked against what the process can have before it starts:
+/// exit 2 saying both, never an abort (134) once the allocator fails.
+#[test]
+#[cfg(unix)]
+fn runs_that_need_more_memory_than_there_is_are_refused_up_front() {
+    let two_gib = 2 << 20;
+    for (args, words) in [
+        (
+            &["bench", "--no-reference", "--flows", "100000000"][..],
+            "--flows 100000000 needs about 15.0 GiB (160 bytes a flow); its address-space \
+             limit (ulimit -v) leaves ",
+        ),
+        (
+            &[
+                "simulate",
+                "--workload",
+                "tcp",
+                "--connections",
+                "100000",
+                "-q",
+            ][..],
+            "--connections 100000 needs about 12.6 GiB (132.0 KiB a connection); its \
+             address-space limit (ulimit -v) leaves ",
+        ),
+    ] {
+        let o = plsim_limited(two_gib, args);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(words), "{args:?}: {err}");
+    }
+    // What fits runs.
+    let o = plsim_limited(
+        two_gib,
+        &[
+            "simulate",
+            "--workload",
+            "tcp",
+            "--connections",
+            "10",
+            "--bytes",
+            "1000",
+            "-q",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = plsim_limited(two_gib, &["bench", "--flows", "1000", "--packets", "1000"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
