@@ -15,7 +15,6 @@ use clap::{Args, CommandFactory, Parser, Subcommand};
 use plsim_control::scenario::{Allocator, PortRange, ReuseScope};
 use plsim_engine::{DEFAULT_BATCH, Engine};
 use plsim_lab::{path, workload};
-use plsim_traffic::workload::Arrivals;
 use values::{MAX_POINTS, Values};
 
 mod commands;
@@ -355,16 +354,11 @@ impl SweepArgs {
         let top = load.iter().copied().fold(0.0, f64::max);
         for (_, spec, _) in &specs {
             let arrivals = spec.profile.arrivals;
-            let per_sec = arrivals.per_sec() * top;
-            let scaled = match arrivals {
-                Arrivals::Constant { .. } => Arrivals::Constant { per_sec },
-                Arrivals::Poisson { .. } => Arrivals::Poisson { per_sec },
-            };
-            if let Err(e) = scaled.validate() {
+            if let Err(e) = arrivals.times(top).validate() {
                 return Err(usage_error(
                     "sweep",
                     ErrorKind::ValueValidation,
-                    format!("--load {top} makes the workload's {arrivals} {scaled}: {e}"),
+                    format!("--load {top} times the workload's {arrivals}: {e}"),
                 ));
             }
         }

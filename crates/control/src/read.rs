@@ -109,8 +109,13 @@ fn utf8(bytes: &[u8]) -> (String, Vec<Problem>) {
         if bad.is_empty() {
             continue;
         }
+        let listed = bad_lines.len();
         match bad_lines.last_mut() {
-            Some((l, _, _, shown)) if *l == line => shown.extend(bad),
+            Some((l, _, _, shown)) if *l == line => {
+                shown.extend(bad.iter().take(9usize.saturating_sub(shown.len())));
+            }
+            // Past the problems listed, the rest is only read.
+            _ if listed > MAX_PROBLEMS => {}
             _ => bad_lines.push((line, col, at + 1, bad.to_vec())),
         }
         at += bad.len();
@@ -164,12 +169,14 @@ fn text_problems(text: &str) -> Result<Scenario, Vec<Problem>> {
         .collect())
 }
 
-/// Every syntax error, with its line. The parser gives every error a place but one (a key
-/// nested past its limit): that one is found by reading ever longer beginnings of the file.
+/// Every syntax error, with its line. The parser gives every error a place but one: a key of
+/// more than 80 parts. A key is on one line, and the line alone makes the same error: the lines
+/// of enough dots that do, in order, are those errors' lines.
 fn syntax_problems(text: &str, lines: &LineIndex, errors: &[toml::de::Error]) -> Vec<Problem> {
     let mut out = Vec::new();
     let mut placeless = Vec::new();
-    for e in errors {
+    // In file order: the first ones are those listed.
+    for e in errors.iter().take(MAX_PROBLEMS + 1) {
         let message = match e.message().trim() {
             // The parser's words for a dotted key or table name of more than 80 parts.
             "recursion limit" => {
@@ -187,44 +194,23 @@ fn syntax_problems(text: &str, lines: &LineIndex, errors: &[toml::de::Error]) ->
         }
     }
     if !placeless.is_empty() {
-        let mut found = Vec::new();
-        let count = |upto: usize| {
-            let (_, errors) = DeTable::parse_recoverable(&text[..lines.end_of(upto)]);
-            errors.iter().filter(|e| e.span().is_none()).count()
-        };
-        let total = placeless.len().min(MAX_PROBLEMS + 1);
-        steps(&count, (0, 0), (lines.count(), total), &mut found);
-        for (i, message) in placeless.into_iter().enumerate() {
+        let mut deep = text.lines().enumerate().filter_map(|(i, line)| {
+            let placeless = |l: &str| {
+                let (_, errors) = DeTable::parse_recoverable(l);
+                errors.iter().any(|e| e.span().is_none())
+            };
+            (line.matches('.').count() >= 80 && placeless(line)).then_some(i + 1)
+        });
+        for message in placeless {
             out.push(Problem {
                 path: String::new(),
-                // A beginning that did not show it (a cut changes what follows): the last line.
-                line: Some(found.get(i).copied().unwrap_or(lines.count())),
+                // None found (a line alone that reads otherwise): the last line.
+                line: Some(deep.next().unwrap_or(lines.count())),
                 message,
             });
         }
     }
     out
-}
-
-/// The lines where `count` (of the file's first lines) goes up, once per step, between `lo`
-/// and `hi` (each a line and its count).
-fn steps(
-    count: &dyn Fn(usize) -> usize,
-    lo: (usize, usize),
-    hi: (usize, usize),
-    found: &mut Vec<usize>,
-) {
-    if hi.1 <= lo.1 || found.len() > MAX_PROBLEMS {
-        return;
-    }
-    if hi.0 <= lo.0 + 1 {
-        found.extend(std::iter::repeat_n(hi.0, hi.1 - lo.1));
-        return;
-    }
-    let mid = (lo.0 + hi.0) / 2;
-    let at_mid = (mid, count(mid).clamp(lo.1, hi.1));
-    steps(count, lo, at_mid, found);
-    steps(count, at_mid, hi, found);
 }
 
 /// A problem of the types: its place in the text, its path and what is wrong.
@@ -397,11 +383,6 @@ impl LineIndex {
     fn count(&self) -> usize {
         self.line_of(self.len)
     }
-
-    /// The offset just past line `line` (1-based; 0: the start).
-    fn end_of(&self, line: usize) -> usize {
-        self.starts.get(line).copied().unwrap_or(self.len)
-    }
 }
 /// Places in a parsed file: the line of a path, the path at an offset.
 pub(crate) struct Spans<'a> {
@@ -431,5 +412,57 @@ impl<'a> Spans<'a> {
             }
         }
         span.map(|s| self.lines.line_of(s.start))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines_of(text: &str) -> Vec<Option<usize>> {
+        match bytes(text.as_bytes()) {
+            Ok(_) => Vec::new(),
+            Err(p) => p.0.iter().map(|p| p.line).collect(),
+        }
+    }
+
+    #[test]
+    fn keys_nested_past_the_limit_each_have_their_line() {
+        let deep = |k: &str| vec![k; 85].join(".");
+        let text = format!(
+            "seed = 1\n{} = 1\n# {}\n[{}]\nx = [\n  {{ {} = 2 }},\n]\n",
+            deep("a"),
+            deep("comment"),
+            deep("t"),
+            deep("b")
+        );
+        let (_, errors) = DeTable::parse_recoverable(&text);
+        let placeless = errors.iter().filter(|e| e.span().is_none()).count();
+        assert!(placeless >= 1, "{errors:?}");
+        let lines = lines_of(&text);
+        assert!(lines.iter().all(Option::is_some), "{lines:?}");
+        // The deep keys are on lines 2, 4 and 6, never the comment's line 3.
+        for l in lines.iter().flatten() {
+            assert!([2, 4, 6].contains(l), "{lines:?}");
+        }
+    }
+
+    #[test]
+    fn not_utf8_bytes_are_listed_once_a_line_a_few_of_them() {
+        let mut text = b"seed = 1\n# ".to_vec();
+        text.extend([0xff; 20]);
+        text.extend(b"\n# \xc3\n");
+        let p = bytes(&text).unwrap_err().0;
+        // And the rest is read: it lacks its load balancer.
+        assert_eq!(p[0].message, "missing field `load_balancer`");
+        let p = &p[1..];
+        assert_eq!(p.len(), 2, "{p:?}");
+        assert_eq!(p[0].line, Some(2));
+        assert_eq!(
+            p[0].message,
+            "column 3 (byte 12 of the file): 0xff 0xff 0xff 0xff 0xff 0xff 0xff 0xff ... are not \
+             UTF-8: a scenario file is UTF-8 text"
+        );
+        assert_eq!(p[1].line, Some(3));
     }
 }

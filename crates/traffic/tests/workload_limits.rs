@@ -37,6 +37,19 @@ fn an_arrival_rate_above_one_flow_a_nanosecond_is_refused_with_the_limit() {
         Err(SpecError::RateTooHigh { per_sec: 1e15 })
     );
     assert!(Workload::new(&spec).is_err());
+    // A sweep's load multiplies the rate: the product is checked the same way.
+    let busy = Arrivals::Poisson { per_sec: 100.0 }.times(1e13);
+    assert_eq!(busy, Arrivals::Poisson { per_sec: 1e15 });
+    assert_eq!(
+        busy.validate(),
+        Err(SpecError::RateTooHigh { per_sec: 1e15 })
+    );
+    assert!(
+        Arrivals::Constant { per_sec: 100.0 }
+            .times(1e7)
+            .validate()
+            .is_ok()
+    );
 }
 
 /// One host whose flows hold its 64,512 client ports for a day, a billion flows a second:

@@ -134,6 +134,18 @@ impl Arrivals {
         }
     }
 
+    /// The same process at `factor` times the rate (a sweep's load), unchecked.
+    pub fn times(self, factor: f64) -> Arrivals {
+        match self {
+            Arrivals::Constant { per_sec } => Arrivals::Constant {
+                per_sec: per_sec * factor,
+            },
+            Arrivals::Poisson { per_sec } => Arrivals::Poisson {
+                per_sec: per_sec * factor,
+            },
+        }
+    }
+
     /// Checks the rate: a finite number above zero, and at most [`MAX_RATE`].
     pub fn validate(&self) -> Result<(), SpecError> {
         let per_sec = self.per_sec();
