@@ -210,6 +210,9 @@ impl<'r, S: PacketSource> CaptureFeeder<'r, S> {
     /// Stops reading when `stop` is requested (checked before each batch): the packets read
     /// so far go through, the rest of the input and of the timeline do not.
     pub fn stop_on(mut self, stop: Option<crate::stop::Stop>) -> Self {
+        if let Some(s) = &stop {
+            self.reader.stop_on(s);
+        }
         self.stop = stop;
         self
     }
