@@ -17,9 +17,10 @@ browser=$(command -v chromium || command -v chromium-browser)
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
 start=$(date +%s.%N)
-"$PLSIM" simulate --flows "$flows" --arrivals "poisson:$rate" --no-pcaps -q --out "$dir/out" >"$dir/summary.txt"
+"$PLSIM" simulate --flows "$flows" --arrivals "poisson:$rate" --until "$((2 * flows / rate + 10))" \
+    --no-pcaps -q --out "$dir/out" >"$dir/summary.txt"
 end=$(date +%s.%N)
-head -1 "$dir/summary.txt"
+sed -n "1p;/^  flows/p;/^  NAT IP/p" "$dir/summary.txt" | head -4
 echo "simulate: $(echo "$end - $start" | bc) s"
 echo "report.html: $(stat -c %s "$dir/out/report.html") bytes ($(grep -o '<svg' "$dir/out/report.html" | wc -l) plots, $(grep -o 'data-json' "$dir/out/report.html" | wc -l) figures)"
 echo '<!DOCTYPE html><title>empty</title>' >"$dir/empty.html"
