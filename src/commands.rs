@@ -304,10 +304,6 @@ pub fn scenario_show(file: Option<&Path>, as_json: bool) -> Result<()> {
 
 /// `plsim plan`.
 pub fn plan(a: PlanArgs) -> Result<()> {
-    let pcap = a
-        .pcap
-        .as_deref()
-        .expect("clap requires the capture outside `plan merge`");
     let overrides = Overrides {
         ports: a.ports,
         reuse: a.reuse,
@@ -315,6 +311,10 @@ pub fn plan(a: PlanArgs) -> Result<()> {
         ..Overrides::default()
     };
     let base = load_scenario(a.scenario.as_deref(), &overrides)?;
+    let pcap = a
+        .pcap
+        .as_deref()
+        .expect("clap requires the capture outside `plan merge`");
     let available = base.services.first().map_or(0, |s| s.nat_ips.len());
     if a.list {
         print!("{}", plsim_lab::plan::list(available));
@@ -328,7 +328,8 @@ pub fn plan(a: PlanArgs) -> Result<()> {
         let ran = plsim_lab::plan::run_one(&base, a.pickup, Some(&stop), k, pcap)?;
         return point_out(ran, k, &out, a.json);
     }
-    let plan = plsim_lab::plan::plan(&base, a.pickup, Some(&stop), || Ok(Reader::open(pcap)?))?;
+    let mut plan = plsim_lab::plan::plan(&base, a.pickup, Some(&stop), || Ok(Reader::open(pcap)?))?;
+    plan.size_for(a.loss);
     if let Some(w) = &plan.warning {
         warn(w);
     }
@@ -343,9 +344,11 @@ pub fn plan(a: PlanArgs) -> Result<()> {
     plan.check_whole()
 }
 
-/// `plsim plan merge`: every `plan-point-*.json` of `dirs` into the plan.
-pub fn plan_merge(dirs: &[std::path::PathBuf], as_json: bool) -> Result<()> {
-    let (plan, input) = plsim_lab::plan::merge(points::read(Command::Plan, dirs)?)?;
+/// `plsim plan merge`: every `plan-point-*.json` of `dirs` into the plan, its theory sized for
+/// `loss`.
+pub fn plan_merge(dirs: &[std::path::PathBuf], as_json: bool, loss: f64) -> Result<()> {
+    let (mut plan, input) = plsim_lab::plan::merge(points::read(Command::Plan, dirs)?)?;
+    plan.size_for(loss);
     if plan.truncated {
         warn(DAMAGED_POINTS);
     }

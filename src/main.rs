@@ -14,6 +14,7 @@ use clap::error::ErrorKind;
 use clap::{Args, CommandFactory, Parser, Subcommand};
 use plsim_control::scenario::{Allocator, PortRange, ReuseScope};
 use plsim_engine::{DEFAULT_BATCH, Engine};
+use plsim_lab::theory::{DEFAULT_LOSS, rate};
 use plsim_lab::{path, workload};
 use values::{MAX_POINTS, Values};
 
@@ -44,8 +45,9 @@ enum Command {
     /// Run one workload over many settings; write a CSV and a plot. On a cluster: `--list`
     /// the points, run each with `--point K`, then `sweep merge` their results.
     Sweep(SweepCommand),
-    /// How many NAT IPs (and which timers) a capture needs to lose no flow. On a cluster:
-    /// `--list` the NAT IP counts, replay each with `--point K`, then `plan merge`.
+    /// How many NAT IPs (and which timers) a capture needs to lose no flow, with Erlang B's loss
+    /// beside each count. On a cluster: `--list` the NAT IP counts, replay each with
+    /// `--point K`, then `plan merge`.
     Plan(PlanCommand),
     /// In-memory throughput of the whole path.
     Bench(BenchArgs),
@@ -242,6 +244,9 @@ struct PlanMergeArgs {
     /// Print the plan as JSON.
     #[arg(long)]
     json: bool,
+    /// The most loss the theory sizes for: the fewest NAT IPs whose Erlang B loss is at most P.
+    #[arg(long, value_name = "P", default_value_t = DEFAULT_LOSS, value_parser = rate::parse_loss)]
+    loss: f64,
 }
 
 #[derive(Args)]
@@ -275,6 +280,9 @@ struct PlanArgs {
     /// Print the plan as JSON.
     #[arg(long)]
     json: bool,
+    /// The most loss the theory sizes for: the fewest NAT IPs whose Erlang B loss is at most P.
+    #[arg(long, value_name = "P", default_value_t = DEFAULT_LOSS, value_parser = rate::parse_loss)]
+    loss: f64,
 }
 
 #[derive(Args)]
@@ -427,7 +435,7 @@ fn run(cli: Cli) -> plsim_lab::Result<()> {
         Command::Plan(PlanCommand {
             merge: Some(PlanMerge::Merge(m)),
             ..
-        }) => commands::plan_merge(&m.dirs, m.json),
+        }) => commands::plan_merge(&m.dirs, m.json, m.loss),
         Command::Plan(a) => commands::plan(a.args),
         Command::Bench(a) => commands::bench(a),
         Command::Scenario(ScenarioCommand::Default) => {
