@@ -9,6 +9,7 @@ use crate::inspect::Report;
 use crate::plan::Plan;
 use crate::summary::Summary;
 use crate::theory::beside::{Beside, sig};
+use crate::theory::rate::Answer;
 
 /// `writeln!` into a `String`, which can't fail.
 macro_rules! wl {
@@ -355,6 +356,65 @@ fn theory(o: &mut String, t: &Beside) {
     for r in &t.reasons {
         wl!(o, "  where they part: {r}");
     }
+}
+
+/// `plsim plan --rate R --hold S` (and `--check`).
+pub fn plan_rate(a: &Answer) -> String {
+    let mut o = String::new();
+    let scopes = match a.reuse {
+        plsim_snat::ReuseScope::PerBackend => format!(
+            "per-backend: {} backends, {} erlangs each",
+            a.backends,
+            sig(a.load_erlangs / f64::from(a.backends.max(1)))
+        ),
+        plsim_snat::ReuseScope::PerIp => "per-ip: one scope".to_owned(),
+    };
+    wl!(
+        o,
+        "{} flows a second holding their ports {} s: {} erlangs ({scopes}), {} ports per NAT IP",
+        sig(a.rate_per_s),
+        sig(a.hold_s),
+        sig(a.load_erlangs),
+        a.ports_per_nat_ip
+    );
+    let checked = a.counts.iter().any(|c| c.simulated.is_some());
+    wl!(
+        o,
+        "  NAT IPs      ports     Erlang B{}",
+        if checked {
+            "    simulated  (flows, SNAT failures)"
+        } else {
+            ""
+        }
+    );
+    for c in &a.counts {
+        let sim = c.simulated.map_or(String::new(), |s| {
+            format!(" {:>12}  ({}, {})", loss(s.loss), s.flows, s.snat_failures)
+        });
+        wl!(
+            o,
+            "  {:>7} {:>10} {:>12}{sim}",
+            c.nat_ips,
+            c.ports,
+            loss(c.erlang_b)
+        );
+    }
+    wl!(o, "  {}", sized(a.loss_target, a.nat_ips_needed));
+    if let Some(c) = &a.check {
+        let m = &c.measured;
+        wl!(
+            o,
+            "  checked: {} Poisson flows a run, lives {}, FIN hold {} s, {} data packets a flow, {} hosts; as run: {} flows a second, each holding its port {} s",
+            c.flows,
+            c.durations,
+            sig(c.fin_hold_s),
+            c.packets_per_flow,
+            c.hosts,
+            sig(m.flows as f64 / m.span_s.max(f64::MIN_POSITIVE)),
+            sig(m.hold_s)
+        );
+    }
+    o
 }
 
 /// `plsim bench`.
