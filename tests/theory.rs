@@ -65,6 +65,78 @@ fn simulated_loss_agrees_with_erlang_b() {
     );
 }
 
+/// A capture of Poisson arrivals, long enough: the worked example's workload
+/// (`docs/allocators.toml`: one flow a second, each holding its port 40 s, 60,000 flows, 1,500
+/// mean holds) on four ports per NAT IP, so that every count loses a quarter of the flows or
+/// more. Each count replayed apart (`plan --point K`, then `plan merge`, so every count has its
+/// replay): the replays' loss agrees with Erlang B for the load the capture offered within 5%
+/// at every count, and no count parts; the plan of the one machine, whose one replay at eight
+/// NAT IPs loses, agrees there too.
+#[test]
+fn a_plan_of_a_poisson_capture_agrees_with_erlang_b() {
+    let dir = scratch("theory_poisson_capture");
+    let example = std::fs::read_to_string("docs/allocators.toml").unwrap();
+    assert!(example.contains(r#"ports = "1024-1031""#));
+    let scenario = dir.join("four-ports.toml");
+    std::fs::write(
+        &scenario,
+        example.replace(r#"ports = "1024-1031""#, r#"ports = "1024-1027""#),
+    )
+    .unwrap();
+    let scenario = scenario.to_str().unwrap();
+    let pcap = dir.join("poisson.pcap");
+    let pcap = pcap.to_str().unwrap();
+    let made = plsim(&[
+        "generate",
+        "workload",
+        "--scenario",
+        scenario,
+        "--out",
+        pcap,
+    ]);
+    assert_eq!(made.status.code(), Some(0), "{}", stderr(&made));
+    let pts = dir.join("pts");
+    for k in 0..8 {
+        let k = k.to_string();
+        let args = ["plan", pcap, "--scenario", scenario, "--point", &k, "--out"];
+        let r = plsim(&[&args[..], &[pts.to_str().unwrap()]].concat());
+        assert_eq!(r.status.code(), Some(0), "{}", stderr(&r));
+    }
+    let check = |t: &serde_json::Value, replayed: usize| {
+        let off = &t["offered"];
+        assert_eq!(off["flows"], 60_000, "{off}");
+        let load = off["load_erlangs"].as_f64().unwrap();
+        assert!((load / 40.0 - 1.0).abs() < 0.02, "{off}");
+        let d = off["measure"]["dispersion"]["index"].as_f64().unwrap();
+        assert!((d - 1.0).abs() < 0.1, "{off}");
+        let mut compared = 0;
+        for c in t["counts"].as_array().unwrap() {
+            let Some(replay) = c["replay_loss"].as_f64() else {
+                continue;
+            };
+            let theory = c["erlang_b"].as_f64().unwrap();
+            assert!(theory > 0.2, "{c}");
+            assert!((replay - theory).abs() <= 0.05 * theory, "{c}");
+            assert_eq!(c["parts"], false, "{c}");
+            compared += 1;
+        }
+        assert_eq!(compared, replayed, "{t}");
+        assert_eq!(t["reasons"].as_array().unwrap().len(), 0, "{t}");
+    };
+    let merged = json(&plsim(&["plan", "merge", pts.to_str().unwrap(), "--json"]));
+    check(&merged["theory"], 8);
+    let alone = json(&plsim(&["plan", pcap, "--scenario", scenario, "--json"]));
+    assert_eq!(alone["nat_ips_needed"], serde_json::Value::Null);
+    check(&alone["theory"], 1);
+    for n in 0..8 {
+        let (a, m) = (
+            &alone["theory"]["counts"][n],
+            &merged["theory"]["counts"][n],
+        );
+        assert_eq!(a["erlang_b"], m["erlang_b"]);
+    }
+}
+
 /// Per-backend reuse: each of two backends offered half the flows, each its own 30 ports per
 /// NAT IP: the same 64 erlangs a scope as above, the same loss with one NAT IP.
 #[test]
