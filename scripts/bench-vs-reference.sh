@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `plsim bench` against its same-run single-core reference NAT loop (one frame per flow, round
 # robin: make the frame, one hashbrown lookup, the source rewrite with its checksum update), at
-# 1M and 10M live flows, ROUNDS times each; then the sequential engine (one thread) against the
+# 100,000, 1M and 10M live flows, ROUNDS times each; then the sequential engine (one thread) against the
 # threaded one (two working threads) at 1M. Each bench alternates the path and the loop over
 # five rounds of its frames (`--rounds`), and prints each round's ratio too. Prints the machine
 # first: figures depend on it.
@@ -24,6 +24,7 @@ print("  %9d flows %-10s: %6.2f Mpps, reference %6.2f Mpps, ratio %.2fx (its %d 
 }
 for i in $(seq "$rounds"); do
     echo "round $i"
+    ./target/release/plsim bench --flows 100000 --packets 20000000 --json | row threaded
     ./target/release/plsim bench --flows 1000000 --packets 20000000 --json | row threaded
     ./target/release/plsim bench --flows 10000000 --packets 40000000 --json | row threaded
     ./target/release/plsim bench --flows 1000000 --packets 20000000 --engine sequential --json | row sequential

@@ -2,7 +2,8 @@
 # `plsim replay` against libpcap on the same capture, whole processes, alternating, ROUNDS times:
 # without --out against `tcpdump -r CAP -w /dev/null` (libpcap only reading), with --out (both
 # pcaps, the time series and its plot) against `tcpdump -r CAP -w FILE` (reading and writing one
-# copy). The capture: 200,000 complete conversations (1.6M packets, 212 MB) from plsim's
+# copy). Each process's time is its wall clock and its CPU (user + system), so a rate and a cost
+# per packet are both shown. The capture: 200,000 complete conversations (1.6M packets, 212 MB) from plsim's
 # generator, read once first so every run finds it in the page cache.
 # Needs tcpdump (apt-get install tcpdump). Usage: scripts/replay-vs-tcpdump.sh [ROUNDS]
 set -euo pipefail
@@ -15,14 +16,17 @@ trap 'rm -rf "$dir"' EXIT
 pcap=$dir/conv200k.pcap
 ./target/release/plsim generate conversations --flows 200000 --out "$pcap"
 cat "$pcap" > /dev/null
-secs() { /usr/bin/time -f '%e' "$@" 2>&1 >/dev/null | tail -1; }
+# "wall, cpu" of one whole process
+secs() { /usr/bin/time -f '%e, %U + %S' "$@" 2>&1 >/dev/null | tail -1; }
 for i in $(seq "$rounds"); do
     t0=$(secs tcpdump -r "$pcap" -w /dev/null)
     p0=$(secs ./target/release/plsim replay "$pcap")
     t1=$(secs tcpdump -r "$pcap" -w "$dir/copy.pcap")
     p1=$(secs ./target/release/plsim replay "$pcap" --out "$dir/out")
     python3 -c "
-t0, p0, t1, p1 = $t0, $p0, $t1, $p1
-print(f'round $i: reading: tcpdump {t0:.2f} s, plsim replay {p0:.2f} s ({t0 / p0:.2f}x the rate); '
-      f'writing: tcpdump -w FILE {t1:.2f} s, plsim replay --out {p1:.2f} s ({t1 / p1:.2f}x)')"
+(t0, c0), (p0, d0), (t1, c1), (p1, d1) = ($t0), ($p0), ($t1), ($p1)
+print(f'round $i: reading: tcpdump {t0:.2f} s ({c0:.2f} s CPU), plsim replay {p0:.2f} s ({d0:.2f} s CPU): '
+      f'{t0 / p0:.2f}x the rate, {d0 / c0:.2f}x the CPU; '
+      f'writing: tcpdump -w FILE {t1:.2f} s ({c1:.2f} s CPU), plsim replay --out {p1:.2f} s ({d1:.2f} s CPU): '
+      f'{t1 / p1:.2f}x the rate, {d1 / c1:.2f}x the CPU')"
 done

@@ -375,6 +375,33 @@ impl SweepArgs {
                 format!("the grid has {points} points; at most {MAX_POINTS}"),
             ));
         }
+        match (&self.pcap, &self.load) {
+            (None, Some(load)) => self.check_load(&load.0),
+            _ => Ok(()),
+        }
+    }
+
+    /// `--load` multiplies each workload's arrival rate: every product must be a rate a
+    /// workload may have (at most one flow a nanosecond). The rates are the scenario's
+    /// workloads' with the flags over them; a scenario that can't be used is left for the run
+    /// to report.
+    fn check_load(&self, load: &[f64]) -> Result<(), clap::Error> {
+        let scenario =
+            plsim_lab::files::load_scenario(self.scenario.as_deref(), &Default::default());
+        let Ok(specs) = scenario.and_then(|s| workload::specs(&s, &self.workload)) else {
+            return Ok(());
+        };
+        let top = load.iter().copied().fold(0.0, f64::max);
+        for (_, spec, _) in &specs {
+            let arrivals = spec.profile.arrivals;
+            if let Err(e) = arrivals.times(top).validate() {
+                return Err(usage_error(
+                    "sweep",
+                    ErrorKind::ValueValidation,
+                    format!("--load {top} times the workload's {arrivals}: {e}"),
+                ));
+            }
+        }
         Ok(())
     }
 }

@@ -23,6 +23,7 @@
 mod alias;
 pub mod net;
 mod plane;
+mod read;
 pub mod scenario;
 mod validate;
 
@@ -158,43 +159,24 @@ impl Scenario {
         toml::to_string(self).expect("a scenario always serializes")
     }
 
-    /// Parses and validates a scenario file. A syntax or type error (an unknown key, a bad
-    /// value) is reported alone, with its line; otherwise every rule is checked and every
-    /// problem reported, with its path and line, in line order.
+    /// Parses and validates a scenario file: the scenario, or every problem with its path and
+    /// line, in line order (syntax, then types, then the rules: see [`from_toml_bytes`]).
+    ///
+    /// [`from_toml_bytes`]: Self::from_toml_bytes
     pub fn from_toml_str(text: &str) -> Result<Scenario, Problems> {
-        let spans = validate::Spans::new(text);
-        let scenario: Scenario = match toml::from_str(text) {
-            Ok(s) => s,
-            Err(e) => {
-                let (path, line) = match e.span() {
-                    Some(span) => (
-                        validate::path_string(&spans.path_at(span.start)),
-                        Some(spans.line_of_offset(span.start)),
-                    ),
-                    None => (String::new(), None),
-                };
-                return Err(Problems(vec![Problem {
-                    path,
-                    line,
-                    message: e.message().trim().to_owned(),
-                }]));
-            }
-        };
-        let found = validate::problems(&scenario);
-        if found.is_empty() {
-            return Ok(scenario);
-        }
-        let mut problems: Vec<Problem> = found
-            .into_iter()
-            .map(|(path, message)| Problem {
-                line: spans.line(&path),
-                path: validate::path_string(&path),
-                message,
-            })
-            .collect();
-        // In file order (a stable sort keeps discovery order on a line).
-        problems.sort_by_key(|p| p.line.unwrap_or(usize::MAX));
-        Err(Problems(problems))
+        read::text(text)
+    }
+
+    /// Parses and validates a scenario file's bytes. Each pass reports every problem it finds,
+    /// each with its line: bytes that are not UTF-8 (the rest is read with them replaced);
+    /// the TOML syntax; the types (every value of the wrong type, unknown key and missing
+    /// key); then, when those are right, every rule. At most [`MAX_PROBLEMS`] problems are
+    /// listed; a file larger than [`MAX_FILE_BYTES`] is refused (its one problem has no line).
+    ///
+    /// [`MAX_PROBLEMS`]: scenario::MAX_PROBLEMS
+    /// [`MAX_FILE_BYTES`]: scenario::MAX_FILE_BYTES
+    pub fn from_toml_bytes(bytes: &[u8]) -> Result<Scenario, Problems> {
+        read::bytes(bytes)
     }
 
     /// Checks every rule of a scenario built in code (no lines: there is no file).

@@ -17,6 +17,8 @@ pub use plsim_lb::{Distribution, Hashing, OnBackendDown, RuleKind};
 pub use plsim_snat::{Allocator, PortRange, ReuseScope, Selection, Timers};
 pub use plsim_traffic::workload::{Arrivals, Close, FlowDuration, Profile};
 
+pub use crate::read::{MAX_FILE_BYTES, MAX_PROBLEMS};
+
 use crate::net::Prefix;
 
 mod load_balancer;

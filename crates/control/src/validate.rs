@@ -1,12 +1,11 @@
 //! Validation of scenarios: every problem, with its place in the file.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 
 use plsim_wire::SimTime;
-use toml::Spanned;
-use toml::de::{DeTable, DeValue};
 
+use crate::net::Prefix;
 use crate::plane::{ControlError, ControlPlane, Path, Seg};
 use crate::scenario::{Event, Hashing, RuleKind, Scenario};
 
@@ -192,6 +191,7 @@ fn check_subnets(
     c: &mut Collector,
 ) {
     let mut sub_names = HashSet::new();
+    let mut earlier = EarlierPrefixes::default();
     for (j, sn) in subnets.iter().enumerate() {
         let at = |f| {
             let mut p = vnet_path.to_vec();
@@ -214,12 +214,48 @@ fn check_subnets(
                 &at("prefix"),
                 format!("{} is too small: the smallest subnet is a /29", sn.prefix),
             );
-        } else if let Some(o) = subnets[..j].iter().find(|o| o.prefix.overlaps(&sn.prefix)) {
+        } else if let Some(o) = earlier.overlapping(&sn.prefix).map(|i| &subnets[i]) {
             c.at(
                 &at("prefix"),
                 format!("{} overlaps subnet `{}` ({})", sn.prefix, o.name, o.prefix),
             );
         }
+        earlier.add(sn.prefix, j);
+    }
+}
+
+/// The prefixes seen so far, to find one that overlaps a new one in a few lookups: one that
+/// covers it (one of the 33 that could: the first of them in the file), else one inside it (the
+/// lowest). Either way a subnet it overlaps; the first in the file when only one does.
+#[derive(Default)]
+struct EarlierPrefixes {
+    /// Each prefix's first index, by (network, length); a map in address order.
+    first: BTreeMap<(u32, u8), usize>,
+}
+
+impl EarlierPrefixes {
+    fn add(&mut self, p: Prefix, i: usize) {
+        let key = (u32::from(p.network()), p.prefix_len());
+        self.first.entry(key).or_insert(i);
+    }
+
+    /// The index of an earlier prefix that overlaps `p`.
+    fn overlapping(&self, p: &Prefix) -> Option<usize> {
+        let net = u32::from(p.network());
+        let covering = (0..=p.prefix_len())
+            .filter_map(|len| {
+                let mask = u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0);
+                self.first.get(&(net & mask, len)).copied()
+            })
+            .min();
+        covering.or_else(|| {
+            // Nothing that starts inside `p` can be larger than `p`: these are all inside.
+            let last = u32::from(p.last());
+            self.first
+                .range((net, p.prefix_len())..=(last, 32))
+                .next()
+                .map(|(_, &i)| i)
+        })
     }
 }
 
@@ -232,33 +268,36 @@ fn check_load_balancer(s: &Scenario, c: &mut Collector) {
             "the load balancer needs at least one frontend",
         );
     }
+    let (mut names, mut ips) = (HashSet::new(), HashSet::new());
     for (i, f) in lb.frontends.iter().enumerate() {
         let at = |x| [k("load_balancer"), k("frontends"), ix(i), k(x)];
-        if lb.frontends[..i].iter().any(|o| o.name == f.name) {
+        if !names.insert(f.name.as_str()) {
             c.at(
                 &at("name"),
                 format!("frontend `{}` is defined twice", f.name),
             );
         }
-        if lb.frontends[..i].iter().any(|o| o.ip == f.ip) {
+        if !ips.insert(f.ip) {
             c.at(
                 &at("ip"),
                 format!("{} is the address of another frontend", f.ip),
             );
         }
     }
+    let mut pools = HashSet::new();
     for (i, p) in lb.pools.iter().enumerate() {
-        if lb.pools[..i].iter().any(|o| o.name == p.name) {
+        if !pools.insert(p.name.as_str()) {
             c.at(
                 &[base.clone(), k("pools"), ix(i), k("name")],
                 format!("pool `{}` is defined twice", p.name),
             );
         }
+        let mut seen = HashSet::new();
         for (j, b) in p.backends.iter().enumerate() {
             let at = [k("load_balancer"), k("pools"), ix(i), k("backends"), ix(j)];
-            if p.backends[..j].contains(b) {
+            if !seen.insert(*b) {
                 c.at(&at, format!("backend {b} is twice in the pool"));
-            } else if lb.frontends.iter().any(|f| f.ip == *b) {
+            } else if ips.contains(b) {
                 c.at(&at, format!("backend {b} is a frontend's address"));
             }
         }
@@ -391,10 +430,11 @@ fn check_endpoints(s: &Scenario, c: &mut Collector) {
         }
     }
     let mut created = HashSet::new();
+    let defined: HashSet<&str> = s.endpoints.iter().map(|e| e.name.as_str()).collect();
     for (i, ev) in s.timeline.iter().enumerate() {
         if let Event::CreateEndpoint { endpoint, .. } = ev {
             let at = [k("timeline"), ix(i), k("endpoint")];
-            if !s.endpoints.iter().any(|e| &e.name == endpoint) {
+            if !defined.contains(endpoint.as_str()) {
                 c.at(
                     &at,
                     format!("no endpoint `{endpoint}` in [[endpoints]] to create"),
@@ -403,105 +443,5 @@ fn check_endpoints(s: &Scenario, c: &mut Collector) {
                 c.at(&at, format!("endpoint `{endpoint}` is created twice"));
             }
         }
-    }
-}
-
-/// Lines for a parsed file.
-pub(crate) struct Spans<'a> {
-    text: &'a str,
-    root: Option<Spanned<DeValue<'a>>>,
-}
-
-impl<'a> Spans<'a> {
-    pub(crate) fn new(text: &'a str) -> Spans<'a> {
-        let root = DeTable::parse(text).ok().map(|t| {
-            let span = t.span();
-            Spanned::new(span, DeValue::Table(t.into_inner()))
-        });
-        Spans { text, root }
-    }
-
-    pub(crate) fn line_of_offset(&self, offset: usize) -> usize {
-        let end = offset.min(self.text.len());
-        self.text.as_bytes()[..end]
-            .iter()
-            .filter(|&&b| b == b'\n')
-            .count()
-            + 1
-    }
-
-    /// The line of the deepest part of `path` present in the file.
-    pub(crate) fn line(&self, path: &[Seg]) -> Option<usize> {
-        let mut node = self.root.as_ref()?;
-        let mut span = None;
-        for seg in path {
-            let next = match seg {
-                Seg::Key(key) => node.get_ref().get(*key),
-                Seg::Name(key) => node.get_ref().get(key.as_str()),
-                Seg::Index(i) => node.get_ref().get(*i),
-            };
-            match next {
-                Some(n) => {
-                    node = n;
-                    if !n.span().is_empty() {
-                        span = Some(n.span());
-                    }
-                }
-                None => break,
-            }
-        }
-        span.map(|s| self.line_of_offset(s.start))
-    }
-
-    /// The path of the deepest value whose span holds `offset`.
-    pub(crate) fn path_at(&self, offset: usize) -> Path {
-        let mut path = Vec::new();
-        let Some(mut node) = self.root.as_ref() else {
-            return path;
-        };
-        'down: loop {
-            match node.get_ref() {
-                DeValue::Table(t) => {
-                    for (key, v) in t.iter() {
-                        if key.span().contains(&offset) || v.span().contains(&offset) {
-                            path.push(Seg::Name(key.get_ref().to_string()));
-                            node = v;
-                            continue 'down;
-                        }
-                    }
-                    // Array-of-tables entries may have spans that cover only their header:
-                    // take the last key that starts before the offset.
-                    let before = t
-                        .iter()
-                        .filter(|(key, _)| key.span().start <= offset)
-                        .max_by_key(|(key, _)| key.span().start);
-                    match before {
-                        Some((key, v))
-                            if matches!(v.get_ref(), DeValue::Array(_) | DeValue::Table(_)) =>
-                        {
-                            path.push(Seg::Name(key.get_ref().to_string()));
-                            node = v;
-                        }
-                        _ => break,
-                    }
-                }
-                DeValue::Array(a) => {
-                    let hit = a
-                        .iter()
-                        .enumerate()
-                        .filter(|(_, v)| v.span().start <= offset)
-                        .max_by_key(|(_, v)| v.span().start);
-                    match hit {
-                        Some((i, v)) => {
-                            path.push(Seg::Index(i));
-                            node = v;
-                        }
-                        None => break,
-                    }
-                }
-                _ => break,
-            }
-        }
-        path
     }
 }

@@ -97,11 +97,18 @@ impl Entry {
     }
 }
 
-/// Every private endpoint of the simulation.
+/// Up to this many endpoints are found by a scan of the entries (cheaper than hashing); more
+/// through the maps.
+const SCAN: usize = 8;
+
+/// Every private endpoint of the simulation: one entry each, found by its VNet and address
+/// (a packet's way in) or by its link (its way back), with one lookup either way.
 #[derive(Clone, Debug, Default)]
 pub struct EndpointTable {
-    by_address: HashMap<(VnetId, Ipv4Addr), LinkId>,
-    by_link: HashMap<LinkId, Entry>,
+    entries: Vec<Entry>,
+    /// With more than [`SCAN`] entries: where each is.
+    by_address: HashMap<(VnetId, Ipv4Addr), usize>,
+    by_link: HashMap<LinkId, usize>,
 }
 
 impl EndpointTable {
@@ -110,37 +117,71 @@ impl EndpointTable {
         EndpointTable::default()
     }
 
+    /// The entry at `address` in `vnet`.
+    #[inline]
+    fn at_address(&self, vnet: VnetId, address: Ipv4Addr) -> Option<&Entry> {
+        if self.entries.len() <= SCAN {
+            self.entries
+                .iter()
+                .find(|e| e.ep.address == address && e.ep.vnet == vnet)
+        } else {
+            self.by_address
+                .get(&(vnet, address))
+                .map(|&i| &self.entries[i])
+        }
+    }
+
+    /// Where the entry of `link` is.
+    #[inline]
+    fn index_of(&self, link: LinkId) -> Option<usize> {
+        if self.entries.len() <= SCAN {
+            self.entries.iter().position(|e| e.ep.link == link)
+        } else {
+            self.by_link.get(&link).copied()
+        }
+    }
+
+    /// Rebuilds the maps from the entries (after an insert or a removal: control-plane events,
+    /// not packets).
+    fn reindex(&mut self) {
+        self.by_address.clear();
+        self.by_link.clear();
+        if self.entries.len() > SCAN {
+            for (i, e) in self.entries.iter().enumerate() {
+                self.by_address.insert((e.ep.vnet, e.ep.address), i);
+                self.by_link.insert(e.ep.link, i);
+            }
+        }
+    }
+
     /// Adds an endpoint. Its address must be free in its VNet and its link id new.
     pub fn insert(&mut self, ep: Endpoint) -> Result<(), EndpointError> {
-        if let Some(&link) = self.by_address.get(&(ep.vnet, ep.address)) {
+        if let Some(e) = self.at_address(ep.vnet, ep.address) {
             return Err(EndpointError::AddressInUse {
                 vnet: ep.vnet,
                 address: ep.address,
-                link,
+                link: e.ep.link,
             });
         }
-        if self.by_link.contains_key(&ep.link) {
+        if self.index_of(ep.link).is_some() {
             return Err(EndpointError::DuplicateLink(ep.link));
         }
-        self.by_address.insert((ep.vnet, ep.address), ep.link);
-        self.by_link.insert(
-            ep.link,
-            Entry {
-                ep,
-                before: ep.approved,
-                since: SimTime::ZERO,
-            },
-        );
+        self.entries.push(Entry {
+            ep,
+            before: ep.approved,
+            since: SimTime::ZERO,
+        });
+        self.reindex();
         Ok(())
     }
 
     /// Removes an endpoint (it was deleted), freeing its address in its VNet.
     pub fn remove(&mut self, link: LinkId) -> Result<Endpoint, EndpointError> {
-        let e = self
-            .by_link
-            .remove(&link)
+        let i = self
+            .index_of(link)
             .ok_or(EndpointError::UnknownLink(link))?;
-        self.by_address.remove(&(e.ep.vnet, e.ep.address));
+        let e = self.entries.remove(i);
+        self.reindex();
         Ok(e.ep)
     }
 
@@ -153,10 +194,10 @@ impl EndpointTable {
         approved: bool,
         at: SimTime,
     ) -> Result<(), EndpointError> {
-        let e = self
-            .by_link
-            .get_mut(&link)
+        let i = self
+            .index_of(link)
             .ok_or(EndpointError::UnknownLink(link))?;
+        let e = &mut self.entries[i];
         e.before = e.approved_at(at);
         e.since = at;
         e.ep.approved = approved;
@@ -165,22 +206,22 @@ impl EndpointTable {
 
     /// The endpoint carrying `link`, with its approval state as last set.
     pub fn get(&self, link: LinkId) -> Option<&Endpoint> {
-        self.by_link.get(&link).map(|e| &e.ep)
+        self.index_of(link).map(|i| &self.entries[i].ep)
     }
 
     /// The link of the endpoint at `address` in `vnet`.
     pub fn lookup(&self, vnet: VnetId, address: Ipv4Addr) -> Option<LinkId> {
-        self.by_address.get(&(vnet, address)).copied()
+        self.at_address(vnet, address).map(|e| e.ep.link)
     }
 
     /// The number of endpoints.
     pub fn len(&self) -> usize {
-        self.by_link.len()
+        self.entries.len()
     }
 
     /// True when the table has no endpoint.
     pub fn is_empty(&self) -> bool {
-        self.by_link.is_empty()
+        self.entries.is_empty()
     }
 
     /// A consumer packet from `vnet`, addressed to a private endpoint. When the endpoint at the
@@ -199,11 +240,7 @@ impl EndpointTable {
         now: SimTime,
     ) -> Result<LinkId, Refused> {
         let t = view.tuple();
-        let Some(e) = self
-            .by_address
-            .get(&(vnet, t.dst))
-            .and_then(|link| self.by_link.get(link))
-        else {
+        let Some(e) = self.at_address(vnet, t.dst) else {
             return Err(Refused { link: None });
         };
         if !e.approved_at(now) {
@@ -228,7 +265,7 @@ impl EndpointTable {
         view: &mut Ipv4Tcp,
         now: SimTime,
     ) -> Result<VnetId, DropReason> {
-        match self.by_link.get(&link) {
+        match self.index_of(link).map(|i| &self.entries[i]) {
             None => Err(DropReason::NoFlow),
             Some(e) if view.tuple().src != e.ep.frontend => Err(DropReason::NoFlow),
             Some(e) if !e.approved_at(now) => Err(DropReason::NotApproved),

@@ -233,3 +233,50 @@ proptest! {
         prop_assert_eq!(r, expect);
     }
 }
+
+/// Few endpoints are found by a scan, many through maps: both find exactly the same, before
+/// and after removals that cross from one to the other.
+#[test]
+fn many_endpoints_are_found_as_few_are() {
+    for n in [3u32, 8, 9, 40] {
+        let mut t = EndpointTable::new();
+        let addr = |i: u32| Ipv4Addr::new(10, 0, (i / 200) as u8, 4 + (i % 200) as u8);
+        for i in 0..n {
+            // Every other endpoint in a second VNet, at the very same addresses.
+            t.insert(ep(i + 1, i % 2, addr(i / 2), i % 3 != 0)).unwrap();
+        }
+        assert_eq!(t.len(), n as usize);
+        for i in 0..n {
+            assert_eq!(
+                t.lookup(VnetId(i % 2), addr(i / 2)),
+                Some(LinkId(i + 1)),
+                "n {n}"
+            );
+            assert_eq!(t.get(LinkId(i + 1)).unwrap().address, addr(i / 2));
+            let (mut f, mut v) = frame(Ipv4Addr::new(10, 0, 9, 9), 5000, addr(i / 2), 443);
+            let got = t.forward(VnetId(i % 2), &mut f, &mut v, SimTime::ZERO);
+            if i % 3 != 0 {
+                assert_eq!(got, Ok(LinkId(i + 1)));
+            } else {
+                assert_eq!(
+                    got,
+                    Err(Refused {
+                        link: Some(LinkId(i + 1))
+                    })
+                );
+            }
+        }
+        // Remove all but two: whatever is left is still found, the rest nowhere.
+        for i in 2..n {
+            t.remove(LinkId(i + 1)).unwrap();
+            assert_eq!(t.lookup(VnetId(i % 2), addr(i / 2)), None);
+            assert_eq!(t.get(LinkId(i + 1)), None);
+            assert_eq!(
+                t.remove(LinkId(i + 1)),
+                Err(EndpointError::UnknownLink(LinkId(i + 1)))
+            );
+        }
+        assert_eq!(t.lookup(VnetId(0), addr(0)), Some(LinkId(1)));
+        assert_eq!(t.lookup(VnetId(1), addr(0)), Some(LinkId(2)));
+    }
+}

@@ -41,6 +41,16 @@ pub struct Meta {
     /// where those bytes start in the backend-side stream, so that the backend side can
     /// acknowledge them as a real backend does. `None` for everything else.
     pub stream_start: Option<u32>,
+    /// The input's own handle on the packet's connection (a feeder's index of it, the same
+    /// for both ways), so that what the backend side keeps of a connection is found without a
+    /// lookup of its own; [`Meta::NO_HANDLE`] when the input has none. A handle may be reused
+    /// by a later connection: whoever keeps something under it checks it is still theirs.
+    pub handle: u32,
+}
+
+impl Meta {
+    /// The handle of a packet whose input keeps none.
+    pub const NO_HANDLE: u32 = u32::MAX;
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -229,6 +239,7 @@ mod tests {
             drop: None,
             own: None,
             stream_start: None,
+            handle: Meta::NO_HANDLE,
         };
         (frame, meta)
     }

@@ -241,6 +241,7 @@ impl Feeder<u32> for Toy {
                     drop: pre.then_some(DropReason::NonTcp),
                     own: None,
                     stream_start: None,
+                    handle: plsim_engine::Meta::NO_HANDLE,
                 },
             );
             if step.event {

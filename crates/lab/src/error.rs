@@ -44,6 +44,38 @@ pub enum Error {
         /// How many it has.
         has: usize,
     },
+    /// A flag asks for more than the run can serve (exit 2): the flag, its value and the limit
+    /// in words.
+    #[error("{flag} {value}: {limit}")]
+    Beyond {
+        /// The flag.
+        flag: &'static str,
+        /// Its value.
+        value: String,
+        /// The limit, in words.
+        limit: String,
+    },
+    /// A flag asks for a run that needs more memory than this machine has for it (exit 2):
+    /// what it needs against what there is.
+    #[error(
+        "{flag} {count} needs about {} ({} {each}); {available}",
+        crate::memory::bytes_in_words(*.needs),
+        crate::memory::bytes_in_words(*.per_item)
+    )]
+    Memory {
+        /// The flag.
+        flag: &'static str,
+        /// Its value: how many.
+        count: u64,
+        /// The bytes the run needs.
+        needs: u64,
+        /// The bytes each one needs.
+        per_item: u64,
+        /// What one is, with its article ("a flow").
+        each: &'static str,
+        /// What the machine has.
+        available: crate::memory::Available,
+    },
     /// A workload setting from the flags that can't be used (exit 2).
     #[error(transparent)]
     Workload(#[from] plsim_traffic::workload::SpecError),
@@ -125,6 +157,11 @@ impl Error {
     pub fn exit_code(&self) -> u8 {
         match self {
             Error::Workload(_)
+            | Error::Beyond { .. }
+            | Error::Memory { .. }
+            // The one TCP-mode refusal a flag makes alone; the others are the scenario's
+            // addresses (see the tests below).
+            | Error::Tcp(plsim_traffic::tcp::EchoError::TooManyConnections { .. })
             | Error::BenchTooManyFlows { .. }
             | Error::NoSuchPoint { .. }
             | Error::NatIpCount { .. }
@@ -177,3 +214,37 @@ fn problems_text(name: &str, problems: &Problems) -> String {
 
 /// The result of everything the binary runs.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use plsim_traffic::tcp::EchoError;
+
+    use super::Error;
+
+    /// Every refusal of a TCP run's spec, and its exit status: 2 when the flags alone make it
+    /// (more connections than client ports), 1 when it comes from the scenario (its pool, its
+    /// addresses) or can't happen from the command line (the buffers and ports are fixed).
+    #[test]
+    fn each_tcp_spec_error_has_its_exit_status() {
+        let ip = Ipv4Addr::new(10, 0, 0, 4);
+        for (e, code) in [
+            (
+                EchoError::TooManyConnections {
+                    connections: u32::MAX,
+                    capacity: 6_384_000,
+                },
+                2,
+            ),
+            (EchoError::NoBackends, 1),
+            (EchoError::NoClientHosts, 1),
+            (EchoError::PortZero("the endpoint"), 1),
+            (EchoError::AddressClash(ip), 1),
+            (EchoError::ClientsOverflow(ip, 250), 1),
+            (EchoError::BufferTooSmall(100), 1),
+        ] {
+            assert_eq!(Error::Tcp(e.clone()).exit_code(), code, "{e}");
+        }
+    }
+}

@@ -16,8 +16,13 @@ use std::io::{self, BufWriter, Write};
 
 /// Reads and checks a scenario file: every problem, with its line.
 pub fn read_scenario(file: &Path) -> Result<Scenario> {
-    let text = std::fs::read_to_string(file).map_err(|e| Error::io(file, &e))?;
-    Scenario::from_toml_str(&text).map_err(|problems| Error::Scenario {
+    // Past the largest file read, one byte more says it is too large.
+    let most = plsim_control::scenario::MAX_FILE_BYTES as u64 + 1;
+    let mut bytes = Vec::new();
+    File::open(file)
+        .and_then(|f| std::io::Read::read_to_end(&mut std::io::Read::take(f, most), &mut bytes))
+        .map_err(|e| Error::io(file, &e))?;
+    Scenario::from_toml_bytes(&bytes).map_err(|problems| Error::Scenario {
         name: file.display().to_string(),
         problems,
     })

@@ -7,7 +7,7 @@
 //! grids of runs ([`sweep`]), both split into points for a cluster ([`points`]), a capture's
 //! traffic mix ([`inspect`]), the throughput benchmark
 //! ([`bench`](mod@bench)), and real TCP stacks through the path ([`tcp`]). [`report`] words it
-//! all for people.
+//! all for people; [`memory`] says what this machine has for a run.
 //!
 //! Every fallible call returns [`Error`], whose variant decides the exit status.
 
@@ -19,6 +19,7 @@ pub mod core;
 mod error;
 pub mod files;
 pub mod inspect;
+pub mod memory;
 pub mod path;
 pub mod plan;
 pub mod plot;

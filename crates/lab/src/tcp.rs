@@ -11,7 +11,10 @@ use std::time::{Duration, Instant};
 use plsim_control::Scenario;
 use plsim_engine::{AsIs, Dir, Meta, Taps, Trip};
 use plsim_snat::ReuseTracking;
-use plsim_traffic::tcp::{Delivery, EchoOutcome, EchoSpec, Path as TcpPath, ProxyExpect, run_echo};
+use plsim_traffic::tcp::{
+    Delivery, EchoError, EchoOutcome, EchoSpec, FIRST_CLIENT_PORT, Path as TcpPath, ProxyExpect,
+    run_echo,
+};
 use plsim_wire::{DropReason, LinkId, LinkType, SimTime, VnetId, classify_l3};
 
 use crate::path::{ConnectionInfo, Path};
@@ -129,6 +132,7 @@ impl TcpPath for TcpStages {
             drop: view.err(),
             own: None,
             stream_start: None,
+            handle: plsim_engine::Meta::NO_HANDLE,
         };
         self.seq += 1;
         if let Some(log) = self.log.as_mut() {
@@ -218,6 +222,37 @@ pub fn tcp_path_with(
     Ok((stages, spec))
 }
 
+/// Refuses, before anything runs, what the flags ask that the run can't serve: more
+/// connections than the client hosts have ports, or more memory than the machine has. A
+/// connection holds its client's socket to the end of the run and its backend's while it is
+/// open (two buffers each; all of them at once when every connection is open), and smoltcp's
+/// state around them: about 68 KiB each measured, counted as 4 buffers and 4 KiB to be safe.
+fn guard(spec: &EchoSpec) -> Result<()> {
+    if let Err(EchoError::TooManyConnections {
+        connections,
+        capacity,
+    }) = spec.check()
+    {
+        return Err(Error::Beyond {
+            flag: "--connections",
+            value: connections.to_string(),
+            limit: format!(
+                "a TCP run has at most {capacity} connections, one for each client port ({} \
+                 client hosts, ports {FIRST_CLIENT_PORT} to 65535 of each)",
+                spec.client_hosts
+            ),
+        });
+    }
+    let per_connection = 4 * spec.buffer as u64 + 4096;
+    crate::memory::check(
+        "--connections",
+        u64::from(spec.connections),
+        per_connection,
+        "a connection",
+        32 << 20,
+    )
+}
+
 /// Runs the echo workload and summarizes it like any other run, from what the trip counted,
 /// with its `tcp` section and its port reuses. With `stop`, a requested stop ends the run at its next step, and the
 /// summary says `interrupted`. Hands back the outcome without its path (the summary has it).
@@ -229,6 +264,7 @@ pub fn echo_summary(
     stop: Option<&crate::stop::Stop>,
 ) -> Result<(Summary, EchoOutcome)> {
     let (path, mut spec) = tcp_path_with(scenario, connections, bytes, Some(reuse))?;
+    guard(&spec)?;
     spec.stop = stop.map(crate::stop::Stop::flag);
     let proxied = spec.proxy.is_some();
     let start = Instant::now();

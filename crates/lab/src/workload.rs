@@ -233,6 +233,15 @@ impl Workloads {
 }
 
 impl PacketSource for Workloads {
+    /// Each endpoint's generator starts no more flows once the run is asked to stop (see
+    /// [`Workload::stop_on`]), so a stop is seen even while one looks far ahead for its next
+    /// packet.
+    fn stop_on(&mut self, stop: &crate::stop::Stop) {
+        for lane in &mut self.lanes {
+            lane.workload.stop_on(stop.flag());
+        }
+    }
+
     fn next_packet(&mut self) -> Option<Packet<'_>> {
         let i = self
             .lanes

@@ -50,6 +50,7 @@ fn packet(t: FlowTuple, flags: u8, vnet: u32, dir: Dir, seq: u64) -> (Vec<u8>, M
         drop: None,
         own: None,
         stream_start: None,
+        handle: plsim_engine::Meta::NO_HANDLE,
     };
     (frame, meta)
 }

@@ -104,6 +104,11 @@ pub const MAX_RTT_MS: f64 = 3_600_000.0;
 /// The longest flow duration, in ns (about 146 years): longer samples are cut to this.
 pub const MAX_DURATION_NS: u64 = 1 << 62;
 
+/// The highest arrival rate, in flows a second: simulated time counts whole nanoseconds, so
+/// more flows a second than one a nanosecond can't be told apart (and a generator asked for
+/// them would start flows without ever moving its clock).
+pub const MAX_RATE: f64 = 1e9;
+
 /// A mistake in a workload's settings or in one of the flag forms.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 pub enum SpecError {
@@ -126,6 +131,15 @@ pub enum SpecError {
         rule: &'static str,
         /// The value given.
         value: String,
+    },
+    /// An arrival rate above [`MAX_RATE`].
+    #[error(
+        "an arrival rate of {per_sec:e} flows a second is more than simulated time can tell \
+         apart: it counts whole nanoseconds, so at most {MAX_RATE:e} flows a second"
+    )]
+    RateTooHigh {
+        /// The rate asked for, in flows a second.
+        per_sec: f64,
     },
     /// Neither `flows` nor `until_secs` is set, so the workload would never end.
     #[error("the workload has no end: set flows or until_secs")]

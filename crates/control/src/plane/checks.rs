@@ -1,5 +1,6 @@
 //! The rules a new service or endpoint must meet (every broken rule, with its place).
 
+use super::addresses::AddressSet;
 use super::*;
 
 impl ControlPlane {
@@ -14,7 +15,7 @@ impl ControlPlane {
                     problem,
                 },
             ));
-        } else if self.live_services().any(|(_, x)| x.name == s.name) {
+        } else if self.index.service_by_name.contains_key(&s.name) {
             out.push((
                 key("name"),
                 ControlError::DuplicateName {
@@ -74,14 +75,17 @@ impl ControlPlane {
                 },
             ));
         }
-        match self.frontends.iter().find(|f| f.name == s.frontend) {
+        match self.index.frontend_ip.get(&s.frontend) {
             None => out.push((
                 key("frontend"),
                 ControlError::UnknownFrontend(s.frontend.clone()),
             )),
             Some(_) => {
-                if let Some((_, other)) =
-                    self.live_services().find(|(_, x)| x.frontend == s.frontend)
+                if let Some(other) = self
+                    .index
+                    .frontend_user
+                    .get(&s.frontend)
+                    .and_then(|&i| self.service_at(i))
                 {
                     out.push((
                         key("frontend"),
@@ -199,9 +203,10 @@ impl ControlPlane {
             }
             NatIpConfig::Dynamic => {
                 let subnet = subnet.ok_or(ControlError::DynamicNatIpWithoutSubnet)?;
-                subnet
-                    .usable()
-                    .find(|&ip| used(ip).is_none() && !self.static_nat_ips.contains(&ip))
+                // The lowest usable address past the provider's plan (frontends, backends,
+                // NAT IPs in use, static NAT IPs) and this service's NAT IPs so far.
+                let taken = |ip| taken.contains(&ip);
+                lowest_usable(subnet, &self.index.provider_taken, taken)
                     .ok_or(ControlError::SubnetFull(subnet))
             }
         }
@@ -209,15 +214,15 @@ impl ControlPlane {
 
     /// What in the provider's address plan uses `ip`: a frontend, a backend or a NAT IP.
     pub(super) fn address_user(&self, ip: Ipv4Addr) -> Option<String> {
-        if let Some(f) = self.frontends.iter().find(|f| f.ip == ip) {
-            return Some(format!("frontend `{}`", f.name));
+        if let Some(name) = self.index.frontend_at.get(&ip) {
+            return Some(format!("frontend `{name}`"));
         }
-        if self.backends.iter().any(|&(b, _)| b == ip) {
+        if self.index.backend_at.contains_key(&ip) {
             return Some("a backend".to_owned());
         }
-        self.live_services()
-            .find(|(_, s)| s.nat_ips.contains(&ip))
-            .map(|(_, s)| format!("a NAT IP of service `{}`", s.name))
+        let &i = self.index.nat_ip_user.get(&ip)?;
+        self.service_at(i)
+            .map(|s| format!("a NAT IP of service `{}`", s.name))
     }
 
     pub(super) fn check_endpoint(&self, e: &scenario::Endpoint) -> Vec<(Path, ControlError)> {
@@ -231,7 +236,7 @@ impl ControlPlane {
                     problem,
                 },
             ));
-        } else if self.endpoint(&e.name).is_some() {
+        } else if self.index.endpoint_at.contains_key(&e.name) {
             out.push((
                 key("name"),
                 ControlError::DuplicateName {
@@ -249,7 +254,7 @@ impl ControlPlane {
                         problem,
                     },
                 ));
-            } else if self.endpoints.iter().any(|x| &x.nic_name == nic) {
+            } else if self.index.nics.contains(nic) {
                 out.push((
                     key("nic_name"),
                     ControlError::DuplicateName {
@@ -271,7 +276,7 @@ impl ControlPlane {
         if self.resolve_target(&e.target).is_none() {
             out.push((key("target"), ControlError::UnknownTarget(e.target.clone())));
         }
-        match self.vnets.iter().find(|v| v.name == e.vnet) {
+        match self.index.vnet_at.get(&e.vnet).map(|&i| &self.vnets[i]) {
             None => out.push((key("vnet"), ControlError::UnknownVnet(e.vnet.clone()))),
             Some(vnet) => {
                 if vnet.subscription != e.subscription {
@@ -314,31 +319,57 @@ impl ControlPlane {
         subnet: Prefix,
         ip: Option<Ipv4Addr>,
     ) -> Result<Ipv4Addr, ControlError> {
-        let holder = |a: Ipv4Addr| {
-            self.endpoints
-                .iter()
-                .find(|x| x.vnet == vnet && x.private_ip == a)
-        };
+        let held = self.index.vnet_addresses.get(vnet);
         match ip {
             Some(ip) => {
                 if !subnet.contains(ip) {
                     Err(ControlError::OutsideSubnet { ip, subnet })
                 } else if subnet.is_reserved(ip) {
                     Err(ControlError::ReservedAddress { ip, subnet })
-                } else if let Some(x) = holder(ip) {
+                } else if let Some(x) = held.and_then(|h| h.holder.get(&ip)) {
                     Err(ControlError::AddressTaken {
                         ip,
-                        endpoint: x.name.clone(),
+                        endpoint: x.clone(),
                     })
                 } else {
                     Ok(ip)
                 }
             }
-            None => subnet
-                .usable()
-                .find(|&a| holder(a).is_none())
-                .ok_or(ControlError::SubnetFull(subnet)),
+            None => {
+                let none = AddressSet::default();
+                let taken = held.map_or(&none, |h| &h.taken);
+                lowest_usable(subnet, taken, |_| false).ok_or(ControlError::SubnetFull(subnet))
+            }
         }
+    }
+}
+
+/// The lowest usable address of `subnet` (see [`Prefix::usable`]) in neither `set` nor `also`
+/// (which holds a few addresses at most: each is skipped in turn).
+fn lowest_usable(
+    subnet: Prefix,
+    set: &AddressSet,
+    also: impl Fn(Ipv4Addr) -> bool,
+) -> Option<Ipv4Addr> {
+    // As `usable` counts them: from the fifth address to the one before the broadcast.
+    let first = u64::from(u32::from(subnet.network())) + 4;
+    let end = u64::from(u32::from(subnet.last()));
+    if first >= end {
+        return None;
+    }
+    let (mut from, last) = (
+        Ipv4Addr::from(first as u32),
+        Ipv4Addr::from((end - 1) as u32),
+    );
+    loop {
+        let ip = set.lowest_free_from(from)?;
+        if ip > last {
+            return None;
+        }
+        if !also(ip) {
+            return Some(ip);
+        }
+        from = Ipv4Addr::from(u32::from(ip).checked_add(1)?);
     }
 }
 

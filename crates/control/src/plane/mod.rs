@@ -6,8 +6,10 @@
 //! new service or endpoint must meet, `workflow` the operations, `timeline` the scenario's
 //! events played in time.
 
+mod addresses;
 mod checks;
 mod errors;
+mod index;
 mod timeline;
 mod workflow;
 
@@ -15,7 +17,7 @@ pub use errors::ControlError;
 pub(crate) use errors::{Path, Seg};
 pub use timeline::Advance;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::net::Ipv4Addr;
 
@@ -194,7 +196,6 @@ pub enum Effect {
 pub struct ControlPlane {
     rng: ChaCha8Rng,
     vnets: Vec<scenario::Vnet>,
-    frontends: Vec<scenario::Frontend>,
     /// Every backend address and whether it is up.
     backends: Vec<(Ipv4Addr, bool)>,
     /// By index; `None` once deleted (indices stay stable).
@@ -207,7 +208,7 @@ pub struct ControlPlane {
     /// The provider's VNet, if the scenario has one.
     provider: Option<scenario::ProviderVnet>,
     /// Endpoints a `create-endpoint` event creates later, by name.
-    later: Vec<scenario::Endpoint>,
+    later: HashMap<String, scenario::Endpoint>,
     /// Every static NAT IP the scenario names (its services' and its `add-nat-ip` events'):
     /// a dynamic NAT IP never takes one, as a dynamic endpoint IP never takes a static one.
     static_nat_ips: Vec<Ipv4Addr>,
@@ -215,6 +216,8 @@ pub struct ControlPlane {
     /// `(time, index in the scenario, event)`, in time order.
     timeline: Vec<(SimTime, usize, Event)>,
     cursor: usize,
+    /// Names, targets and addresses in use, each one lookup away.
+    index: index::Index,
 }
 
 /// Every static NAT IP a scenario names, in its services and its `add-nat-ip` events.
@@ -252,25 +255,27 @@ impl ControlPlane {
     /// endpoints, no timeline. GUIDs come from `scenario.seed`.
     fn empty(scenario: &Scenario) -> ControlPlane {
         let mut backends: Vec<(Ipv4Addr, bool)> = Vec::new();
+        let mut seen = HashSet::new();
         for pool in &scenario.load_balancer.pools {
             for &b in &pool.backends {
-                if !backends.iter().any(|&(x, _)| x == b) {
+                if seen.insert(b) {
                     backends.push((b, true));
                 }
             }
         }
+        let static_nat_ips = static_nat_ips(scenario);
         ControlPlane {
+            index: index::Index::new(scenario, &backends, &static_nat_ips),
             rng: ChaCha8Rng::seed_from_u64(scenario.seed),
             vnets: scenario.vnets.clone(),
-            frontends: scenario.load_balancer.frontends.clone(),
             backends,
             services: Vec::new(),
             aliases: HashSet::new(),
             endpoints: Vec::new(),
             deleted: Vec::new(),
             provider: scenario.provider.clone(),
-            later: Vec::new(),
-            static_nat_ips: static_nat_ips(scenario),
+            later: HashMap::new(),
+            static_nat_ips,
             next_link: 1,
             timeline: Vec::new(),
             cursor: 0,
@@ -313,6 +318,7 @@ impl ControlPlane {
                     Ok(nat_ips) => {
                         let idx = plane.services.len() - 1;
                         let svc = plane.make_service(s, nat_ips);
+                        plane.index.service_created(idx, &svc);
                         plane.services[idx] = Some(svc);
                     }
                     Err(problems) => {
@@ -324,12 +330,22 @@ impl ControlPlane {
             }
         }
         // Endpoints a `create-endpoint` event names are created then, not now.
-        let later = |e: &&scenario::Endpoint| {
-            scenario.timeline.iter().any(
-                |ev| matches!(ev, Event::CreateEndpoint { endpoint, .. } if *endpoint == e.name),
-            )
-        };
-        plane.later = scenario.endpoints.iter().filter(later).cloned().collect();
+        let created_later: HashSet<&str> = scenario
+            .timeline
+            .iter()
+            .filter_map(|ev| match ev {
+                Event::CreateEndpoint { endpoint, .. } => Some(endpoint.as_str()),
+                _ => None,
+            })
+            .collect();
+        let later = |e: &scenario::Endpoint| created_later.contains(e.name.as_str());
+        for e in scenario.endpoints.iter().filter(|e| later(e)) {
+            // The first of a name, as a search in file order would find.
+            plane
+                .later
+                .entry(e.name.clone())
+                .or_insert_with(|| e.clone());
+        }
         let now = |(_, e): &(usize, &scenario::Endpoint)| !later(e);
         let order = scenario
             .endpoints
@@ -375,25 +391,18 @@ impl ControlPlane {
         plane
     }
 
-    fn live_services(&self) -> impl Iterator<Item = (usize, &PrivateLinkService)> {
-        self.services
-            .iter()
-            .enumerate()
-            .filter_map(|(i, s)| s.as_ref().map(|s| (i, s)))
-    }
-
     fn service_index(&self, name: &str) -> Result<usize, ControlError> {
-        self.live_services()
-            .find(|(_, s)| s.name == name)
-            .map(|(i, _)| i)
+        self.index
+            .service_by_name
+            .get(name)
+            .copied()
             .ok_or_else(|| ControlError::UnknownService(name.to_owned()))
     }
 
     /// The live service with this name.
     pub fn service(&self, name: &str) -> Option<&PrivateLinkService> {
-        self.live_services()
-            .find(|(_, s)| s.name == name)
-            .map(|(_, s)| s)
+        let i = *self.index.service_by_name.get(name)?;
+        self.service_at(i)
     }
 
     /// The service with this index, if it was created and not deleted.
@@ -403,7 +412,7 @@ impl ControlPlane {
 
     /// The endpoint with this name.
     pub fn endpoint(&self, name: &str) -> Option<&PrivateEndpoint> {
-        self.endpoints.iter().find(|e| e.name == name)
+        self.endpoints.get(*self.index.endpoint_at.get(name)?)
     }
 
     /// Every endpoint that exists now, in creation order.
@@ -454,15 +463,14 @@ impl ControlPlane {
     }
 
     fn resolve_target(&self, target: &str) -> Option<usize> {
-        self.live_services()
-            .find(|(_, s)| s.alias == target || s.resource_id == target)
-            .map(|(i, _)| i)
+        self.index.service_by_target.get(target).copied()
     }
 
     fn endpoint_mut(&mut self, name: &str) -> Result<&mut PrivateEndpoint, ControlError> {
-        self.endpoints
-            .iter_mut()
-            .find(|e| e.name == name)
+        self.index
+            .endpoint_at
+            .get(name)
+            .and_then(|&i| self.endpoints.get_mut(i))
             .ok_or_else(|| ControlError::UnknownEndpoint(name.to_owned()))
     }
 

@@ -16,10 +16,11 @@ impl ControlPlane {
             }
         };
         let frontend_ip = self
-            .frontends
-            .iter()
-            .find(|f| f.name == s.frontend)
-            .map_or(Ipv4Addr::UNSPECIFIED, |f| f.ip);
+            .index
+            .frontend_ip
+            .get(&s.frontend)
+            .copied()
+            .unwrap_or(Ipv4Addr::UNSPECIFIED);
         PrivateLinkService {
             name: s.name.clone(),
             subscription: s.subscription.clone(),
@@ -44,12 +45,8 @@ impl ControlPlane {
         if !problems.is_empty() {
             return Err(problems);
         }
-        let (vnet_index, vnet) = self
-            .vnets
-            .iter()
-            .enumerate()
-            .find(|(_, v)| v.name == e.vnet)
-            .expect("checked");
+        let vnet_index = *self.index.vnet_at.get(&e.vnet).expect("checked");
+        let vnet = &self.vnets[vnet_index];
         let prefix = vnet
             .subnets
             .iter()
@@ -63,7 +60,7 @@ impl ControlPlane {
             Some(n) => n.clone(),
             None => format!("{}.nic.{}", e.name, alias::guid(&mut self.rng)),
         };
-        self.endpoints.push(PrivateEndpoint {
+        let endpoint = PrivateEndpoint {
             name: e.name.clone(),
             subscription: e.subscription.clone(),
             vnet: e.vnet.clone(),
@@ -75,7 +72,9 @@ impl ControlPlane {
             target: e.target.clone(),
             request_message: e.request_message.clone(),
             connection: None,
-        });
+        };
+        self.index.endpoint_created(self.endpoints.len(), &endpoint);
+        self.endpoints.push(endpoint);
         Ok(())
     }
 
@@ -217,10 +216,10 @@ impl ControlPlane {
     /// The consumer deletes the endpoint, in any state: [`Effect::LinkClosed`] if it was
     /// Approved, then [`Effect::LinkDeleted`] if it had a connection. Its address is free again.
     pub fn delete_endpoint(&mut self, endpoint: &str) -> Result<Vec<Effect>, ControlError> {
-        let pos = self
-            .endpoints
-            .iter()
-            .position(|e| e.name == endpoint)
+        let pos = *self
+            .index
+            .endpoint_at
+            .get(endpoint)
             .ok_or_else(|| ControlError::UnknownEndpoint(endpoint.to_owned()))?;
         let mut effects = Vec::new();
         if let Some(c) = self.endpoints[pos].connection {
@@ -237,6 +236,8 @@ impl ControlPlane {
             effects.push(Effect::LinkDeleted(c.link));
         }
         let gone = self.endpoints.remove(pos);
+        self.index
+            .endpoint_deleted(pos, &gone, &self.endpoints[pos..]);
         self.deleted.push(gone);
         Ok(effects)
     }
@@ -246,8 +247,7 @@ impl ControlPlane {
     pub fn create_later(&mut self, endpoint: &str) -> Result<Vec<Effect>, ControlError> {
         let e = self
             .later
-            .iter()
-            .find(|e| e.name == endpoint)
+            .get(endpoint)
             .cloned()
             .ok_or_else(|| ControlError::UndefinedEndpoint(endpoint.to_owned()))?;
         self.create_endpoint(&e)?;
@@ -285,7 +285,9 @@ impl ControlPlane {
         for n in &names {
             self.set_state(n, ConnectionState::Disconnected)?;
         }
-        self.services[idx] = None;
+        if let Some(gone) = self.services[idx].take() {
+            self.index.service_deleted(&gone, &self.static_nat_ips);
+        }
         Ok(Vec::new())
     }
 
@@ -307,6 +309,7 @@ impl ControlPlane {
         if let Some(s) = self.services[idx].as_mut() {
             s.nat_ips.push(ip);
         }
+        self.index.nat_ip_added(idx, ip);
         Ok(vec![Effect::NatIpAdded { service: idx, ip }])
     }
 
@@ -316,11 +319,12 @@ impl ControlPlane {
         backend: Ipv4Addr,
         up: bool,
     ) -> Result<Vec<Effect>, ControlError> {
-        let b = self
-            .backends
-            .iter_mut()
-            .find(|(b, _)| *b == backend)
+        let &at = self
+            .index
+            .backend_at
+            .get(&backend)
             .ok_or(ControlError::UnknownBackend(backend))?;
+        let b = &mut self.backends[at];
         if b.1 == up {
             return Ok(Vec::new());
         }

@@ -51,7 +51,7 @@ pub struct Pool {
 /// In the file, the kind is `ha_ports = true` (every port, kept), or a `frontend_port` and a
 /// `backend_port` (the frontend port when left out); the hashing is `maglev = SIZE`, or plain
 /// without it. A rule with `ha_ports` and a port, or with neither, is malformed: a type error of
-/// the file, reported alone. A zero port or a Maglev size that is no usable prime is a problem
+/// the file, reported with its line. A zero port or a Maglev size that is no usable prime is a problem
 /// of the scenario ([`Scenario::validate`](super::Scenario::validate)).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(try_from = "RuleFile", into = "RuleFile")]

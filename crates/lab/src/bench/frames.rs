@@ -106,6 +106,7 @@ fn meta(seq: u64, view: Ipv4Tcp, dir: Dir, vnet: VnetId) -> Meta {
         drop: None,
         own: None,
         stream_start: None,
+        handle: plsim_engine::Meta::NO_HANDLE,
     }
 }
 

@@ -20,10 +20,12 @@
 //! The module's rooms: `options` (how it runs), `sizing` (the scenario with backends enough),
 //! `frames` (the frame template), `feeders` (the setup's and the timed phase's), `timed` (the
 //! setup and the timed rounds through the engine), `reference` (the single-core loop), `report`
-//! (what it prints) and `rss` (the peak memory, from `/proc`).
+//! (what it prints), `rss` (the peak memory, from `/proc`) and `guard` (what a bench needs in
+//! memory, refused when the machine has less).
 
 mod feeders;
 mod frames;
+mod guard;
 mod options;
 mod reference;
 mod report;
@@ -58,8 +60,10 @@ pub fn run_builtin(o: &BenchOptions) -> crate::Result<BenchReport> {
 
 /// The bench on `scenario` (its first endpoint's VNet and address; its first pool's backends).
 /// A scenario that can't give every flow a port makes an incomplete report, not an error; so
-/// do no flows at all (the timed frames find none).
+/// do no flows at all (the timed frames find none). Flows that need more memory than the
+/// machine has are refused before anything is built ([`Error::Memory`](crate::Error::Memory)).
 pub fn run_on(scenario: &Scenario, o: &BenchOptions) -> crate::Result<BenchReport> {
+    guard::check(o)?;
     let (flows, packets, batch) = (o.flows, o.packets, o.batch);
     let backends = scenario.load_balancer.pools[0].backends.len();
     let sim = crate::path::Path::build(scenario, false)?;

@@ -76,8 +76,35 @@ struct Stashed {
 }
 
 /// A connection as the feeder tells them apart: the VLAN it was seen on, the endpoint a source
-/// named, its two ends.
-type ConnKey = (Option<u16>, Option<usize>, FlowKey);
+/// named, its two ends (the lower first), each end an address and a port in one word, so that
+/// a key is four words to hash and compare.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct ConnKey {
+    low: u64,
+    high: u64,
+    /// The endpoint a source named; `u64::MAX`: none.
+    named: u64,
+    /// The VLAN; `u32::MAX`: none.
+    vlan: u32,
+}
+
+impl ConnKey {
+    fn new(vlan: Option<u16>, named: Option<usize>, flow: FlowKey) -> ConnKey {
+        let end = |(a, p): (Ipv4Addr, u16)| u64::from(a.to_bits()) << 16 | u64::from(p);
+        ConnKey {
+            low: end(flow.0),
+            high: end(flow.1),
+            named: named.map_or(u64::MAX, |n| n as u64),
+            vlan: vlan.map_or(u32::MAX, u32::from),
+        }
+    }
+
+    /// The connection's two ends, the lower first.
+    fn ends(&self) -> FlowKey {
+        let end = |w: u64| (Ipv4Addr::from_bits((w >> 16) as u32), w as u16);
+        (end(self.low), end(self.high))
+    }
+}
 
 /// A consumer-side tuple of an endpoint: (endpoint, client address, client port, server port).
 type MappedKey = (u32, Ipv4Addr, u16, u16);
@@ -89,14 +116,27 @@ struct Conn {
     route: Option<u32>,
 }
 
+/// A connection the feeder tracks: what it knows, the time of its last packet (ns), and its
+/// handle ([`Meta::handle`]: the same for all its packets, reused once it is forgotten).
+#[derive(Clone, Copy, Debug)]
+struct Tracked {
+    conn: Conn,
+    last: u64,
+    handle: u32,
+}
+
 struct FeedState {
     routes: Vec<Route>,
     /// Some endpoint has a traffic table.
     tables: bool,
     /// The provider's addresses, sorted.
     provider: Vec<Ipv4Addr>,
-    /// Each connection, with the time of its last packet (ns).
-    conns: HashMap<ConnKey, (Conn, u64)>,
+    /// Each connection.
+    conns: HashMap<ConnKey, Tracked>,
+    /// The handles of forgotten connections, for new ones to take.
+    free_handles: Vec<u32>,
+    /// The number of handles given out so far (the next new one).
+    handles: u32,
     /// The server address last seen behind each consumer-side tuple (endpoint, client end,
     /// server port): the server addresses of one endpoint all map to its address, so two
     /// servers reached from one client port become one tuple.
@@ -142,6 +182,8 @@ impl<'r, S: PacketSource> CaptureFeeder<'r, S> {
                 routes,
                 provider,
                 conns: HashMap::new(),
+                free_handles: Vec::new(),
+                handles: 0,
                 mapped: HashMap::new(),
                 horizon_ns: u64::MAX,
                 next_forget: u64::MAX,
@@ -168,6 +210,9 @@ impl<'r, S: PacketSource> CaptureFeeder<'r, S> {
     /// Stops reading when `stop` is requested (checked before each batch): the packets read
     /// so far go through, the rest of the input and of the timeline do not.
     pub fn stop_on(mut self, stop: Option<crate::stop::Stop>) -> Self {
+        if let Some(s) = &stop {
+            self.reader.stop_on(s);
+        }
         self.stop = stop;
         self
     }
@@ -224,7 +269,8 @@ impl FeedState {
             .map(|i| i as u32)
     }
 
-    /// The connection of a packet `t` with TCP flags `flags`: its client end and endpoint.
+    /// The connection of a packet `t` with TCP flags `flags`: its client end and endpoint, and
+    /// its handle. A packet of a known connection (not a SYN) costs one lookup.
     fn conn(
         &mut self,
         vlan: Option<u16>,
@@ -233,17 +279,17 @@ impl FeedState {
         flags: u8,
         syn: bool,
         now: u64,
-    ) -> Conn {
+    ) -> (Conn, u32) {
         let from = (t.src, t.sport);
         let to = (t.dst, t.dport);
-        let key = (vlan, named, t.flow_key());
+        let key = ConnKey::new(vlan, named, t.flow_key());
         let known = match self.conns.get_mut(&key) {
-            Some((c, last)) => {
-                *last = now;
+            Some(k) => {
+                k.last = now;
                 if !syn {
-                    return *c;
+                    return (k.conn, k.handle);
                 }
-                Some(*c)
+                Some(*k)
             }
             None => None,
         };
@@ -266,17 +312,41 @@ impl FeedState {
         let server = if client == from { to } else { from };
         let route = match known {
             // A SYN reopening a connection keeps its endpoint.
-            Some(c) if c.client == client => c.route,
+            Some(k) if k.conn.client == client => k.conn.route,
             _ => self.route(vlan, named, client.0, server.0),
         };
-        let c = Conn { client, route };
-        self.conns.insert(key, (c, now));
+        let conn = Conn { client, route };
+        let handle = match known {
+            Some(k) => k.handle,
+            None => self.new_handle(),
+        };
+        self.conns.insert(
+            key,
+            Tracked {
+                conn,
+                last: now,
+                handle,
+            },
+        );
         if let Some(r) = route
-            && known.is_none_or(|k| k.client != client)
+            && known.is_none_or(|k| k.conn.client != client)
         {
             self.note_mapping(r, client, server);
         }
-        c
+        (conn, handle)
+    }
+
+    /// A handle no tracked connection has: a forgotten one's, else a new one
+    /// ([`Meta::NO_HANDLE`] once four billion are in use).
+    fn new_handle(&mut self) -> u32 {
+        if let Some(h) = self.free_handles.pop() {
+            return h;
+        }
+        if self.handles == Meta::NO_HANDLE {
+            return Meta::NO_HANDLE;
+        }
+        self.handles += 1;
+        self.handles - 1
     }
 
     /// Forgets the connections idle for longer than the horizon at `now`, and the tuples only
@@ -284,12 +354,19 @@ impl FeedState {
     /// connections of the last horizon and a quarter at most.
     fn forget(&mut self, now: u64) {
         let h = self.horizon_ns;
-        self.conns
-            .retain(|_, &mut (_, last)| now.saturating_sub(last) <= h);
+        let free = &mut self.free_handles;
+        self.conns.retain(|_, k| {
+            let keep = now.saturating_sub(k.last) <= h;
+            if !keep && k.handle != Meta::NO_HANDLE {
+                free.push(k.handle);
+            }
+            keep
+        });
         let live: hashbrown::HashSet<MappedKey> = self
             .conns
             .iter()
-            .filter_map(|(&(_, _, (a, b)), &(c, _))| {
+            .filter_map(|(k, &Tracked { conn: c, .. })| {
+                let (a, b) = k.ends();
                 let server = if a == c.client { b } else { a };
                 Some((c.route?, c.client.0, c.client.1, server.1))
             })
@@ -334,6 +411,7 @@ impl FeedState {
             drop: None,
             own: None,
             stream_start: None,
+            handle: Meta::NO_HANDLE,
         };
         let view = match classify(f.link, f.data, f.wire_len) {
             Ok(v) => v,
@@ -351,7 +429,7 @@ impl FeedState {
         if now >= self.next_forget {
             self.forget(now);
         }
-        let conn = self.conn(vlan, p.endpoint, t, view.flags(), view.is_syn(), now);
+        let (conn, handle) = self.conn(vlan, p.endpoint, t, view.flags(), view.is_syn(), now);
         let forward = conn.client == (t.src, t.sport);
         let route = conn.route.map(|r| &self.routes[r as usize]);
         batch.push(
@@ -361,6 +439,7 @@ impl FeedState {
                 dir: if forward { Dir::Forward } else { Dir::Reverse },
                 vnet: route.map_or(VnetId(0), |r| r.vnet),
                 drop: route.is_none().then_some(DropReason::NoEndpoint),
+                handle,
                 ..meta
             },
         );

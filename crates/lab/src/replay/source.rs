@@ -23,6 +23,10 @@ pub trait PacketSource {
     fn warning(&self) -> Option<&str> {
         None
     }
+
+    /// The run's stop: a source that can work long for one packet (a workload) looks at it
+    /// meanwhile. The feeder checks it between batches itself; by default, nothing more.
+    fn stop_on(&mut self, _stop: &crate::stop::Stop) {}
 }
 
 impl PacketSource for Reader {

@@ -6,6 +6,8 @@ use std::collections::{BinaryHeap, HashSet, VecDeque};
 use std::io::{self, Write};
 use std::net::Ipv4Addr;
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{self, AtomicBool};
 
 use plsim_pcap::Writer;
 use plsim_wire::build::{CONSUMER_MAC, PROVIDER_MAC, TcpSegment, tuple};
@@ -236,6 +238,8 @@ pub struct Workload {
     open: BinaryHeap<Open>,
     ports: Ports,
     stats: WorkloadStats,
+    /// When raised, start no more flows: what is open goes on (see [`Workload::stop_on`]).
+    stop: Option<Arc<AtomicBool>>,
 }
 
 /// SYN options: MSS 1460.
@@ -283,7 +287,25 @@ impl Workload {
             open: BinaryHeap::new(),
             ports: Ports::new(spec.profile.hosts, delay_ns),
             stats: WorkloadStats::default(),
+            stop: None,
         })
+    }
+
+    /// Starts no more flows once `flag` is raised (a Ctrl-C handler's, say): the flows open
+    /// then still make their packets, and the workload ends after them.
+    ///
+    /// Without it, a workload whose flows hold every client port for long can start flows (and
+    /// find no port for them) for as long as the gap to the next packet of an open flow, which
+    /// can be hours of the wall clock at a high rate: [`next_into`](Self::next_into) looks at
+    /// the flag before each flow it starts while a packet is waiting, and returns that packet.
+    pub fn stop_on(&mut self, flag: Arc<AtomicBool>) {
+        self.stop = Some(flag);
+    }
+
+    fn stopped(&self) -> bool {
+        self.stop
+            .as_ref()
+            .is_some_and(|f| f.load(atomic::Ordering::Relaxed))
     }
 
     /// What has been made so far.
@@ -336,10 +358,20 @@ impl Workload {
     /// Clears `buf`, writes the next packet's Ethernet frame into it and says what it is; `None`
     /// when the workload is over. Allocates nothing once `buf` is large enough (1514 bytes).
     pub fn next_into(&mut self, buf: &mut Vec<u8>) -> Option<PacketMeta> {
-        // Start every flow due no later than the earliest open flow's next packet.
+        // Start every flow due no later than the earliest open flow's next packet; once asked
+        // to stop, start none (and end when the open ones are done).
+        if self.stopped() {
+            self.pending = None;
+        }
         while let Some(plan) = self.pending {
-            if self.open.peek().is_some_and(|o| o.ts < plan.start_ns) {
-                break;
+            match self.open.peek() {
+                Some(o) if o.ts < plan.start_ns => break,
+                // A packet is waiting: look at the flag before each flow started ahead of it.
+                Some(_) if self.stopped() => {
+                    self.pending = None;
+                    break;
+                }
+                _ => {}
             }
             self.pending = self.schedule.next();
             self.start(plan);

@@ -6,7 +6,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use super::{SpecError, check, out_of_range};
+use super::{MAX_RATE, SpecError, check, out_of_range};
 
 #[cfg(doc)]
 use super::{MAX_HOSTS, MSS, WorkloadSpec};
@@ -134,9 +134,26 @@ impl Arrivals {
         }
     }
 
-    /// Checks the rate: a finite number above zero.
+    /// The same process at `factor` times the rate (a sweep's load), unchecked.
+    pub fn times(self, factor: f64) -> Arrivals {
+        match self {
+            Arrivals::Constant { per_sec } => Arrivals::Constant {
+                per_sec: per_sec * factor,
+            },
+            Arrivals::Poisson { per_sec } => Arrivals::Poisson {
+                per_sec: per_sec * factor,
+            },
+        }
+    }
+
+    /// Checks the rate: a finite number above zero, and at most [`MAX_RATE`].
     pub fn validate(&self) -> Result<(), SpecError> {
-        check("the arrival rate", self.per_sec(), false)
+        let per_sec = self.per_sec();
+        check("the arrival rate", per_sec, false)?;
+        if per_sec > MAX_RATE {
+            return Err(SpecError::RateTooHigh { per_sec });
+        }
+        Ok(())
     }
 }
 
