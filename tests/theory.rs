@@ -75,7 +75,8 @@ fn simulated_loss_agrees_with_erlang_b() {
 #[test]
 fn a_plan_of_a_poisson_capture_agrees_with_erlang_b() {
     let dir = scratch("theory_poisson_capture");
-    let example = std::fs::read_to_string("docs/allocators.toml").unwrap();
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/allocators.toml");
+    let example = std::fs::read_to_string(example).unwrap();
     assert!(example.contains(r#"ports = "1024-1031""#));
     let scenario = dir.join("four-ports.toml");
     std::fs::write(
