@@ -382,10 +382,6 @@ pub fn scenario_show(file: Option<&Path>, as_json: bool) -> Result<()> {
 
 /// `plsim plan`.
 pub fn plan(a: PlanArgs) -> Result<()> {
-    let pcap = a
-        .pcap
-        .as_deref()
-        .expect("clap requires the capture outside `plan merge`");
     let overrides = Overrides {
         ports: a.ports,
         reuse: a.reuse,
@@ -393,6 +389,13 @@ pub fn plan(a: PlanArgs) -> Result<()> {
         ..Overrides::default()
     };
     let base = load_scenario(a.scenario.as_deref(), &overrides)?;
+    if let (Some(rate), Some(hold)) = (a.rate, a.hold) {
+        return plan_rate(&base, rate, hold, &a);
+    }
+    let pcap = a
+        .pcap
+        .as_deref()
+        .expect("clap requires the capture without --rate, outside `plan merge`");
     let available = base.services.first().map_or(0, |s| s.nat_ips.len());
     if a.list {
         print!("{}", plsim_lab::plan::list(available));
@@ -411,7 +414,8 @@ pub fn plan(a: PlanArgs) -> Result<()> {
         .as_deref()
         .map(|out| hold_alone(out, &PLAN_OUTPUTS))
         .transpose()?;
-    let plan = plsim_lab::plan::plan(&base, a.pickup, Some(&stop), || Ok(Reader::open(pcap)?))?;
+    let mut plan = plsim_lab::plan::plan(&base, a.pickup, Some(&stop), || Ok(Reader::open(pcap)?))?;
+    plan.size_for(a.loss);
     if let Some(w) = &plan.warning {
         warn(w);
     }
@@ -437,9 +441,49 @@ pub fn plan(a: PlanArgs) -> Result<()> {
 /// What `plan --out` writes, `plan.json` (written last) first.
 const PLAN_OUTPUTS: [&str; 2] = ["plan.json", "report.html"];
 
-/// `plsim plan merge`: every `plan-point-*.json` of `dirs` into the plan.
-pub fn plan_merge(dirs: &[std::path::PathBuf], as_json: bool) -> Result<()> {
-    let (plan, input) = plsim_lab::plan::merge(points::read(Command::Plan, dirs)?)?;
+/// `plsim plan --rate R --hold S`: the theory's answer, checked through the path with
+/// `--check`.
+fn plan_rate(base: &Scenario, rate_per_s: f64, hold_s: f64, a: &PlanArgs) -> Result<()> {
+    use plsim_lab::theory::rate::{self, Question};
+    let service = base
+        .services
+        .first()
+        .ok_or_else(|| Error::Input("the scenario has no service".into()))?;
+    let q = Question {
+        rate_per_s,
+        hold_s,
+        backends: a.backends.unwrap_or_else(|| rate::backends(base)),
+        ports_per_nat_ip: service.ports.len(),
+        reuse: service.reuse,
+        loss: a.loss,
+    };
+    let stop = a.check.then(interrupts);
+    let answer = match &stop {
+        Some(stop) => {
+            let flows = a.flows.unwrap_or_else(|| rate::default_check_flows(&q));
+            let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+            rate::check(base, &q, flows, Some(stop), workers)?
+        }
+        None => rate::answer(&q),
+    };
+    if a.json {
+        json(&answer);
+    } else {
+        print!("{}", report::plan_rate(&answer));
+    }
+    match stop {
+        Some(stop) if stop.requested() => Err(Error::Interrupted(
+            "the check's runs that ran to their end are shown".into(),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// `plsim plan merge`: every `plan-point-*.json` of `dirs` into the plan, its theory sized for
+/// `loss`.
+pub fn plan_merge(dirs: &[std::path::PathBuf], as_json: bool, loss: f64) -> Result<()> {
+    let (mut plan, input) = plsim_lab::plan::merge(points::read(Command::Plan, dirs)?)?;
+    plan.size_for(loss);
     if plan.truncated {
         warn(DAMAGED_POINTS);
     }

@@ -14,6 +14,7 @@ use clap::error::ErrorKind;
 use clap::{Args, CommandFactory, Parser, Subcommand};
 use plsim_control::scenario::{Allocator, PortRange, ReuseScope};
 use plsim_engine::{DEFAULT_BATCH, Engine};
+use plsim_lab::theory::{DEFAULT_LOSS, rate};
 use plsim_lab::{path, workload};
 use values::{MAX_POINTS, Values};
 
@@ -44,8 +45,10 @@ enum Command {
     /// Run one workload over many settings; write a CSV and a plot. On a cluster: `--list`
     /// the points, run each with `--point K`, then `sweep merge` their results.
     Sweep(SweepCommand),
-    /// How many NAT IPs (and which timers) a capture needs to lose no flow. On a cluster:
-    /// `--list` the NAT IP counts, replay each with `--point K`, then `plan merge`.
+    /// How many NAT IPs (and which timers) a capture needs to lose no flow, with Erlang B's loss
+    /// beside each count; or, with --rate and --hold, how many a rate of flows needs in theory.
+    /// On a cluster: `--list` the NAT IP counts, replay each with `--point K`, then `plan
+    /// merge`.
     Plan(PlanCommand),
     /// In-memory throughput of the whole path.
     Bench(BenchArgs),
@@ -242,12 +245,16 @@ struct PlanMergeArgs {
     /// Print the plan as JSON.
     #[arg(long)]
     json: bool,
+    /// The most loss the theory sizes for: the fewest NAT IPs whose Erlang B loss is at most P.
+    #[arg(long, value_name = "P", default_value_t = DEFAULT_LOSS, value_parser = rate::parse_loss)]
+    loss: f64,
 }
 
 #[derive(Args)]
 struct PlanArgs {
-    /// The capture (pcap or pcapng; `-`: standard input, with --point).
-    #[arg(required = true)]
+    /// The capture (pcap or pcapng; `-`: standard input, with --point). Without it, --rate and
+    /// --hold.
+    #[arg(required_unless_present = "rate")]
     pcap: Option<PathBuf>,
     /// The scenario file (TOML); the built-in scenario (eight NAT IPs) without it.
     #[arg(long, value_name = "FILE")]
@@ -275,6 +282,39 @@ struct PlanArgs {
     /// Print the plan as JSON.
     #[arg(long)]
     json: bool,
+    /// The most loss the theory sizes for: the fewest NAT IPs whose Erlang B loss is at most P.
+    #[arg(long, value_name = "P", default_value_t = DEFAULT_LOSS, value_parser = rate::parse_loss)]
+    loss: f64,
+    /// Answer from theory alone, with no capture: R new flows per second (with --hold), each
+    /// port scope offered its share (per backend, under per-backend reuse).
+    #[arg(
+        long,
+        value_name = "R",
+        requires = "hold",
+        conflicts_with_all = ["pcap", "list", "point", "out", "pickup"],
+        value_parser = rate::parse_positive
+    )]
+    rate: Option<f64>,
+    /// With --rate: the mean time a flow holds its NAT port, in seconds (its life, then the FIN
+    /// hold).
+    #[arg(long, value_name = "S", requires = "rate", value_parser = rate::parse_positive)]
+    hold: Option<f64>,
+    /// With --rate: the backends the flows spread over evenly (the scenario's by default).
+    #[arg(
+        long,
+        value_name = "N",
+        requires = "rate",
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    backends: Option<u32>,
+    /// With --rate: run the matching Poisson workload through the path at each NAT IP count up
+    /// to the answer, and print its loss beside the theory's.
+    #[arg(long, requires = "rate")]
+    check: bool,
+    /// With --check: flows each run starts (100,000, or a hundred times the offered load in
+    /// erlangs when that is more).
+    #[arg(long, value_name = "N", requires = "check", value_parser = clap::value_parser!(u64).range(1..))]
+    flows: Option<u64>,
 }
 
 #[derive(Args)]
@@ -454,7 +494,7 @@ fn run(cli: Cli) -> plsim_lab::Result<()> {
         Command::Plan(PlanCommand {
             merge: Some(PlanMerge::Merge(m)),
             ..
-        }) => commands::plan_merge(&m.dirs, m.json),
+        }) => commands::plan_merge(&m.dirs, m.json, m.loss),
         Command::Plan(a) => commands::plan(a.args),
         Command::Bench(a) => commands::bench(a),
         Command::Scenario(ScenarioCommand::Default) => {

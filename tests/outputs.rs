@@ -459,7 +459,8 @@ fn plan_and_sweep_say_a_capture_is_damaged() {
             .next(),
         Some(
             "nat_ips,allocator,ports,idle,fin_hold,load,flows,snat_failures,failure_rate,\
-             peak_ports_in_use,peak_ports_busy,peak_flows,packets,dropped"
+             peak_ports_in_use,peak_ports_busy,peak_flows,packets,dropped,reuses,hazards,\
+             gap_min_s,gap_p50_s"
         )
     );
 }

@@ -391,7 +391,10 @@ fn every_kind_of_report_renders_in_a_real_browser_and_agrees_with_its_json() {
         &d,
         "plan",
         &read_json(&d.join("plan.json")),
-        &["SNAT failures by NAT IP count"],
+        &[
+            "SNAT failures by NAT IP count",
+            "Share of flows lost against NAT IPs",
+        ],
     );
 }
 

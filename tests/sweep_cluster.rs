@@ -261,6 +261,15 @@ fn a_plan_from_its_counts_run_apart_is_the_one_machine_plan() {
         let n = run["nat_ips"].as_u64().unwrap() as usize;
         assert_eq!(&merged["runs"][n - 1], run);
     }
+    // The theory beside it: what the replay at eight measured, the same Erlang B; the merge
+    // has every count's replay beside it.
+    let (mt, at) = (&merged["theory"], &alone["theory"]);
+    assert_eq!(mt["offered"], at["offered"]);
+    assert_eq!(mt["offered"]["flows"], 3000);
+    for n in 0..8 {
+        assert_eq!(mt["counts"][n]["erlang_b"], at["counts"][n]["erlang_b"]);
+        assert!(mt["counts"][n]["replay_loss"].is_f64(), "{mt}");
+    }
     // A count missing: refused, naming it.
     std::fs::remove_file(pts.join("plan-point-4.json")).unwrap();
     let m = plsim(&["plan", "merge", pts.to_str().unwrap()]);

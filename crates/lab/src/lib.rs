@@ -35,6 +35,7 @@ pub mod stop;
 pub mod summary;
 pub mod sweep;
 pub mod tcp;
+pub mod theory;
 pub mod workload;
 
 pub use error::{Error, Result};

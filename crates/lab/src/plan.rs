@@ -1,5 +1,7 @@
 //! The fewest NAT IPs with which a capture loses no flow to port exhaustion (`plsim plan`): a
-//! bisection over replays, since fewer NAT IPs never lose fewer flows.
+//! bisection over replays, since fewer NAT IPs never lose fewer flows; and beside it, the
+//! theory's loss at every count for what the capture offered (see [`crate::theory`]), which the
+//! replay at the most NAT IPs measures as it reads the capture.
 
 use std::path::{Path, PathBuf};
 
@@ -13,6 +15,8 @@ use crate::points::{self, Command, PointFile, Ran};
 use crate::replay::PacketSource;
 use crate::run::{self, RunSpec};
 use crate::summary::Summary;
+use crate::theory::beside::{Beside, Offered, Replayed};
+use crate::theory::measure::{Census, Observed};
 use crate::{Error, Result};
 
 /// What `plsim plan` found.
@@ -55,9 +59,21 @@ pub struct Plan {
     /// The capture's reader's warning, when `truncated`, as `replay` gives it.
     #[serde(skip)]
     pub warning: Option<String>,
+    /// Erlang B at every count for what the capture offered, beside the replays' loss (none
+    /// when the replay at the most NAT IPs did not run to its end, or the capture opened no
+    /// flow over any time).
+    pub theory: Option<Beside>,
 }
 
 impl Plan {
+    /// Sizes the theory for a loss of at most `loss` (the default is
+    /// [`DEFAULT_LOSS`](crate::theory::DEFAULT_LOSS)).
+    pub fn size_for(&mut self, loss: f64) {
+        if let Some(t) = &mut self.theory {
+            t.size_for(loss);
+        }
+    }
+
     /// Ok when every replay ran to its end; the interrupt, saying how many did, when not.
     pub fn check_whole(&self) -> Result<()> {
         if !self.interrupted {
@@ -79,6 +95,9 @@ pub struct PlanRun {
     pub flows: u64,
     /// SYNs refused for want of a port.
     pub snat_failures: u64,
+    /// Of them, refused while another NAT IP had a free port: the allocator gave up first.
+    #[serde(default)]
+    pub snat_failures_gave_up: u64,
 }
 
 /// What one replay, with one count of NAT IPs, found: enough to answer when it is the answer.
@@ -107,6 +126,7 @@ impl PlanPoint {
                 nat_ips: n,
                 flows: s.flows.created,
                 snat_failures: s.flows.snat_failures,
+                snat_failures_gave_up: s.flows.snat_failures_gave_up,
             },
             peak_concurrent_flows: s.flows.active_peak,
             peak_ports_per_nat_ip: busiest.map_or(0, |n| n.ports_busy_peak),
@@ -123,16 +143,28 @@ fn planned(base: &Scenario) -> Result<&plsim_control::scenario::Service> {
         .ok_or_else(|| Error::Input("the scenario has no service".into()))
 }
 
-/// Replays the capture `open` gives with `n` NAT IPs for every service: what it found
-/// (`None` when stopped before its end; marked `truncated` when the capture is damaged), and
-/// the capture's warning, if any (see [`PacketSource::warning`]).
+/// What one replay of a plan gave.
+pub struct Replay {
+    /// What it found (`None` when stopped before its end; marked `truncated` when the capture
+    /// is damaged).
+    pub point: Option<PlanPoint>,
+    /// With `measure`: what the capture offered (`None` too when it opened no flow over any
+    /// time).
+    pub offered: Option<Offered>,
+    /// The capture's warning, if any (see [`PacketSource::warning`]).
+    pub warning: Option<String>,
+}
+
+/// Replays the capture `open` gives with `n` NAT IPs for every service; with `measure`, a
+/// [`Census`] of the planned service's timers sees its packets on the way.
 pub fn run_point<S: PacketSource>(
     base: &Scenario,
     pickup: bool,
     stop: Option<&crate::stop::Stop>,
     n: usize,
+    measure: bool,
     open: impl FnOnce() -> Result<S>,
-) -> Result<(Option<PlanPoint>, Option<String>)> {
+) -> Result<Replay> {
     let mut s = base.clone();
     for svc in &mut s.services {
         svc.nat_ips.truncate(n);
@@ -142,12 +174,25 @@ pub fn run_point<S: PacketSource>(
         stop,
         ..RunSpec::new(&s)
     };
-    let mut source = open()?;
-    let (out, _) = run::run(&mut source, &spec, NoTaps)?;
+    let service = planned(base)?;
+    let mut census = Census::new(service.timers, pickup);
+    let mut source = Observed::new(open()?, &mut census);
+    let (out, _) = if measure {
+        run::run(&mut source, &spec, NoTaps)?
+    } else {
+        run::run(source.inner_mut(), &spec, NoTaps)?
+    };
     let warning = source.warning().map(str::to_owned);
-    let point =
-        (!out.summary.interrupted).then(|| PlanPoint::of(n, &out.summary, warning.is_some()));
-    Ok((point, warning))
+    let summary = &out.summary;
+    let point = (!summary.interrupted).then(|| PlanPoint::of(n, summary, warning.is_some()));
+    let offered = (measure && point.is_some())
+        .then(|| Offered::of(summary, census.finish(), service.reuse, service.allocator))
+        .flatten();
+    Ok(Replay {
+        point,
+        offered,
+        warning,
+    })
 }
 
 /// Plans the NAT IPs of the first service of `base` for the capture `open` reads (it is
@@ -163,11 +208,14 @@ pub fn plan<S: PacketSource>(
     let mut runs: Vec<PlanRun> = Vec::new();
     // Every replay reads the same capture: its first warning says what they all found.
     let mut warning: Option<String> = None;
+    let mut offered = None;
+    // The first replay, at the most NAT IPs, measures what the capture offers.
     let mut run_with = |n: usize| -> Result<Option<PlanPoint>> {
-        let (p, w) = run_point(base, pickup, stop, n, &mut open)?;
-        runs.extend(p.map(|p| p.run));
-        warning = warning.take().or(w);
-        Ok(p)
+        let r = run_point(base, pickup, stop, n, n == available, &mut open)?;
+        runs.extend(r.point.map(|p| p.run));
+        warning = warning.take().or(r.warning);
+        offered = offered.take().or(r.offered);
+        Ok(r.point)
     };
     let mut interrupted = false;
     let (needed, enough, at) = match run_with(available)? {
@@ -196,7 +244,7 @@ pub fn plan<S: PacketSource>(
     };
     // The bisection never runs a count twice.
     runs.sort_by_key(|r| r.nat_ips);
-    let mut plan = assemble(base, needed, enough, at, runs, interrupted);
+    let mut plan = assemble(base, needed, enough, at, runs, interrupted, offered);
     plan.truncated = warning.is_some();
     plan.warning = warning;
     Ok(plan)
@@ -210,8 +258,23 @@ fn assemble(
     at: Option<PlanPoint>,
     runs: Vec<PlanRun>,
     interrupted: bool,
+    offered: Option<Offered>,
 ) -> Plan {
     let service = planned(base).expect("checked before any replay");
+    let replays: Vec<Replayed> = runs
+        .iter()
+        .map(|r| (r.nat_ips, r.flows, r.snat_failures, r.snat_failures_gave_up))
+        .collect();
+    let theory = offered.map(|o| {
+        Beside::new(
+            o,
+            u64::from(service.ports.len()),
+            service.nat_ips.len(),
+            &replays,
+            crate::theory::DEFAULT_LOSS,
+            service.allocator,
+        )
+    });
     let ports = service.ports.len();
     let (peak, total, flows, failures) = match at {
         Some(a) => (
@@ -244,6 +307,7 @@ fn assemble(
         // Said by the callers, who know the capture.
         truncated: false,
         warning: None,
+        theory,
     }
 }
 
@@ -256,6 +320,9 @@ pub struct PointResult {
     pub scenario: String,
     /// The replay.
     pub point: PlanPoint,
+    /// At the most NAT IPs: what the capture offered (see [`Offered`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offered: Option<Offered>,
 }
 
 /// Runs point `index` of a plan alone (`index + 1` NAT IPs) on the capture `pcap` (a file or
@@ -271,7 +338,12 @@ pub fn run_one(
     let available = planned(base)?.nat_ips.len();
     points::check_index(Command::Plan, index, available)?;
     let hash = InputHash::default();
-    let (point, warning) = run_point(base, pickup, stop, index + 1, || hash.open(pcap))?;
+    let measure = index + 1 == available;
+    let Replay {
+        point,
+        offered,
+        warning,
+    } = run_point(base, pickup, stop, index + 1, measure, || hash.open(pcap))?;
     let Some(point) = point else {
         return Ok(Ran {
             result: None,
@@ -290,7 +362,11 @@ pub fn run_one(
             index,
             points: available,
             input: points::input_name(pcap),
-            result: PointResult { scenario, point },
+            result: PointResult {
+                scenario,
+                point,
+                offered,
+            },
         }),
         warning,
     })
@@ -332,6 +408,7 @@ pub fn merge(files: Vec<(PathBuf, PointFile<PointResult>)>) -> Result<(Plan, Str
         }
     })?;
     let points: Vec<PlanPoint> = merged.results.iter().map(|r| r.point).collect();
+    let offered = merged.results.last().and_then(|r| r.offered.clone());
     let top = *points.last().expect("a merge has every point");
     // Fewer NAT IPs never lose fewer flows: the answer is the fewest that lose none.
     let needed = (top.run.snat_failures == 0)
@@ -345,6 +422,7 @@ pub fn merge(files: Vec<(PathBuf, PointFile<PointResult>)>) -> Result<(Plan, Str
         Some(needed.unwrap_or(top)),
         points.iter().map(|p| p.run).collect(),
         false,
+        offered,
     );
     plan.truncated = points.iter().any(|p| p.truncated);
     Ok((plan, merged.input))

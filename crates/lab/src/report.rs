@@ -8,6 +8,8 @@ use crate::bench::BenchReport;
 use crate::inspect::Report;
 use crate::plan::Plan;
 use crate::summary::Summary;
+use crate::theory::beside::{Beside, sig};
+use crate::theory::rate::Answer;
 
 /// `writeln!` into a `String`, which can't fail.
 macro_rules! wl {
@@ -267,6 +269,152 @@ pub fn plan(input: &str, plan: &Plan) -> String {
             r.nat_ips,
             r.flows,
             r.snat_failures
+        );
+    }
+    match &plan.theory {
+        Some(t) => theory(&mut o, t),
+        None => wl!(
+            o,
+            "  theory: none (the replay at the most NAT IPs did not run to its end, or the \
+             capture opened no flow over any time)"
+        ),
+    }
+    o
+}
+
+/// A share of flows lost: six decimals, or three significant digits below one in a million
+/// (none at all: 0).
+fn loss(x: f64) -> String {
+    if x == 0.0 {
+        "0".to_owned()
+    } else if x < 1e-6 {
+        format!("{x:.2e}")
+    } else {
+        format!("{x:.6}")
+    }
+}
+
+/// The fewest NAT IPs for a loss target, in words.
+fn sized(target: f64, n: Option<usize>) -> String {
+    match n {
+        Some(n) => format!(
+            "at most {} of flows lost with {n} NAT IP{}",
+            sig(target),
+            if n == 1 { "" } else { "s" }
+        ),
+        None => format!(
+            "more than {} of flows lost even with 8 NAT IPs",
+            sig(target)
+        ),
+    }
+}
+
+/// The theory beside a plan: what the capture offered, Erlang B beside each count's replay,
+/// and why they part where they do.
+fn theory(o: &mut String, t: &Beside) {
+    let off = &t.offered;
+    let m = &off.measure;
+    wl!(
+        o,
+        "  offered: {} flows over {} s ({} a second), each holding its port {} s on average: {} erlangs",
+        off.flows,
+        sig(m.span_s),
+        sig(off.rate_per_s),
+        sig(off.hold_s),
+        sig(off.load_erlangs)
+    );
+    match off.scopes.as_slice() {
+        [one] if one.scope == "all" => wl!(o, "  port scopes: one, every flow's (per-ip)"),
+        scopes => wl!(
+            o,
+            "  port scopes: {} backends, the busiest offered {:.1}% of the flows ({} erlangs)",
+            scopes.len(),
+            100.0 * off.busiest_scope_share,
+            sig(scopes.iter().map(|s| s.load_erlangs).fold(0.0, f64::max))
+        ),
+    }
+    if let Some(d) = m.dispersion {
+        wl!(
+            o,
+            "  arrivals: index of dispersion {} over {} s windows (1 for Poisson); {} consumer hosts, the busiest {:.1}% of the flows",
+            sig(d.index),
+            sig(d.window_s),
+            m.hosts,
+            100.0 * m.busiest_host_share
+        );
+    }
+    wl!(o, "  NAT IPs      ports   replay loss     Erlang B");
+    for c in &t.counts {
+        wl!(
+            o,
+            "  {:>7} {:>10} {:>13} {:>12}{}",
+            c.nat_ips,
+            c.ports,
+            c.replay_loss.map_or("-".to_owned(), loss),
+            loss(c.erlang_b),
+            if c.parts { "   they part" } else { "" }
+        );
+    }
+    wl!(o, "  theory: {}", sized(t.loss_target, t.nat_ips_for_loss));
+    for r in &t.reasons {
+        wl!(o, "  where they part: {r}");
+    }
+}
+
+/// `plsim plan --rate R --hold S` (and `--check`).
+pub fn plan_rate(a: &Answer) -> String {
+    let mut o = String::new();
+    let scopes = match a.reuse {
+        plsim_snat::ReuseScope::PerBackend => format!(
+            "per-backend: {} backends, {} erlangs each",
+            a.backends,
+            sig(a.load_erlangs / f64::from(a.backends.max(1)))
+        ),
+        plsim_snat::ReuseScope::PerIp => "per-ip: one scope".to_owned(),
+    };
+    wl!(
+        o,
+        "{} flows a second holding their ports {} s: {} erlangs ({scopes}), {} ports per NAT IP",
+        sig(a.rate_per_s),
+        sig(a.hold_s),
+        sig(a.load_erlangs),
+        a.ports_per_nat_ip
+    );
+    let checked = a.counts.iter().any(|c| c.simulated.is_some());
+    wl!(
+        o,
+        "  NAT IPs      ports     Erlang B{}",
+        if checked {
+            "    simulated  (flows, SNAT failures)"
+        } else {
+            ""
+        }
+    );
+    for c in &a.counts {
+        let sim = c.simulated.map_or(String::new(), |s| {
+            format!(" {:>12}  ({}, {})", loss(s.loss), s.flows, s.snat_failures)
+        });
+        wl!(
+            o,
+            "  {:>7} {:>10} {:>12}{sim}",
+            c.nat_ips,
+            c.ports,
+            loss(c.erlang_b)
+        );
+    }
+    wl!(o, "  {}", sized(a.loss_target, a.nat_ips_needed));
+    if let Some(c) = &a.check {
+        let m = &c.measured;
+        wl!(
+            o,
+            "  checked: {} Poisson flows a run, lives {}, FIN hold {} s, {} data packets a flow, {} hosts; as run: {} flows a second, each holding its port {} s",
+            c.flows,
+            c.durations,
+            sig(c.fin_hold_s),
+            c.packets_per_flow,
+            c.hosts,
+            sig(m.flows as f64 / m.span_s.max(f64::MIN_POSITIVE)),
+            sig(m.hold_s)
         );
     }
     o

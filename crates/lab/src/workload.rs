@@ -27,7 +27,8 @@ pub struct Overrides {
     /// Flow durations: fixed:S, exp:MEAN, lognormal:MU,SIGMA or pareto:SCALE,SHAPE (seconds).
     #[cfg_attr(feature = "cli", arg(long = "durations", value_name = "DIST"))]
     pub flow_duration: Option<FlowDuration>,
-    /// How flows end: fin, rst or idle.
+    /// How flows end: fin (the client's FIN first), server-fin (the server's first: it keeps
+    /// TIME_WAIT), rst or idle.
     #[cfg_attr(feature = "cli", arg(long, value_name = "HOW"))]
     pub close: Option<Close>,
     /// Consumer hosts behind the endpoint.
@@ -114,6 +115,7 @@ pub fn describe(specs: &[(usize, WorkloadSpec, SimTime)]) -> String {
             };
             let close = match p.close {
                 Close::Fin => "closed by FIN",
+                Close::ServerFin => "closed by FIN, the server's first",
                 Close::Rst => "closed by RST",
                 Close::Idle => "left idle to expire",
             };

@@ -110,6 +110,7 @@ pub use config::{
 pub use part::{Gone, SnatFlow, SnatKey};
 pub use reuse::{DEFAULT_REUSE_HORIZON, Reuse, ReuseLog, ReuseTracking};
 pub use stats::{NatIpStats, Stats};
+pub use tcp::FlowState;
 #[cfg(test)]
 pub(crate) use tcp::TcpState;
 

@@ -139,8 +139,13 @@ impl Timeouts {
     /// When flow `f` ends (its port is freed): its last packet plus its state's timeout.
     #[inline]
     pub(crate) fn deadline(&self, f: &Flow) -> u64 {
-        let s = f.state;
-        let d = if s & RST != 0 {
+        f.last.saturating_add(self.of(f.state))
+    }
+
+    /// The timeout of state `s`: how long after its last packet its port is freed.
+    #[inline]
+    fn of(&self, s: u8) -> u64 {
+        if s & RST != 0 {
             self.rst_hold
         } else if s & FIN_BOTH == FIN_BOTH {
             self.fin_hold
@@ -148,7 +153,37 @@ impl Timeouts {
             self.idle
         } else {
             self.transitory
-        };
-        f.last.saturating_add(d)
+        }
+    }
+}
+
+/// A flow's TCP state as the engine follows it, for a tool that follows a capture's flows as
+/// the engine would without translating them (`plsim plan` measures how long flows hold their
+/// ports with it): the engine's own transitions and timers, none of its ports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FlowState(u8);
+
+impl FlowState {
+    /// A flow the consumer's SYN opened.
+    pub const OPENED: FlowState = FlowState(OPENED);
+    /// A flow picked up mid-stream: taken as established.
+    pub const PICKED_UP: FlowState = FlowState(PLAIN_EST);
+
+    /// The state after a packet going `dir` (forward: from the consumer) with TCP `flags`, or
+    /// `None` when it changes nothing. A closed flow ignores everything but a consumer's SYN
+    /// (without ACK or RST), which reopens it as [`FlowState::OPENED`] on the same port.
+    pub fn next(self, dir: Dir, flags: u8) -> Option<FlowState> {
+        next(self.0, dir, flags).map(FlowState)
+    }
+
+    /// Both sides sent a FIN or a RST was seen: the port is held.
+    pub fn closed(self) -> bool {
+        closed(self.0)
+    }
+
+    /// How long after the flow's last packet its port is freed in this state: the FIN or RST
+    /// hold once closed, else the idle timeout when established, the transitory one otherwise.
+    pub fn timeout(self, timers: &Timers) -> std::time::Duration {
+        std::time::Duration::from_nanos(Timeouts::new(timers).of(self.0))
     }
 }

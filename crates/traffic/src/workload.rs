@@ -54,7 +54,9 @@
 //!   `bytes % packets` carry one byte more); a packet with no payload is a pure ACK;
 //! * the close at `t0 + duration` (later if the packets need more time: the handshake and `h` per
 //!   pair): [`Close::Fin`] sends FIN-ACK from the client, FIN-ACK from the server `h` later and
-//!   the client's last ACK `h` after that; [`Close::Rst`] sends one RST-ACK from the client;
+//!   the client's last ACK `h` after that; [`Close::ServerFin`] the same with the roles
+//!   swapped (the server's FIN-ACK first, so the server keeps the 4-tuple in TIME_WAIT);
+//!   [`Close::Rst`] sends one RST-ACK from the client;
 //!   [`Close::Idle`] sends nothing (the flow just goes quiet after its last data packet).
 //!
 //! Sequence and acknowledgement numbers are those a real TCP stack would send: random initial

@@ -163,7 +163,7 @@ fn same_seed_same_packets_other_seed_other_packets() {
 
 #[test]
 fn every_packet_classifies_with_valid_checksums_and_consistent_tcp() {
-    for close in [Close::Fin, Close::Rst, Close::Idle] {
+    for close in [Close::Fin, Close::ServerFin, Close::Rst, Close::Idle] {
         let s = WorkloadSpec::from(Profile {
             hosts: 3,
             packets_per_flow: 5,
@@ -199,7 +199,7 @@ fn every_packet_classifies_with_valid_checksums_and_consistent_tcp() {
 #[test]
 fn one_flow_exactly() {
     let (a, p, f, r) = (TcpFlags::ACK, TcpFlags::PSH, TcpFlags::FIN, TcpFlags::RST);
-    for close in [Close::Fin, Close::Rst, Close::Idle] {
+    for close in [Close::Fin, Close::ServerFin, Close::Rst, Close::Idle] {
         let s = WorkloadSpec {
             client_base: Ipv4Addr::new(10, 0, 1, 7),
             server: SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 4), 8443),
@@ -233,6 +233,11 @@ fn one_flow_exactly() {
                 (S, true, f | a, 0),
                 (S + 5 * MS, false, f | a, 0),
                 (S + 10 * MS, true, a, 0),
+            ]),
+            Close::ServerFin => want.extend([
+                (S, false, f | a, 0),
+                (S + 5 * MS, true, f | a, 0),
+                (S + 10 * MS, false, a, 0),
             ]),
             Close::Rst => want.push((S, true, r | a, 0)),
             Close::Idle => {}
@@ -408,6 +413,8 @@ fn parsers_accept_the_flag_forms() {
         })
     );
     assert_eq!("fin".parse::<Close>(), Ok(Close::Fin));
+    assert_eq!("server-fin".parse::<Close>(), Ok(Close::ServerFin));
+    assert_eq!(Close::ServerFin.to_string(), "server-fin");
     assert_eq!("RST".parse::<Close>(), Ok(Close::Rst));
     assert_eq!("idle".parse::<Close>(), Ok(Close::Idle));
     assert_eq!(
@@ -495,7 +502,7 @@ fn parsers_reject_bad_forms_with_a_message() {
     );
     assert_eq!(
         "fin2".parse::<Close>().unwrap_err().to_string(),
-        "bad close `fin2`: expected fin, rst or idle"
+        "bad close `fin2`: expected fin, server-fin, rst or idle"
     );
 }
 

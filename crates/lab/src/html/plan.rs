@@ -33,7 +33,9 @@ pub fn plan(meta: &RunMeta, plan: &Value) -> String {
         ]);
     }
     p.raw(&table(plan, "head", &head));
-    p.raw(&leaf_table(plan, "", &|ptr| !ptr.starts_with("/runs")));
+    p.raw(&leaf_table(plan, "", &|ptr| {
+        !ptr.starts_with("/runs") && !ptr.starts_with("/theory/counts")
+    }));
 
     p.section("Each NAT IP count's replay");
     let n = len(plan, "/runs");
@@ -78,5 +80,60 @@ pub fn plan(meta: &RunMeta, plan: &Value) -> String {
             ),
         ));
     }
+    theory(&mut p, plan);
     p.finish(&title)
+}
+
+/// The theory beside the replays, where the plan has it: each NAT IP count's Erlang B loss for
+/// the load the capture offered, beside the replay's loss, and the plot of both.
+fn theory(p: &mut Page, plan: &Value) {
+    let n = len(plan, "/theory/counts");
+    if n == 0 {
+        return;
+    }
+    p.section("Theory beside the replays: Erlang B");
+    p.text(
+        "note",
+        "Each NAT IP count's share of flows lost by Erlang B, for the load the capture offered \
+         (its rate of new flows times the mean time a flow holds its port, per port scope), \
+         beside the replay's loss where that count was replayed; parts says where the two \
+         differ by more than the theory explains.",
+    );
+    p.raw(&objects(
+        plan,
+        "/theory/counts",
+        &(0..n).collect::<Vec<_>>(),
+        &["nat_ips", "ports", "replay_loss", "erlang_b", "parts"],
+        &|_| false,
+    ));
+    let counts = plan
+        .pointer("/theory/counts")
+        .and_then(Value::as_array)
+        .map_or(&[][..], Vec::as_slice);
+    let line = |key: &str| -> Vec<(f64, f64)> {
+        counts
+            .iter()
+            .filter_map(|c| Some((c.get("nat_ips")?.as_f64()?, c.get(key)?.as_f64()?)))
+            .collect()
+    };
+    p.raw(&format!(
+        "<div class=\"plots\">{}</div>",
+        svg::lines(
+            "Share of flows lost against NAT IPs",
+            "NAT IPs",
+            "loss",
+            &[
+                Line {
+                    label: "replay".into(),
+                    points: line("replay_loss"),
+                    dashed: false,
+                },
+                Line {
+                    label: "Erlang B".into(),
+                    points: line("erlang_b"),
+                    dashed: true,
+                },
+            ]
+        ),
+    ));
 }

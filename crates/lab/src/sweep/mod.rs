@@ -1,7 +1,7 @@
 //! One input over a grid of settings, one run per point (`plsim sweep`): the grid, the runs
 //! (in parallel, one per core, or one point alone for a cluster: see [`points`]), and what
-//! they give: one row per point, a CSV and a plot of the SNAT failure rate and the peak port
-//! use against the settings.
+//! they give: one row per point, a CSV and a plot of the SNAT failure rate, the peak port use
+//! and the TIME_WAIT hazards of port reuse against the settings.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;

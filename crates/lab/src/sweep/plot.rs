@@ -9,7 +9,8 @@ use crate::plot::{Line, Panel};
 
 /// The plot of a sweep (`stem.svg`, `stem.png`): x is the first setting that varies (its
 /// value, or its index when not a number), one line per combination of the other settings;
-/// the SNAT failure rate above, the peak of busy ports below.
+/// the SNAT failure rate above, the peak of busy ports below it, and the port reuses within
+/// the backends' TIME_WAIT (hazards) at the bottom: ports gained against hazards.
 pub fn plot(stem: &Path, title: &str, rows: &[Row]) -> Result<()> {
     let cols: Vec<[String; 6]> = rows.iter().map(|r| cells(&r.point)).collect();
     let Some(first) = cols.first() else {
@@ -80,6 +81,10 @@ pub fn plot(stem: &Path, title: &str, rows: &[Row]) -> Result<()> {
         Panel {
             y_label: "peak ports busy: in use or held (busiest NAT IP)".into(),
             lines: lines(&|r| r.peak_ports_busy as f64),
+        },
+        Panel {
+            y_label: "hazards: reuses within TIME_WAIT".into(),
+            lines: lines(&|r| r.hazards as f64),
         },
     ];
     crate::plot::write(stem, title, &x_label, &panels)

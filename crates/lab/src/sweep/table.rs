@@ -27,6 +27,19 @@ pub struct Row {
     pub packets: u64,
     /// Packets dropped.
     pub dropped: u64,
+    /// New flows on a (NAT IP, NAT port, backend address, backend port) an earlier flow used
+    /// (the summary's `reuse`).
+    #[serde(default)]
+    pub reuses: u64,
+    /// Of them, within the backends' TIME_WAIT (60 s) of a close the backend began.
+    #[serde(default)]
+    pub hazards: u64,
+    /// The shortest gap from a close to a reuse, in seconds (none without reuses).
+    #[serde(default)]
+    pub gap_min_s: Option<f64>,
+    /// The median gap, in seconds (none without reuses).
+    #[serde(default)]
+    pub gap_p50_s: Option<f64>,
     /// The capture was cut short or damaged after its first packet, and read up to there
     /// (left out when not: a whole capture's results are as they always were). Not a column
     /// of the CSV: every point of a sweep reads the same capture, so it would say one thing
@@ -41,6 +54,8 @@ impl Row {
         let attempts = s.flows.created + s.flows.snat_failures;
         let peak =
             |f: fn(&crate::summary::NatIp) -> u64| s.nat_ips.iter().map(f).max().unwrap_or(0);
+        let reuse = s.reuse.map(|r| r.counts).unwrap_or_default();
+        let secs = |d: Option<std::time::Duration>| d.map(|d| d.as_secs_f64());
         Row {
             point,
             flows: s.flows.created,
@@ -55,6 +70,10 @@ impl Row {
             peak_flows: s.flows.active_peak,
             packets: s.input.packets,
             dropped: s.packets.dropped.total(),
+            reuses: reuse.reuses,
+            hazards: reuse.hazards,
+            gap_min_s: secs(reuse.gap_min),
+            gap_p50_s: secs(reuse.gap_p50),
             truncated: s.input.truncated,
         }
     }
@@ -77,13 +96,16 @@ pub(super) fn cells(p: &Point) -> [String; 6] {
     ]
 }
 
-/// The CSV of a sweep's rows.
+/// The CSV of a sweep's rows: the settings, then the results (gaps in seconds to the
+/// microsecond, empty without reuses).
 pub fn csv(rows: &[Row]) -> String {
     let mut s = COLUMNS.join(",")
-        + ",flows,snat_failures,failure_rate,peak_ports_in_use,peak_ports_busy,peak_flows,packets,dropped\n";
+        + ",flows,snat_failures,failure_rate,peak_ports_in_use,peak_ports_busy,peak_flows,packets,dropped\
+           ,reuses,hazards,gap_min_s,gap_p50_s\n";
+    let gap = |g: Option<f64>| g.map_or(String::new(), |g| format!("{g:.6}"));
     for r in rows {
         s += &format!(
-            "{},{},{},{:.6},{},{},{},{},{}\n",
+            "{},{},{},{:.6},{},{},{},{},{},{},{},{},{}\n",
             cells(&r.point).join(","),
             r.flows,
             r.snat_failures,
@@ -92,7 +114,11 @@ pub fn csv(rows: &[Row]) -> String {
             r.peak_ports_busy,
             r.peak_flows,
             r.packets,
-            r.dropped
+            r.dropped,
+            r.reuses,
+            r.hazards,
+            gap(r.gap_min_s),
+            gap(r.gap_p50_s)
         );
     }
     s
@@ -128,11 +154,15 @@ mod tests {
         assert!((row.failure_rate - 0.2).abs() < 1e-12);
         assert_eq!((row.peak_ports_in_use, row.peak_ports_busy), (40, 40));
         assert_eq!((row.packets, row.dropped), (50, 10));
+        // SYNs alone: no flow closes, so no port is used twice and the gaps are empty.
+        assert_eq!((row.reuses, row.hazards), (0, 0));
+        assert_eq!((row.gap_min_s, row.gap_p50_s), (None, None));
         assert_eq!(
             csv(&[row]),
             "nat_ips,allocator,ports,idle,fin_hold,load,flows,snat_failures,failure_rate,\
-             peak_ports_in_use,peak_ports_busy,peak_flows,packets,dropped\n\
-             1,random:3,1024-1063,,,,40,10,0.200000,40,40,40,50,10\n"
+             peak_ports_in_use,peak_ports_busy,peak_flows,packets,dropped,reuses,hazards,\
+             gap_min_s,gap_p50_s\n\
+             1,random:3,1024-1063,,,,40,10,0.200000,40,40,40,50,10,0,0,,\n"
         );
     }
 }

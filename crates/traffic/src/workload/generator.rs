@@ -396,6 +396,9 @@ impl Workload {
             s => match (shape.close, s - data_end) {
                 (Close::Fin, 0) => (true, TcpFlags::FIN | a, 0, &[]),
                 (Close::Fin, 1) => (false, TcpFlags::FIN | a, 0, &[]),
+                (Close::ServerFin, 0) => (false, TcpFlags::FIN | a, 0, &[]),
+                (Close::ServerFin, 1) => (true, TcpFlags::FIN | a, 0, &[]),
+                (Close::ServerFin, _) => (false, a, 0, &[]),
                 (Close::Rst, 0) => (true, TcpFlags::RST | a, 0, &[]),
                 _ => (true, a, 0, &[]),
             },

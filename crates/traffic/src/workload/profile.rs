@@ -312,7 +312,7 @@ impl FromStr for FlowDuration {
     }
 }
 
-/// How flows end: `fin`, `rst` or `idle`.
+/// How flows end: `fin`, `server-fin`, `rst` or `idle`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 #[cfg_attr(
     feature = "serde",
@@ -320,9 +320,12 @@ impl FromStr for FlowDuration {
     serde(rename_all = "kebab-case")
 )]
 pub enum Close {
-    /// FIN-ACK both ways and a last ACK (`fin`).
+    /// FIN-ACK both ways and a last ACK (`fin`), the client's first.
     #[default]
     Fin,
+    /// FIN-ACK both ways and a last ACK, the server's first (`server-fin`): the server closes
+    /// actively and keeps the 4-tuple in TIME_WAIT.
+    ServerFin,
     /// One RST-ACK from the client (`rst`).
     Rst,
     /// Nothing: the flow goes quiet and is left for the idle timeout (`idle`).
@@ -333,7 +336,7 @@ impl Close {
     /// The number of packets the close takes: 3, 1 or 0.
     pub fn packets(self) -> u32 {
         match self {
-            Close::Fin => 3,
+            Close::Fin | Close::ServerFin => 3,
             Close::Rst => 1,
             Close::Idle => 0,
         }
@@ -344,6 +347,7 @@ impl fmt::Display for Close {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Close::Fin => "fin",
+            Close::ServerFin => "server-fin",
             Close::Rst => "rst",
             Close::Idle => "idle",
         })
@@ -356,12 +360,13 @@ impl FromStr for Close {
     fn from_str(s: &str) -> Result<Close, SpecError> {
         match s.trim().to_ascii_lowercase().as_str() {
             "fin" => Ok(Close::Fin),
+            "server-fin" => Ok(Close::ServerFin),
             "rst" | "reset" => Ok(Close::Rst),
             "idle" | "none" => Ok(Close::Idle),
             _ => Err(SpecError::Syntax {
                 what: "close",
                 input: s.to_string(),
-                expected: "fin, rst or idle",
+                expected: "fin, server-fin, rst or idle",
             }),
         }
     }

@@ -111,7 +111,9 @@ pub fn check(spec: &WorkloadSpec, packets: impl IntoIterator<Item = Packet>) -> 
         assert_eq!(s.packets.len(), steps, "flow {id} is complete");
         assert_eq!(s.payload, spec.profile.bytes_per_flow);
         match spec.profile.close {
-            Close::Fin => assert!(s.packets.iter().any(|p| p.1 & TcpFlags::FIN != 0)),
+            Close::Fin | Close::ServerFin => {
+                assert!(s.packets.iter().any(|p| p.1 & TcpFlags::FIN != 0))
+            }
             Close::Rst | Close::Idle => assert!(s.packets.iter().all(|p| p.1 & TcpFlags::FIN == 0)),
         }
     }
