@@ -157,7 +157,8 @@ pub fn run(meta: &RunMeta, summary: &Value, series: &[Sample], latency: &[(f64, 
     p.section("Latency and speed");
     p.text(
         "note",
-        "Wall-clock time packets spent in the engine: it varies from run to run.",
+        "Wall-clock time packets spent in the engine, in nanoseconds (the plot in \
+         microseconds): it varies from run to run.",
     );
     p.raw(&leaf_row(doc, "/latency_ns", &|_| true));
     p.raw(&leaf_row(doc, "/throughput", &|_| true));
